@@ -1,0 +1,1 @@
+"""Per-project price overrides (see pricing/services.py)."""

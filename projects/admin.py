@@ -1,0 +1,28 @@
+from django.contrib import admin
+
+from projects.models import Environment, IngestKey, Project
+
+
+class EnvironmentInline(admin.TabularInline):
+    model = Environment
+    extra = 0
+
+
+@admin.register(Project)
+class ProjectAdmin(admin.ModelAdmin):
+    list_display = ("slug", "name", "raw_retention_days", "created_at")
+    search_fields = ("slug", "name")
+    inlines = [EnvironmentInline]
+
+
+@admin.register(IngestKey)
+class IngestKeyAdmin(admin.ModelAdmin):
+    list_display = ("prefix", "project", "environment", "scope", "name", "created_at", "last_used_at", "revoked_at")
+    list_filter = ("scope", "project")
+    # The secret is never stored; keys are created with `manage.py create_ingest_key`.
+    readonly_fields = ("key_hash", "prefix", "created_at", "last_used_at")
+    fields = ("project", "environment", "scope", "name", "prefix", "key_hash", "created_at", "last_used_at",
+              "revoked_at")
+
+    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
+        return False
