@@ -145,14 +145,14 @@ class EmbeddedPostgres:
     def url(self, port: int, database: str = PG_DB_NAME) -> str:
         return f"postgres://postgres@127.0.0.1:{port}/{database}"
 
-    def start(self) -> str:
+    def start(self, port_wanted: int | None = None) -> str:
         port = self.running_port()
         if port is None:
             self.pgdata.mkdir(parents=True, exist_ok=True)
             self._prepare_root_user()
             if not (self.pgdata / "PG_VERSION").exists():
                 self._run("initdb", "--auth=trust", "--encoding=utf8", "-U", "postgres", "-D", str(self.pgdata))
-            port = _pick_port("TALLY_PG_PORT", PG_BASE_PORT)
+            port = port_wanted or _pick_port("TALLY_PG_PORT", PG_BASE_PORT)
             opts = f"-h 127.0.0.1 -p {port} -k '' -c max_connections=200"
             if self.fast:
                 opts += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"

@@ -1,6 +1,66 @@
-from django.http import HttpResponse
+from __future__ import annotations
+
+import json
+import zlib
+
+from django.conf import settings
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from core.http import database_unavailable_as_503, json_error
+from ingest.ratelimit import rate_limit_check
+from ingest.schemas import BodyError
+from ingest.services import events_ingest
+from projects.models import IngestKey
+from projects.selectors import key_from_bearer
 
 
-def events_post(request):  # type: ignore[no-untyped-def]
-    return HttpResponse(status=501)
+class BodyTooLarge(Exception):
+    pass
 
+
+def _read_body(request: HttpRequest, limit: int) -> bytes:
+    """The request body, gunzipped if needed; BodyTooLarge past `limit` bytes either way."""
+    declared = request.META.get("CONTENT_LENGTH")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    raw = request.read(limit + 1)
+    if len(raw) > limit:
+        raise BodyTooLarge
+    if request.headers.get("Content-Encoding", "").strip().lower() == "gzip":
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        data = inflater.decompress(raw, limit + 1)
+        if len(data) > limit or inflater.unconsumed_tail:
+            raise BodyTooLarge
+        if not inflater.eof:
+            raise ValueError("truncated gzip body")
+        return data
+    return raw
+
+
+@csrf_exempt
+@require_POST
+@database_unavailable_as_503
+def events_post(request: HttpRequest) -> JsonResponse:
+    """CONTRACT §3: one event or {"events": [...]}; 202 once the accepted ones are committed."""
+    key = key_from_bearer(authorization=request.headers.get("Authorization"), scopes=(IngestKey.Scope.INGEST,))
+    if key is None:
+        return json_error(401, "missing, unknown or revoked ingest key (Authorization: Bearer <key>)")
+    retry_after = rate_limit_check(key_id=key.pk)
+    if retry_after:
+        return json_error(429, "rate limit exceeded for this key", retry_after=retry_after)
+    if request.content_type != "application/json":
+        return json_error(415, "Content-Type must be application/json")
+    try:
+        body = json.loads(_read_body(request, settings.TALLY_INGEST_MAX_BODY_BYTES))
+    except BodyTooLarge:
+        return json_error(413, f"body is over {settings.TALLY_INGEST_MAX_BODY_BYTES} bytes (compressed or not)")
+    except (ValueError, zlib.error) as exc:
+        return json_error(400, f"malformed JSON or gzip: {exc}")
+    try:
+        result = events_ingest(project_id=key.project_id, environment_id=key.environment_id, body=body,
+                               max_batch=settings.TALLY_INGEST_MAX_BATCH)
+    except BodyError as exc:
+        return json_error(400, str(exc))
+    return JsonResponse(result.as_dict(), status=202 if result.accepted + result.duplicates else 400)

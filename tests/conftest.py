@@ -3,7 +3,13 @@ embedded ones (core/embedded.py) unless DATABASE_URL / CELERY_BROKER_URL are set
 
 from __future__ import annotations
 
+import gzip
+import json
+from typing import Any
+
 import pytest
+from django.db import connection
+from django.test import Client
 
 
 @pytest.fixture
@@ -13,3 +19,41 @@ def project(db):  # type: ignore[no-untyped-def]
     project = project_get_or_create(slug="acme")
     environment_get_or_create(project=project, name="prod")
     return project
+
+
+@pytest.fixture
+def ingest_key(db):  # type: ignore[no-untyped-def]
+    """(secret, key) of a fresh ingest key for acme/prod."""
+    from projects.services import ingest_key_create
+
+    created = ingest_key_create(project_slug="acme", environment_name="prod")
+    return created.secret, created.key
+
+
+@pytest.fixture
+def clean_events(transactional_db):  # type: ignore[no-untyped-def]
+    """Transactional tests commit for real; the unmanaged event tables are not flushed by Django."""
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE ingest_event, ingest_eventkey, ingest_dirtyhour")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limiter():  # type: ignore[no-untyped-def]
+    from ingest.ratelimit import rate_limit_reset
+
+    rate_limit_reset()
+    yield
+    rate_limit_reset()
+
+
+def post_events(client: Client, secret: str | None, body: Any, *, gzip_body: bool = False,
+                content_type: str = "application/json", **headers: str):  # type: ignore[no-untyped-def]
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    extra = dict(headers)
+    if secret is not None:
+        extra["HTTP_AUTHORIZATION"] = f"Bearer {secret}"
+    if gzip_body:
+        data = gzip.compress(data)
+        extra["HTTP_CONTENT_ENCODING"] = "gzip"
+    return client.post("/api/v1/events", data=data, content_type=content_type, **extra)

@@ -1,0 +1,162 @@
+"""`make run`: everything Tally needs, in the foreground, until Ctrl-C.
+
+1. embedded PostgreSQL and Redis (unless DATABASE_URL / CELERY_BROKER_URL are set),
+2. migrate; on first start a demo admin (password generated once, kept in the data
+   dir), a demo ingest key (secret kept in the data dir so it can be printed again),
+3. gunicorn, one Celery worker and Celery beat as child processes,
+4. demo data on first start (through the ingest service), then the banner.
+
+Ctrl-C (or SIGTERM) stops the children (SIGTERM, then SIGKILL after a grace period)
+and then the embedded servers this run started.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from core.embedded import ServiceSet, data_dir
+
+GRACE_S = 10
+
+
+def _django_setup() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
+    import django
+
+    django.setup()
+
+
+def _secret_file(path: Path, make) -> str:  # type: ignore[no-untyped-def]
+    if not path.exists():
+        path.write_text(make())
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _prepare(root: Path) -> tuple[str, str, bool]:
+    """Migrate, demo admin and key. Returns (admin password, ingest key, first start)."""
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+
+    call_command("migrate", interactive=False, verbosity=0)
+    password = _secret_file(root / "demo-admin-password", lambda: secrets.token_urlsafe(12))
+    user_model = get_user_model()
+    if not user_model.objects.filter(username="admin").exists():
+        user_model.objects.create_superuser("admin", "admin@localhost", password)
+    key_file = root / "demo-ingest-key"
+    first_start = not key_file.exists()
+    if first_start:
+        from projects.services import ingest_key_create
+
+        created = ingest_key_create(project_slug="demo", environment_name="prod", name="demo key (make run)")
+        _secret_file(key_file, lambda: created.secret)
+    return password, key_file.read_text().strip(), first_start
+
+
+def _children(port: str, root: Path) -> dict[str, subprocess.Popen[bytes]]:
+    py = sys.executable
+    bindir = Path(py).parent
+    commands = {
+        "web": [str(bindir / "gunicorn"), "config.wsgi:application", "--bind", f"127.0.0.1:{port}",
+                "--workers", os.environ.get("WEB_CONCURRENCY", "2"), "--threads", "4",
+                "--access-logfile", "-", "--graceful-timeout", "5"],
+        "worker": [py, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO", "--concurrency", "2"],
+        "beat": [py, "-m", "celery", "-A", "config", "beat", "--loglevel", "INFO",
+                 "--schedule", str(root / "celerybeat-schedule")],
+    }
+    # Own sessions: a terminal's Ctrl-C reaches us, and we stop the children in order.
+    return {name: subprocess.Popen(cmd, start_new_session=True) for name, cmd in commands.items()}  # noqa: S603
+
+
+def _wait_http(port: str, timeout: float) -> bool:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as resp:  # noqa: S310
+                if resp.status == 200:
+                    return True
+        except OSError:
+            time.sleep(0.2)
+    return False
+
+
+def _stop_children(children: dict[str, subprocess.Popen[bytes]]) -> None:
+    for proc in children.values():
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + GRACE_S
+    for proc in children.values():
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def main() -> int:
+    os.environ.setdefault("SECURE_COOKIES", "0")  # plain http on 127.0.0.1
+    port = os.environ.get("TALLY_PORT", "8000")
+    os.environ.setdefault("TALLY_BASE_URL", f"http://127.0.0.1:{port}")
+    root = data_dir()
+    services = ServiceSet()
+    stopping = False
+
+    def on_signal(signum, frame):  # type: ignore[no-untyped-def]
+        nonlocal stopping
+        stopping = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    children: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        print("Starting embedded services (if needed)...", flush=True)
+        services.start()
+        _django_setup()
+        password, ingest_key, first_start = _prepare(root)
+        children = _children(port, root)
+        if not _wait_http(port, 60):
+            print("web server did not come up; see the log above", file=sys.stderr)
+            return 1
+        if first_start:
+            from ingest.demo import demo_seed
+
+            print("Seeding demo data (first start only)...", flush=True)
+            demo_seed(progress=lambda msg: print(msg, flush=True))
+        print(
+            f"\n  Tally is running at http://127.0.0.1:{port}/\n"
+            f"  Login: admin / {password}\n"
+            f"  Demo ingest key (project demo, environment prod): {ingest_key}\n"
+            f"  Send an event:\n"
+            f"    curl -X POST http://127.0.0.1:{port}/api/v1/events -H 'Authorization: Bearer {ingest_key}' \\\n"
+            f"      -H 'Content-Type: application/json' \\\n"
+            f"      -d '{{\"request_id\": \"req_1\", \"model\": \"claude-sonnet-4-6\", \"latency_ms\": 812, "
+            f"\"input_tokens\": 1200, \"output_tokens\": 300}}'\n"
+            f"  Ctrl-C stops everything.\n",
+            flush=True,
+        )
+        while True:
+            for name, proc in children.items():
+                if proc.poll() is not None:
+                    print(f"{name} exited with {proc.returncode}; stopping", file=sys.stderr)
+                    return 1
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        print("\nStopping...", flush=True)
+        return 0
+    finally:
+        _stop_children(children)
+        services.stop()
+        if stopping or children:
+            print("Stopped.", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,296 @@
+"""Validation of ingest bodies (CONTRACT §3), field by field, with errors that name the field.
+
+Hand-written rather than a pydantic model: every event of every batch passes through
+here, the rules are simple and fixed, and the messages must name the contract's field
+names exactly. Unknown fields reject the event (prompt and response text must never
+reach storage, whatever a client sends).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+MAX_TOKENS = 10_000_000
+MAX_LATENCY_MS = 3_600_000
+MAX_FUTURE = timedelta(minutes=5)
+MAX_PAST = timedelta(days=30)
+MAX_METADATA_KEYS = 20
+MAX_METADATA_VALUE = 200
+MAX_METADATA_KEY = 64
+MAX_CLIENT_COST_USD = 1_000_000
+
+# Optional strings: field -> max length. Empty string means "not given".
+_STRINGS = {
+    "error_type": 64,
+    "stop_reason": 64,
+    "feature": 128,
+    "user_id": 256,
+    "service_tier": 32,
+}
+_TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
+_CACHE_CREATION_KEYS = ("ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens")
+
+ALLOWED_FIELDS = frozenset(
+    {
+        "request_id", "model", "timestamp", "latency_ms", "cache_creation", "status", "http_status",
+        "service", "provider", "batch", "time_to_first_token_ms", "cost_usd", "metadata",
+        *_STRINGS, *_TOKEN_FIELDS,
+    }
+)
+
+
+@dataclass(slots=True)
+class FieldError:
+    field: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"field": self.field, "message": self.message}
+
+
+@dataclass(slots=True)
+class ValidEvent:
+    """An event that passed every rule, with defaults applied. Token fields follow Anthropic:
+    `input_tokens` excludes cache tokens; cache writes are split into 5m and 1h."""
+
+    request_id: str
+    model: str
+    timestamp: datetime
+    latency_ms: float
+    input_tokens: int
+    output_tokens: int
+    cache_read_input_tokens: int
+    cache_creation_input_tokens: int
+    cache_write_5m_tokens: int
+    cache_write_1h_tokens: int
+    status: str
+    error_type: str
+    http_status: int | None
+    stop_reason: str
+    service: str
+    feature: str
+    user_id: str
+    provider: str
+    batch: bool
+    service_tier: str
+    time_to_first_token_ms: float | None
+    client_cost_usd: float | None
+    metadata: dict[str, str] | None
+
+
+def _is_number(value: Any) -> bool:
+    return (isinstance(value, int | float) and not isinstance(value, bool)) and math.isfinite(value)
+
+
+def _string(raw: dict[str, Any], name: str, errors: list[FieldError], *, max_len: int, required: bool = False,
+            default: str = "") -> str:
+    value = raw.get(name)
+    if value is None:
+        if required:
+            errors.append(FieldError(name, "is required"))
+        return default
+    if not isinstance(value, str):
+        errors.append(FieldError(name, "must be a string"))
+        return default
+    if required and not value:
+        errors.append(FieldError(name, f"must be 1..{max_len} characters"))
+        return default
+    if len(value) > max_len:
+        errors.append(FieldError(name, f"must be at most {max_len} characters"))
+        return default
+    if "\x00" in value:
+        errors.append(FieldError(name, "must not contain NUL characters"))
+        return default
+    return value
+
+
+def _tokens(raw: dict[str, Any], name: str, errors: list[FieldError], *, parent: str = "") -> int:
+    value = raw.get(name)
+    label = f"{parent}.{name}" if parent else name
+    if value is None:
+        return 0
+    if not isinstance(value, int) or isinstance(value, bool):
+        errors.append(FieldError(label, "must be an integer"))
+        return 0
+    if not 0 <= value <= MAX_TOKENS:
+        errors.append(FieldError(label, f"must be between 0 and {MAX_TOKENS:,}"))
+        return 0
+    return value
+
+
+def _number(raw: dict[str, Any], name: str, errors: list[FieldError], *, maximum: float,
+            required: bool = False) -> float | None:
+    value = raw.get(name)
+    if value is None:
+        if required:
+            errors.append(FieldError(name, "is required"))
+        return None
+    if not _is_number(value):
+        errors.append(FieldError(name, "must be a number"))
+        return None
+    if not 0 <= value <= maximum:
+        errors.append(FieldError(name, f"must be between 0 and {maximum:,}"))
+        return None
+    return float(value)
+
+
+def _timestamp(raw: dict[str, Any], errors: list[FieldError], now: datetime) -> datetime:
+    value = raw.get("timestamp")
+    if value is None:
+        return now
+    if not isinstance(value, str):
+        errors.append(FieldError("timestamp", "must be an RFC 3339 string with offset"))
+        return now
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        errors.append(FieldError("timestamp", "is not a valid RFC 3339 date-time"))
+        return now
+    if parsed.tzinfo is None or "T" not in value.upper():
+        errors.append(FieldError("timestamp", "must include a time and a UTC offset, e.g. 2026-11-24T19:00:00Z"))
+        return now
+    if parsed > now + MAX_FUTURE:
+        errors.append(FieldError("timestamp", "is more than 5 minutes in the future"))
+    elif parsed < now - MAX_PAST:
+        errors.append(FieldError("timestamp", "is more than 30 days in the past"))
+    return parsed
+
+
+def _cache_split(raw: dict[str, Any], total: int, errors: list[FieldError]) -> tuple[int, int, int]:
+    """(total, 5m, 1h) cache writes. Without a split every write counts as 5m (the API's default TTL)."""
+    value = raw.get("cache_creation")
+    if value is None:
+        return total, total, 0
+    if not isinstance(value, dict):
+        errors.append(FieldError("cache_creation", "must be an object"))
+        return total, total, 0
+    for key in value:
+        if key not in _CACHE_CREATION_KEYS:
+            errors.append(FieldError(f"cache_creation.{key}", "is not a known field"))
+    five = _tokens(value, "ephemeral_5m_input_tokens", errors, parent="cache_creation")
+    hour = _tokens(value, "ephemeral_1h_input_tokens", errors, parent="cache_creation")
+    if "cache_creation_input_tokens" not in raw or raw.get("cache_creation_input_tokens") is None:
+        return five + hour, five, hour
+    if five + hour != total:
+        errors.append(
+            FieldError("cache_creation", "ephemeral_5m + ephemeral_1h must equal cache_creation_input_tokens")
+        )
+    return total, five, hour
+
+
+def _metadata(raw: dict[str, Any], errors: list[FieldError]) -> dict[str, str] | None:
+    value = raw.get("metadata")
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        errors.append(FieldError("metadata", "must be an object of strings"))
+        return None
+    if len(value) > MAX_METADATA_KEYS:
+        errors.append(FieldError("metadata", f"must have at most {MAX_METADATA_KEYS} keys"))
+        return None
+    for key, item in value.items():
+        if not key or len(key) > MAX_METADATA_KEY or "\x00" in key:
+            errors.append(FieldError("metadata", f"keys must be 1..{MAX_METADATA_KEY} characters"))
+            return None
+        if not isinstance(item, str):
+            errors.append(FieldError(f"metadata.{key}", "must be a string"))
+            return None
+        if len(item) > MAX_METADATA_VALUE or "\x00" in item:
+            errors.append(FieldError(f"metadata.{key}", f"must be at most {MAX_METADATA_VALUE} characters"))
+            return None
+    return value
+
+
+def event_validate(raw: Any, *, now: datetime) -> tuple[ValidEvent | None, list[FieldError]]:
+    """One event: (the event, []) or (None, every error found)."""
+    if not isinstance(raw, dict):
+        return None, [FieldError("event", "must be a JSON object")]
+    errors: list[FieldError] = [
+        FieldError(name, "is not a known field (prompt and response text are never accepted)")
+        for name in raw
+        if name not in ALLOWED_FIELDS
+    ]
+    request_id = _string(raw, "request_id", errors, max_len=128, required=True)
+    model = _string(raw, "model", errors, max_len=128, required=True)
+    timestamp = _timestamp(raw, errors, now)
+    latency_ms = _number(raw, "latency_ms", errors, maximum=MAX_LATENCY_MS, required=True)
+    input_tokens = _tokens(raw, "input_tokens", errors)
+    output_tokens = _tokens(raw, "output_tokens", errors)
+    cache_read = _tokens(raw, "cache_read_input_tokens", errors)
+    cache_total, cache_5m, cache_1h = _cache_split(raw, _tokens(raw, "cache_creation_input_tokens", errors), errors)
+    status = raw.get("status", "ok")
+    if status is None:
+        status = "ok"
+    if status not in ("ok", "error"):
+        errors.append(FieldError("status", 'must be "ok" or "error"'))
+    http_status = raw.get("http_status")
+    if http_status is not None and (
+        not isinstance(http_status, int) or isinstance(http_status, bool) or not 100 <= http_status <= 599
+    ):
+        errors.append(FieldError("http_status", "must be an integer between 100 and 599"))
+        http_status = None
+    batch = raw.get("batch", False)
+    if batch is None:
+        batch = False
+    if not isinstance(batch, bool):
+        errors.append(FieldError("batch", "must be true or false"))
+    strings = {name: _string(raw, name, errors, max_len=limit) for name, limit in _STRINGS.items()}
+    service = _string(raw, "service", errors, max_len=128, default="default") or "default"
+    provider = _string(raw, "provider", errors, max_len=64, default="anthropic") or "anthropic"
+    ttft = _number(raw, "time_to_first_token_ms", errors, maximum=MAX_LATENCY_MS)
+    client_cost = _number(raw, "cost_usd", errors, maximum=MAX_CLIENT_COST_USD)
+    metadata = _metadata(raw, errors)
+    if errors:
+        return None, errors
+    return (
+        ValidEvent(
+            request_id=request_id,
+            model=model,
+            timestamp=timestamp,
+            latency_ms=latency_ms or 0.0,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cache_read_input_tokens=cache_read,
+            cache_creation_input_tokens=cache_total,
+            cache_write_5m_tokens=cache_5m,
+            cache_write_1h_tokens=cache_1h,
+            status=status,
+            error_type=strings["error_type"],
+            http_status=http_status,
+            stop_reason=strings["stop_reason"],
+            service=service,
+            feature=strings["feature"],
+            user_id=strings["user_id"],
+            provider=provider,
+            batch=batch,
+            service_tier=strings["service_tier"],
+            time_to_first_token_ms=ttft,
+            client_cost_usd=client_cost,
+            metadata=metadata,
+        ),
+        [],
+    )
+
+
+class BodyError(ValueError):
+    """The body as a whole is unusable (wrong shape): 400 {"error": ...}."""
+
+
+def body_events(body: Any, *, max_batch: int) -> list[Any]:
+    """The list of raw events in a parsed body: one event object or {"events": [...]}."""
+    if not isinstance(body, dict):
+        raise BodyError('body must be a JSON object: one event, or {"events": [...]}')
+    if "events" not in body:
+        return [body]
+    events = body["events"]
+    if len(body) != 1:
+        extra = sorted(k for k in body if k != "events")
+        raise BodyError(f'a batch body has only "events"; unexpected: {", ".join(extra)}')
+    if not isinstance(events, list):
+        raise BodyError('"events" must be an array')
+    if not 1 <= len(events) <= max_batch:
+        raise BodyError(f'"events" must hold 1..{max_batch} events (got {len(events)})')
+    return events

@@ -1,0 +1,178 @@
+"""Writes of raw events: ingest, re-pricing.
+
+Invariants:
+- `events_ingest` returns only after COMMIT: what it reports as accepted is durable.
+- One transaction writes the events, their idempotency keys and the dirty-hour markers,
+  so a marker is visible exactly when its events are (the rollup relies on this).
+- A `request_id` already stored for the project changes nothing and is counted as a
+  duplicate, also when two posts of it race (the key table's primary key decides).
+- Nothing here talks to Redis or Celery: a broker outage cannot lose an event.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from ingest.partitions import partitions_ensure
+from ingest.schemas import FieldError, ValidEvent, body_events, event_validate
+from pricing.services import Pricer
+
+# One statement per batch: the batch arrives as one array per column (a single round
+# trip, no per-row statements, no temp table to manage), keys are claimed first and
+# only events whose key was new are inserted; the dirty-hour markers come from the
+# rows actually inserted.
+_COLUMNS: list[tuple[str, str]] = [
+    ("request_id", "text"),
+    ("timestamp", "timestamptz"),
+    ("model", "text"),
+    ("provider", "text"),
+    ("service", "text"),
+    ("feature", "text"),
+    ("user_id", "text"),
+    ("status", "text"),
+    ("error_type", "text"),
+    ("http_status", "smallint"),
+    ("stop_reason", "text"),
+    ("service_tier", "text"),
+    ("batch", "boolean"),
+    ("latency_ms", "float8"),
+    ("time_to_first_token_ms", "float8"),
+    ("input_tokens", "int8"),
+    ("output_tokens", "int8"),
+    ("cache_read_input_tokens", "int8"),
+    ("cache_creation_input_tokens", "int8"),
+    ("cache_write_5m_tokens", "int8"),
+    ("cache_write_1h_tokens", "int8"),
+    ("cost_usd", "numeric"),
+    ("client_cost_usd", "numeric"),
+    ("price_source", "text"),
+    ("metadata", "jsonb"),
+]
+_COL_NAMES = [name for name, _ in _COLUMNS]
+_QUOTED = ", ".join(f'"{name}"' for name in _COL_NAMES)
+_UNNEST = ", ".join(f"%s::{'text' if kind == 'jsonb' else kind}[]" for _, kind in _COLUMNS)
+_SELECT = ", ".join(f's."{name}"::jsonb' if kind == "jsonb" else f's."{name}"' for name, kind in _COLUMNS)
+
+INSERT_SQL = f"""
+WITH s AS (
+    SELECT * FROM unnest({_UNNEST}) AS s({_QUOTED})
+), k AS (
+    INSERT INTO ingest_eventkey (project_id, request_id, "timestamp")
+    SELECT %s, s.request_id, s."timestamp" FROM s
+    ON CONFLICT DO NOTHING
+    RETURNING request_id
+), ins AS (
+    INSERT INTO ingest_event (project_id, environment_id, received_at, {_QUOTED})
+    SELECT %s, %s, %s, {_SELECT} FROM s JOIN k ON k.request_id = s.request_id
+    RETURNING date_trunc('hour', "timestamp" AT TIME ZONE 'UTC') AS hour_start
+), d AS (
+    INSERT INTO ingest_dirtyhour (project_id, hour_start, created_at)
+    SELECT DISTINCT %s, hour_start AT TIME ZONE 'UTC', %s FROM ins
+)
+SELECT count(*) FROM ins
+"""  # noqa: S608 - column names are the constants above
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected}
+
+
+def _rejection(index: int, errors: list[FieldError]) -> dict[str, Any]:
+    return {"index": index, "errors": [e.as_dict() for e in errors]}
+
+
+def events_validate(raw_events: Iterable[Any], *, now: datetime) -> tuple[list[ValidEvent], list[dict[str, Any]]]:
+    valid: list[ValidEvent] = []
+    rejected: list[dict[str, Any]] = []
+    for index, raw in enumerate(raw_events):
+        event, errors = event_validate(raw, now=now)
+        if event is None:
+            rejected.append(_rejection(index, errors))
+        else:
+            valid.append(event)
+    return valid, rejected
+
+
+def _columns(events: list[ValidEvent], pricer: Pricer) -> list[list[Any]]:
+    columns: list[list[Any]] = [[] for _ in _COLUMNS]
+    (request_id, ts, model, provider, service, feature, user_id, status, error_type, http_status, stop_reason,
+     service_tier, batch, latency, ttft, inp, out, cread, ccreate, c5m, c1h, cost, client_cost, source,
+     metadata) = columns
+    for e in events:
+        price = pricer.price(
+            model=e.model, provider=e.provider, timestamp=e.timestamp, input_tokens=e.input_tokens,
+            output_tokens=e.output_tokens, cache_read_input_tokens=e.cache_read_input_tokens,
+            cache_write_5m_tokens=e.cache_write_5m_tokens, cache_write_1h_tokens=e.cache_write_1h_tokens,
+            batch=e.batch,
+        )
+        request_id.append(e.request_id)
+        ts.append(e.timestamp)
+        model.append(e.model)
+        provider.append(e.provider)
+        service.append(e.service)
+        feature.append(e.feature)
+        user_id.append(e.user_id)
+        status.append(e.status)
+        error_type.append(e.error_type)
+        http_status.append(e.http_status)
+        stop_reason.append(e.stop_reason)
+        service_tier.append(e.service_tier)
+        batch.append(e.batch)
+        latency.append(e.latency_ms)
+        ttft.append(e.time_to_first_token_ms)
+        inp.append(e.input_tokens)
+        out.append(e.output_tokens)
+        cread.append(e.cache_read_input_tokens)
+        ccreate.append(e.cache_creation_input_tokens)
+        c5m.append(e.cache_write_5m_tokens)
+        c1h.append(e.cache_write_1h_tokens)
+        cost.append(price.cost_usd)
+        client_cost.append(None if e.client_cost_usd is None else Decimal(repr(e.client_cost_usd)))
+        source.append(price.source)
+        metadata.append(None if e.metadata is None else json.dumps(e.metadata))
+    return columns
+
+
+def events_store(*, project_id: int, environment_id: int, events: list[ValidEvent], received_at: datetime) -> int:
+    """Insert valid events (first occurrence of each request_id); returns how many were new."""
+    if not events:
+        return 0
+    seen: set[str] = set()
+    unique = []
+    for event in events:
+        if event.request_id not in seen:
+            seen.add(event.request_id)
+            unique.append(event)
+    days: set[date] = {e.timestamp.astimezone(UTC).date() for e in unique}
+    partitions_ensure(days)
+    pricer = Pricer(project_id=project_id)
+    params = [*_columns(unique, pricer), project_id, project_id, environment_id, received_at, project_id, received_at]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(INSERT_SQL, params)
+        return int(cursor.fetchone()[0])
+
+
+def events_ingest(*, project_id: int, environment_id: int, body: Any, max_batch: int) -> IngestResult:
+    """Validate a parsed body, store its valid events, and report (after COMMIT).
+
+    Raises `ingest.schemas.BodyError` for a body of the wrong shape.
+    """
+    now = timezone.now()
+    raw_events = body_events(body, max_batch=max_batch)
+    valid, rejected = events_validate(raw_events, now=now)
+    inserted = events_store(project_id=project_id, environment_id=environment_id, events=valid, received_at=now)
+    return IngestResult(accepted=inserted, duplicates=len(valid) - inserted, rejected=rejected)

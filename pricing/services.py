@@ -1,0 +1,302 @@
+"""Price one LLM call: the project's price overrides first, then genai-prices' bundled table.
+
+Invariants:
+- A model (or provider) genai-prices doesn't know, with no matching override, is *unpriced*:
+  `cost_usd is None`, `source == "unpriced"`. It is never priced at $0.
+- genai-prices is used offline, from the snapshot bundled with the installed version. Nothing
+  here starts `UpdatePrices` or touches the network, so prices only change when the package
+  is upgraded (`PRICES_VERSION` goes into every `source`) and stored costs only change through
+  `manage.py reprice`.
+- Token counts follow Anthropic's usage object: `input_tokens` EXCLUDES cache reads and writes.
+  (genai-prices' `Usage.input_tokens` includes them: see `_PROBES` and `genai_usage`.)
+- Costs are exact `Decimal` sums of tokens x USD-per-MTok, quantized once, at the end, to
+  1e-10 USD (the `numeric(20,10)` column). No floats anywhere.
+- `Pricer` runs exactly one query (in `__init__`), so ingest prices a whole batch without N+1.
+- The result depends only on the arguments and the overrides loaded at construction.
+
+Why the rate cards: `genai_prices.calc_price` costs ~80 µs a call and almost all of it is
+`ModelPrice.calc_price` re-resolving its unit registry on every call; ingest prices every
+event. So, per genai-prices `ModelPrice` (i.e. per model and dated price period), we ask that
+`ModelPrice.calc_price` once for the USD-per-MTok of each Anthropic token category in each
+long-context price region and keep the figures (`_RateCard`). Per call that leaves a cached
+model lookup, genai-prices' own `ModelInfo.get_prices(timestamp)` (~0.1-0.4 µs) and five
+Decimal multiplications. tests/pricing/test_services.py checks the cards against
+`genai_prices.calc_price` exactly, over every Anthropic model, date period and tier.
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+import genai_prices
+from genai_prices.types import ModelInfo, ModelPrice, TieredPrices
+
+from pricing.models import PriceOverride
+
+PRICES_VERSION = f"genai-prices {genai_prices.__version__}"
+UNPRICED = "unpriced"
+DEFAULT_PROVIDER = "anthropic"
+
+# Anthropic's published cache multipliers of the base input price (pricing page, "Prompt
+# caching"), used when an override leaves a cache price empty.
+DEFAULT_CACHE_READ_MULTIPLIER = Decimal("0.1")
+DEFAULT_CACHE_WRITE_5M_MULTIPLIER = Decimal("1.25")
+DEFAULT_CACHE_WRITE_1H_MULTIPLIER = Decimal("2")
+# Message Batches API: "50% off both input and output tokens", and the cache multipliers stack
+# on top, so it is 0.5x of the whole standard cost, long-context tiers included. We apply it
+# ourselves instead of genai-prices' `price_context={"processing": "batch"}` because 0.2.3's
+# batch variants mostly start on 2026-10-14 ("earlier batch history is not modelled"): before
+# that date its batch context silently returns the standard price.
+ANTHROPIC_BATCH_MULTIPLIER = Decimal("0.5")
+
+_COST_QUANTUM = Decimal("1e-10")  # ingest_event.cost_usd is numeric(20, 10)
+_MTOK = 1_000_000
+_ZERO = Decimal(0)
+
+
+@dataclass(frozen=True)
+class PriceResult:
+    cost_usd: Decimal | None  # None means unpriced (model unknown): NEVER 0 for unknown models
+    source: str  # e.g. "genai-prices 0.2.3:claude-sonnet-4-6", "override:12", "unpriced"
+
+
+_UNPRICED_RESULT = PriceResult(cost_usd=None, source=UNPRICED)
+
+
+@dataclass(frozen=True, slots=True)
+class _Rates:
+    """USD per million tokens of each Anthropic usage category, plus any flat per-call charge."""
+
+    input: Decimal  # uncached input only
+    cache_read: Decimal
+    cache_write_5m: Decimal
+    cache_write_1h: Decimal
+    output: Decimal
+    per_call: Decimal = _ZERO  # USD; zero for every Claude model, kept so the card stays exact
+
+    def cost(self, input_tokens: int, cache_read: int, write_5m: int, write_1h: int, output_tokens: int) -> Decimal:
+        total = (
+            input_tokens * self.input
+            + cache_read * self.cache_read
+            + write_5m * self.cache_write_5m
+            + write_1h * self.cache_write_1h
+            + output_tokens * self.output
+        )
+        return total.scaleb(-6) + self.per_call  # scaleb: exact division by 1e6
+
+
+@dataclass(frozen=True, slots=True)
+class _RateCard:
+    """One genai-prices `ModelPrice`, pre-evaluated per long-context region.
+
+    genai-prices' tiers are a "cliff": once the request's *total* input (cache reads and writes
+    included) is strictly above a tier's start, every token of the call is billed at the tier
+    rate. `regions[i]` holds the rates when exactly `i` of the sorted `thresholds` are exceeded.
+    """
+
+    thresholds: tuple[int, ...]
+    regions: tuple[_Rates, ...]
+
+    def rates_for(self, total_input_tokens: int) -> _Rates:
+        if not self.thresholds:
+            return self.regions[0]
+        # bisect_left counts the thresholds strictly below the total: genai-prices' `total > start`.
+        return self.regions[bisect.bisect_left(self.thresholds, total_input_tokens)]
+
+
+@dataclass(frozen=True, slots=True)
+class _Override:
+    id: int
+    effective_from: datetime
+    rates: _Rates
+    batch_multiplier: Decimal
+    source: str
+
+
+class Pricer:
+    """Prices the events of one project. Loads that project's overrides once (one query) at construction."""
+
+    def __init__(self, *, project_id: int) -> None:
+        overrides = PriceOverride.objects.filter(project_id=project_id).order_by("-effective_from", "-id")
+        self._exact: dict[str, list[_Override]] = {}
+        self._prefixes: dict[str, list[_Override]] = {}
+        for row in overrides:
+            if row.model.endswith("*"):
+                self._prefixes.setdefault(row.model[:-1], []).append(_override_from_row(row))
+            else:
+                self._exact.setdefault(row.model, []).append(_override_from_row(row))
+        # Models seen by this Pricer -> their candidate overrides in precedence order.
+        self._candidates: dict[str, tuple[_Override, ...]] = {}
+
+    def price(
+        self,
+        *,
+        model: str,
+        provider: str,
+        timestamp: datetime,
+        input_tokens: int,
+        output_tokens: int,
+        cache_read_input_tokens: int,
+        cache_write_5m_tokens: int,
+        cache_write_1h_tokens: int,
+        batch: bool,
+    ) -> PriceResult:
+        if timestamp.tzinfo is None:
+            raise ValueError("timestamp must be timezone-aware (UTC)")
+
+        if self._exact or self._prefixes:
+            override = self._override_for(model, timestamp)
+            if override is not None:
+                cost = override.rates.cost(
+                    input_tokens, cache_read_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, output_tokens
+                )
+                if batch:
+                    cost *= override.batch_multiplier
+                return PriceResult(cost_usd=cost.quantize(_COST_QUANTUM), source=override.source)
+
+        found = _model_info(provider or DEFAULT_PROVIDER, model)
+        if found is None:
+            return _UNPRICED_RESULT
+        info, source = found
+        # genai-prices picks the dated price period itself (StartDateConstraint is a UTC date,
+        # TimeOfDateConstraint a UTC time of day); this is cheap, the card behind it is cached.
+        card = _rate_card(info.get_prices(timestamp))
+        total_input = input_tokens + cache_read_input_tokens + cache_write_5m_tokens + cache_write_1h_tokens
+        cost = card.rates_for(total_input).cost(
+            input_tokens, cache_read_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, output_tokens
+        )
+        if batch:
+            cost *= ANTHROPIC_BATCH_MULTIPLIER
+        return PriceResult(cost_usd=cost.quantize(_COST_QUANTUM), source=source)
+
+    def _override_for(self, model: str, timestamp: datetime) -> _Override | None:
+        candidates = self._candidates.get(model)
+        if candidates is None:
+            candidates = self._candidates[model] = self._candidates_for(model)
+        for override in candidates:  # newest first within each pattern
+            if override.effective_from <= timestamp:
+                return override
+        return None
+
+    def _candidates_for(self, model: str) -> tuple[_Override, ...]:
+        # Most specific pattern first: the exact id, then prefixes from longest to shortest.
+        # A less specific pattern is only consulted when no more specific one is in effect yet.
+        groups = [self._exact.get(model, [])]
+        prefixes = sorted((p for p in self._prefixes if model.startswith(p)), key=len, reverse=True)
+        groups.extend(self._prefixes[p] for p in prefixes)
+        return tuple(o for group in groups for o in group)
+
+
+def _override_from_row(row: PriceOverride) -> _Override:
+    base = row.input_usd_per_mtok
+
+    def or_default(value: Decimal | None, multiplier: Decimal) -> Decimal:
+        return base * multiplier if value is None else value
+
+    return _Override(
+        id=row.pk,
+        effective_from=row.effective_from,
+        rates=_Rates(
+            input=base,
+            cache_read=or_default(row.cache_read_usd_per_mtok, DEFAULT_CACHE_READ_MULTIPLIER),
+            cache_write_5m=or_default(row.cache_write_5m_usd_per_mtok, DEFAULT_CACHE_WRITE_5M_MULTIPLIER),
+            cache_write_1h=or_default(row.cache_write_1h_usd_per_mtok, DEFAULT_CACHE_WRITE_1H_MULTIPLIER),
+            output=row.output_usd_per_mtok,
+        ),
+        batch_multiplier=row.batch_multiplier,
+        source=f"override:{row.pk}",
+    )
+
+
+# --- genai-prices --------------------------------------------------------------------------
+
+# Bounded because model names come from clients; a miss costs one ~80 µs genai-prices lookup.
+@functools.lru_cache(maxsize=2048)
+def _model_info(provider: str, model: str) -> tuple[ModelInfo, str] | None:
+    """genai-prices' model for (provider, model id), with its `source`; None when unknown."""
+    try:
+        # Public API, used only to find the model: genai-prices matches dated ids
+        # ("claude-haiku-4-5-20251001") and falls back across providers the same way.
+        info = genai_prices.calc_price(genai_prices.Usage(), model, provider_id=provider).model
+    except LookupError:
+        return None
+    return info, f"{PRICES_VERSION}:{info.id}"
+
+
+# ModelPrice defines __eq__ without __hash__, so it can't key an lru_cache: key by identity and
+# keep the object in the value so its id can't be reused. The snapshot's ModelPrices are
+# finite and live for the whole process, so this never needs evicting. A race only builds a
+# card twice.
+_cards: dict[int, tuple[ModelPrice, _RateCard]] = {}
+
+
+def _rate_card(model_price: ModelPrice) -> _RateCard:
+    entry = _cards.get(id(model_price))
+    if entry is None or entry[0] is not model_price:
+        entry = _cards[id(model_price)] = (model_price, _build_rate_card(model_price))
+    return entry[1]
+
+
+# One call's worth of each category, as genai-prices usage (its input_tokens includes cache).
+_PROBES: dict[str, dict[str, int]] = {
+    "input": {"input_tokens": _MTOK},
+    "cache_read": {"input_tokens": _MTOK, "cache_read_tokens": _MTOK},
+    "cache_write_5m": {"input_tokens": _MTOK, "cache_write_tokens": _MTOK, "cache_write_5m_tokens": _MTOK},
+    "cache_write_1h": {"input_tokens": _MTOK, "cache_write_tokens": _MTOK, "cache_write_1h_tokens": _MTOK},
+    "output": {"output_tokens": _MTOK},
+}
+
+
+def _build_rate_card(model_price: ModelPrice) -> _RateCard:
+    """Ask genai-prices for the USD per MTok of each category, once per long-context region.
+
+    Letting `ModelPrice.calc_price` price a million tokens of each category (rather than reading
+    `input_mtok` & co. ourselves) keeps genai-prices' own fallbacks, e.g. a model with no
+    `cache_write_1h_mtok` bills 1h writes at its 5m write price.
+    """
+    prices = {k: v for k, v in vars(model_price).items() if not k.startswith("_") and v is not None}
+    thresholds = tuple(sorted({t.start for v in prices.values() if isinstance(v, TieredPrices) for t in v.tiers}))
+    # A total input just above each threshold selects that region; 0 selects the base prices.
+    representatives = (0, *(t + 1 for t in thresholds))
+    regions = tuple(_region_rates(prices, total_input) for total_input in representatives)
+    return _RateCard(thresholds=thresholds, regions=regions)
+
+
+def _region_rates(prices: dict[str, Decimal | TieredPrices], total_input: int) -> _Rates:
+    # Pin every tiered price at the tier this total input selects, so the probes below (whose own
+    # input totals differ) are all priced in the same region and the result is linear.
+    flat = ModelPrice(**{key: _tier_price(value, total_input) for key, value in prices.items()})
+    per_call = flat.calc_price(genai_prices.Usage())["total_price"]
+    per_mtok = {
+        name: flat.calc_price(genai_prices.Usage(**usage))["total_price"] - per_call for name, usage in _PROBES.items()
+    }
+    return _Rates(**per_mtok, per_call=per_call)
+
+
+def _tier_price(value: Decimal | TieredPrices, total_input: int) -> Decimal:
+    """genai-prices' `calc_unit_price` tier rule: the highest tier whose start is exceeded."""
+    if not isinstance(value, TieredPrices):
+        return value
+    for tier in reversed(value.tiers):  # TieredPrices sorts its tiers ascending
+        if total_input > tier.start:
+            return tier.price
+    return value.base
+
+
+def genai_usage(
+    *, input_tokens: int, output_tokens: int, cache_read_input_tokens: int, cache_write_5m_tokens: int,
+    cache_write_1h_tokens: int,
+) -> genai_prices.Usage:
+    """The genai-prices `Usage` of an Anthropic-style call (for cross-checks; pricing doesn't need it)."""
+    return genai_prices.Usage(
+        input_tokens=input_tokens + cache_read_input_tokens + cache_write_5m_tokens + cache_write_1h_tokens,
+        cache_read_tokens=cache_read_input_tokens,
+        cache_write_tokens=cache_write_5m_tokens + cache_write_1h_tokens,
+        cache_write_5m_tokens=cache_write_5m_tokens,
+        cache_write_1h_tokens=cache_write_1h_tokens,
+        output_tokens=output_tokens,
+    )
