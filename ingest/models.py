@@ -73,6 +73,9 @@ class EventKey(models.Model):
         managed = False
         db_table = "ingest_eventkey"
 
+    def __str__(self) -> str:
+        return f"{self.project_id}:{self.request_id}"
+
 
 class DirtyHour(models.Model):
     """'Hour H of project P has new or changed raw events.'
@@ -90,3 +93,6 @@ class DirtyHour(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["hour_start"], name="dirtyhour_hour_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.project_id}@{self.hour_start:%Y-%m-%dT%H}"

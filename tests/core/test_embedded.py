@@ -9,7 +9,8 @@ from core.embedded import PG_BASE_PORT, REDIS_BASE_PORT, EmbeddedPostgres, Embed
 
 
 def test_default_ports_stay_clear_of_system_services():
-    assert PG_BASE_PORT != 5432 and REDIS_BASE_PORT != 6379
+    assert PG_BASE_PORT != 5432
+    assert REDIS_BASE_PORT != 6379
 
 
 def test_stale_redis_pid_file_is_removed_not_trusted(tmp_path: Path):
@@ -46,7 +47,8 @@ def test_embedded_redis_starts_on_its_own_port_and_stops(tmp_path: Path):
         assert redis.running_port() == port
         # A second handle on the same data dir reuses the live server.
         again = EmbeddedRedis(tmp_path)
-        assert again.start() == url and not again.started_here
+        assert again.start() == url
+        assert not again.started_here
     finally:
         redis.stop()
     assert redis.running_port() is None

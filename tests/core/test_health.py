@@ -5,7 +5,8 @@ from django.test import Client
 
 def test_healthz_answers_without_dependencies():
     resp = Client().get("/healthz")
-    assert resp.status_code == 200 and resp.json() == {"status": "ok"}
+    assert resp.status_code == 200
+    assert resp.json() == {"status": "ok"}
 
 
 def test_readyz_checks_database_and_broker(db):
@@ -23,4 +24,5 @@ def test_readyz_is_503_when_the_broker_is_unreachable(db, settings):
 
 def test_admin_login_page_renders(db):
     resp = Client().get("/admin/login/")
-    assert resp.status_code == 200 and b"password" in resp.content.lower()
+    assert resp.status_code == 200
+    assert b"password" in resp.content.lower()

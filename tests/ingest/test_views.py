@@ -44,7 +44,8 @@ def test_single_event_is_accepted_with_every_field_stored(client, ingest_key):
     assert resp.status_code == 202, resp.content
     assert resp.json() == {"accepted": 1, "duplicates": 0, "rejected": []}
     stored = Event.objects.get(request_id="req_full")
-    assert stored.project_id == key.project_id and stored.environment_id == key.environment_id
+    assert stored.project_id == key.project_id
+    assert stored.environment_id == key.environment_id
     assert stored.timestamp == ts
     assert (stored.model, stored.service, stored.feature, stored.user_id) == (
         "claude-sonnet-4-6", "checkout", "cart-summary", "u_42")
@@ -53,8 +54,10 @@ def test_single_event_is_accepted_with_every_field_stored(client, ingest_key):
     assert (stored.input_tokens, stored.output_tokens, stored.cache_read_input_tokens) == (1200, 300, 5000)
     assert (stored.cache_creation_input_tokens, stored.cache_write_5m_tokens, stored.cache_write_1h_tokens) == (
         100, 40, 60)
-    assert stored.latency_ms == 812.5 and stored.time_to_first_token_ms == 120.5
-    assert stored.service_tier == "standard" and stored.batch is False
+    assert stored.latency_ms == 812.5
+    assert stored.time_to_first_token_ms == 120.5
+    assert stored.service_tier == "standard"
+    assert stored.batch is False
     assert stored.client_cost_usd == Decimal("0.0123")
     assert stored.metadata == {"region": "eu", "build": "1.2.3"}
     # Server price: $3/MTok input, $15 output, read $0.30, 5m write $3.75, 1h write $6.
@@ -74,7 +77,9 @@ def test_defaults_apply(client, ingest_key):
     assert (e.status, e.service, e.provider, e.batch, e.feature, e.user_id) == (
         "ok", "default", "anthropic", False, "", "")
     assert (e.input_tokens, e.output_tokens, e.cache_read_input_tokens, e.cache_creation_input_tokens) == (0, 0, 0, 0)
-    assert e.http_status is None and e.client_cost_usd is None and e.metadata is None
+    assert e.http_status is None
+    assert e.client_cost_usd is None
+    assert e.metadata is None
 
 
 def test_cache_writes_without_split_count_as_5m(client, ingest_key):
@@ -97,7 +102,8 @@ def test_unpriced_model_is_stored_with_null_cost(client, ingest_key):
     resp = post_events(client, secret, ev("r_unpriced", model="claude-experimental-x"))
     assert resp.status_code == 202
     e = Event.objects.get(request_id="r_unpriced")
-    assert e.cost_usd is None and e.price_source == "unpriced"
+    assert e.cost_usd is None
+    assert e.price_source == "unpriced"
 
 
 BAD_FIELDS = [
@@ -170,7 +176,8 @@ def test_each_bad_field_is_rejected_by_name(client, ingest_key, fields, field, m
     resp = post_events(client, secret, event)
     assert resp.status_code == 400
     body = resp.json()
-    assert body["accepted"] == 0 and body["duplicates"] == 0
+    assert body["accepted"] == 0
+    assert body["duplicates"] == 0
     [rejection] = body["rejected"]
     assert rejection["index"] == 0
     matching = [e for e in rejection["errors"] if e["field"] == field]
@@ -192,7 +199,8 @@ def test_partial_batch_keeps_the_good_events(client, ingest_key):
     resp = post_events(client, secret, {"events": events})
     assert resp.status_code == 202
     body = resp.json()
-    assert body["accepted"] == 2 and body["duplicates"] == 0
+    assert body["accepted"] == 2
+    assert body["duplicates"] == 0
     assert [r["index"] for r in body["rejected"]] == [1, 3, 4]
     assert body["rejected"][1]["errors"] == [{"field": "event", "message": "must be a JSON object"}]
     assert set(Event.objects.values_list("request_id", flat=True)) == {"b0", "b2"}
@@ -201,7 +209,8 @@ def test_partial_batch_keeps_the_good_events(client, ingest_key):
 def test_batch_of_1000_is_accepted_and_1001_refused(client, ingest_key):
     secret, _ = ingest_key
     resp = post_events(client, secret, {"events": [ev(f"k{i}") for i in range(1000)]})
-    assert resp.status_code == 202 and resp.json()["accepted"] == 1000
+    assert resp.status_code == 202
+    assert resp.json()["accepted"] == 1000
     resp = post_events(client, secret, {"events": [ev(f"m{i}") for i in range(1001)]})
     assert resp.status_code == 400
     assert "1..1000" in resp.json()["error"]
@@ -229,7 +238,8 @@ def test_wrong_body_shape_is_400_with_error(client, ingest_key, body, message):
 def test_gzip_body_is_accepted(client, ingest_key):
     secret, _ = ingest_key
     resp = post_events(client, secret, {"events": [ev("g1"), ev("g2")]}, gzip_body=True)
-    assert resp.status_code == 202 and resp.json()["accepted"] == 2
+    assert resp.status_code == 202
+    assert resp.json()["accepted"] == 2
 
 
 def test_corrupt_gzip_is_400(client, ingest_key):
@@ -299,7 +309,8 @@ def test_key_fixes_project_and_environment(client, db):
     post_events(client, dev_secret, ev("from-dev"))
     post_events(client, other_secret, ev("from-globex"))
     dev_event = Event.objects.get(request_id="from-dev")
-    assert dev_event.project_id == prod.project_id and dev_event.environment_id != prod.environment_id
+    assert dev_event.project_id == prod.project_id
+    assert dev_event.environment_id != prod.environment_id
     assert Event.objects.get(request_id="from-globex").project_id != prod.project_id
 
 

@@ -13,7 +13,9 @@ def test_creates_project_environment_and_prints_secret_alone_on_last_line(db):
     out, err = StringIO(), StringIO()
     call_command("create_ingest_key", "--project", "shop", "--environment", "staging", stdout=out, stderr=err)
     secret = out.getvalue().strip().splitlines()[-1]
-    assert secret.startswith("tly_") and " " not in secret and len(secret) > 40
+    assert secret.startswith("tly_")
+    assert " " not in secret
+    assert len(secret) > 40
     key = IngestKey.objects.get()
     assert key.key_hash == key_hash(secret)
     assert secret not in {key.key_hash, key.prefix, key.name}
@@ -27,7 +29,8 @@ def test_reuses_existing_project_and_environment(db):
                  stderr=StringIO())
     call_command("create_ingest_key", "--project", "shop", "--environment", "prod", "--scope", "read",
                  stdout=StringIO(), stderr=StringIO())
-    assert Project.objects.count() == 1 and Environment.objects.count() == 1
+    assert Project.objects.count() == 1
+    assert Environment.objects.count() == 1
     assert sorted(IngestKey.objects.values_list("scope", flat=True)) == ["ingest", "read"]
 
 
