@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from decimal import Decimal
 
 from django.db import models
 from django.db.models import Q
 
 from projects.models import Project
-
-_PRICE = {"max_digits": 14, "decimal_places": 6}
 
 
 class PriceOverride(models.Model):
@@ -27,15 +26,19 @@ class PriceOverride(models.Model):
         help_text='Exact model id, or a prefix ending in "*" (e.g. "claude-sonnet-4-6*").',
     )
     effective_from = models.DateTimeField(help_text="UTC; applies to events at or after this instant.")
-    input_usd_per_mtok = models.DecimalField(**_PRICE, help_text="Uncached input, USD per million tokens.")
-    output_usd_per_mtok = models.DecimalField(**_PRICE)
+    input_usd_per_mtok = models.DecimalField(
+        max_digits=14, decimal_places=6, help_text="Uncached input, USD per million tokens."
+    )
+    output_usd_per_mtok = models.DecimalField(max_digits=14, decimal_places=6)
     # Null means "the standard Anthropic multiplier of the input price": 0.1x read, 1.25x
     # 5-minute write, 2x 1-hour write (pricing.services.DEFAULT_*_MULTIPLIER).
-    cache_read_usd_per_mtok = models.DecimalField(**_PRICE, null=True, blank=True)
-    cache_write_5m_usd_per_mtok = models.DecimalField(**_PRICE, null=True, blank=True)
-    cache_write_1h_usd_per_mtok = models.DecimalField(**_PRICE, null=True, blank=True)
+    cache_read_usd_per_mtok = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+    cache_write_5m_usd_per_mtok = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+    cache_write_1h_usd_per_mtok = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
     batch_multiplier = models.DecimalField(
-        max_digits=6, decimal_places=4, default=Decimal("0.5"),
+        max_digits=6,
+        decimal_places=4,
+        default=Decimal("0.5"),
         help_text="Applied to the whole cost of Message Batches calls (Anthropic: 0.5).",
     )
     note = models.TextField(blank=True)
@@ -60,7 +63,7 @@ class PriceOverride(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.model} from {self.effective_from:%Y-%m-%d %H:%M}Z"
+        return f"{self.model} from {self.effective_from.astimezone(UTC):%Y-%m-%d %H:%M}Z"
 
     @property
     def is_prefix(self) -> bool:

@@ -125,7 +125,7 @@ class Pricer:
         self._exact: dict[str, list[_Override]] = {}
         self._prefixes: dict[str, list[_Override]] = {}
         for row in overrides:
-            if row.model.endswith("*"):
+            if row.is_prefix:
                 self._prefixes.setdefault(row.model[:-1], []).append(_override_from_row(row))
             else:
                 self._exact.setdefault(row.model, []).append(_override_from_row(row))
@@ -214,6 +214,7 @@ def _override_from_row(row: PriceOverride) -> _Override:
 
 # --- genai-prices --------------------------------------------------------------------------
 
+
 # Bounded because model names come from clients; a miss costs one ~80 µs genai-prices lookup.
 @functools.lru_cache(maxsize=2048)
 def _model_info(provider: str, model: str) -> tuple[ModelInfo, str] | None:
@@ -288,7 +289,11 @@ def _tier_price(value: Decimal | TieredPrices, total_input: int) -> Decimal:
 
 
 def genai_usage(
-    *, input_tokens: int, output_tokens: int, cache_read_input_tokens: int, cache_write_5m_tokens: int,
+    *,
+    input_tokens: int,
+    output_tokens: int,
+    cache_read_input_tokens: int,
+    cache_write_5m_tokens: int,
     cache_write_1h_tokens: int,
 ) -> genai_prices.Usage:
     """The genai-prices `Usage` of an Anthropic-style call (for cross-checks; pricing doesn't need it)."""
