@@ -13,7 +13,17 @@ app = Celery("tally")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
+# Seconds between rollup passes: how fresh the dashboards are. Sub-minute, so a plain interval
+# rather than a crontab; `expires` drops a pass that waited longer than one interval (the next
+# one does the same work, it is idempotent).
+ROLLUP_INTERVAL_S = float(os.environ.get("TALLY_ROLLUP_INTERVAL", "30"))
+
 app.conf.beat_schedule = {
+    "rollups.rollup_dirty_hours": {
+        "task": "rollups.rollup_dirty_hours",
+        "schedule": ROLLUP_INTERVAL_S,
+        "options": {"expires": ROLLUP_INTERVAL_S},
+    },
     # Partitions for the coming days must exist before events arrive; hourly is plenty
     # (ingest also creates a missing partition on demand). Minute 7: away from :00.
     "ingest.partitions_ensure": {

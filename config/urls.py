@@ -4,5 +4,6 @@ from django.urls import include, path
 urlpatterns = [
     path("", include("core.urls")),
     path("api/v1/", include("ingest.urls")),
+    path("api/v1/", include("rollups.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -50,6 +50,7 @@ class Event(models.Model):
     cache_write_5m_tokens = models.BigIntegerField()
     cache_write_1h_tokens = models.BigIntegerField()
     cost_usd = models.DecimalField(max_digits=20, decimal_places=10, null=True)
+    cache_savings_usd = models.DecimalField(max_digits=20, decimal_places=10, null=True)
     client_cost_usd = models.DecimalField(max_digits=20, decimal_places=10, null=True)
     price_source = models.CharField(max_length=128)
     metadata = models.JSONField(null=True)

@@ -52,6 +52,7 @@ _COLUMNS: list[tuple[str, str]] = [
     ("cache_write_5m_tokens", "int8"),
     ("cache_write_1h_tokens", "int8"),
     ("cost_usd", "numeric"),
+    ("cache_savings_usd", "numeric"),
     ("client_cost_usd", "numeric"),
     ("price_source", "text"),
     ("metadata", "jsonb"),
@@ -110,7 +111,7 @@ def events_validate(raw_events: Iterable[Any], *, now: datetime) -> tuple[list[V
 def _columns(events: list[ValidEvent], pricer: Pricer) -> list[list[Any]]:
     columns: list[list[Any]] = [[] for _ in _COLUMNS]
     (request_id, ts, model, provider, service, feature, user_id, status, error_type, http_status, stop_reason,
-     service_tier, batch, latency, ttft, inp, out, cread, ccreate, c5m, c1h, cost, client_cost, source,
+     service_tier, batch, latency, ttft, inp, out, cread, ccreate, c5m, c1h, cost, savings, client_cost, source,
      metadata) = columns
     for e in events:
         price = pricer.price(
@@ -141,6 +142,7 @@ def _columns(events: list[ValidEvent], pricer: Pricer) -> list[list[Any]]:
         c5m.append(e.cache_write_5m_tokens)
         c1h.append(e.cache_write_1h_tokens)
         cost.append(price.cost_usd)
+        savings.append(price.cache_savings_usd)
         client_cost.append(None if e.client_cost_usd is None else Decimal(repr(e.client_cost_usd)))
         source.append(price.source)
         metadata.append(None if e.metadata is None else json.dumps(e.metadata))
@@ -186,14 +188,15 @@ class RepriceResult:
 
 _REPRICE_SELECT = """
 SELECT "timestamp", id, model, provider, input_tokens, output_tokens, cache_read_input_tokens,
-       cache_write_5m_tokens, cache_write_1h_tokens, batch, cost_usd, price_source
+       cache_write_5m_tokens, cache_write_1h_tokens, batch, cost_usd, price_source, cache_savings_usd
 FROM ingest_event WHERE project_id = %s AND "timestamp" >= %s AND "timestamp" < %s
 """
 _REPRICE_UPDATE = """
 WITH u AS (
-    SELECT * FROM unnest(%s::timestamptz[], %s::int8[], %s::numeric[], %s::text[]) AS u(ts, id, cost, source)
+    SELECT * FROM unnest(%s::timestamptz[], %s::int8[], %s::numeric[], %s::text[], %s::numeric[])
+        AS u(ts, id, cost, source, savings)
 ), upd AS (
-    UPDATE ingest_event e SET cost_usd = u.cost, price_source = u.source
+    UPDATE ingest_event e SET cost_usd = u.cost, price_source = u.source, cache_savings_usd = u.savings
     FROM u WHERE e."timestamp" = u.ts AND e.id = u.id AND e.project_id = %s
     RETURNING date_trunc('hour', e."timestamp" AT TIME ZONE 'UTC') AS hour_start
 )
@@ -239,15 +242,17 @@ def _reprice_window(project_id: int, pricer: Pricer, start: datetime, end: datet
         id_col: list[int] = []
         cost_col: list[Decimal | None] = []
         source_col: list[str] = []
-        for ts, event_id, model, provider, inp, out, cread, w5m, w1h, batch, cost, source in rows:
+        savings_col: list[Decimal | None] = []
+        for ts, event_id, model, provider, inp, out, cread, w5m, w1h, batch, cost, source, savings in rows:
             price = pricer.price(model=model, provider=provider, timestamp=ts, input_tokens=inp, output_tokens=out,
                                  cache_read_input_tokens=cread, cache_write_5m_tokens=w5m,
                                  cache_write_1h_tokens=w1h, batch=batch)
-            if price.cost_usd != cost or price.source != source:
+            if price.cost_usd != cost or price.source != source or price.cache_savings_usd != savings:
                 ts_col.append(ts)
                 id_col.append(event_id)
                 cost_col.append(price.cost_usd)
                 source_col.append(price.source)
+                savings_col.append(price.cache_savings_usd)
         if id_col:
-            cursor.execute(_REPRICE_UPDATE, [ts_col, id_col, cost_col, source_col, project_id, project_id])
+            cursor.execute(_REPRICE_UPDATE, [ts_col, id_col, cost_col, source_col, savings_col, project_id, project_id])
     return len(rows), len(id_col)

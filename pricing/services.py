@@ -62,6 +62,9 @@ _ZERO = Decimal(0)
 class PriceResult:
     cost_usd: Decimal | None  # None means unpriced (model unknown): NEVER 0 for unknown models
     source: str  # e.g. "genai-prices 0.2.3:claude-sonnet-4-6", "override:12", "unpriced"
+    # What the cache saved on this call: the same tokens priced as plain input, minus the real
+    # cost (reads save, write premiums cost). Negative when writes outweigh reads. None if unpriced.
+    cache_savings_usd: Decimal | None = None
 
 
 _UNPRICED_RESULT = PriceResult(cost_usd=None, source=UNPRICED)
@@ -151,12 +154,15 @@ class Pricer:
         if self._exact or self._prefixes:
             override = self._override_for(model, timestamp)
             if override is not None:
-                cost = override.rates.cost(
-                    input_tokens, cache_read_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, output_tokens
+                cost, savings = _cost_and_savings(
+                    override.rates, input_tokens, cache_read_input_tokens, cache_write_5m_tokens,
+                    cache_write_1h_tokens, output_tokens,
                 )
                 if batch:
                     cost *= override.batch_multiplier
-                return PriceResult(cost_usd=cost.quantize(_COST_QUANTUM), source=override.source)
+                    savings *= override.batch_multiplier
+                return PriceResult(cost_usd=cost.quantize(_COST_QUANTUM), source=override.source,
+                                   cache_savings_usd=savings.quantize(_COST_QUANTUM))
 
         found = _model_info(provider or DEFAULT_PROVIDER, model)
         if found is None:
@@ -166,12 +172,15 @@ class Pricer:
         # TimeOfDateConstraint a UTC time of day); this is cheap, the card behind it is cached.
         card = _rate_card(info.get_prices(timestamp))
         total_input = input_tokens + cache_read_input_tokens + cache_write_5m_tokens + cache_write_1h_tokens
-        cost = card.rates_for(total_input).cost(
-            input_tokens, cache_read_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, output_tokens
+        cost, savings = _cost_and_savings(
+            card.rates_for(total_input), input_tokens, cache_read_input_tokens, cache_write_5m_tokens,
+            cache_write_1h_tokens, output_tokens,
         )
         if batch:
             cost *= ANTHROPIC_BATCH_MULTIPLIER
-        return PriceResult(cost_usd=cost.quantize(_COST_QUANTUM), source=source)
+            savings *= ANTHROPIC_BATCH_MULTIPLIER
+        return PriceResult(cost_usd=cost.quantize(_COST_QUANTUM), source=source,
+                           cache_savings_usd=savings.quantize(_COST_QUANTUM))
 
     def _override_for(self, model: str, timestamp: datetime) -> _Override | None:
         candidates = self._candidates.get(model)
@@ -189,6 +198,17 @@ class Pricer:
         prefixes = sorted((p for p in self._prefixes if model.startswith(p)), key=len, reverse=True)
         groups.extend(self._prefixes[p] for p in prefixes)
         return tuple(o for group in groups for o in group)
+
+
+def _cost_and_savings(
+    rates: _Rates, input_tokens: int, cache_read: int, write_5m: int, write_1h: int, output_tokens: int
+) -> tuple[Decimal, Decimal]:
+    cost = rates.cost(input_tokens, cache_read, write_5m, write_1h, output_tokens)
+    if not (cache_read or write_5m or write_1h):
+        return cost, _ZERO
+    # Same tier: the long-context threshold counts cache tokens either way.
+    uncached = rates.cost(input_tokens + cache_read + write_5m + write_1h, 0, 0, 0, output_tokens)
+    return cost, uncached - cost
 
 
 def _override_from_row(row: PriceOverride) -> _Override:

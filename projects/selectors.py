@@ -31,3 +31,22 @@ def key_from_bearer(*, authorization: str | None, scopes: tuple[str, ...]) -> In
         if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
             IngestKey.objects.filter(pk=key.pk).update(last_used_at=now)
     return key
+
+
+READ_SCOPES = (IngestKey.Scope.READ, IngestKey.Scope.ADMIN)
+
+
+def api_project_ids(request, *, project_slug: str | None = None) -> list[int] | None:  # type: ignore[no-untyped-def]
+    """Projects an API request may read: a read/admin key's own project, or, for a logged-in
+    user, every project (narrowed by `project_slug`). None when the request is anonymous."""
+    from projects.models import Project
+
+    if request.headers.get("Authorization"):
+        key = key_from_bearer(authorization=request.headers["Authorization"], scopes=READ_SCOPES)
+        return None if key is None else [key.project_id]
+    if not request.user.is_authenticated:
+        return None
+    projects = Project.objects.all()
+    if project_slug:
+        projects = projects.filter(slug=project_slug)
+    return list(projects.values_list("pk", flat=True))

@@ -30,6 +30,7 @@ INSTALLED_APPS = [
     "projects",
     "pricing",
     "ingest",
+    "rollups",
 ]
 
 MIDDLEWARE = [

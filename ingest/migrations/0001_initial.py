@@ -33,6 +33,7 @@ CREATE TABLE ingest_event (
     cache_write_5m_tokens bigint NOT NULL DEFAULT 0,
     cache_write_1h_tokens bigint NOT NULL DEFAULT 0,
     cost_usd numeric(20, 10) NULL,
+    cache_savings_usd numeric(20, 10) NULL,
     client_cost_usd numeric(20, 10) NULL,
     price_source varchar(128) NOT NULL DEFAULT '',
     metadata jsonb NULL,

@@ -308,7 +308,7 @@ def test_unknown_model_or_provider_is_unpriced_never_zero(pricer, model, provide
 def test_a_known_model_with_no_tokens_costs_zero_not_unpriced(pricer):
     result = price(pricer, "claude-sonnet-4-6")
 
-    assert result == PriceResult(cost_usd=D(0), source=genai_source("claude-sonnet-4-6"))
+    assert result == PriceResult(cost_usd=D(0), source=genai_source("claude-sonnet-4-6"), cache_savings_usd=D(0))
 
 
 def test_naive_timestamps_are_rejected(pricer):
@@ -540,3 +540,14 @@ def test_cached_calls_do_not_run_genai_prices_calc_price(pricer):
 
 def test_prices_version_names_the_installed_genai_prices():
     assert PRICES_VERSION == f"genai-prices {genai_prices.__version__}" == "genai-prices 0.2.3"
+
+
+def test_cache_savings_are_uncached_price_minus_real_price(pricer):
+    # Sonnet 4.6: 10k reads save 10k x ($3 - $0.30); 1k 5m writes cost 1k x ($3.75 - $3) extra,
+    # 500 1h writes 500 x ($6 - $3) extra.
+    result = price(pricer, "claude-sonnet-4-6", input=100, output=50, read=10_000, w5m=1_000, w1h=500)
+    assert result.cache_savings_usd == mtok(10_000 * D("2.7")) - mtok(1_000 * D("0.75"), 500 * 3)
+    batch = price(pricer, "claude-sonnet-4-6", input=100, output=50, read=10_000, w5m=1_000, w1h=500, batch=True)
+    assert batch.cache_savings_usd == result.cache_savings_usd / 2
+    assert price(pricer, "claude-sonnet-4-6", input=100).cache_savings_usd == D(0)
+    assert price(pricer, "claude-experimental-x", read=100).cache_savings_usd is None

@@ -1,0 +1,123 @@
+"""Hourly and daily aggregates of raw events, the only thing pages and the query API read.
+
+Bucket columns name their start: `hour_start` (UTC hour), `day` (UTC date). Each row
+covers one (project, environment, service, model, feature) in one bucket and holds sums
+that add across rows, plus a mergeable latency histogram: `latency_hist_idx[i]` is a
+DDSketch-style log bucket index ceil(log_gamma(latency_ms)) with gamma = 1.01/0.99 (1%
+relative accuracy) and `latency_hist_cnt[i]` its count, so P50/P95/P99 for any filter
+and range come from summing counts per index (rollups/sketch.py).
+"""
+
+from __future__ import annotations
+
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+
+
+class AggregateFields(models.Model):
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="+")
+    environment = models.ForeignKey("projects.Environment", on_delete=models.CASCADE, related_name="+")
+    service = models.CharField(max_length=128)
+    model = models.CharField(max_length=128)
+    feature = models.CharField(max_length=128)
+    requests = models.BigIntegerField()
+    errors = models.BigIntegerField()
+    input_tokens = models.BigIntegerField()
+    output_tokens = models.BigIntegerField()
+    cache_read_input_tokens = models.BigIntegerField()
+    cache_creation_input_tokens = models.BigIntegerField()
+    cache_write_5m_tokens = models.BigIntegerField()
+    cache_write_1h_tokens = models.BigIntegerField()
+    cache_hits = models.BigIntegerField()
+    batch_requests = models.BigIntegerField()
+    cost_usd = models.DecimalField(max_digits=24, decimal_places=10)
+    cache_savings_usd = models.DecimalField(max_digits=24, decimal_places=10)
+    unpriced_requests = models.BigIntegerField()
+    latency_sum_ms = models.FloatField()
+    latency_hist_idx = ArrayField(models.IntegerField())
+    latency_hist_cnt = ArrayField(models.BigIntegerField())
+    errors_by_type = models.JSONField(default=dict)
+    http_status_counts = models.JSONField(default=dict)
+
+    class Meta:
+        abstract = True
+
+
+class HourlyAggregate(AggregateFields):
+    hour_start = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "hour_start", "environment", "service", "model", "feature"],
+                name="hourly_aggregate_key",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project_id}@{self.hour_start:%Y-%m-%dT%H} {self.model}/{self.service}"
+
+
+class DailyAggregate(AggregateFields):
+    day = models.DateField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "day", "environment", "service", "model", "feature"],
+                name="daily_aggregate_key",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project_id}@{self.day} {self.model}/{self.service}"
+
+
+class UserSpendFields(models.Model):
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="+")
+    environment = models.ForeignKey("projects.Environment", on_delete=models.CASCADE, related_name="+")
+    user_id = models.CharField(max_length=256)
+    requests = models.BigIntegerField()
+    errors = models.BigIntegerField()
+    cost_usd = models.DecimalField(max_digits=24, decimal_places=10)
+    unpriced_requests = models.BigIntegerField()
+
+    class Meta:
+        abstract = True
+
+
+class HourlyUserSpend(UserSpendFields):
+    """Per end user and hour: the day table is summed from it, so late events stay exact."""
+
+    hour_start = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "hour_start", "environment", "user_id"],
+                                    name="hourly_user_spend_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id}@{self.hour_start:%Y-%m-%dT%H}"
+
+
+class DailyUserSpend(UserSpendFields):
+    day = models.DateField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "day", "environment", "user_id"], name="daily_user_spend_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id}@{self.day}"
+
+
+class RollupState(models.Model):
+    """One row: when the last rollup pass finished (for 'data as of' and /metrics lag)."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    last_pass_finished_at = models.DateTimeField(null=True)
+
+    def __str__(self) -> str:
+        return f"rollup state @ {self.last_pass_finished_at}"

@@ -1,0 +1,66 @@
+"""Query-string parsing for GET /api/v1/metrics (CONTRACT §4), with errors naming the parameter."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from django.http import QueryDict
+from django.utils import timezone
+
+from rollups.selectors import FILTERS, GRANULARITIES, GROUPS, MetricsQuery
+
+MAX_HOURLY_BUCKETS = 24 * 93  # about three months of hours per series
+MAX_RANGE = timedelta(days=800)
+
+
+class QueryError(ValueError):
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(f"{param}: {message}")
+        self.param = param
+        self.message = message
+
+
+def parse_time(value: str, *, param: str, end: bool) -> datetime:
+    """YYYY-MM-DD (a whole UTC day, inclusive) or an RFC 3339 time with offset."""
+    try:
+        if len(value) == 10:
+            day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)  # noqa: DTZ007 - tz set here
+            return day + timedelta(days=1) if end else day
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise QueryError(param, "must be YYYY-MM-DD or an RFC 3339 time") from exc
+    if parsed.tzinfo is None:
+        raise QueryError(param, "an RFC 3339 time needs a UTC offset")
+    return parsed
+
+
+def metrics_query_parse(params: QueryDict, *, project_ids: list[int]) -> MetricsQuery:
+    known = {"from", "to", "granularity", "group_by", *FILTERS, "project"}
+    for name in params:
+        if name not in known:
+            raise QueryError(name, "unknown parameter")
+    granularity = params.get("granularity", "day")
+    if granularity not in GRANULARITIES:
+        raise QueryError("granularity", "must be hour or day")
+    now = timezone.now()
+    end = parse_time(params["to"], param="to", end=True) if params.get("to") else now
+    if params.get("from"):
+        start = parse_time(params["from"], param="from", end=False)
+    else:
+        start = (end - timedelta(days=7)).replace(hour=0, minute=0, second=0, microsecond=0)
+    if end <= start:
+        raise QueryError("to", "must be after from")
+    if end - start > MAX_RANGE:
+        raise QueryError("from", f"the range may span at most {MAX_RANGE.days} days")
+    if granularity == "hour" and (end - start) > timedelta(hours=MAX_HOURLY_BUCKETS):
+        raise QueryError("granularity", f"hourly series are limited to {MAX_HOURLY_BUCKETS} hours; use day")
+    group_by: list[str] = []
+    for raw in params.getlist("group_by"):
+        for name in filter(None, (part.strip() for part in raw.split(","))):
+            if name not in GROUPS:
+                raise QueryError("group_by", f"{name!r} is not one of {', '.join(GROUPS)}")
+            if name not in group_by:
+                group_by.append(name)
+    filters = {name: params.getlist(name) for name in FILTERS if params.getlist(name)}
+    return MetricsQuery(project_ids=project_ids, start=start, end=end, granularity=granularity, group_by=group_by,
+                        filters=filters)

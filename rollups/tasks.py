@@ -1,0 +1,19 @@
+"""Celery entry points of the rollup.
+
+Invariant: a task only calls the service that `manage.py rollup` calls; all state lives
+in PostgreSQL (dirty-hour markers), so a lost or duplicated message is harmless.
+"""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.db.utils import OperationalError
+
+from rollups.services import dirty_hours_rollup
+
+
+@shared_task(name="rollups.rollup_dirty_hours", autoretry_for=(OperationalError,), retry_backoff=True,
+             retry_jitter=True, max_retries=5)
+def dirty_hours_rollup_task() -> int:
+    """Idempotent: recomputes whole (project_id, hour_start) buckets claimed from the markers."""
+    return dirty_hours_rollup().hours

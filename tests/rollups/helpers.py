@@ -1,0 +1,58 @@
+"""Exact aggregates computed in Python from raw events, to compare the rollup against."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection
+
+from ingest.models import Event
+
+
+def ingest(key, events: list[dict[str, Any]]):  # type: ignore[no-untyped-def]
+    from ingest.services import events_ingest
+
+    return events_ingest(project_id=key.project_id, environment_id=key.environment_id, body={"events": events},
+                         max_batch=1000)
+
+
+def aggregate_rows(table: str) -> list[tuple]:
+    """Every aggregate row, in a stable order, without surrogate ids."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT * FROM {table} ORDER BY 2, 3, 4, 5, 6, 7, 8")  # noqa: S608
+        return [row[1:] for row in cursor.fetchall()]
+
+
+def snapshot() -> dict[str, list[tuple]]:
+    return {t: aggregate_rows(t) for t in ("rollups_hourlyaggregate", "rollups_dailyaggregate",
+                                          "rollups_hourlyuserspend", "rollups_dailyuserspend")}
+
+
+def exact_hourly() -> dict[tuple, dict[str, Any]]:
+    """(project, env, service, model, feature, hour) -> exact sums from raw events."""
+    out: dict[tuple, dict[str, Any]] = defaultdict(lambda: defaultdict(int))
+    for e in Event.objects.all():
+        hour = e.timestamp.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        row = out[(e.project_id, e.environment_id, e.service, e.model, e.feature, hour)]
+        row["requests"] += 1
+        row["errors"] += e.status == "error"
+        row["input_tokens"] += e.input_tokens
+        row["output_tokens"] += e.output_tokens
+        row["cache_read_input_tokens"] += e.cache_read_input_tokens
+        row["cache_hits"] += e.cache_read_input_tokens > 0
+        row["cost_usd"] += e.cost_usd or Decimal(0)
+        row["unpriced_requests"] += e.cost_usd is None
+    return out
+
+
+def exact_quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[math.floor(q * (len(ordered) - 1))]
+
+
+def hour(dt: datetime) -> datetime:
+    return dt.replace(minute=0, second=0, microsecond=0)

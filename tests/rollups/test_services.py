@@ -1,0 +1,252 @@
+"""The rollup's properties (DESIGN "The pipeline"), each on its own."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+
+from ingest.models import DirtyHour
+from projects.services import ingest_key_create
+from rollups import services
+from rollups.models import DailyAggregate, DailyUserSpend, HourlyAggregate
+from rollups.services import dirty_hours_rollup, rollup_until_current, rollups_verify
+from tests.rollups.helpers import exact_hourly, hour, ingest, snapshot
+
+pytestmark = pytest.mark.usefixtures("clean_events")
+
+NOW = datetime.now(tz=UTC).replace(microsecond=0)
+MODELS = ["claude-sonnet-4-6", "claude-haiku-4-5", "claude-opus-4-7", "claude-experimental-x"]
+
+
+def make_events(prefix: str, n: int, *, start: datetime = NOW - timedelta(days=2), span_hours: int = 40) -> list[dict]:
+    events = []
+    for i in range(n):
+        events.append({
+            "request_id": f"{prefix}{i}",
+            "model": MODELS[i % 4],
+            "service": ["checkout", "search", "support"][i % 3],
+            "feature": ["", "cart", "faq"][(i // 3) % 3],
+            "timestamp": (start + timedelta(minutes=(i * 37) % (span_hours * 60))).isoformat(),
+            "latency_ms": 50 + (i * 7919) % 4000,
+            "input_tokens": 100 + i,
+            "output_tokens": 10 + i % 50,
+            "cache_read_input_tokens": 500 if i % 4 == 0 else 0,
+            "cache_creation_input_tokens": 200 if i % 10 == 0 else 0,
+            "status": "error" if i % 9 == 0 else "ok",
+            "error_type": "overloaded_error" if i % 9 == 0 else "",
+            "http_status": 529 if i % 9 == 0 else 200,
+            "user_id": f"u{i % 7}" if i % 5 else "",
+        })
+    return events
+
+
+@pytest.fixture
+def key(transactional_db):  # type: ignore[no-untyped-def]
+    return ingest_key_create(project_slug="acme", environment_name="prod").key
+
+
+def stored_hourly() -> dict[tuple, HourlyAggregate]:
+    return {(a.project_id, a.environment_id, a.service, a.model, a.feature, a.hour_start): a
+            for a in HourlyAggregate.objects.all()}
+
+
+def assert_matches_raw() -> None:
+    exact = exact_hourly()
+    stored = stored_hourly()
+    assert set(stored) == set(exact)
+    for k, want in exact.items():
+        got = stored[k]
+        for name in ("requests", "errors", "input_tokens", "output_tokens", "cache_read_input_tokens",
+                     "cache_hits", "unpriced_requests"):
+            assert getattr(got, name) == want[name], (k, name)
+        assert got.cost_usd == want["cost_usd"], k
+        assert sum(got.latency_hist_cnt) == want["requests"]
+    assert rollups_verify().differences == []
+
+
+def test_every_committed_event_is_counted_exactly_once(key):
+    result = ingest(key, make_events("a", 600))
+    assert result.accepted == 600
+    rollup_until_current()
+    assert_matches_raw()
+    assert sum(HourlyAggregate.objects.values_list("requests", flat=True)) == 600
+    assert sum(DailyAggregate.objects.values_list("requests", flat=True)) == 600
+    assert DirtyHour.objects.count() == 0
+    # Per-user spend: every event with a user, once.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*), coalesce(sum(cost_usd), 0) FROM ingest_event WHERE user_id <> ''")
+        n, cost = cursor.fetchone()
+    assert sum(DailyUserSpend.objects.values_list("requests", flat=True)) == n
+    assert sum(DailyUserSpend.objects.values_list("cost_usd", flat=True)) == cost
+
+
+def test_days_are_the_sums_of_their_hours(key):
+    ingest(key, make_events("d", 300))
+    rollup_until_current()
+    for day in DailyAggregate.objects.all():
+        hours = HourlyAggregate.objects.filter(
+            project_id=day.project_id, environment_id=day.environment_id, service=day.service, model=day.model,
+            feature=day.feature, hour_start__date=day.day)
+        assert day.requests == sum(h.requests for h in hours)
+        assert day.cost_usd == sum((h.cost_usd for h in hours), Decimal(0))
+        merged: dict[int, int] = {}
+        for h in hours:
+            for i, c in zip(h.latency_hist_idx, h.latency_hist_cnt, strict=True):
+                merged[i] = merged.get(i, 0) + c
+        assert dict(zip(day.latency_hist_idx, day.latency_hist_cnt, strict=True)) == merged
+
+
+def test_a_late_event_re_rolls_its_hour(key):
+    ingest(key, make_events("l", 100))
+    rollup_until_current()
+    old_hour = hour(NOW - timedelta(days=2))
+    before = sum(HourlyAggregate.objects.filter(hour_start=old_hour).values_list("requests", flat=True))
+    late = {"request_id": "late-1", "model": "claude-haiku-4-5", "latency_ms": 10, "input_tokens": 5,
+            "timestamp": (old_hour + timedelta(minutes=1)).isoformat()}
+    assert ingest(key, [late]).accepted == 1
+    assert list(DirtyHour.objects.values_list("hour_start", flat=True)) == [old_hour]
+    rollup_until_current()
+    after = sum(HourlyAggregate.objects.filter(hour_start=old_hour).values_list("requests", flat=True))
+    assert after == before + 1
+    assert_matches_raw()
+
+
+def test_running_twice_gives_identical_aggregates(key):
+    ingest(key, make_events("t", 300))
+    rollup_until_current()
+    first = snapshot()
+    # Mark every hour dirty again and re-roll: replace, never add.
+    with connection.cursor() as cursor:
+        cursor.execute("INSERT INTO ingest_dirtyhour (project_id, hour_start, created_at) "
+                       "SELECT DISTINCT project_id, hour_start, now() FROM rollups_hourlyaggregate")
+    rollup_until_current()
+    assert snapshot() == first
+
+
+def test_concurrent_passes_give_identical_aggregates(key):
+    events = make_events("c", 800)
+    ingest(key, events[:400])
+    rollup_until_current()
+    ingest(key, events[400:])
+    # Duplicate every marker so that both passes have work on the same hours.
+    with connection.cursor() as cursor:
+        cursor.execute("INSERT INTO ingest_dirtyhour (project_id, hour_start, created_at) "
+                       "SELECT project_id, hour_start, now() FROM ingest_dirtyhour")
+    original_batch = services.CLAIM_BATCH
+    services.CLAIM_BATCH = 3  # many small transactions, interleaving the two passes
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            dirty_hours_rollup()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    try:
+        threads = [threading.Thread(target=run) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        services.CLAIM_BATCH = original_batch
+    assert errors == []
+    concurrent = snapshot()
+    assert DirtyHour.objects.count() == 0
+    assert_matches_raw()
+    with connection.cursor() as cursor:
+        cursor.execute("INSERT INTO ingest_dirtyhour (project_id, hour_start, created_at) "
+                       "SELECT DISTINCT project_id, hour_start, now() FROM rollups_hourlyaggregate")
+    rollup_until_current()
+    assert snapshot() == concurrent
+
+
+def test_an_event_committed_while_a_rollup_runs_is_not_missed(key):
+    ingest(key, make_events("w", 50, start=hour(NOW - timedelta(hours=3)), span_hours=1))
+    claimed = threading.Event()
+    resume = threading.Event()
+
+    def pause(hours):  # type: ignore[no-untyped-def]
+        claimed.set()
+        assert resume.wait(30)
+
+    services._after_hours_hook = pause
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(dirty_hours_rollup(max_batches=1))
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        assert claimed.wait(30)
+        # The rollup has claimed the hour and is mid-way; an event for that hour commits now.
+        midway = {"request_id": "midway", "model": "claude-haiku-4-5", "latency_ms": 10,
+                  "timestamp": (hour(NOW - timedelta(hours=3)) + timedelta(minutes=5)).isoformat()}
+        assert ingest(key, [midway]).accepted == 1
+    finally:
+        resume.set()
+        thread.join()
+        services._after_hours_hook = None
+    assert outcome
+    # Its marker survived the pass that was running ...
+    assert DirtyHour.objects.filter(hour_start=hour(NOW - timedelta(hours=3))).exists()
+    rollup_until_current()
+    # ... and the next pass counted it.
+    assert sum(HourlyAggregate.objects.values_list("requests", flat=True)) == 51
+    assert_matches_raw()
+
+
+def test_a_crash_midway_leaves_nothing_half_written_and_the_next_pass_repairs(key):
+    ingest(key, make_events("x", 200))
+    rollup_until_current()
+    good = snapshot()
+    ingest(key, make_events("y", 100))
+    markers = DirtyHour.objects.count()
+    assert markers > 0
+
+    def crash(hours):  # type: ignore[no-untyped-def]
+        raise RuntimeError("injected crash after the hours were rewritten")
+
+    services._after_hours_hook = crash
+    try:
+        with pytest.raises(RuntimeError, match="injected crash"):
+            dirty_hours_rollup()
+    finally:
+        services._after_hours_hook = None
+    assert snapshot() == good  # nothing of the failed pass is visible
+    assert DirtyHour.objects.count() == markers  # its claims were rolled back
+    rollup_until_current()
+    assert sum(HourlyAggregate.objects.values_list("requests", flat=True)) == 300
+    assert_matches_raw()
+
+
+def test_verify_rollups_reports_a_tampered_aggregate(key):
+    ingest(key, make_events("v", 100))
+    rollup_until_current()
+    assert rollups_verify().differences == []
+    row = HourlyAggregate.objects.order_by("hour_start").first()
+    HourlyAggregate.objects.filter(pk=row.pk).update(requests=row.requests + 1)
+    DailyAggregate.objects.filter(day=row.hour_start.date(), model=row.model, service=row.service,
+                                  feature=row.feature).delete()
+    differences = rollups_verify().differences
+    assert len(differences) == 2
+    assert "values differ" in differences[0] or "values differ" in differences[1]
+    assert any("missing from stored aggregates" in d for d in differences)
+
+
+def test_verify_skips_hours_still_pending(key):
+    ingest(key, make_events("p", 30, start=hour(NOW - timedelta(hours=5)), span_hours=2))
+    result = rollups_verify()
+    assert result.differences == []
+    assert result.pending_hours == 2
+    assert result.hours_checked == 0
