@@ -48,6 +48,10 @@ def metrics_query_parse(params: QueryDict, *, project_ids: list[int]) -> Metrics
         start = parse_time(params["from"], param="from", end=False)
     else:
         start = (end - timedelta(days=7)).replace(hour=0, minute=0, second=0, microsecond=0)
+    # Aggregates are hourly: a time inside an hour widens the range to whole hours.
+    start = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    if end.astimezone(UTC).replace(minute=0, second=0, microsecond=0) != end:
+        end = end.astimezone(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
     if end <= start:
         raise QueryError("to", "must be after from")
     if end - start > MAX_RANGE:

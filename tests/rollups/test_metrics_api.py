@@ -1,0 +1,309 @@
+"""GET /api/v1/metrics (CONTRACT §4)."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.test import Client
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ingest.models import Event
+from projects.models import Environment, IngestKey
+from projects.services import ingest_key_create
+from rollups.services import rollup_until_current
+from tests.rollups.helpers import exact_quantile, ingest
+
+pytestmark = pytest.mark.usefixtures("clean_events")
+
+TODAY = datetime.now(tz=UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+@pytest.fixture
+def keys(transactional_db):  # type: ignore[no-untyped-def]
+    prod = ingest_key_create(project_slug="acme", environment_name="prod").key
+    dev = ingest_key_create(project_slug="acme", environment_name="dev").key
+    read = ingest_key_create(project_slug="acme", environment_name="prod", scope=IngestKey.Scope.READ).secret
+    return prod, dev, read
+
+
+def get(client: Client, secret: str | None, **params):  # type: ignore[no-untyped-def]
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {secret}"} if secret else {}
+    return client.get("/api/v1/metrics", params, **headers)
+
+
+def event(rid: str, ts: datetime, **fields):  # type: ignore[no-untyped-def]
+    base = {"request_id": rid, "model": "claude-sonnet-4-6", "latency_ms": 100, "timestamp": ts.isoformat(),
+            "input_tokens": 1000, "output_tokens": 100}
+    base.update(fields)
+    return base
+
+
+def test_daily_series_and_totals_with_exact_numbers(keys):
+    prod, dev, read = keys
+    day1 = TODAY - timedelta(days=2)
+    ingest(prod, [
+        event("a", day1 + timedelta(hours=3), latency_ms=100),
+        event("b", day1 + timedelta(hours=5), latency_ms=300, status="error", error_type="overloaded_error"),
+        event("c", day1 + timedelta(days=1, hours=1), latency_ms=200, cache_read_input_tokens=5000),
+    ])
+    ingest(dev, [event("d", day1 + timedelta(hours=4), model="claude-haiku-4-5", latency_ms=50)])
+    rollup_until_current()
+    resp = get(Client(), read, **{"from": day1.date().isoformat(), "to": (day1 + timedelta(days=1)).date().isoformat()})
+    assert resp.status_code == 200
+    body = resp.json()
+    assert body["granularity"] == "day"
+    assert [row["bucket"] for row in body["series"]] == [
+        day1.strftime("%Y-%m-%dT00:00:00Z"), (day1 + timedelta(days=1)).strftime("%Y-%m-%dT00:00:00Z")]
+    first, second = body["series"]
+    assert (first["requests"], first["errors"], first["error_rate"]) == (3, 1, 1 / 3)
+    assert (second["requests"], second["cache_hits"], second["cache_hit_rate"]) == (1, 1, 1.0)
+    totals = body["totals"]
+    assert totals["requests"] == 4 and totals["input_tokens"] == 4000 and totals["output_tokens"] == 400
+    assert totals["cache_read_input_tokens"] == 5000
+    # Sonnet 4.6: 3 x (1000 x $3 + 100 x $15)/1e6, plus 5000 reads x $0.30; Haiku 4.5: $1 / $5.
+    expected = 3 * 0.0045 + 5000 * 0.3 / 1e6 + (1000 * 1 + 100 * 5) / 1e6
+    assert math.isclose(totals["cost_usd"], expected, rel_tol=1e-12)
+    assert totals["unpriced_requests"] == 0
+    assert totals["latency_avg_ms"] == pytest.approx(162.5)
+    assert set(body) == {"granularity", "series", "totals", "as_of"}
+
+
+def test_group_by_and_filters(keys):
+    prod, dev, read = keys
+    ts = TODAY - timedelta(days=1, hours=-2)
+    ingest(prod, [event("p1", ts, service="search"), event("p2", ts, service="checkout", model="claude-haiku-4-5")])
+    ingest(dev, [event("d1", ts, service="search")])
+    rollup_until_current()
+    client = Client()
+    rng = {"from": (TODAY - timedelta(days=1)).date().isoformat(), "to": TODAY.date().isoformat()}
+    body = get(client, read, group_by="environment,service", **rng).json()
+    groups = {(r["group"]["environment"], r["group"]["service"]): r["requests"] for r in body["series"]}
+    assert groups == {("prod", "search"): 1, ("prod", "checkout"): 1, ("dev", "search"): 1}
+    body = get(client, read, environment="prod", model="claude-haiku-4-5", **rng).json()
+    assert body["totals"]["requests"] == 1
+    body = client.get("/api/v1/metrics?service=search&service=checkout&environment=dev&" +
+                      f"from={rng['from']}&to={rng['to']}", HTTP_AUTHORIZATION=f"Bearer {read}").json()
+    assert body["totals"]["requests"] == 1
+
+
+def test_hourly_granularity_zero_fills_every_hour(keys):
+    prod, _, read = keys
+    start = TODAY - timedelta(days=1)
+    ingest(prod, [event("h1", start + timedelta(hours=2, minutes=10))])
+    rollup_until_current()
+    body = get(Client(), read, granularity="hour", **{"from": start.isoformat(),
+                                                      "to": (start + timedelta(hours=6)).isoformat()}).json()
+    assert [r["requests"] for r in body["series"]] == [0, 0, 1, 0, 0, 0]
+    assert body["series"][0]["latency_p95_ms"] == 0.0
+
+
+def test_unpriced_calls_are_counted_not_priced_at_zero(keys):
+    prod, _, read = keys
+    ingest(prod, [event("u1", TODAY - timedelta(hours=20), model="claude-experimental-x"),
+                  event("u2", TODAY - timedelta(hours=20))])
+    rollup_until_current()
+    body = get(Client(), read, **{"from": (TODAY - timedelta(days=1)).date().isoformat()}).json()
+    assert body["totals"]["unpriced_requests"] == 1
+    assert body["totals"]["cost_usd"] == pytest.approx(0.0045)
+
+
+def test_auth_session_or_read_key_only(keys):
+    prod, _, read = keys
+    client = Client()
+    assert get(client, None).status_code == 401
+    assert get(client, "tly_wrong").status_code == 401
+    ingest_secret = ingest_key_create(project_slug="acme", environment_name="prod").secret
+    assert get(client, ingest_secret).status_code == 401
+    user = get_user_model().objects.create_user("lead", password="pw-lead-123")
+    client.force_login(user)
+    assert get(client, None).status_code == 200
+
+
+def test_a_read_key_sees_only_its_project(keys):
+    prod, _, read = keys
+    other = ingest_key_create(project_slug="globex", environment_name="prod").key
+    other_read = ingest_key_create(project_slug="globex", environment_name="prod", scope="read").secret
+    ts = TODAY - timedelta(hours=10)
+    ingest(prod, [event("x1", ts)])
+    ingest(other, [event("x2", ts), event("x3", ts)])
+    rollup_until_current()
+    rng = {"from": (TODAY - timedelta(days=1)).date().isoformat()}
+    assert get(Client(), read, **rng).json()["totals"]["requests"] == 1
+    assert get(Client(), other_read, **rng).json()["totals"]["requests"] == 2
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"granularity": "week"}, "granularity"),
+        ({"group_by": "model,colour"}, "group_by"),
+        ({"from": "yesterday"}, "from"),
+        ({"from": "2026-11-10T00:00:00"}, "from"),
+        ({"from": "2026-11-10", "to": "2026-11-01"}, "to"),
+        ({"from": "2020-01-01", "to": "2026-01-01"}, "from"),
+        ({"granularity": "hour", "from": "2026-01-01", "to": "2026-11-01"}, "granularity"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
+def test_bad_parameters_are_400_naming_the_parameter(keys, params, field):
+    _, _, read = keys
+    resp = get(Client(), read, **params)
+    assert resp.status_code == 400
+    assert resp.json()["field"] == field
+
+
+# --- property test: the API equals an exact computation from raw events -----------------------
+
+MODELS = ["claude-sonnet-4-6", "claude-haiku-4-5", "claude-opus-4-7", "claude-experimental-x"]
+SERVICES = ["checkout", "search", "support"]
+FEATURES = ["", "cart", "faq"]
+
+event_strategy = st.fixed_dictionaries({
+    "model": st.sampled_from(MODELS),
+    "service": st.sampled_from(SERVICES),
+    "feature": st.sampled_from(FEATURES),
+    "env": st.sampled_from(["prod", "dev"]),
+    "minute": st.integers(0, 3 * 24 * 60 - 1),
+    "latency_ms": st.one_of(st.floats(0.5, 120_000, allow_nan=False), st.integers(1, 5000)),
+    "input_tokens": st.integers(0, 300_000),
+    "output_tokens": st.integers(0, 4000),
+    "cache_read_input_tokens": st.one_of(st.just(0), st.integers(1, 50_000)),
+    "cache_creation_input_tokens": st.one_of(st.just(0), st.integers(1, 5000)),
+    "error": st.booleans(),
+    "batch": st.booleans(),
+})
+
+query_strategy = st.fixed_dictionaries({
+    "granularity": st.sampled_from(["hour", "day"]),
+    "start_hour": st.integers(0, 60),
+    "hours": st.integers(1, 80),
+    "whole_days": st.booleans(),
+    "group_by": st.lists(st.sampled_from(["model", "service", "environment", "feature"]), unique=True, max_size=2),
+    "filter_env": st.one_of(st.none(), st.sampled_from(["prod", "dev"])),
+    "filter_model": st.one_of(st.none(), st.lists(st.sampled_from(MODELS), min_size=1, max_size=2, unique=True)),
+    "filter_service": st.one_of(st.none(), st.sampled_from(SERVICES)),
+})
+
+
+def _exact(query: dict, base: datetime, env_names: dict[int, str]) -> tuple[dict, dict]:
+    """(per (bucket, group) rows, totals) computed from the stored raw events."""
+    if query["whole_days"]:
+        start = base + timedelta(days=query["start_hour"] // 24)
+        end = start + timedelta(days=max(1, query["hours"] // 24))
+    else:
+        start = base + timedelta(hours=query["start_hour"])
+        end = start + timedelta(hours=query["hours"])
+    rows: dict = defaultdict(lambda: {"latencies": [], "requests": 0, "errors": 0, "input_tokens": 0,
+                                      "output_tokens": 0, "cache_read_input_tokens": 0,
+                                      "cache_creation_input_tokens": 0, "cache_hits": 0, "cost": Decimal(0),
+                                      "unpriced_requests": 0})
+    totals = rows["totals"]
+    for e in Event.objects.filter(timestamp__gte=start, timestamp__lt=end):
+        dims = {"model": e.model, "service": e.service, "feature": e.feature,
+                "environment": env_names[e.environment_id]}
+        if query["filter_env"] and dims["environment"] != query["filter_env"]:
+            continue
+        if query["filter_model"] and e.model not in query["filter_model"]:
+            continue
+        if query["filter_service"] and e.service != query["filter_service"]:
+            continue
+        ts = e.timestamp.astimezone(UTC)
+        bucket = ts.replace(minute=0, second=0, microsecond=0)
+        if query["granularity"] == "day":
+            bucket = bucket.replace(hour=0)
+        group = tuple(sorted((g, dims[g]) for g in query["group_by"]))
+        for row in (rows[(bucket, group)], totals):
+            row["latencies"].append(e.latency_ms)
+            row["requests"] += 1
+            row["errors"] += e.status == "error"
+            row["input_tokens"] += e.input_tokens
+            row["output_tokens"] += e.output_tokens
+            row["cache_read_input_tokens"] += e.cache_read_input_tokens
+            row["cache_creation_input_tokens"] += e.cache_creation_input_tokens
+            row["cache_hits"] += e.cache_read_input_tokens > 0
+            row["cost"] += e.cost_usd or Decimal(0)
+            row["unpriced_requests"] += e.cost_usd is None
+    totals = rows.pop("totals")
+    return {"start": start, "end": end, "rows": dict(rows)}, totals
+
+
+def _assert_row_matches(got: dict, want: dict) -> None:
+    assert got["requests"] == want["requests"]
+    for name in ("errors", "input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens",
+                 "cache_hits", "unpriced_requests"):
+        assert got[name] == want[name], name
+    n = want["requests"]
+    if n == 0:
+        return
+    assert got["error_rate"] == pytest.approx(want["errors"] / n, rel=1e-12)
+    assert got["cache_hit_rate"] == pytest.approx(want["cache_hits"] / n, rel=1e-12)
+    assert abs(Decimal(repr(got["cost_usd"])) - want["cost"]) <= Decimal("1e-9") * max(1, want["cost"])
+    assert got["latency_avg_ms"] == pytest.approx(sum(want["latencies"]) / n, rel=1e-9)
+    for q, name in ((0.5, "latency_p50_ms"), (0.95, "latency_p95_ms"), (0.99, "latency_p99_ms")):
+        exact = exact_quantile(want["latencies"], q)
+        assert abs(got[name] - exact) <= 0.01 * exact * (1 + 1e-9), (name, got[name], exact)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                  HealthCheck.too_slow])
+@given(events=st.lists(event_strategy, min_size=1, max_size=40), queries=st.lists(query_strategy, min_size=1,
+                                                                                  max_size=4))
+def test_metrics_equal_an_exact_computation_from_raw_events(keys, events, queries):
+    prod, dev, read = keys
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE ingest_event, ingest_eventkey, ingest_dirtyhour, rollups_hourlyaggregate, "
+                       "rollups_dailyaggregate, rollups_hourlyuserspend, rollups_dailyuserspend")
+    base = TODAY - timedelta(days=3)
+    run = uuid.uuid4().hex[:8]
+    by_env: dict[str, list[dict]] = {"prod": [], "dev": []}
+    for i, e in enumerate(events):
+        by_env[e["env"]].append({
+            "request_id": f"{run}-{i}", "model": e["model"], "service": e["service"], "feature": e["feature"],
+            "timestamp": (base + timedelta(minutes=e["minute"], seconds=i % 60)).isoformat(),
+            "latency_ms": e["latency_ms"], "input_tokens": e["input_tokens"], "output_tokens": e["output_tokens"],
+            "cache_read_input_tokens": e["cache_read_input_tokens"],
+            "cache_creation_input_tokens": e["cache_creation_input_tokens"],
+            "status": "error" if e["error"] else "ok", "batch": e["batch"],
+        })
+    for env, key in (("prod", prod), ("dev", dev)):
+        if by_env[env]:
+            assert ingest(key, by_env[env]).accepted == len(by_env[env])
+    rollup_until_current()
+    env_names = dict(Environment.objects.values_list("id", "name"))
+    client = Client()
+    for query in queries:
+        exact, totals = _exact(query, base, env_names)
+        params: dict = {"granularity": query["granularity"]}
+        if query["whole_days"]:
+            params["from"] = exact["start"].date().isoformat()
+            params["to"] = (exact["end"] - timedelta(days=1)).date().isoformat()
+        else:
+            params["from"] = exact["start"].isoformat()
+            params["to"] = exact["end"].isoformat()
+        if query["group_by"]:
+            params["group_by"] = ",".join(query["group_by"])
+        if query["filter_env"]:
+            params["environment"] = query["filter_env"]
+        if query["filter_model"]:
+            params["model"] = query["filter_model"]
+        if query["filter_service"]:
+            params["service"] = query["filter_service"]
+        resp = get(client, read, **params)
+        assert resp.status_code == 200, resp.content
+        body = resp.json()
+        _assert_row_matches(body["totals"], totals)
+        got_rows = {}
+        for row in body["series"]:
+            bucket = datetime.fromisoformat(row["bucket"].replace("Z", "+00:00"))
+            got_rows[(bucket, tuple(sorted(row["group"].items())))] = row
+        for key, want in exact["rows"].items():
+            _assert_row_matches(got_rows.pop(key), want)
+        assert all(row["requests"] == 0 for row in got_rows.values())
