@@ -94,6 +94,7 @@ CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 # --- Celery (Redis broker). Results are never used (Sentry: no result backend). ---
 CELERY_BROKER_URL = env_required("CELERY_BROKER_URL")
 CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_DEFAULT_QUEUE = env("CELERY_TASK_DEFAULT_QUEUE", default="tally")
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SOFT_TIME_LIMIT = 60
