@@ -24,6 +24,19 @@ app.conf.beat_schedule = {
         "schedule": ROLLUP_INTERVAL_S,
         "options": {"expires": ROLLUP_INTERVAL_S},
     },
+    # Emails whose first attempt failed (SMTP down, broker down at queue time): retried
+    # every minute with per-row backoff. Minute cadence: a delayed alert is a late alert.
+    "alerts.send_notifications": {
+        "task": "alerts.send_notifications",
+        "schedule": crontab(minute="*/1"),
+        "options": {"expires": 60},
+    },
+    # The opt-in nightly summary of yesterday, once the last hour of the day is rolled up.
+    "alerts.daily_digest": {
+        "task": "alerts.daily_digest",
+        "schedule": crontab(minute=10, hour=0),
+        "options": {"expires": 3600},
+    },
     # Partitions for the coming days must exist before events arrive; hourly is plenty
     # (ingest also creates a missing partition on demand). Minute 7: away from :00.
     "ingest.partitions_ensure": {

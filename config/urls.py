@@ -5,5 +5,6 @@ urlpatterns = [
     path("", include("core.urls")),
     path("api/v1/", include("ingest.urls")),
     path("api/v1/", include("rollups.urls")),
+    path("api/v1/", include("alerts.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 from django.db import connection, transaction
@@ -207,6 +207,7 @@ class RollupResult:
     hours: int = 0
     days: int = 0
     passes: int = 0
+    project_ids: list[int] = field(default_factory=list)
 
 
 # Test hook: called inside the rollup transaction after the hours are rewritten (None in production).
@@ -259,6 +260,7 @@ def dirty_hours_rollup(*, max_batches: int | None = None) -> RollupResult:
         total.hours += result.hours
         total.days += result.days
         total.passes += 1
+        total.project_ids = sorted(set(total.project_ids) | {p for p, _ in hours})
     RollupState.objects.update_or_create(pk=1, defaults={"last_pass_finished_at": timezone.now()})
     return total
 

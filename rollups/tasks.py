@@ -6,7 +6,7 @@ in PostgreSQL (dirty-hour markers), so a lost or duplicated message is harmless.
 
 from __future__ import annotations
 
-from celery import shared_task
+from celery import shared_task, signature
 from django.db.utils import OperationalError
 
 from rollups.services import dirty_hours_rollup
@@ -15,5 +15,10 @@ from rollups.services import dirty_hours_rollup
 @shared_task(name="rollups.rollup_dirty_hours", autoretry_for=(OperationalError,), retry_backoff=True,
              retry_jitter=True, max_retries=5)
 def dirty_hours_rollup_task() -> int:
-    """Idempotent: recomputes whole (project_id, hour_start) buckets claimed from the markers."""
-    return dirty_hours_rollup().hours
+    """Idempotent: recomputes whole (project_id, hour_start) buckets claimed from the markers.
+
+    Then chains alert evaluation by task name (rollups does not import alerts).
+    """
+    result = dirty_hours_rollup()
+    signature("alerts.evaluate_rules", kwargs={"project_ids": result.project_ids}).delay()
+    return result.hours

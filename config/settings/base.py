@@ -31,6 +31,7 @@ INSTALLED_APPS = [
     "pricing",
     "ingest",
     "rollups",
+    "alerts",
 ]
 
 MIDDLEWARE = [

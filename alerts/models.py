@@ -1,0 +1,165 @@
+"""Alert rules, incidents, budgets and the email outbox.
+
+Uniqueness does the concurrency work (STYLE 14): at most one open incident per rule
+(partial unique index), and one outbox row per notification (`dedupe_key`), so two
+evaluators racing on the same breach cannot notify twice.
+"""
+
+from __future__ import annotations
+
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+from django.db.models import Q
+
+
+class Metric(models.TextChoices):
+    COST_USD = "cost_usd", "spend (USD)"
+    REQUESTS = "requests", "requests"
+    ERROR_RATE = "error_rate", "error rate"
+    LATENCY_P95_MS = "latency_p95_ms", "P95 latency"
+    LATENCY_AVG_MS = "latency_avg_ms", "average latency"
+    CACHE_HIT_RATE = "cache_hit_rate", "cache hit rate"
+
+
+class Window(models.TextChoices):
+    HOUR = "hour", "hour"
+    DAY = "day", "day"
+
+
+class Condition(models.TextChoices):
+    ABOVE = "above", "above threshold"
+    BELOW = "below", "below threshold"
+    ANOMALY = "anomaly", "anomaly vs baseline"
+
+
+class AlertRule(models.Model):
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="alert_rules")
+    name = models.CharField(max_length=200)
+    metric = models.CharField(max_length=32, choices=Metric.choices)
+    window = models.CharField(max_length=8, choices=Window.choices)
+    condition = models.CharField(max_length=16, choices=Condition.choices)
+    threshold = models.FloatField(null=True, blank=True)
+    # Anomaly: how many robust standard deviations (1.4826 x MAD) from the median fire.
+    sensitivity = models.FloatField(null=True, blank=True)
+    # Scope: NULL means "any" (the API's null); an empty string is never stored.
+    environment = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
+    service = models.CharField(max_length=128, null=True, blank=True)  # noqa: DJ001
+    model = models.CharField(max_length=128, null=True, blank=True)  # noqa: DJ001
+    # Volume guard: windows with fewer requests are never judged (3 calls with 1 error page no one).
+    min_requests = models.PositiveIntegerField(default=20)
+    recipients = ArrayField(models.EmailField(), default=list)
+    cooldown_minutes = models.PositiveIntegerField(default=60)
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    last_evaluated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["project", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def scope_label(self) -> str:
+        parts = [p for p in (self.model, self.service) if p]
+        return ", ".join(parts)
+
+
+class Incident(models.Model):
+    class State(models.TextChoices):
+        OPEN = "open", "open"
+        RESOLVED = "resolved", "resolved"
+
+    rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="incidents")
+    window_start = models.DateTimeField(help_text="Start of the first window that breached.")
+    opened_at = models.DateTimeField()
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    value = models.FloatField(help_text="Metric value of the breaching window (latest while open).")
+    threshold = models.FloatField(null=True, blank=True)
+    baseline = models.FloatField(null=True, blank=True, help_text="Median of the trailing windows (anomaly).")
+    detail = models.JSONField(default=dict, help_text="Contributors and the numbers behind the decision.")
+    notified = models.BooleanField(default=True, help_text="False when the cooldown suppressed the email.")
+
+    class Meta:
+        ordering = ["-opened_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["rule"], condition=Q(resolved_at__isnull=True),
+                                    name="incident_one_open_per_rule"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.rule} @ {self.window_start:%Y-%m-%d %H:%M}"
+
+    @property
+    def state(self) -> str:
+        return self.State.OPEN if self.resolved_at is None else self.State.RESOLVED
+
+
+class Budget(models.Model):
+    class Period(models.TextChoices):
+        DAY = "day", "daily"
+        MONTH = "month", "monthly"
+
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="budgets")
+    name = models.CharField(max_length=200)
+    period = models.CharField(max_length=8, choices=Period.choices)
+    limit_usd = models.DecimalField(max_digits=14, decimal_places=2)
+    environment = models.CharField(max_length=64, blank=True, default="")
+    service = models.CharField(max_length=128, blank=True, default="")
+    user_id = models.CharField(max_length=256, blank=True, default="")
+    recipients = ArrayField(models.EmailField(), default=list)
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class DigestSubscription(models.Model):
+    """Opt-in nightly summary of yesterday's KPIs for a project."""
+
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="digests")
+    recipients = ArrayField(models.EmailField(), default=list)
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"digest for {self.project}"
+
+
+class Notification(models.Model):
+    """The outbox: one row per email to send, claimed by a conditional UPDATE before sending."""
+
+    class Kind(models.TextChoices):
+        INCIDENT_OPENED = "incident_opened", "incident opened"
+        INCIDENT_RESOLVED = "incident_resolved", "incident resolved"
+        BUDGET = "budget", "budget"
+        DIGEST = "digest", "daily digest"
+
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="notifications")
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    dedupe_key = models.CharField(max_length=200, unique=True)
+    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, null=True, blank=True)
+    recipients = ArrayField(models.EmailField(), default=list)
+    subject = models.CharField(max_length=300)
+    body_text = models.TextField()
+    body_html = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    next_attempt_at = models.DateTimeField()
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True, default="")
+    sent_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True, help_text="Gave up after the last retry.")
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["next_attempt_at"], name="notification_due_idx",
+                                condition=Q(sent_at__isnull=True, failed_at__isnull=True))]
+
+    def __str__(self) -> str:
+        return self.subject

@@ -1,0 +1,261 @@
+"""Reads for alerting: a rule's metric per window, baselines, contributors, budget status.
+
+Everything comes from the aggregates through rollups.selectors.metrics_query, never from
+raw events, so evaluation costs the same at ten thousand or ten million calls.
+"""
+
+from __future__ import annotations
+
+import calendar
+import statistics
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection
+
+from alerts.models import AlertRule, Budget, Metric
+from rollups.selectors import MetricsQuery, MetricsRow, metrics_query
+
+# Metrics that are ratios or latencies: judged only with enough requests in the window.
+GUARDED = {Metric.ERROR_RATE, Metric.LATENCY_P95_MS, Metric.LATENCY_AVG_MS, Metric.CACHE_HIT_RATE}
+ADDITIVE = {Metric.COST_USD, Metric.REQUESTS}
+# Smallest deviation an anomaly must exceed, whatever the MAD: a flat series (MAD 0) must not
+# page on a change nobody would care about.
+ANOMALY_FLOOR = {
+    Metric.COST_USD: 0.05, Metric.REQUESTS: 10.0, Metric.ERROR_RATE: 0.02,
+    Metric.LATENCY_P95_MS: 50.0, Metric.LATENCY_AVG_MS: 25.0, Metric.CACHE_HIT_RATE: 0.05,
+}
+ANOMALY_RELATIVE_FLOOR = 0.10  # and at least 10% of the baseline median
+MIN_HISTORY = 7  # of the 14 baseline windows, at least this many must have data
+BASELINE_WINDOWS = 14
+
+
+def window_start(window: str, at: datetime) -> datetime:
+    at = at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    return at.replace(hour=0) if window == "day" else at
+
+
+def window_length(window: str) -> timedelta:
+    return timedelta(days=1) if window == "day" else timedelta(hours=1)
+
+
+def metric_value(row: MetricsRow, metric: str) -> float:
+    d = row.as_dict()
+    return float(d[metric])
+
+
+def rule_filters(rule: AlertRule) -> dict[str, list[str]]:
+    filters = {}
+    for name in ("environment", "service", "model"):
+        value = getattr(rule, name)
+        if value:
+            filters[name] = [value]
+    return filters
+
+
+def _query(rule: AlertRule, start: datetime, end: datetime, granularity: str,
+           group_by: list[str] | None = None) -> list[MetricsRow]:
+    return metrics_query(MetricsQuery(project_ids=[rule.project_id], start=start, end=end, granularity=granularity,
+                                      group_by=group_by or [], filters=rule_filters(rule))).series
+
+
+@dataclass
+class WindowValue:
+    start: datetime
+    requests: int
+    value: float
+    row: MetricsRow
+
+
+def rule_windows(rule: AlertRule, *, now: datetime, count: int) -> list[WindowValue]:
+    """The last `count` windows up to and including the current (partial) one, oldest first."""
+    length = window_length(rule.window)
+    current = window_start(rule.window, now)
+    start = current - length * (count - 1)
+    rows = _query(rule, start, current + length, rule.window)
+    return [WindowValue(start=r.bucket, requests=r.requests, value=metric_value(r, rule.metric), row=r)  # type: ignore[arg-type]
+            for r in rows]
+
+
+@dataclass
+class Baseline:
+    median: float
+    mad: float
+    points: int
+    scale: float
+    values: list[float] = field(default_factory=list)
+
+
+def baseline_for(rule: AlertRule, windows: list[WindowValue], target: WindowValue) -> Baseline | None:
+    """Median and MAD of the trailing like windows: for hourly rules the same hour on each of
+    the last 14 days (so a daily cycle is not an anomaly), for daily rules the last 14 days."""
+    step = timedelta(days=1)
+    wanted = {target.start - step * k for k in range(1, BASELINE_WINDOWS + 1)}
+    history = [w for w in windows if w.start in wanted]
+    if rule.metric in GUARDED:
+        history = [w for w in history if w.requests >= rule.min_requests]
+    else:
+        history = [w for w in history if w.requests > 0]
+    if len(history) < MIN_HISTORY:
+        return None
+    values = [w.value for w in history]
+    median = statistics.median(values)
+    mad = statistics.median(abs(v - median) for v in values)
+    scale = max(1.4826 * mad, ANOMALY_FLOOR[rule.metric], ANOMALY_RELATIVE_FLOOR * abs(median))
+    return Baseline(median=median, mad=mad, points=len(values), scale=scale, values=values)
+
+
+@dataclass
+class Contributor:
+    dimension: str
+    value: str
+    now: float
+    before: float
+    change: float
+
+
+def contributors(rule: AlertRule, *, start: datetime, end: datetime, before_start: datetime,
+                 before_end: datetime, limit: int = 4) -> list[Contributor]:
+    """Which model / service / feature moved the metric between two windows, and by how much.
+
+    For sums (spend, requests) a group's change is its own change. For ratios it is the
+    group's share of the overall change (e.g. its errors over all requests), so the
+    contributions add up to the total move. For P95 it is the group's own P95 change
+    weighted by its share of requests.
+    """
+    now_rows = _query(rule, start, end, "day" if rule.window == "day" else "hour", ["model", "service", "feature"])
+    before_rows = _query(rule, before_start, before_end, "day" if rule.window == "day" else "hour",
+                         ["model", "service", "feature"])
+    found: list[Contributor] = []
+    for dimension in ("model", "service", "feature"):
+        if getattr(rule, dimension, None):
+            continue  # the rule is scoped to one value: it cannot explain anything
+        now_by = _by_value(now_rows, dimension)
+        before_by = _by_value(before_rows, dimension)
+        if len(set(now_by) | set(before_by)) < 2:
+            continue  # a single value is just the total again
+        total_now = sum(r.requests for r in now_by.values()) or 1
+        total_before = sum(r.requests for r in before_by.values()) or 1
+        for value in set(now_by) | set(before_by):
+            a = now_by.get(value) or MetricsRow(bucket=None, group={})
+            b = before_by.get(value) or MetricsRow(bucket=None, group={})
+            now_v, before_v, change = _contribution(rule.metric, a, b, total_now, total_before)
+            if change:
+                found.append(Contributor(dimension, value or "(none)", now_v, before_v, change))
+    found.sort(key=lambda c: abs(c.change), reverse=True)
+    return found[:limit]
+
+
+def _by_value(rows: list[MetricsRow], dimension: str) -> dict[str, MetricsRow]:
+    out: dict[str, MetricsRow] = {}
+    for row in rows:
+        key = row.group[dimension]
+        out.setdefault(key, MetricsRow(bucket=None, group={})).add(row)
+    return out
+
+
+def _contribution(metric: str, a: MetricsRow, b: MetricsRow, total_now: int, total_before: int
+                  ) -> tuple[float, float, float]:
+    ad, bd = a.as_dict(), b.as_dict()
+    if metric in ADDITIVE:
+        return ad[metric], bd[metric], ad[metric] - bd[metric]
+    if metric == Metric.ERROR_RATE:
+        return ad[metric], bd[metric], ad["errors"] / total_now - bd["errors"] / total_before
+    if metric == Metric.CACHE_HIT_RATE:
+        return ad[metric], bd[metric], ad["cache_hits"] / total_now - bd["cache_hits"] / total_before
+    if metric == Metric.LATENCY_AVG_MS:
+        return ad[metric], bd[metric], a.latency_sum_ms / total_now - b.latency_sum_ms / total_before
+    share = a.requests / total_now
+    return ad[metric], bd[metric], (ad[metric] - bd[metric]) * share if a.requests and b.requests else 0.0
+
+
+# --- budgets ---------------------------------------------------------------------------
+
+
+@dataclass
+class BudgetStatus:
+    budget: Budget
+    period_start: datetime
+    period_end: datetime
+    spent_usd: Decimal
+    projected_usd: Decimal
+
+    @property
+    def exceeded(self) -> bool:
+        return self.spent_usd >= self.budget.limit_usd
+
+    @property
+    def used_fraction(self) -> float:
+        return float(self.spent_usd / self.budget.limit_usd) if self.budget.limit_usd else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        b = self.budget
+        return {
+            "id": b.pk, "name": b.name, "period": b.period,
+            "scope": {"environment": b.environment or None, "service": b.service or None,
+                      "user_id": b.user_id or None},
+            "period_start": self.period_start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "period_end": self.period_end.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "limit_usd": float(b.limit_usd), "spent_usd": float(self.spent_usd),
+            "projected_usd": float(self.projected_usd), "used": round(self.used_fraction, 6),
+            "exceeded": self.exceeded,
+        }
+
+
+def budget_period(period: str, now: datetime) -> tuple[datetime, datetime]:
+    now = now.astimezone(UTC)
+    if period == Budget.Period.DAY:
+        start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        return start, start + timedelta(days=1)
+    start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    days = calendar.monthrange(start.year, start.month)[1]
+    return start, start + timedelta(days=days)
+
+
+def _spent(budget: Budget, start: datetime, end: datetime) -> Decimal:
+    if budget.user_id:
+        # Per-user spend: whole past days from the daily table, today from the hourly one.
+        today = end.replace(hour=0, minute=0, second=0, microsecond=0)
+        with connection.cursor() as cursor:
+            env_clause = "AND environment_id IN (SELECT id FROM projects_environment WHERE name = %s)" \
+                if budget.environment else ""
+            env_param = [budget.environment] if budget.environment else []
+            cursor.execute(
+                f"""SELECT coalesce((SELECT sum(cost_usd) FROM rollups_dailyuserspend WHERE project_id = %s
+                       AND user_id = %s AND day >= %s AND day < %s {env_clause}), 0)
+                     + coalesce((SELECT sum(cost_usd) FROM rollups_hourlyuserspend WHERE project_id = %s
+                       AND user_id = %s AND hour_start >= %s AND hour_start < %s {env_clause}), 0)""",  # noqa: S608
+                [budget.project_id, budget.user_id, start.date(), min(today, end).date(), *env_param,
+                 budget.project_id, budget.user_id, max(start, today), end, *env_param],
+            )
+            return Decimal(cursor.fetchone()[0])
+    filters = {}
+    if budget.environment:
+        filters["environment"] = [budget.environment]
+    if budget.service:
+        filters["service"] = [budget.service]
+    result = metrics_query(MetricsQuery(project_ids=[budget.project_id], start=start, end=end,
+                                        granularity="hour" if end - start <= timedelta(days=1) else "day",
+                                        filters=filters))
+    return result.totals.cost_usd
+
+
+def budget_status(budget: Budget, *, now: datetime) -> BudgetStatus:
+    start, end = budget_period(budget.period, now)
+    upto = min(end, window_start("hour", now) + timedelta(hours=1))
+    spent = _spent(budget, start, upto)
+    elapsed = max((now - start).total_seconds(), 3600.0)  # at least an hour: no wild early projections
+    projected = spent * Decimal((end - start).total_seconds() / elapsed) if spent else Decimal(0)
+    return BudgetStatus(budget=budget, period_start=start, period_end=end, spent_usd=spent,
+                        projected_usd=max(projected, spent).quantize(Decimal("0.000001")))
+
+
+def budgets_status(*, project_ids: list[int], now: datetime, service: str | None = None,
+                   user_id: str | None = None) -> list[BudgetStatus]:
+    budgets = Budget.objects.filter(project_id__in=project_ids, enabled=True)
+    if service or user_id:
+        # Scoped (a client asking "may I call?"): project-wide budgets plus its own.
+        budgets = budgets.filter(service__in=["", service or ""], user_id__in=["", user_id or ""])
+    return [budget_status(b, now=now) for b in budgets]

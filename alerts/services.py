@@ -1,0 +1,253 @@
+"""Alert evaluation, incidents, budgets, digests: the writes of the alerts app.
+
+Invariants:
+- A rule has at most one open incident (partial unique index). Opening inserts with ON
+  CONFLICT DO NOTHING and only the inserter queues the "opened" email; resolving is a
+  conditional UPDATE (resolved_at IS NULL) and only the updater queues "resolved". Both
+  happen in the transaction that queues the email, so racing evaluators notify once.
+- Every email is an outbox row with a unique `dedupe_key` (incident:<id>:opened,
+  budget:<id>:<period>:<level>, digest:<project>:<day>); sending happens after COMMIT
+  (`transaction.on_commit`) and retries with backoff until it succeeds.
+- Evaluation reads aggregates only and judges closed windows, plus the current window for
+  thresholds that a partial window can already prove (spend or requests above).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from alerts import emails
+from alerts.models import AlertRule, Budget, Condition, DigestSubscription, Incident, Metric, Notification
+from alerts.selectors import (
+    ADDITIVE,
+    BASELINE_WINDOWS,
+    GUARDED,
+    WindowValue,
+    baseline_for,
+    budget_status,
+    contributors,
+    rule_windows,
+    window_length,
+    window_start,
+)
+from rollups.selectors import MetricsQuery, metrics_query
+
+logger = logging.getLogger(__name__)
+
+BUDGET_LEVELS = (80, 100)
+
+
+@dataclass
+class Judgement:
+    breaching: bool
+    window: WindowValue | None
+    threshold: float | None = None
+    baseline: float | None = None
+    detail: dict[str, Any] | None = None
+
+
+def _judge_threshold(rule: AlertRule, w: WindowValue) -> bool:
+    if rule.metric in GUARDED and w.requests < rule.min_requests:
+        return False
+    assert rule.threshold is not None
+    return w.value > rule.threshold if rule.condition == Condition.ABOVE else w.value < rule.threshold
+
+
+def rule_judge(rule: AlertRule, *, now: datetime) -> Judgement:
+    """Is the rule breached now? Looks at the last closed window (and the current one where a
+    partial window is already conclusive)."""
+    count = BASELINE_WINDOWS * (24 if rule.window == "hour" else 1) + 2 if rule.condition == Condition.ANOMALY else 2
+    return windows_judge(rule, rule_windows(rule, now=now, count=count))
+
+
+def windows_judge(rule: AlertRule, windows: list[WindowValue]) -> Judgement:
+    """Pure decision over a window series ending with the current (partial) window."""
+    closed, current = windows[-2], windows[-1]
+    if rule.condition != Condition.ANOMALY:
+        candidates = [closed]
+        partial_conclusive = (rule.metric in ADDITIVE and rule.condition == Condition.ABOVE) or (
+            rule.metric in GUARDED and current.requests >= rule.min_requests)
+        if partial_conclusive:
+            candidates.append(current)
+        for w in reversed(candidates):
+            if _judge_threshold(rule, w):
+                return Judgement(True, w, threshold=rule.threshold)
+        return Judgement(False, closed, threshold=rule.threshold)
+    if rule.metric in GUARDED and closed.requests < rule.min_requests:
+        return Judgement(False, closed)
+    baseline = baseline_for(rule, windows, closed)
+    if baseline is None:  # too little history (a new service): never page on it
+        return Judgement(False, closed, detail={"reason": "not enough history"})
+    sensitivity = rule.sensitivity or 3.0
+    deviation = (closed.value - baseline.median) / baseline.scale
+    # Cache hit rate is bad when it drops; every other metric when it rises.
+    breaching = deviation < -sensitivity if rule.metric == Metric.CACHE_HIT_RATE else deviation > sensitivity
+    return Judgement(breaching, closed, baseline=baseline.median,
+                     detail={"deviation": round(deviation, 2), "mad": baseline.mad, "points": baseline.points,
+                             "baseline_values": baseline.values})
+
+
+def _contributors_for(rule: AlertRule, w: WindowValue) -> list[dict[str, Any]]:
+    length = window_length(rule.window)
+    # Compare with the like window one day (hourly rules) or one day back (daily rules).
+    before = w.start - timedelta(days=1)
+    found = contributors(rule, start=w.start, end=w.start + length, before_start=before, before_end=before + length)
+    return [{"dimension": c.dimension, "value": c.value, "now": c.now, "before": c.before, "change": c.change}
+            for c in found]
+
+
+def rule_evaluate(*, rule: AlertRule, now: datetime | None = None) -> str:
+    """Evaluate one rule; returns "opened", "resolved", "open", or "ok"."""
+    now = now or timezone.now()
+    judgement = rule_judge(rule, now=now)
+    AlertRule.objects.filter(pk=rule.pk).update(last_evaluated_at=now)
+    open_incident = Incident.objects.filter(rule=rule, resolved_at__isnull=True).first()
+    if judgement.breaching and judgement.window is not None:
+        if open_incident is not None:
+            Incident.objects.filter(pk=open_incident.pk).update(value=judgement.window.value)
+            return "open"
+        return "opened" if incident_open(rule=rule, judgement=judgement, now=now) else "open"
+    if open_incident is not None:
+        return "resolved" if incident_resolve(incident=open_incident, now=now,
+                                              value=judgement.window.value if judgement.window else None) else "ok"
+    return "ok"
+
+
+def incident_open(*, rule: AlertRule, judgement: Judgement, now: datetime) -> Incident | None:
+    assert judgement.window is not None
+    detail = dict(judgement.detail or {})
+    detail["contributors"] = _contributors_for(rule, judgement.window)
+    detail["window_requests"] = judgement.window.requests
+    last = Incident.objects.filter(rule=rule).order_by("-opened_at").first()
+    in_cooldown = last is not None and last.notified and now - last.opened_at < timedelta(
+        minutes=rule.cooldown_minutes)
+    try:
+        with transaction.atomic():
+            incident = Incident.objects.create(
+                rule=rule, window_start=judgement.window.start, opened_at=now, value=judgement.window.value,
+                threshold=judgement.threshold, baseline=judgement.baseline, detail=detail, notified=not in_cooldown)
+            if not in_cooldown:
+                emails.notification_queue(
+                    project_id=rule.project_id, kind=Notification.Kind.INCIDENT_OPENED,
+                    dedupe_key=f"incident:{incident.pk}:opened", recipients=rule.recipients, incident=incident,
+                    template="incident_opened", context=emails.incident_context(incident))
+    except IntegrityError:
+        # Another evaluator opened it first (one open incident per rule): it notifies, not us.
+        return None
+    return incident
+
+
+def incident_resolve(*, incident: Incident, now: datetime, value: float | None) -> bool:
+    with transaction.atomic():
+        updated = Incident.objects.filter(pk=incident.pk, resolved_at__isnull=True).update(resolved_at=now)
+        if updated != 1:
+            return False
+        incident.refresh_from_db()
+        if incident.notified:
+            context = emails.incident_context(incident)
+            context["resolved_value"] = value
+            emails.notification_queue(
+                project_id=incident.rule.project_id, kind=Notification.Kind.INCIDENT_RESOLVED,
+                dedupe_key=f"incident:{incident.pk}:resolved", recipients=incident.rule.recipients,
+                incident=incident, template="incident_resolved", context=context)
+    return True
+
+
+def rules_evaluate(*, project_ids: list[int] | None = None, now: datetime | None = None) -> dict[str, int]:
+    """Idempotent per rule. With `project_ids` (after a rollup pass): rules of those projects,
+    plus every rule whose window closed since its last evaluation. Without: every rule.
+    Budgets of the same projects are checked too."""
+    now = now or timezone.now()
+    outcome: dict[str, int] = {}
+    rules = AlertRule.objects.filter(enabled=True).select_related("project")
+    for rule in rules:
+        due = rule.last_evaluated_at is None or rule.last_evaluated_at < window_start(rule.window, now)
+        if project_ids is not None and not due and rule.project_id not in project_ids:
+            continue  # no new data for it and no window closed since its last evaluation
+        try:
+            result = rule_evaluate(rule=rule, now=now)
+        except Exception:  # one broken rule must not stop the others
+            logger.exception("evaluating rule %s failed", rule.pk)
+            result = "error"
+        outcome[result] = outcome.get(result, 0) + 1
+    budget_projects = project_ids if project_ids is not None else None
+    budgets_check(project_ids=budget_projects, now=now)
+    return outcome
+
+
+def budgets_check(*, project_ids: list[int] | None = None, now: datetime | None = None) -> int:
+    """Queue the 80% and 100% emails of each budget, once each per period."""
+    now = now or timezone.now()
+    budgets = Budget.objects.filter(enabled=True)
+    if project_ids is not None:
+        budgets = budgets.filter(project_id__in=project_ids)
+    queued = 0
+    for budget in budgets:
+        status = budget_status(budget, now=now)
+        for level in BUDGET_LEVELS:
+            if status.spent_usd * 100 >= budget.limit_usd * level:
+                key = f"budget:{budget.pk}:{status.period_start:%Y-%m-%d}:{level}"
+                if not Notification.objects.filter(dedupe_key=key).exists():
+                    with transaction.atomic():
+                        created = emails.notification_queue(
+                            project_id=budget.project_id, kind=Notification.Kind.BUDGET, dedupe_key=key,
+                            recipients=budget.recipients, template="budget",
+                            context=emails.budget_context(status, level))
+                        queued += created is not None
+    return queued
+
+
+def digest_send(*, day: datetime | None = None) -> int:
+    """Queue yesterday's KPI summary for each opted-in project (idempotent per project and day)."""
+    today = window_start("day", day or timezone.now())
+    yesterday = today - timedelta(days=1)
+    queued = 0
+    for sub in DigestSubscription.objects.filter(enabled=True).select_related("project"):
+        key = f"digest:{sub.pk}:{yesterday:%Y-%m-%d}"
+        if Notification.objects.filter(dedupe_key=key).exists():
+            continue
+        context = digest_context(project_id=sub.project_id, day=yesterday)
+        context["project"] = sub.project.slug
+        with transaction.atomic():
+            queued += emails.notification_queue(
+                project_id=sub.project_id, kind=Notification.Kind.DIGEST, dedupe_key=key,
+                recipients=sub.recipients, template="digest", context=context) is not None
+    return queued
+
+
+KPIS = [("requests", "Requests"), ("cost_usd", "Spend"), ("latency_avg_ms", "Average latency"),
+        ("latency_p95_ms", "P95 latency"), ("error_rate", "Error rate"), ("cache_hit_rate", "Cache hit rate")]
+
+
+def digest_context(*, project_id: int, day: datetime) -> dict[str, Any]:
+    """Yesterday's six KPIs against the trailing 7-day average, and the top movers."""
+    day_end = day + timedelta(days=1)
+    result = metrics_query(MetricsQuery(project_ids=[project_id], start=day - timedelta(days=7), end=day_end,
+                                        granularity="day"))
+    rows = [r.as_dict() for r in result.series]
+    target, trailing = rows[-1], [r for r in rows[:-1] if r["requests"]]
+    kpis = []
+    for name, label in KPIS:
+        avg = sum(r[name] for r in trailing) / len(trailing) if trailing else None
+        change = (target[name] - avg) / avg if avg else None
+        kpis.append({"name": name, "label": label, "value": target[name], "average": avg, "change": change,
+                     "display": emails.format_metric(name, target[name]),
+                     "average_display": emails.format_metric(name, avg) if avg is not None else "n/a"})
+    grouped = metrics_query(MetricsQuery(project_ids=[project_id], start=day - timedelta(days=1), end=day_end,
+                                         granularity="day", group_by=["model", "service"]))
+    spend: dict[tuple[str, str], list[Decimal]] = {}
+    for row in grouped.series:
+        key = (row.group["model"], row.group["service"])
+        pair = spend.setdefault(key, [Decimal(0), Decimal(0)])
+        pair[0 if row.bucket and row.bucket < day else 1] += row.cost_usd
+    movers = sorted(({"model": m, "service": s, "before": float(b), "now": float(n), "change": float(n - b)}
+                     for (m, s), (b, n) in spend.items()), key=lambda x: abs(x["change"]), reverse=True)[:5]
+    return {"day": day.strftime("%Y-%m-%d"), "kpis": kpis, "movers": movers,
+            "link": emails.dashboard_link(start=day, end=day_end)}
