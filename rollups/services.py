@@ -69,7 +69,7 @@ WITH c AS (
            coalesce(sum(cost_usd), 0) AS cost_usd,
            coalesce(sum(cache_savings_usd), 0) AS cache_savings_usd,
            count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced_requests,
-           sum(latency_ms) AS latency_sum_ms
+           sum(latency_ms::numeric)::float8 AS latency_sum_ms  -- numeric: exact, so re-runs agree bit for bit
     FROM e GROUP BY hour_start, {_DIMS}
 ), hist AS (
     SELECT hour_start, {_DIMS}, array_agg(bucket ORDER BY bucket) AS idx, array_agg(n ORDER BY bucket) AS cnt
@@ -128,7 +128,7 @@ WITH d AS (
            sum(cache_write_5m_tokens) AS cache_write_5m_tokens, sum(cache_write_1h_tokens) AS cache_write_1h_tokens,
            sum(cache_hits) AS cache_hits, sum(batch_requests) AS batch_requests, sum(cost_usd) AS cost_usd,
            sum(cache_savings_usd) AS cache_savings_usd, sum(unpriced_requests) AS unpriced_requests,
-           sum(latency_sum_ms) AS latency_sum_ms
+           sum(latency_sum_ms::numeric)::float8 AS latency_sum_ms
     FROM hrs GROUP BY day, {_DIMS}
 ), hist AS (
     SELECT day, {_DIMS}, array_agg(i ORDER BY i) AS idx, array_agg(n ORDER BY i) AS cnt

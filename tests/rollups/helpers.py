@@ -23,8 +23,8 @@ def ingest(key, events: list[dict[str, Any]]):  # type: ignore[no-untyped-def]
 def aggregate_rows(table: str) -> list[tuple]:
     """Every aggregate row, in a stable order, without surrogate ids."""
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT * FROM {table} ORDER BY 2, 3, 4, 5, 6, 7, 8")  # noqa: S608
-        return [row[1:] for row in cursor.fetchall()]
+        cursor.execute(f"SELECT * FROM {table}")  # noqa: S608
+        return sorted((row[1:] for row in cursor.fetchall()), key=repr)
 
 
 def snapshot() -> dict[str, list[tuple]]:

@@ -71,7 +71,8 @@ def test_posted_events_reach_the_metrics_api_through_beat_and_worker(live_server
             break
         time.sleep(0.5)
     assert totals["requests"] == 30
-    assert totals["input_tokens"] == 30_000 and totals["output_tokens"] == 6000
+    assert totals["input_tokens"] == 30_000
+    assert totals["output_tokens"] == 6000
     # Haiku 4.5: 30 x (1000 x $1 + 200 x $5) / 1e6
     assert totals["cost_usd"] == pytest.approx(0.06, rel=1e-12)
     with connection.cursor() as cursor:

@@ -66,7 +66,9 @@ def test_daily_series_and_totals_with_exact_numbers(keys):
     assert (first["requests"], first["errors"], first["error_rate"]) == (3, 1, 1 / 3)
     assert (second["requests"], second["cache_hits"], second["cache_hit_rate"]) == (1, 1, 1.0)
     totals = body["totals"]
-    assert totals["requests"] == 4 and totals["input_tokens"] == 4000 and totals["output_tokens"] == 400
+    assert totals["requests"] == 4
+    assert totals["input_tokens"] == 4000
+    assert totals["output_tokens"] == 400
     assert totals["cache_read_input_tokens"] == 5000
     # Sonnet 4.6: 3 x (1000 x $3 + 100 x $15)/1e6, plus 5000 reads x $0.30; Haiku 4.5: $1 / $5.
     expected = 3 * 0.0045 + 5000 * 0.3 / 1e6 + (1000 * 1 + 100 * 5) / 1e6
