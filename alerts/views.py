@@ -14,23 +14,13 @@ from alerts.models import AlertRule
 from alerts.selectors import budgets_status
 from core.http import database_unavailable_as_503, json_error
 from projects.models import IngestKey, Project
-from projects.selectors import api_project_ids, key_from_bearer
+from projects.selectors import admin_project_ids, api_project_ids, key_from_bearer
 
 _TYPES: dict[str, tuple[type, ...]] = {
     "name": (str,), "metric": (str,), "window": (str,), "condition": (str,), "threshold": (int, float),
     "sensitivity": (int, float), "environment": (str,), "service": (str,), "model": (str,), "recipients": (list,),
     "cooldown_minutes": (int,), "min_requests": (int,), "enabled": (bool,), "project": (str,),
 }
-
-
-def _admin_projects(request: HttpRequest) -> list[int] | None:
-    """Projects an admin request may manage: an admin key's project, or all for a staff session."""
-    if request.headers.get("Authorization"):
-        key = key_from_bearer(authorization=request.headers["Authorization"], scopes=(IngestKey.Scope.ADMIN,))
-        return None if key is None else [key.project_id]
-    if request.user.is_authenticated and request.user.is_staff:
-        return list(Project.objects.values_list("pk", flat=True))
-    return None
 
 
 def _json_body(request: HttpRequest) -> tuple[dict[str, Any] | None, JsonResponse | None]:
@@ -65,7 +55,7 @@ def _save(form_data: dict[str, Any], instance: AlertRule) -> JsonResponse:
 @database_unavailable_as_503
 def alert_rules(request: HttpRequest) -> JsonResponse:
     """CONTRACT §5: list or create rules (admin session or admin key)."""
-    project_ids = _admin_projects(request)
+    project_ids = admin_project_ids(request)
     if project_ids is None:
         return json_error(401, "needs an admin login or Authorization: Bearer <admin key>")
     if request.method == "GET":
@@ -88,7 +78,7 @@ def alert_rules(request: HttpRequest) -> JsonResponse:
 @require_http_methods(["GET", "PATCH", "DELETE"])
 @database_unavailable_as_503
 def alert_rule(request: HttpRequest, rule_id: int) -> HttpResponse:
-    project_ids = _admin_projects(request)
+    project_ids = admin_project_ids(request)
     if project_ids is None:
         return json_error(401, "needs an admin login or Authorization: Bearer <admin key>")
     rule = get_object_or_404(AlertRule.objects.select_related("project"), pk=rule_id, project_id__in=project_ids)

@@ -37,6 +37,12 @@ app.conf.beat_schedule = {
         "schedule": crontab(minute=10, hour=0),
         "options": {"expires": 3600},
     },
+    # Retention once a day, after the digest; dropping whole day partitions is instant.
+    "rollups.apply_retention": {
+        "task": "rollups.apply_retention",
+        "schedule": crontab(minute=20, hour=0),
+        "options": {"expires": 3600},
+    },
     # Partitions for the coming days must exist before events arrive; hourly is plenty
     # (ingest also creates a missing partition on demand). Minute 7: away from :00.
     "ingest.partitions_ensure": {

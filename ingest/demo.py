@@ -70,28 +70,90 @@ class Feature:
 
 
 FEATURES = (
-    Feature("search", "query-rewrite", 0.16, ((HAIKU, 1.0),), 250, 40, 256,
-            cache_hit=0.9, cache_prefix=2200),
-    Feature("search", "rerank", 0.12, ((HAIKU, 0.85), (SONNET, 0.15)), 3500, 60, 256,
-            cache_hit=0.8, cache_prefix=1800),
-    Feature("search", "answer", 0.14, ((SONNET, 0.9), (HAIKU, 0.1)), 4500, 420, 1024, stream=True,
-            cache_hit=0.85, cache_prefix=6000),
-    Feature("support-bot", "chat", 0.22, ((SONNET, 0.95), (OPUS, 0.05)), 600, 350, 2048, stream=True,
-            cache_hit=0.92, cache_prefix=14000, cache_1h=0.2, tool_use=0.3),
-    Feature("support-bot", "ticket-triage", 0.08, ((HAIKU, 1.0),), 900, 80, 512,
-            cache_hit=0.85, cache_prefix=4000, cache_1h=0.7, tool_use=0.5),
-    Feature("support-bot", "escalation-summary", 0.03, ((OPUS, 0.8), (SONNET, 0.2)), 9000, 700, 2048,
-            cache_hit=0.3, cache_prefix=3000),
+    Feature("search", "query-rewrite", 0.16, ((HAIKU, 1.0),), 250, 40, 256, cache_hit=0.9, cache_prefix=2200),
+    Feature("search", "rerank", 0.12, ((HAIKU, 0.85), (SONNET, 0.15)), 3500, 60, 256, cache_hit=0.8, cache_prefix=1800),
+    Feature(
+        "search",
+        "answer",
+        0.14,
+        ((SONNET, 0.9), (HAIKU, 0.1)),
+        4500,
+        420,
+        1024,
+        stream=True,
+        cache_hit=0.85,
+        cache_prefix=6000,
+    ),
+    Feature(
+        "support-bot",
+        "chat",
+        0.22,
+        ((SONNET, 0.95), (OPUS, 0.05)),
+        600,
+        350,
+        2048,
+        stream=True,
+        cache_hit=0.92,
+        cache_prefix=14000,
+        cache_1h=0.2,
+        tool_use=0.3,
+    ),
+    Feature(
+        "support-bot",
+        "ticket-triage",
+        0.08,
+        ((HAIKU, 1.0),),
+        900,
+        80,
+        512,
+        cache_hit=0.85,
+        cache_prefix=4000,
+        cache_1h=0.7,
+        tool_use=0.5,
+    ),
+    Feature(
+        "support-bot",
+        "escalation-summary",
+        0.03,
+        ((OPUS, 0.8), (SONNET, 0.2)),
+        9000,
+        700,
+        2048,
+        cache_hit=0.3,
+        cache_prefix=3000,
+    ),
     Feature("checkout", "fraud-check", 0.09, ((HAIKU, 0.9), (SONNET, 0.1)), 1200, 120, 512, tool_use=0.15),
     Feature("checkout", "address-normalize", 0.06, ((HAIKU, 1.0),), 300, 60, 256),
     Feature("checkout", "receipt-email", 0.04, ((SONNET, 1.0),), 800, 300, 1024),
-    Feature("summarizer", "doc-summary", 0.06, ((SONNET, 0.7), (OPUS, 0.3)), 18000, 900, 1500, stream=True,
-            cache_hit=0.2, cache_prefix=2000),
+    Feature(
+        "summarizer",
+        "doc-summary",
+        0.06,
+        ((SONNET, 0.7), (OPUS, 0.3)),
+        18000,
+        900,
+        1500,
+        stream=True,
+        cache_hit=0.2,
+        cache_prefix=2000,
+    ),
 )
-NIGHTLY = Feature("summarizer", "nightly-digest", 0.0, ((HAIKU, 0.6), (SONNET, 0.4)), 12000, 800, 1200,
-                  cache_hit=0.6, cache_prefix=5000, cache_1h=1.0, has_user=False)
-EXPERIMENT = Feature("summarizer", "doc-summary-eval", 0.0, ((UNPRICED_MODEL, 1.0),), 15000, 700, 1500,
-                     stream=True, has_user=False)
+NIGHTLY = Feature(
+    "summarizer",
+    "nightly-digest",
+    0.0,
+    ((HAIKU, 0.6), (SONNET, 0.4)),
+    12000,
+    800,
+    1200,
+    cache_hit=0.6,
+    cache_prefix=5000,
+    cache_1h=1.0,
+    has_user=False,
+)
+EXPERIMENT = Feature(
+    "summarizer", "doc-summary-eval", 0.0, ((UNPRICED_MODEL, 1.0),), 15000, 700, 1500, stream=True, has_user=False
+)
 
 _FEATURE_CUM = list(accumulate(f.weight for f in FEATURES))
 
@@ -107,8 +169,7 @@ class Burst:
     models: tuple[str, ...] = ()  # empty: every model
 
     def hits(self, ts: datetime, service: str, model: str) -> bool:
-        return (self.start <= ts < self.end and service in self.services
-                and (not self.models or model in self.models))
+        return self.start <= ts < self.end and service in self.services and (not self.models or model in self.models)
 
 
 @dataclass
@@ -133,8 +194,15 @@ def _plan(start: datetime, end: datetime) -> _Plan:
     overload = afternoon(0.6, 14)
     bursts = [
         # Anthropic overloaded for the big models one afternoon: 529s for ~50 minutes.
-        Burst(overload, overload + timedelta(minutes=50), "overloaded_error", 529, 0.55,
-              ("search", "support-bot", "summarizer", "checkout"), (SONNET, OPUS)),
+        Burst(
+            overload,
+            overload + timedelta(minutes=50),
+            "overloaded_error",
+            529,
+            0.55,
+            ("search", "support-bot", "summarizer", "checkout"),
+            (SONNET, OPUS),
+        ),
     ]
     # Traffic spikes in search run into the org's rate limit: three short 429 storms.
     for fraction in (0.22, 0.47, 0.86):
@@ -188,14 +256,23 @@ def _iso(ts: datetime) -> str:
     return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _event(rng: random.Random, *, request_id: str, ts: datetime, feature: Feature, environment: str,
-           plan: _Plan, users: _Users, batch: bool = False, model: str | None = None) -> dict[str, Any]:
+def _event(
+    rng: random.Random,
+    *,
+    request_id: str,
+    ts: datetime,
+    feature: Feature,
+    environment: str,
+    plan: _Plan,
+    users: _Users,
+    batch: bool = False,
+    model: str | None = None,
+) -> dict[str, Any]:
     model = model or _pick(rng, feature.models)
     # Every event makes the same draws whatever its branch, so one event's outcome never
     # shifts the next event's numbers (runs stay comparable when the incident plan moves).
     u_status, u_cache, u_ttl, u_stop, u_stream, u_meta = (rng.random() for _ in range(6))
-    noise_in, noise_out, noise_prefix, noise_ttft, noise_speed, noise_extra = (
-        rng.gauss(0.0, 1.0) for _ in range(6))
+    noise_in, noise_out, noise_prefix, noise_ttft, noise_speed, noise_extra = (rng.gauss(0.0, 1.0) for _ in range(6))
     picked_user = users.pick(rng)
     user_id = picked_user if feature.has_user else None
 
@@ -214,8 +291,10 @@ def _event(rng: random.Random, *, request_id: str, ts: datetime, feature: Featur
     else:
         event["service_tier"] = "priority" if feature.service == "checkout" and environment == "prod" else "standard"
     if u_meta < 0.3:
-        event["metadata"] = {"region": "eu-west-1" if u_meta < 0.12 else "us-east-1",
-                             "app_version": "2026.11." + str(1 + int(u_meta * 30))}
+        event["metadata"] = {
+            "region": "eu-west-1" if u_meta < 0.12 else "us-east-1",
+            "app_version": "2026.11." + str(1 + int(u_meta * 30)),
+        }
 
     # Errors: bursts first, then a low background of 500s, timeouts and dropped connections.
     burst = next((b for b in plan.bursts if b.hits(ts, feature.service, model)), None)
@@ -266,8 +345,10 @@ def _event(rng: random.Random, *, request_id: str, ts: datetime, feature: Featur
         else:
             one_hour = u_ttl < feature.cache_1h
             event["cache_creation_input_tokens"] = prefix
-            event["cache_creation"] = {"ephemeral_5m_input_tokens": 0 if one_hour else prefix,
-                                       "ephemeral_1h_input_tokens": prefix if one_hour else 0}
+            event["cache_creation"] = {
+                "ephemeral_5m_input_tokens": 0 if one_hour else prefix,
+                "ephemeral_1h_input_tokens": prefix if one_hour else 0,
+            }
 
     # Time to first token grows with the uncached prompt (cache reads are nearly free).
     uncached = input_tokens + event.get("cache_creation_input_tokens", 0)
@@ -285,8 +366,9 @@ def _event(rng: random.Random, *, request_id: str, ts: datetime, feature: Featur
     return event
 
 
-def _generate(*, n: int, start: datetime, end: datetime, seed: int,
-              environments: tuple[tuple[str, float], ...]) -> list[tuple[str, dict[str, Any]]]:
+def _generate(
+    *, n: int, start: datetime, end: datetime, seed: int, environments: tuple[tuple[str, float], ...]
+) -> list[tuple[str, dict[str, Any]]]:
     """(environment name, event) pairs, oldest first."""
     rng = random.Random(seed)
     plan = _plan(start, end)
@@ -327,8 +409,11 @@ def _generate(*, n: int, start: datetime, end: datetime, seed: int,
     for i in range(n_storm):
         burst = plan.bursts[i % len(plan.bursts)]
         ts = _clamp(burst.start + (burst.end - burst.start) * rng.random(), start, end)
-        candidates = [f for f in FEATURES if f.service in burst.services
-                      and (not burst.models or any(m in burst.models for m, _ in f.models))]
+        candidates = [
+            f
+            for f in FEATURES
+            if f.service in burst.services and (not burst.models or any(m in burst.models for m, _ in f.models))
+        ]
         feature = rng.choice(candidates)
         model = next((m for m, _ in feature.models if m in burst.models), None)
         planned.append((ts, "prod", feature, False, model))
@@ -338,14 +423,33 @@ def _generate(*, n: int, start: datetime, end: datetime, seed: int,
     planned[-1] = (end, *planned[-1][1:])
 
     return [
-        (env, _event(rng, request_id=f"demo-{seed}-{index:07d}", ts=ts, feature=feature, environment=env,
-                     plan=plan, users=users, batch=batch, model=model))
+        (
+            env,
+            _event(
+                rng,
+                request_id=f"demo-{seed}-{index:07d}",
+                ts=ts,
+                feature=feature,
+                environment=env,
+                plan=plan,
+                users=users,
+                batch=batch,
+                model=model,
+            ),
+        )
         for index, (ts, env, feature, batch, model) in enumerate(planned)
     ]
 
 
-def demo_seed(*, days: int = 30, events: int = 20000, project_slug: str = "demo", seed: int = 42,
-              progress: Callable[[int, int], None] | None = None, now: datetime | None = None) -> dict[str, Any]:
+def demo_seed(
+    *,
+    days: int = 30,
+    events: int = 20000,
+    project_slug: str = "demo",
+    seed: int = 42,
+    progress: Callable[[int, int], None] | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
     """Write `events` demo events over the last `days` days into project `project_slug`.
 
     Returns a summary: accepted / duplicates / rejected counts overall and per environment,
@@ -366,17 +470,25 @@ def demo_seed(*, days: int = 30, events: int = 20000, project_slug: str = "demo"
         by_env[env].append(event)
 
     summary: dict[str, Any] = {
-        "project": project_slug, "events": len(generated), "accepted": 0, "duplicates": 0, "rejected": 0,
-        "from": _iso(start), "to": _iso(end), "environments": {}, "first_rejection": None,
+        "project": project_slug,
+        "events": len(generated),
+        "accepted": 0,
+        "duplicates": 0,
+        "rejected": 0,
+        "from": _iso(start),
+        "to": _iso(end),
+        "environments": {},
+        "first_rejection": None,
     }
     max_batch = min(BATCH_SIZE, settings.TALLY_INGEST_MAX_BATCH)
     done = 0
     for env, env_events in by_env.items():
         counts = {"accepted": 0, "duplicates": 0, "rejected": 0}
         for offset in range(0, len(env_events), max_batch):
-            chunk = env_events[offset:offset + max_batch]
-            result = events_ingest(project_id=project.pk, environment_id=environment_ids[env],
-                                   body={"events": chunk}, max_batch=max_batch)
+            chunk = env_events[offset : offset + max_batch]
+            result = events_ingest(
+                project_id=project.pk, environment_id=environment_ids[env], body={"events": chunk}, max_batch=max_batch
+            )
             counts["accepted"] += result.accepted
             counts["duplicates"] += result.duplicates
             counts["rejected"] += len(result.rejected)

@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -353,7 +353,11 @@ def rollups_verify(*, start: datetime | None = None, end: datetime | None = None
                 UNION SELECT project_id, hour_start FROM rollups_hourlyaggregate
                 WHERE hour_start >= %(s)s AND hour_start < %(e)s
             ) x
-            WHERE (project_id, hour_start) NOT IN (SELECT project_id, hour_start FROM ingest_dirtyhour);
+            WHERE (project_id, hour_start) NOT IN (SELECT project_id, hour_start FROM ingest_dirtyhour)
+              -- Raw events past retention are gone on purpose; their aggregates are kept.
+              AND hour_start >= (SELECT date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+                                        - p.raw_retention_days * interval '1 day'
+                                 FROM projects_project p WHERE p.id = x.project_id);
             CREATE TEMP TABLE vb_day ON COMMIT DROP AS
             SELECT DISTINCT project_id, (hour_start AT TIME ZONE 'UTC')::date AS day FROM vb_hour_start
             WHERE (project_id, (hour_start AT TIME ZONE 'UTC')::date) NOT IN (
@@ -402,3 +406,66 @@ def rollups_verify(*, start: datetime | None = None, end: datetime | None = None
                 *key, problem = row
                 result.differences.append(f"{label} {dict(zip(keys, key, strict=True))}: {problem}")
     return result
+
+
+def aggregates_apply_retention(*, now: datetime | None = None, days: int | None = None) -> int:
+    """Delete aggregate rows older than TALLY_AGGREGATE_RETENTION_DAYS (default 400). Idempotent."""
+    from django.conf import settings
+
+    now = now or timezone.now()
+    cutoff = (now - timedelta(days=days or settings.TALLY_AGGREGATE_RETENTION_DAYS)).astimezone(UTC)
+    cutoff = cutoff.replace(hour=0, minute=0, second=0, microsecond=0)
+    deleted = 0
+    with transaction.atomic(), connection.cursor() as cursor:
+        for table, column, bound in (("rollups_hourlyaggregate", "hour_start", cutoff),
+                                     ("rollups_hourlyuserspend", "hour_start", cutoff),
+                                     ("rollups_dailyaggregate", "day", cutoff.date()),
+                                     ("rollups_dailyuserspend", "day", cutoff.date())):
+            cursor.execute(f"DELETE FROM {table} WHERE {column} < %s", [bound])  # noqa: S608
+            deleted += cursor.rowcount
+    return deleted
+
+
+@dataclass
+class ForgetUserResult:
+    events_deleted: int
+    hours_rerolled: int
+    user_rows_deleted: int
+
+
+def user_forget_everywhere(*, project_id: int, user_id: str) -> ForgetUserResult:
+    """An end user's deletion request: raw events, per-user aggregates, and re-rolled totals.
+
+    Returns once the aggregates no longer contain the user (their hours are re-rolled now).
+    """
+    from ingest.services import user_forget
+
+    forgotten = user_forget(project_id=project_id, user_id=user_id)
+    with transaction.atomic(), connection.cursor() as cursor:
+        # Also rows whose raw events are already past retention (nothing left to re-roll there).
+        cursor.execute("DELETE FROM rollups_hourlyuserspend WHERE project_id = %s AND user_id = %s",
+                       [project_id, user_id])
+        rows = cursor.rowcount
+        cursor.execute("DELETE FROM rollups_dailyuserspend WHERE project_id = %s AND user_id = %s",
+                       [project_id, user_id])
+        rows += cursor.rowcount
+    rollup_until_current()
+    return ForgetUserResult(events_deleted=forgotten.events_deleted, hours_rerolled=forgotten.hours_marked,
+                            user_rows_deleted=rows)
+
+
+@dataclass
+class RetentionSummary:
+    partitions_dropped: list[str]
+    events_deleted: int
+    aggregate_rows_deleted: int
+
+
+def retention_apply(*, now: datetime | None = None) -> RetentionSummary:
+    """Raw events past each project's retention, then aggregates past theirs. Idempotent."""
+    from ingest.services import events_apply_retention
+
+    raw = events_apply_retention(now=now)
+    rows = aggregates_apply_retention(now=now)
+    return RetentionSummary(partitions_dropped=raw.partitions_dropped, events_deleted=raw.events_deleted,
+                            aggregate_rows_deleted=rows)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from celery import shared_task, signature
 from django.db.utils import OperationalError
 
-from rollups.services import dirty_hours_rollup
+from rollups.services import dirty_hours_rollup, retention_apply
 
 
 @shared_task(name="rollups.rollup_dirty_hours", autoretry_for=(OperationalError,), retry_backoff=True,
@@ -22,3 +22,10 @@ def dirty_hours_rollup_task() -> int:
     result = dirty_hours_rollup()
     signature("alerts.evaluate_rules", kwargs={"project_ids": result.project_ids}).delay()
     return result.hours
+
+
+@shared_task(name="rollups.apply_retention", autoretry_for=(OperationalError,), retry_backoff=True,
+             retry_jitter=True, max_retries=5)
+def retention_apply_task() -> int:
+    """Idempotent: deletes by cutoff date (per project for raw events), so a re-run deletes nothing more."""
+    return retention_apply().events_deleted

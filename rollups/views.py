@@ -1,12 +1,17 @@
 from __future__ import annotations
 
+import json
+
 from django.http import HttpRequest, JsonResponse
-from django.views.decorators.http import require_GET
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
 
 from core.http import database_unavailable_as_503, json_error
-from projects.selectors import api_project_ids
+from projects.models import Project
+from projects.selectors import admin_project_ids, api_project_ids
 from rollups.schemas import QueryError, metrics_query_parse
 from rollups.selectors import metrics_query
+from rollups.services import user_forget_everywhere
 
 
 @require_GET
@@ -21,3 +26,30 @@ def metrics(request: HttpRequest) -> JsonResponse:
     except QueryError as exc:
         return JsonResponse({"error": str(exc), "field": exc.param}, status=400)
     return JsonResponse(metrics_query(query).as_dict())
+
+
+@csrf_exempt
+@require_POST
+@database_unavailable_as_503
+def user_forget(request: HttpRequest) -> JsonResponse:
+    """Deletion request for one end user: {"user_id": "...", "project": "slug"} (admin only)."""
+    project_ids = admin_project_ids(request)
+    if project_ids is None:
+        return json_error(401, "needs an admin login or Authorization: Bearer <admin key>")
+    try:
+        body = json.loads(request.body or b"{}")
+    except ValueError:
+        return json_error(400, "malformed JSON")
+    user_id = body.get("user_id") if isinstance(body, dict) else None
+    if not isinstance(user_id, str) or not user_id:
+        return JsonResponse({"errors": [{"field": "user_id", "message": "a non-empty string is required"}]},
+                            status=400)
+    projects = Project.objects.filter(pk__in=project_ids)
+    if body.get("project"):
+        projects = projects.filter(slug=body["project"])
+    if projects.count() != 1:
+        return JsonResponse({"errors": [{"field": "project", "message": "name one project you administer"}]},
+                            status=400)
+    result = user_forget_everywhere(project_id=projects.get().pk, user_id=user_id)
+    return JsonResponse({"events_deleted": result.events_deleted, "hours_rerolled": result.hours_rerolled,
+                         "user_rows_deleted": result.user_rows_deleted})

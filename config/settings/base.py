@@ -118,6 +118,8 @@ TALLY_INGEST_RATE_PER_SEC = env.float("TALLY_INGEST_RATE_PER_SEC", default=1000.
 TALLY_INGEST_BURST = env.int("TALLY_INGEST_BURST", default=5000)
 TALLY_INGEST_MAX_BODY_BYTES = env.int("TALLY_INGEST_MAX_BODY_BYTES", default=5 * 1024 * 1024)
 TALLY_INGEST_MAX_BATCH = 1000
+# Aggregates (hourly, daily, per user) are kept this long; raw events per project (raw_retention_days).
+TALLY_AGGREGATE_RETENTION_DAYS = env.int("TALLY_AGGREGATE_RETENTION_DAYS", default=400)
 # Days of day-partitions created ahead of today for the events table.
 TALLY_PARTITIONS_AHEAD_DAYS = env.int("TALLY_PARTITIONS_AHEAD_DAYS", default=7)
 

@@ -14,3 +14,6 @@ CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = True
 SESSION_COOKIE_SECURE = False
 CSRF_COOKIE_SECURE = False
+# A database of its own per test run, so parallel runs on one server (several checkouts, a
+# developer's run beside CI) never collide; pytest-django drops it at the end.
+DATABASES["default"]["TEST"] = {"NAME": f"test_tally_{os.getpid()}"}  # noqa: F405

@@ -23,13 +23,20 @@ class Command(BaseCommand):
             self.stderr.write(f"seed_demo: {done}/{total} events")
 
         try:
-            summary = demo_seed(days=options["days"], events=options["events"], project_slug=options["project"],
-                                seed=options["seed"], progress=progress)
+            summary = demo_seed(
+                days=options["days"],
+                events=options["events"],
+                project_slug=options["project"],
+                seed=options["seed"],
+                progress=progress,
+            )
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         for env, counts in summary["environments"].items():
-            self.stderr.write(f"  {env}: {counts['accepted']} accepted, {counts['duplicates']} duplicates, "
-                              f"{counts['rejected']} rejected")
+            self.stderr.write(
+                f"  {env}: {counts['accepted']} accepted, {counts['duplicates']} duplicates, "
+                f"{counts['rejected']} rejected"
+            )
         if summary["first_rejection"]:
             self.stderr.write(f"  first rejection: {json.dumps(summary['first_rejection'])}")
         self.stdout.write(

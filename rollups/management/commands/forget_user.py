@@ -1,0 +1,22 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from projects.models import Project
+from rollups.services import user_forget_everywhere
+
+
+class Command(BaseCommand):
+    help = "Delete an end user's raw events and per-user aggregates, and re-roll the affected hours."
+
+    def add_arguments(self, parser):  # type: ignore[no-untyped-def]
+        parser.add_argument("--project", required=True, help="project slug")
+        parser.add_argument("--user-id", required=True, help="the user_id as sent in events (or its hash)")
+
+    def handle(self, *args, **options):  # type: ignore[no-untyped-def]
+        project = Project.objects.filter(slug=options["project"]).first()
+        if project is None:
+            raise CommandError(f"no project {options['project']!r}")
+        if not options["user_id"]:
+            raise CommandError("--user-id must not be empty")
+        result = user_forget_everywhere(project_id=project.pk, user_id=options["user_id"])
+        self.stdout.write(f"deleted {result.events_deleted} events and {result.user_rows_deleted} per-user "
+                          f"aggregate rows; re-rolled {result.hours_rerolled} hours")
