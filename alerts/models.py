@@ -53,6 +53,7 @@ class AlertRule(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     last_evaluated_at = models.DateTimeField(null=True, blank=True)
+    evaluations = models.PositiveBigIntegerField(default=0, editable=False)
 
     class Meta:
         ordering = ["project", "name"]

@@ -21,6 +21,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from alerts import emails
@@ -107,7 +108,7 @@ def rule_evaluate(*, rule: AlertRule, now: datetime | None = None) -> str:
     """Evaluate one rule; returns "opened", "resolved", "open", or "ok"."""
     now = now or timezone.now()
     judgement = rule_judge(rule, now=now)
-    AlertRule.objects.filter(pk=rule.pk).update(last_evaluated_at=now)
+    AlertRule.objects.filter(pk=rule.pk).update(last_evaluated_at=now, evaluations=F("evaluations") + 1)
     open_incident = Incident.objects.filter(rule=rule, resolved_at__isnull=True).first()
     if judgement.breaching and judgement.window is not None:
         if open_incident is not None:

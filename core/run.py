@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -106,6 +107,14 @@ def main() -> int:
     port = os.environ.get("TALLY_PORT", "8000")
     os.environ.setdefault("TALLY_BASE_URL", f"http://127.0.0.1:{port}")
     root = data_dir()
+    # Web workers count ingest in files here so /metrics adds them up (cleared each start).
+    prom_dir = root / "prometheus"
+    shutil.rmtree(prom_dir, ignore_errors=True)
+    prom_dir.mkdir()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(prom_dir)
+    # Without EMAIL_URL, mail is kept as files under the data dir (and listed in the UI).
+    os.environ.setdefault("EMAIL_URL", f"filemail://{root / 'mail'}")
+    (root / "static").mkdir(exist_ok=True)
     services = ServiceSet()
     stopping = False
 

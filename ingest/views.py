@@ -9,6 +9,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from core.http import database_unavailable_as_503, json_error
+from core.observability import ingest_observe
 from ingest.ratelimit import rate_limit_check
 from ingest.schemas import BodyError
 from ingest.services import events_ingest
@@ -63,4 +64,6 @@ def events_post(request: HttpRequest) -> JsonResponse:
                                max_batch=settings.TALLY_INGEST_MAX_BATCH)
     except BodyError as exc:
         return json_error(400, str(exc))
+    ingest_observe(project=key.project.slug, accepted=result.accepted, duplicates=result.duplicates,
+                   rejected=len(result.rejected))
     return JsonResponse(result.as_dict(), status=202 if result.accepted + result.duplicates else 400)
