@@ -60,5 +60,6 @@ def test_every_response_carries_a_request_id_and_logs_are_json_with_it(db):
         log_filter.filter(record)
     line = json.loads(formatter.format(record))
     assert line["message"] == "database unavailable"
-    assert line["level"] == "WARNING" and line["logger"] == "ingest.views"
+    assert line["level"] == "WARNING"
+    assert line["logger"] == "ingest.views"
     assert line["request_id"] == "-"
