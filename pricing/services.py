@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -325,3 +326,25 @@ def genai_usage(
         cache_write_1h_tokens=cache_write_1h_tokens,
         output_tokens=output_tokens,
     )
+
+
+# Per-process Pricers: building one costs a query, and ingest prices every request. An
+# override added in the admin reaches new events within PRICER_TTL_S (and `reprice` fixes
+# history), which is the trade for not querying overrides on every ingest.
+PRICER_TTL_S = 10.0
+_pricers: dict[int, tuple[float, Pricer]] = {}
+
+
+def pricer_for(project_id: int) -> Pricer:
+    now = time.monotonic()
+    cached = _pricers.get(project_id)
+    if cached is not None and now - cached[0] < PRICER_TTL_S:
+        return cached[1]
+    pricer = Pricer(project_id=project_id)
+    _pricers[project_id] = (now, pricer)
+    return pricer
+
+
+def pricers_forget() -> None:
+    """Drop cached Pricers (tests, and right after overrides change in this process)."""
+    _pricers.clear()

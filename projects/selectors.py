@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.db import connection
 from django.utils import timezone
 
-from projects.models import IngestKey
+from projects.models import IngestKey, Project
 from projects.services import key_hash
 
 # last_used_at is a hint for humans; writing it on every request would turn each ingest
@@ -21,15 +22,25 @@ def key_from_bearer(*, authorization: str | None, scopes: tuple[str, ...]) -> In
     secret = authorization[7:].strip()
     if not secret:
         return None
-    key = (
-        IngestKey.objects.select_related("project", "environment")
-        .filter(key_hash=key_hash(secret), revoked_at__isnull=True, scope__in=scopes)
-        .first()
-    )
-    if key is not None:
-        now = timezone.now()
-        if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
-            IngestKey.objects.filter(pk=key.pk).update(last_used_at=now)
+    # One indexed probe in plain SQL: this runs on every ingest request, where the ORM's
+    # select_related machinery cost more than the query itself.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT k.id, k.project_id, k.environment_id, k.scope, k.last_used_at, p.slug "
+            "FROM projects_ingestkey k JOIN projects_project p ON p.id = k.project_id "
+            "WHERE k.key_hash = %s AND k.revoked_at IS NULL AND k.scope = ANY(%s)",
+            [key_hash(secret), list(scopes)],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    key_id, project_id, environment_id, scope, last_used_at, slug = row
+    key = IngestKey(id=key_id, project_id=project_id, environment_id=environment_id, scope=scope,
+                    last_used_at=last_used_at)
+    key.project = Project(id=project_id, slug=slug)
+    now = timezone.now()
+    if last_used_at is None or now - last_used_at > LAST_USED_RESOLUTION:
+        IngestKey.objects.filter(pk=key_id).update(last_used_at=now)
     return key
 
 
@@ -39,8 +50,6 @@ READ_SCOPES = (IngestKey.Scope.READ, IngestKey.Scope.ADMIN)
 def api_project_ids(request, *, project_slug: str | None = None) -> list[int] | None:  # type: ignore[no-untyped-def]
     """Projects an API request may read: a read/admin key's own project, or, for a logged-in
     user, every project (narrowed by `project_slug`). None when the request is anonymous."""
-    from projects.models import Project
-
     if request.headers.get("Authorization"):
         key = key_from_bearer(authorization=request.headers["Authorization"], scopes=READ_SCOPES)
         return None if key is None else [key.project_id]
@@ -55,8 +64,6 @@ def api_project_ids(request, *, project_slug: str | None = None) -> list[int] | 
 def admin_project_ids(request) -> list[int] | None:  # type: ignore[no-untyped-def]
     """Projects an admin request may manage: an admin key's project, or every project for a
     staff session. None when neither."""
-    from projects.models import Project
-
     if request.headers.get("Authorization"):
         key = key_from_bearer(authorization=request.headers["Authorization"], scopes=(IngestKey.Scope.ADMIN,))
         return None if key is None else [key.project_id]

@@ -39,12 +39,15 @@ def clean_events(transactional_db):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(autouse=True)
-def _fresh_rate_limiter():  # type: ignore[no-untyped-def]
+def _fresh_process_caches():  # type: ignore[no-untyped-def]
     from ingest.ratelimit import rate_limit_reset
+    from pricing.services import pricers_forget
 
     rate_limit_reset()
+    pricers_forget()
     yield
     rate_limit_reset()
+    pricers_forget()
 
 
 def post_events(client: Client, secret: str | None, body: Any, *, gzip_body: bool = False,
