@@ -41,7 +41,7 @@ def user_forget(request: HttpRequest) -> JsonResponse:
     except ValueError:
         return json_error(400, "malformed JSON")
     user_id = body.get("user_id") if isinstance(body, dict) else None
-    if not isinstance(user_id, str) or not user_id:
+    if not isinstance(user_id, str) or not user_id or "\x00" in user_id:
         return JsonResponse({"errors": [{"field": "user_id", "message": "a non-empty string is required"}]},
                             status=400)
     projects = Project.objects.filter(pk__in=project_ids)

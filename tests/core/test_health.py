@@ -26,3 +26,12 @@ def test_admin_login_page_renders(db):
     resp = Client().get("/admin/login/")
     assert resp.status_code == 200
     assert b"password" in resp.content.lower()
+
+
+def test_values_postgresql_cannot_store_are_400_not_500(db):
+    from projects.services import ingest_key_create
+
+    read = ingest_key_create(project_slug="nul", environment_name="prod", scope="read").secret
+    resp = Client().get("/api/v1/metrics?service=a%00b", HTTP_AUTHORIZATION=f"Bearer {read}")
+    assert resp.status_code == 400
+    assert "invalid input" in resp.json()["error"]
