@@ -123,7 +123,10 @@ def main() -> int:
         stopping = True
         raise KeyboardInterrupt
 
+    # Explicit handlers: a shell that starts us in the background sets SIGINT to "ignore",
+    # which Python would inherit; Ctrl-C and SIGTERM must both stop everything.
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     children: dict[str, subprocess.Popen[bytes]] = {}
     try:
         print("Starting embedded services (if needed)...", flush=True)
@@ -138,7 +141,8 @@ def main() -> int:
             from ingest.demo import demo_seed
 
             print("Seeding demo data (first start only)...", flush=True)
-            demo_seed(progress=lambda msg: print(msg, flush=True))
+            summary = demo_seed(progress=lambda done, total: print(f"  {done:,} / {total:,} events", flush=True))
+            print(f"  seeded {summary['accepted']:,} demo events", flush=True)
         print(
             f"\n  Tally is running at http://127.0.0.1:{port}/\n"
             f"  Login: admin / {password}\n"
