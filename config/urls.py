@@ -10,4 +10,5 @@ urlpatterns = [
     path("api/v1/", include("rollups.urls")),
     path("api/v1/", include("alerts.urls")),
     path("admin/", admin.site.urls),
+    path("", include("dashboard.urls")),
 ]

@@ -32,6 +32,7 @@ INSTALLED_APPS = [
     "ingest",
     "rollups",
     "alerts",
+    "dashboard",
 ]
 
 MIDDLEWARE = [

@@ -1,0 +1,108 @@
+"""Dashboard pages. Each view is an adapter: parse the filter bar, one selector call, render.
+
+Charts are built from the selector's plain series by dashboard/charts.py (pure functions,
+no queries) and embedded with `json_script`; static/dashboard/charts.js draws them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+
+from dashboard import charts, selectors
+from dashboard.forms import RANGES, STATUSES, Filters, explorer_parse, filters_parse
+
+
+def _filters(request: HttpRequest) -> Filters:
+    return filters_parse(request.GET, now=timezone.now())
+
+
+def _render(request: HttpRequest, name: str, page: Any, figures: dict[str, Any] | None = None,
+            **extra: Any) -> HttpResponse:
+    context = {"page": page, "filters": page.filters, "scope": page.scope, "active": name, "ranges": RANGES,
+               "figures": figures or {}, "ingest_url": request.build_absolute_uri(reverse("ingest:events")), **extra}
+    return render(request, f"dashboard/{name}.html", context)
+
+
+@login_required
+@require_GET
+def overview(request: HttpRequest) -> HttpResponse:
+    """The field guide's daily dashboard: six KPIs and their change, charts, breakdowns, top users."""
+    page = selectors.overview_page(_filters(request))
+    figures = None if page.empty else charts.overview_figures(page.series, granularity=page.filters.granularity)
+    return _render(request, "overview", page, figures)
+
+
+@login_required
+@require_GET
+def spend(request: HttpRequest) -> HttpResponse:
+    """Spend by model and service over time, month to date with a linear projection, unpriced calls."""
+    page = selectors.spend_page(_filters(request))
+    figures = None
+    if not page.empty:
+        mtd = page.data["mtd"]
+        figures = {
+            **charts.spend_figures(page.series.buckets, page.data["by_model"], page.data["by_service"],
+                                   granularity=page.filters.granularity),
+            "mtd": charts.month_projection_figure(mtd.days, mtd.cumulative_usd, last_day=mtd.last_day,
+                                                  projected_usd=mtd.projected_usd),
+        }
+    return _render(request, "spend", page, figures)
+
+
+@login_required
+@require_GET
+def latency(request: HttpRequest) -> HttpResponse:
+    """P50/P95/P99 over time and P95 per model."""
+    page = selectors.latency_page(_filters(request))
+    figures = None if page.empty else charts.latency_figures(page.series, granularity=page.filters.granularity)
+    return _render(request, "latency", page, figures)
+
+
+@login_required
+@require_GET
+def errors(request: HttpRequest) -> HttpResponse:
+    """Error rate, errors by type and calls by HTTP status over time."""
+    page = selectors.errors_page(_filters(request))
+    figures = None if page.empty else charts.errors_figures(
+        page.series, page.data["by_type"], page.data["by_status"], granularity=page.filters.granularity)
+    return _render(request, "errors", page, figures)
+
+
+@login_required
+@require_GET
+def cache(request: HttpRequest) -> HttpResponse:
+    """Prompt caching: hit rate, cached share of prompt tokens, money saved, 5m vs 1h writes."""
+    page = selectors.cache_page(_filters(request))
+    figures = None if page.empty else charts.cache_figures(page.series, granularity=page.filters.granularity)
+    return _render(request, "cache", page, figures)
+
+
+@login_required
+@require_GET
+def events(request: HttpRequest) -> HttpResponse:
+    """Find a call by request id, or browse the range newest first (50 a page)."""
+    page = selectors.events_page(_filters(request), explorer_parse(request.GET))
+    return _render(request, "events", page, statuses=STATUSES)
+
+
+@login_required
+@require_GET
+def event_detail(request: HttpRequest, event_id: int) -> HttpResponse:
+    """One stored event, every field. `t` (its timestamp) lets the lookup read one partition."""
+    filters = _filters(request)
+    try:
+        at = datetime.fromisoformat(request.GET["t"]) if request.GET.get("t") else None
+    except ValueError:
+        at = None
+    detail = selectors.event_detail(project_slug=filters.project_slug, event_id=event_id, at=at, now=filters.now)
+    if detail is None:
+        raise Http404("No such event in this project (it may be past raw retention).")
+    return render(request, "dashboard/event_detail.html", {"detail": detail, "filters": filters, "active": "events"})
