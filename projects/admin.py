@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from projects.models import Environment, IngestKey, Project
+from projects.models import Environment, IngestKey, Membership, Project
 
 
 class EnvironmentInline(admin.TabularInline):
@@ -26,3 +26,9 @@ class IngestKeyAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):  # type: ignore[no-untyped-def]
         return False
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ("user", "project", "role", "created_at")
+    list_filter = ("role", "project")

@@ -61,3 +61,22 @@ class IngestKey(models.Model):
     @property
     def is_revoked(self) -> bool:
         return self.revoked_at is not None
+
+
+class Membership(models.Model):
+    """A user's role in a project. Superusers are admins of every project without a row."""
+
+    class Role(models.TextChoices):
+        VIEWER = "viewer", "viewer (dashboards)"
+        ADMIN = "admin", "admin (keys, rules, prices, retention)"
+
+    user = models.ForeignKey("auth.User", on_delete=models.CASCADE, related_name="memberships")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.VIEWER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "project"], name="membership_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.role} of {self.project}"

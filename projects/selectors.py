@@ -55,18 +55,22 @@ def api_project_ids(request, *, project_slug: str | None = None) -> list[int] | 
         return None if key is None else [key.project_id]
     if not request.user.is_authenticated:
         return None
-    projects = Project.objects.all()
+    from projects.permissions import visible_projects
+
+    projects = visible_projects(request.user)
     if project_slug:
         projects = projects.filter(slug=project_slug)
     return list(projects.values_list("pk", flat=True))
 
 
 def admin_project_ids(request) -> list[int] | None:  # type: ignore[no-untyped-def]
-    """Projects an admin request may manage: an admin key's project, or every project for a
-    staff session. None when neither."""
+    """Projects an admin request may manage: an admin key's project, or the projects a logged-in
+    user administers (superusers: all). None when neither."""
     if request.headers.get("Authorization"):
         key = key_from_bearer(authorization=request.headers["Authorization"], scopes=(IngestKey.Scope.ADMIN,))
         return None if key is None else [key.project_id]
-    if request.user.is_authenticated and request.user.is_staff:
-        return list(Project.objects.values_list("pk", flat=True))
+    if request.user.is_authenticated:
+        from projects.permissions import admin_projects
+
+        return list(admin_projects(request.user).values_list("pk", flat=True)) or None
     return None

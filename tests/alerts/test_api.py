@@ -104,8 +104,14 @@ def test_only_admins_manage_rules(admin_key, db):
     client.force_login(viewer)
     assert client.post("/api/v1/alert-rules", data=json.dumps(VALID), content_type="application/json").status_code \
         == 401
-    staff = get_user_model().objects.create_user("boss", password="pw-boss-1", is_staff=True)
-    client.force_login(staff)
+    from projects.models import Membership, Project
+
+    Membership.objects.create(user=viewer, project=Project.objects.get(slug="acme"), role="viewer")
+    assert client.post("/api/v1/alert-rules", data=json.dumps(VALID), content_type="application/json").status_code \
+        == 401
+    boss = get_user_model().objects.create_user("boss", password="pw-boss-1")
+    Membership.objects.create(user=boss, project=Project.objects.get(slug="acme"), role="admin")
+    client.force_login(boss)
     resp = client.post("/api/v1/alert-rules", data=json.dumps(VALID), content_type="application/json")
     assert resp.status_code == 201
     assert AlertRule.objects.count() == 1

@@ -1,0 +1,37 @@
+"""Who may see and manage which project. Every page and API asks here.
+
+- A superuser is an admin of every project.
+- Otherwise a user sees the projects they are a member of (viewer or admin), and manages
+  those where they are admin.
+- Keys carry their own project and scope (projects.selectors.key_from_bearer).
+"""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from projects.models import Membership, Project
+
+
+def visible_projects(user) -> QuerySet[Project]:  # type: ignore[no-untyped-def]
+    if not user.is_authenticated or not user.is_active:
+        return Project.objects.none()
+    if user.is_superuser:
+        return Project.objects.all()
+    return Project.objects.filter(memberships__user=user).distinct()
+
+
+def admin_projects(user) -> QuerySet[Project]:  # type: ignore[no-untyped-def]
+    if not user.is_authenticated or not user.is_active:
+        return Project.objects.none()
+    if user.is_superuser:
+        return Project.objects.all()
+    return Project.objects.filter(memberships__user=user, memberships__role=Membership.Role.ADMIN).distinct()
+
+
+def is_project_admin(user, project: Project) -> bool:  # type: ignore[no-untyped-def]
+    return admin_projects(user).filter(pk=project.pk).exists()
+
+
+def can_view(user, project: Project) -> bool:  # type: ignore[no-untyped-def]
+    return visible_projects(user).filter(pk=project.pk).exists()
