@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from config.openapi import openapi_json
+from ingest import views as ingest_views
 
 urlpatterns = [
     path("", include("core.urls")),
@@ -10,5 +11,6 @@ urlpatterns = [
     path("api/v1/", include("rollups.urls")),
     path("api/v1/", include("alerts.urls")),
     path("admin/", admin.site.urls),
+    path("v1/traces", ingest_views.otlp_traces, name="otlp-traces"),
     path("", include("dashboard.urls")),
 ]

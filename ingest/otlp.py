@@ -244,7 +244,7 @@ def span_event(span: Span, *, scope: str, service: str | None) -> dict[str, Any]
     if not stop:
         reasons = attrs.get("gen_ai.response.finish_reasons")
         stop = reasons[0] if isinstance(reasons, list) and reasons else reasons
-        if scope == OPENLLMETRY_SCOPE:
+        if scope == OPENLLMETRY_SCOPE and isinstance(stop, str):
             stop = _OPENLLMETRY_FINISH.get(stop, stop)
     event["stop_reason"] = _text(stop, 64)
     event["service_tier"] = _text(attrs.get("anthropic.response.service_tier"), 32)

@@ -4,12 +4,13 @@ import json
 import zlib
 
 from django.conf import settings
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from core.http import database_unavailable_as_503, json_error
 from core.observability import ingest_observe
+from ingest import otlp
 from ingest.ratelimit import rate_limit_check
 from ingest.schemas import BodyError
 from ingest.services import events_ingest
@@ -67,3 +68,38 @@ def events_post(request: HttpRequest) -> JsonResponse:
     ingest_observe(project=key.project.slug, accepted=result.accepted, duplicates=result.duplicates,
                    rejected=len(result.rejected))
     return JsonResponse(result.as_dict(), status=202 if result.accepted + result.duplicates else 400)
+
+
+@csrf_exempt
+@require_POST
+@database_unavailable_as_503
+def otlp_traces(request: HttpRequest) -> HttpResponse:
+    """CONTRACT §3 `POST /v1/traces`: OTLP/HTTP (protobuf or JSON); GenAI spans become events.
+
+    Answers in the request's encoding: 200 + ExportTraceServiceResponse once the events are
+    committed (rejected spans in partial_success), 400 + google.rpc.Status for a bad body.
+    """
+    key = key_from_bearer(authorization=request.headers.get("Authorization"), scopes=(IngestKey.Scope.INGEST,))
+    if key is None:
+        return json_error(401, "missing, unknown or revoked ingest key (Authorization: Bearer <key>)")
+    retry_after = rate_limit_check(key_id=key.pk)
+    if retry_after:
+        return json_error(429, "rate limit exceeded for this key", retry_after=retry_after)
+    content_type = request.content_type
+    if content_type not in otlp.CONTENT_TYPES:
+        return json_error(415, "Content-Type must be application/x-protobuf or application/json")
+    if request.headers.get("Content-Encoding", "identity").strip().lower() not in ("identity", "gzip"):
+        return json_error(415, "Content-Encoding must be gzip (or none)")
+    try:
+        export = otlp.request_parse(_read_body(request, settings.TALLY_INGEST_MAX_BODY_BYTES),
+                                    content_type=content_type)
+    except BodyTooLarge:
+        return json_error(413, f"body is over {settings.TALLY_INGEST_MAX_BODY_BYTES} bytes (compressed or not)")
+    except (otlp.OtlpBodyError, ValueError, zlib.error) as exc:
+        return HttpResponse(otlp.status_body(str(exc), content_type=content_type), status=400,
+                            content_type=content_type)
+    result = otlp.traces_ingest(project_id=key.project_id, environment_id=key.environment_id, request=export,
+                                max_batch=settings.TALLY_INGEST_MAX_BATCH)
+    ingest_observe(project=key.project.slug, accepted=result.accepted, duplicates=result.duplicates,
+                   rejected=len(result.rejected))
+    return HttpResponse(otlp.response_body(result, content_type=content_type), content_type=content_type)

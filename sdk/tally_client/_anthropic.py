@@ -1,0 +1,539 @@
+"""Per-instance instrumentation of `anthropic.Anthropic` and `anthropic.AsyncAnthropic`.
+
+Why this shape (tech-facts §1.8): the SDK's middleware runs once per HTTP *attempt* and sees
+no usage for streams; OpenTelemetry needs a tracer provider; patching `Messages.create` on the
+class (as OpenLLMetry and OpenLIT do) changes every client in the process. Here only the
+instrumented instance changes: its `messages` attribute (a `cached_property`, so it lives in
+the instance `__dict__`) is replaced by a proxy that wraps `create`, `parse`, `stream` and
+`batches`, and forwards everything else untouched. One SDK call is one event, however many
+HTTP attempts the SDK's own retries make.
+
+Streams are observed without wrapping them in a foreign object: the very `Stream` the SDK
+returned gets, for this instance only, a subclass of its own class whose `__iter__`/`__next__`/
+`close` note each event before passing it on. `isinstance` checks, attributes and every
+helper (`text_stream`, `get_final_message`, ...) keep working.
+
+Invariants:
+- The application gets exactly what the SDK returned or raised (the same exception object).
+- No instrumentation error reaches the application: every hook is guarded by `_safe`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import anthropic
+from anthropic import AsyncStream, Stream
+from anthropic._decoders.jsonl import AsyncJSONLDecoder, JSONLDecoder
+from anthropic.resources.messages import AsyncMessagesWithRawResponse, MessagesWithRawResponse
+
+from tally_client import _context
+from tally_client._events import error_fields, message_into, new_request_id, usage_into
+
+F = TypeVar("F", bound=Callable[..., Any])
+_MARK = "_tally_instrumented"
+_CALL = "_tally_call"
+
+
+def _safe(method: F) -> F:
+    @functools.wraps(method)
+    def guarded(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except Exception:
+            with contextlib.suppress(Exception):  # never let telemetry break the call
+                self.tally._warn.warning("hook", "tally_client: instrumentation error (call unaffected)",
+                                         exc_info=True)
+            return None
+
+    return guarded  # type: ignore[return-value]
+
+
+def instrument(tally: Any, client: Any) -> Any:
+    if client.__dict__.get(_MARK) is tally:
+        return client
+    if isinstance(client, anthropic.AsyncAnthropic):
+        proxy: Any = _AsyncMessages(client.messages, tally)
+    elif isinstance(client, anthropic.Anthropic):
+        proxy = _Messages(client.messages, tally)
+    else:
+        raise TypeError(f"Tally.instrument() takes an anthropic.Anthropic or AsyncAnthropic, not {type(client)!r}")
+    original_copy = client.copy
+
+    def copy(*args: Any, **kwargs: Any) -> Any:
+        # with_options()/with_middleware() build a new client: instrument it too.
+        return instrument(tally, original_copy(*args, **kwargs))
+
+    client.__dict__.update({"messages": proxy, "copy": copy, "with_options": copy, _MARK: tally})
+    return client
+
+
+# -- one call ------------------------------------------------------------------------------
+
+
+class _Call:
+    """What one SDK call becomes: an event, emitted once (success, error or stream end)."""
+
+    __slots__ = ("tally", "ctx", "start", "event", "first_token", "done")
+
+    def __init__(self, tally: Any, model: Any, *, batch: bool = False) -> None:
+        self.tally = tally
+        self.done = False
+        self.first_token: float | None = None
+        self.ctx = _context.current()
+        # Budget seam (tally_client.budget): a cached budget status would be checked here,
+        # before the request, raising BudgetExceeded. Not implemented: needs the budgets API.
+        self.event: dict[str, Any] = {"model": model if isinstance(model, str) else None, "timestamp": time.time()}
+        self.start = time.perf_counter()
+
+    def _latency(self) -> None:
+        now = time.perf_counter()
+        self.event["latency_ms"] = (now - self.start) * 1000.0
+        if self.first_token is not None:
+            self.event["time_to_first_token_ms"] = (self.first_token - self.start) * 1000.0
+
+    def _emit(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        if not self.event.get("model"):
+            self.event["model"] = "unknown"
+        self.tally._emit(self.event, self.ctx)
+
+    @_safe
+    def message(self, message: Any, request_id: str | None = None) -> None:
+        self._latency()
+        message_into(self.event, message)
+        self.event["request_id"] = request_id or getattr(message, "_request_id", None) or new_request_id()
+        self._emit()
+
+    @_safe
+    def error(self, exc: BaseException, *, in_stream: bool = False) -> None:
+        if self.done:
+            return
+        fields = error_fields(exc, anthropic)
+        if fields is None:
+            if not in_stream:
+                return  # not an API call that failed (e.g. a TypeError from bad arguments)
+            # Mid-stream, the HTTP client's own errors can surface unwrapped (a read timeout, a reset).
+            name = type(exc).__name__
+            error_type = ("timeout" if isinstance(exc, TimeoutError) or "Timeout" in name
+                          else "connection_error" if isinstance(exc, OSError) or type(exc).__module__.startswith("httpx")
+                          else "client_error")
+            fields = {"status": "error", "error_type": error_type}
+        self._latency()
+        if in_stream and self.event.get("request_id"):
+            fields.pop("request_id", None)
+        self.event.update(fields)
+        self.event.setdefault("request_id", new_request_id())
+        self._emit()
+
+    @_safe
+    def begin_stream(self, request_id: str | None) -> None:
+        self.event["request_id"] = request_id or new_request_id()
+
+    def item(self, item: Any) -> None:
+        # The hot path of a stream (once per event): guarded inline rather than through `_safe`.
+        try:
+            kind = item.type
+            if kind == "content_block_delta":
+                if self.first_token is None:
+                    self.first_token = time.perf_counter()
+            elif kind == "message_start":
+                message_into(self.event, item.message)
+            elif kind == "message_delta":
+                usage_into(self.event, getattr(item, "usage", None))
+                stop = getattr(getattr(item, "delta", None), "stop_reason", None)
+                if stop:
+                    self.event["stop_reason"] = stop
+            elif kind == "message_stop":
+                self.end()
+        except Exception:
+            with contextlib.suppress(Exception):
+                self.tally._warn.warning("hook", "tally_client: instrumentation error (call unaffected)",
+                                         exc_info=True)
+
+    @_safe
+    def end(self) -> None:
+        if not self.done:
+            self._latency()
+            self._emit()
+
+    @_safe
+    def result(self, result: Any, *, stream: bool) -> Any:
+        """Observe what create()/parse() returned (sync)."""
+        if isinstance(result, Stream):
+            _observe(result, self, request_id=result.response.headers.get("request-id"))
+        elif isinstance(result, anthropic.APIResponse):  # client.with_raw_response.messages.create
+            if stream:
+                self.done = True  # a raw stream's body is the caller's to read: not observed
+            else:
+                self.message(result.parse(), result.request_id)
+        else:
+            self.message(result)
+        return None
+
+    async def aresult(self, result: Any, *, stream: bool) -> None:
+        """Observe what create()/parse() returned (async)."""
+        try:
+            if isinstance(result, anthropic.AsyncAPIResponse) and not stream:
+                self.message(await result.parse(), result.request_id)  # parse() is cached for the caller
+                return
+        except Exception:
+            self.tally._warn.warning("hook", "tally_client: instrumentation error (call unaffected)", exc_info=True)
+            return
+        if isinstance(result, AsyncStream):
+            _observe(result, self, request_id=result.response.headers.get("request-id"))
+        elif isinstance(result, anthropic.AsyncAPIResponse):
+            self.done = True
+        else:
+            self.message(result)
+
+
+# -- streams and batch results: per-instance subclasses --------------------------------------
+# The methods below are copied onto a subclass of the observed object's own class (see
+# `_observed_class`); `self._tally_base` is that original class.
+
+
+class _ObservedStream:
+    def __iter__(self) -> Any:
+        call = self.__dict__[_CALL]
+        seen = call.item
+        try:
+            for item in self._tally_base.__iter__(self):  # type: ignore[attr-defined]
+                # Most events of a long stream are deltas after the first: skip the call for them.
+                if call.first_token is None or getattr(item, "type", None) != "content_block_delta":
+                    seen(item)
+                yield item
+        except GeneratorExit:
+            call.end()  # abandoned half-way: what was seen so far
+            raise
+        except Exception as exc:
+            call.error(exc, in_stream=True)
+            raise
+        call.end()
+
+    def __next__(self) -> Any:
+        call = self.__dict__[_CALL]
+        try:
+            item = self._tally_base.__next__(self)  # type: ignore[attr-defined]
+        except StopIteration:
+            call.end()
+            raise
+        except Exception as exc:
+            call.error(exc, in_stream=True)
+            raise
+        call.item(item)
+        return item
+
+    def close(self) -> None:
+        try:
+            self._tally_base.close(self)  # type: ignore[attr-defined]
+        finally:
+            self.__dict__[_CALL].end()
+
+
+class _ObservedAsyncStream:
+    async def __aiter__(self) -> Any:
+        call = self.__dict__[_CALL]
+        seen = call.item
+        try:
+            async for item in self._tally_base.__aiter__(self):  # type: ignore[attr-defined]
+                if call.first_token is None or getattr(item, "type", None) != "content_block_delta":
+                    seen(item)
+                yield item
+        except GeneratorExit:
+            call.end()
+            raise
+        except Exception as exc:
+            call.error(exc, in_stream=True)
+            raise
+        call.end()
+
+    async def __anext__(self) -> Any:
+        call = self.__dict__[_CALL]
+        try:
+            item = await self._tally_base.__anext__(self)  # type: ignore[attr-defined]
+        except StopAsyncIteration:
+            call.end()
+            raise
+        except Exception as exc:
+            call.error(exc, in_stream=True)
+            raise
+        call.item(item)
+        return item
+
+    async def close(self) -> None:
+        try:
+            await self._tally_base.close(self)  # type: ignore[attr-defined]
+        finally:
+            self.__dict__[_CALL].end()
+
+
+class _ObservedResults:
+    def __iter__(self) -> Any:
+        seen = self.__dict__[_CALL]
+        for item in self._tally_base.__iter__(self):  # type: ignore[attr-defined]
+            seen.item(item)
+            yield item
+
+    def __next__(self) -> Any:
+        item = self._tally_base.__next__(self)  # type: ignore[attr-defined]
+        self.__dict__[_CALL].item(item)
+        return item
+
+
+class _ObservedAsyncResults:
+    async def __aiter__(self) -> Any:
+        seen = self.__dict__[_CALL]
+        async for item in self._tally_base.__aiter__(self):  # type: ignore[attr-defined]
+            seen.item(item)
+            yield item
+
+    async def __anext__(self) -> Any:
+        item = await self._tally_base.__anext__(self)  # type: ignore[attr-defined]
+        self.__dict__[_CALL].item(item)
+        return item
+
+
+@functools.cache
+def _observed_class(cls: type, mixin: type) -> type:
+    # A single base and no new slots, so that `obj.__class__ = ...` is allowed (same layout).
+    # Hence the methods are copied in and call `_tally_base` explicitly rather than super().
+    methods = {name: value for name, value in vars(mixin).items() if callable(value)}
+    return type(f"Tally{cls.__name__}", (cls,),
+                {**methods, "_tally_base": cls, "__module__": cls.__module__, "__slots__": ()})
+
+
+_MIXINS = ((AsyncStream, _ObservedAsyncStream), (Stream, _ObservedStream),
+           (AsyncJSONLDecoder, _ObservedAsyncResults), (JSONLDecoder, _ObservedResults))
+
+
+def _observe(obj: Any, observer: Any, *, request_id: str | None = None) -> None:
+    """Give `obj` (this instance only) a subclass of its own class that reports to `observer`.
+    Never raises: an object that cannot be observed is left exactly as it was."""
+    try:
+        if _CALL in obj.__dict__:
+            return
+        for base, mixin in _MIXINS:
+            if isinstance(obj, base):
+                own: type = type(obj)
+                cls = _observed_class(own, mixin)
+                if isinstance(observer, _Call):
+                    observer.begin_stream(request_id)
+                obj.__dict__[_CALL] = observer
+                obj.__class__ = cls
+                return
+    except Exception:
+        obj.__dict__.pop(_CALL, None)
+        with contextlib.suppress(Exception):
+            observer.tally._warn.warning("observe", "tally_client: could not observe %s (call unaffected)",
+                                         type(obj).__name__, exc_info=True)
+
+
+class _BatchResults:
+    """Turns each line of a batch's results into an event (batch=True, priced at the batch rate)."""
+
+    def __init__(self, tally: Any, batch_id: str) -> None:
+        self.tally = tally
+        self.batch_id = batch_id
+        self.created_at, self.model = tally._batch_info(batch_id)
+        self.ctx = _context.current()
+
+    @_safe
+    def item(self, line: Any) -> None:
+        result = line.result
+        # The API has no per-request latency or request-id for batch results: the request_id is
+        # the stable "<batch id>:<custom id>" (reading results twice stores them once).
+        event: dict[str, Any] = {
+            "request_id": f"{self.batch_id}:{line.custom_id}", "batch": True, "latency_ms": 0.0,
+            "timestamp": self.created_at, "metadata": {"batch_id": self.batch_id},
+        }
+        if result.type == "succeeded":
+            message_into(event, result.message)
+        elif result.type == "errored" and self.model:
+            # Not billed; recorded for the error rate when the batch's model is known.
+            event.update(model=self.model, status="error",
+                         error_type=getattr(getattr(result.error, "error", None), "type", None) or "api_error")
+        else:
+            return  # canceled / expired never ran: nothing to count
+        self.tally._emit(event, self.ctx)
+
+
+# -- the proxies ---------------------------------------------------------------------------
+
+
+class _Proxy:
+    def __init__(self, inner: Any, tally: Any) -> None:
+        self._inner = inner
+        self.tally = tally
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def __repr__(self) -> str:
+        return f"<tally instrumented {self._inner!r}>"
+
+
+def _batch_created_at(batch: Any) -> float | None:
+    created = getattr(batch, "created_at", None)
+    return created.timestamp() if created is not None else None
+
+
+def _one_model(requests: Any) -> str | None:
+    try:
+        models = {r["params"]["model"] for r in requests}
+    except Exception:
+        return None
+    return models.pop() if len(models) == 1 else None
+
+
+class _Batches(_Proxy):
+    @_safe
+    def _seen(self, batch: Any, requests: Any = None) -> None:
+        self.tally._batch_seen(batch.id, _batch_created_at(batch), _one_model(requests) if requests else None)
+
+    def create(self, *args: Any, **kwargs: Any) -> Any:
+        batch = self._inner.create(*args, **kwargs)
+        self._seen(batch, kwargs.get("requests"))
+        return batch
+
+    def retrieve(self, *args: Any, **kwargs: Any) -> Any:
+        batch = self._inner.retrieve(*args, **kwargs)
+        self._seen(batch)
+        return batch
+
+    def results(self, message_batch_id: str, *args: Any, **kwargs: Any) -> Any:
+        decoder = self._inner.results(message_batch_id, *args, **kwargs)
+        self._observe_results(decoder, message_batch_id)
+        return decoder
+
+    @_safe
+    def _observe_results(self, decoder: Any, batch_id: str) -> None:
+        _observe(decoder, _BatchResults(self.tally, batch_id))
+
+
+class _AsyncBatches(_Batches):
+    async def create(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        batch = await self._inner.create(*args, **kwargs)
+        self._seen(batch, kwargs.get("requests"))
+        return batch
+
+    async def retrieve(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        batch = await self._inner.retrieve(*args, **kwargs)
+        self._seen(batch)
+        return batch
+
+    async def results(self, message_batch_id: str, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        decoder = await self._inner.results(message_batch_id, *args, **kwargs)
+        self._observe_results(decoder, message_batch_id)
+        return decoder
+
+
+class _StreamManager:
+    """Wraps `messages.stream(...)`'s manager: the request is made in `__enter__`."""
+
+    def __init__(self, manager: Any, tally: Any, model: Any) -> None:
+        self._manager = manager
+        self._tally = tally
+        self._model = model
+
+    def __enter__(self) -> Any:
+        call = _Call(self._tally, self._model)
+        try:
+            stream = self._manager.__enter__()
+        except Exception as exc:
+            call.error(exc)
+            raise
+        raw = getattr(stream, "_raw_stream", None)
+        if raw is not None:
+            _observe(raw, call, request_id=stream.request_id)
+        return stream
+
+    def __exit__(self, *exc_info: Any) -> Any:
+        return self._manager.__exit__(*exc_info)
+
+    async def __aenter__(self) -> Any:
+        call = _Call(self._tally, self._model)
+        try:
+            stream = await self._manager.__aenter__()
+        except Exception as exc:
+            call.error(exc)
+            raise
+        raw = getattr(stream, "_raw_stream", None)
+        if raw is not None:
+            _observe(raw, call, request_id=stream.request_id)
+        return stream
+
+    async def __aexit__(self, *exc_info: Any) -> Any:
+        return await self._manager.__aexit__(*exc_info)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._manager, name)
+
+
+class _Messages(_Proxy):
+    @functools.cached_property
+    def batches(self) -> Any:
+        return _Batches(self._inner.batches, self.tally)
+
+    @functools.cached_property
+    def with_raw_response(self) -> Any:
+        return MessagesWithRawResponse(self)  # type: ignore[arg-type]
+
+    def create(self, *args: Any, **kwargs: Any) -> Any:
+        call = _Call(self.tally, kwargs.get("model"))
+        try:
+            result = self._inner.create(*args, **kwargs)
+        except Exception as exc:
+            call.error(exc)
+            raise
+        call.result(result, stream=bool(kwargs.get("stream")))
+        return result
+
+    def parse(self, *args: Any, **kwargs: Any) -> Any:
+        call = _Call(self.tally, kwargs.get("model"))
+        try:
+            result = self._inner.parse(*args, **kwargs)
+        except Exception as exc:
+            call.error(exc)
+            raise
+        call.result(result, stream=False)
+        return result
+
+    def stream(self, *args: Any, **kwargs: Any) -> Any:
+        return _StreamManager(self._inner.stream(*args, **kwargs), self.tally, kwargs.get("model"))
+
+
+class _AsyncMessages(_Messages):
+    @functools.cached_property
+    def batches(self) -> Any:
+        return _AsyncBatches(self._inner.batches, self.tally)
+
+    @functools.cached_property
+    def with_raw_response(self) -> Any:
+        return AsyncMessagesWithRawResponse(self)  # type: ignore[arg-type]
+
+    async def create(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        call = _Call(self.tally, kwargs.get("model"))
+        try:
+            result = await self._inner.create(*args, **kwargs)
+        except Exception as exc:
+            call.error(exc)
+            raise
+        await call.aresult(result, stream=bool(kwargs.get("stream")))
+        return result
+
+    async def parse(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        call = _Call(self.tally, kwargs.get("model"))
+        try:
+            result = await self._inner.parse(*args, **kwargs)
+        except Exception as exc:
+            call.error(exc)
+            raise
+        await call.aresult(result, stream=False)
+        return result
