@@ -27,9 +27,11 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m mypy .
 
-## make bench: the benchmarks of bench/ (prints ratios measured in one run).
+## make bench: the benchmarks of bench/ (each prints figures and ratios measured in one run).
 bench: $(STAMP)
 	$(PY) -m core.embedded exec -- $(PY) bench/ingest.py
+	$(PY) -m core.embedded exec -- $(PY) -W ignore bench/rollup.py
+	$(PY) -m core.embedded exec -- $(PY) bench/sdk_overhead.py
 
 ## make lock: re-resolve pyproject.toml's dependencies into requirements.lock.
 lock:
