@@ -118,6 +118,15 @@ class BudgetForm(forms.ModelForm):
         return value
 
 
+class DigestForm(forms.Form):
+    """The project's daily digest: on or off, and who gets it. Recipients are kept when it is
+    switched off, so switching it back on needs no retyping."""
+
+    enabled = forms.BooleanField(required=False, label="Send the daily digest")
+    recipients = RecipientsField(help_text="Comma-separated email addresses.",
+                                 widget=forms.Textarea(attrs={"rows": 2}))
+
+
 def form_errors(form: forms.BaseForm) -> list[dict[str, str]]:
     return [{"field": field if field != "__all__" else "rule", "message": str(message)}
             for field, messages in form.errors.items() for message in messages]
@@ -135,4 +144,4 @@ def rule_as_dict(rule: AlertRule) -> dict[str, Any]:
     }
 
 
-__all__ = ["AlertRuleForm", "BudgetForm", "Metric", "Window", "form_errors", "rule_as_dict"]
+__all__ = ["AlertRuleForm", "BudgetForm", "DigestForm", "Metric", "Window", "form_errors", "rule_as_dict"]

@@ -164,3 +164,12 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return self.subject
+
+    @property
+    def status(self) -> str:
+        """sent | failed (gave up) | retrying (an attempt failed, more to come) | pending."""
+        if self.sent_at is not None:
+            return "sent"
+        if self.failed_at is not None:
+            return "failed"
+        return "retrying" if self.last_error else "pending"

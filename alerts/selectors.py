@@ -1,4 +1,5 @@
-"""Reads for alerting: a rule's metric per window, baselines, contributors, budget status.
+"""Reads for alerting: a rule's metric per window, baselines, contributors, budget status,
+and what the alerts pages show (rules with their state, incident history, the outbox).
 
 Everything comes from the aggregates through rollups.selectors.metrics_query, never from
 raw events, so evaluation costs the same at ten thousand or ten million calls.
@@ -13,9 +14,14 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db import connection
+from django.db.models import Prefetch
 
-from alerts.models import AlertRule, Budget, Metric
+from alerts.emails import METRIC_LABELS, format_metric
+from alerts.models import AlertRule, Budget, Condition, DigestSubscription, Incident, Metric, Notification
+from projects.models import Project
+from projects.permissions import is_project_admin, visible_projects
 from rollups.selectors import MetricsQuery, MetricsRow, metrics_query
 
 # Metrics that are ratios or latencies: judged only with enough requests in the window.
@@ -216,19 +222,15 @@ def budget_period(period: str, now: datetime) -> tuple[datetime, datetime]:
 
 def _spent(budget: Budget, start: datetime, end: datetime) -> Decimal:
     if budget.user_id:
-        # Per-user spend: whole past days from the daily table, today from the hourly one.
-        today = end.replace(hour=0, minute=0, second=0, microsecond=0)
+        # Per-user spend comes from the daily per-user rows (today's is current after each pass).
         with connection.cursor() as cursor:
             env_clause = "AND environment_id IN (SELECT id FROM projects_environment WHERE name = %s)" \
                 if budget.environment else ""
-            env_param = [budget.environment] if budget.environment else []
             cursor.execute(
-                f"""SELECT coalesce((SELECT sum(cost_usd) FROM rollups_dailyuserspend WHERE project_id = %s
-                       AND user_id = %s AND day >= %s AND day < %s {env_clause}), 0)
-                     + coalesce((SELECT sum(cost_usd) FROM rollups_hourlyuserspend WHERE project_id = %s
-                       AND user_id = %s AND hour_start >= %s AND hour_start < %s {env_clause}), 0)""",  # noqa: S608
-                [budget.project_id, budget.user_id, start.date(), min(today, end).date(), *env_param,
-                 budget.project_id, budget.user_id, max(start, today), end, *env_param],
+                f"""SELECT coalesce(sum(cost_usd), 0) FROM rollups_dailyuserspend WHERE project_id = %s
+                    AND user_id = %s AND day >= %s AND day < %s {env_clause}""",  # noqa: S608
+                [budget.project_id, budget.user_id, start.date(), end.date() if end.time() == end.min.time()
+                 else end.date() + timedelta(days=1), *([budget.environment] if budget.environment else [])],
             )
             return Decimal(cursor.fetchone()[0])
     filters = {}
@@ -253,9 +255,189 @@ def budget_status(budget: Budget, *, now: datetime) -> BudgetStatus:
 
 
 def budgets_status(*, project_ids: list[int], now: datetime, service: str | None = None,
-                   user_id: str | None = None) -> list[BudgetStatus]:
+                   user_id: str | None = None, environment: str | None = None) -> list[BudgetStatus]:
     budgets = Budget.objects.filter(project_id__in=project_ids, enabled=True)
+    if environment is not None:
+        budgets = budgets.filter(environment__in=["", environment])
     if service or user_id:
         # Scoped (a client asking "may I call?"): project-wide budgets plus its own.
         budgets = budgets.filter(service__in=["", service or ""], user_id__in=["", user_id or ""])
     return [budget_status(b, now=now) for b in budgets]
+
+
+# --- the alerts pages ------------------------------------------------------------------
+
+HISTORY_LIMIT = 200
+OUTBOX_LIMIT = 200
+FILE_EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+
+
+@dataclass
+class UiScope:
+    """The project an alerts page is about, chosen among those the user may see."""
+
+    projects: list[Project]
+    project: Project | None
+    is_admin: bool
+    notes: list[str] = field(default_factory=list)
+
+    # The dashboard nav reads `filters.querystring` / `filters.project_slug`: keep the project.
+    @property
+    def project_slug(self) -> str:
+        return self.project.slug if self.project else ""
+
+    @property
+    def querystring(self) -> str:
+        return f"project={self.project.slug}" if self.project else ""
+
+
+def ui_scope(*, user: Any, project_slug: str | None, strict: bool = False) -> UiScope:
+    """`project_slug` among the user's visible projects, else the first of them by slug.
+
+    strict (pages that write): a slug the user cannot see is None, never another project, so
+    a form can't land in a project other than the one its URL names.
+    """
+    projects = list(visible_projects(user).order_by("slug"))
+    project = next((p for p in projects if p.slug == project_slug), None)
+    notes = []
+    if project is None and project_slug and not strict:
+        notes.append(f"No project {project_slug!r} among yours; showing another one.")
+    if project is None and projects and not (strict and project_slug):
+        project = projects[0]
+    is_admin = project is not None and is_project_admin(user, project)
+    return UiScope(projects=projects, project=project, is_admin=is_admin, notes=notes)
+
+
+def threshold_display(rule: AlertRule) -> str:
+    if rule.condition == Condition.ANOMALY:
+        return f"{rule.sensitivity or 3.0:g} σ"
+    return format_metric(rule.metric, rule.threshold)
+
+
+def scope_display(*, environment: str | None, service: str | None, model: str | None = None,
+                  user_id: str | None = None) -> str:
+    parts = [f"{name} {value}" for name, value in (("env", environment), ("service", service), ("model", model),
+                                                   ("user", user_id)) if value]
+    return " · ".join(parts) or "whole project"
+
+
+@dataclass
+class RuleRow:
+    rule: AlertRule
+    metric_label: str
+    threshold: str
+    scope: str
+    open_incident: Incident | None
+
+
+def rules_list(*, project_id: int) -> list[RuleRow]:
+    """Every rule of the project with its open incident, if any (two queries whatever the count)."""
+    rules = AlertRule.objects.filter(project_id=project_id).prefetch_related(
+        Prefetch("incidents", queryset=Incident.objects.filter(resolved_at__isnull=True), to_attr="open_incidents"))
+    return [RuleRow(rule=r, metric_label=METRIC_LABELS[Metric(r.metric)], threshold=threshold_display(r),
+                    scope=scope_display(environment=r.environment, service=r.service, model=r.model),
+                    open_incident=next(iter(r.open_incidents), None))  # type: ignore[attr-defined]
+            for r in rules]
+
+
+def duration_display(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"
+
+
+@dataclass
+class IncidentRow:
+    incident: Incident
+    window_end: datetime
+    duration: str
+    value: str
+    compared: str
+    contributors: list[dict[str, Any]]
+    notification: Notification | None
+
+
+def rule_history(*, rule: AlertRule, now: datetime) -> list[IncidentRow]:
+    """The rule's incidents, newest first, with the numbers and the "opened" email of each."""
+    incidents = Incident.objects.filter(rule=rule).prefetch_related(
+        Prefetch("notification_set", queryset=Notification.objects.filter(kind=Notification.Kind.INCIDENT_OPENED),
+                 to_attr="opened_emails"))[:HISTORY_LIMIT]
+    rows = []
+    for incident in incidents:
+        if incident.baseline is not None:
+            compared = f"baseline {format_metric(rule.metric, incident.baseline)}"
+        elif incident.threshold is not None:
+            compared = f"threshold {format_metric(rule.metric, incident.threshold)}"
+        else:
+            compared = "—"
+        found = [{**c, "now_display": format_metric(rule.metric, c["now"]),
+                  "before_display": format_metric(rule.metric, c["before"]),
+                  "change_display": ("+" if c["change"] >= 0 else "−") + format_metric(rule.metric, abs(c["change"]))}
+                 for c in incident.detail.get("contributors", [])]
+        rows.append(IncidentRow(
+            incident=incident, window_end=incident.window_start + window_length(rule.window),
+            duration=duration_display((incident.resolved_at or now) - incident.opened_at),
+            value=format_metric(rule.metric, incident.value), compared=compared, contributors=found,
+            notification=next(iter(incident.opened_emails), None)))  # type: ignore[attr-defined]
+    return rows
+
+
+@dataclass
+class BudgetRow:
+    budget: Budget
+    scope: str
+    status: BudgetStatus | None  # None: disabled, not tracked
+
+    @property
+    def period_label(self) -> str:
+        """The current period with its last day (period_end itself is exclusive): "Nov 1 – Nov 30"."""
+        if self.status is None:
+            return ""
+        first, last = self.status.period_start, self.status.period_end - timedelta(days=1)
+        return f"{first:%b} {first.day}" if first == last else f"{first:%b} {first.day} – {last:%b} {last.day}"
+
+    @property
+    def level(self) -> str:
+        if self.status is None:
+            return "disabled"
+        if self.status.exceeded:
+            return "exceeded"
+        return "warn" if self.status.used_fraction >= 0.8 else "ok"
+
+
+def budgets_list(*, project_id: int, now: datetime) -> list[BudgetRow]:
+    statuses = {s.budget.pk: s for s in budgets_status(project_ids=[project_id], now=now)}
+    return [BudgetRow(budget=b, status=statuses.get(b.pk),
+                      scope=scope_display(environment=b.environment, service=b.service, user_id=b.user_id))
+            for b in Budget.objects.filter(project_id=project_id)]
+
+
+def digest_subscription(*, project_id: int) -> DigestSubscription | None:
+    """The project's digest as the page manages it: its earliest subscription."""
+    return DigestSubscription.objects.filter(project_id=project_id).order_by("pk").first()
+
+
+@dataclass
+class Outbox:
+    notifications: list[Notification]
+    counts: dict[str, int]
+    mail_path: str | None  # where the file backend keeps mail, when it is the backend
+
+
+def outbox(*, project_id: int) -> Outbox:
+    rows = list(Notification.objects.filter(project_id=project_id).defer("body_text", "body_html")[:OUTBOX_LIMIT])
+    counts = {"sent": 0, "failed": 0, "retrying": 0, "pending": 0}
+    for row in rows:
+        counts[row.status] += 1
+    return Outbox(notifications=rows, counts=counts, mail_path=mail_file_path())
+
+
+def mail_file_path() -> str | None:
+    if settings.EMAIL_BACKEND != FILE_EMAIL_BACKEND:
+        return None
+    return str(getattr(settings, "EMAIL_FILE_PATH", "") or "") or None

@@ -10,6 +10,8 @@ Invariants:
   (`transaction.on_commit`) and retries with backoff until it succeeds.
 - Evaluation reads aggregates only and judges closed windows, plus the current window for
   thresholds that a partial window can already prove (spend or requests above).
+- A project's digest, as the alerts page manages it, is its earliest subscription; saving it
+  holds a per-project advisory lock so two admins saving at once cannot create two.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -252,3 +254,24 @@ def digest_context(*, project_id: int, day: datetime) -> dict[str, Any]:
                      for (m, s), (b, n) in spend.items()), key=lambda x: abs(x["change"]), reverse=True)[:5]
     return {"day": day.strftime("%Y-%m-%d"), "kpis": kpis, "movers": movers,
             "link": emails.dashboard_link(start=day, end=day_end)}
+
+
+DIGEST_LOCK_NAMESPACE = 0x7A11D  # pg_advisory_xact_lock(namespace, project_id): "tally digest"
+
+
+def rule_enabled_set(*, rule: AlertRule, enabled: bool) -> None:
+    """Switch a rule on or off. A single-column UPDATE, so it cannot undo a concurrent edit of
+    the rule's other fields (a save() of a stale instance would)."""
+    AlertRule.objects.filter(pk=rule.pk).update(enabled=enabled, updated_at=timezone.now())
+
+
+def digest_subscription_set(*, project_id: int, enabled: bool, recipients: list[str]) -> DigestSubscription:
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [DIGEST_LOCK_NAMESPACE, project_id])
+        subscription = DigestSubscription.objects.filter(project_id=project_id).order_by("pk").first()
+        if subscription is None:
+            return DigestSubscription.objects.create(project_id=project_id, enabled=enabled, recipients=recipients)
+        subscription.enabled, subscription.recipients = enabled, recipients
+        subscription.save(update_fields=["enabled", "recipients"])
+        return subscription

@@ -1,19 +1,32 @@
+"""Alerts: the JSON API (CONTRACT §5) and the HTML pages under /alerts/.
+
+Every page asks projects.permissions who may see (members) and manage (project admins,
+superusers) a project. A viewer gets the pages read-only and 403 on every URL that writes,
+GET or POST, before any form is looked at.
+"""
+
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from alerts.forms import AlertRuleForm, form_errors, rule_as_dict
-from alerts.models import AlertRule
-from alerts.selectors import budgets_status
+from alerts import selectors, services
+from alerts.forms import AlertRuleForm, BudgetForm, DigestForm, form_errors, rule_as_dict
+from alerts.models import AlertRule, Budget, Notification
+from alerts.selectors import UiScope, budgets_status, ui_scope
 from core.http import database_unavailable_as_503, json_error
-from projects.models import IngestKey, Project
+from projects.models import Environment, IngestKey, Project
+from projects.permissions import visible_projects
 from projects.selectors import admin_project_ids, api_project_ids, key_from_bearer
 
 _TYPES: dict[str, tuple[type, ...]] = {
@@ -103,11 +116,198 @@ def alert_rule(request: HttpRequest, rule_id: int) -> HttpResponse:
 def budget_status(request: HttpRequest) -> JsonResponse:
     """CONTRACT §5: each budget in scope with limit, spent, projection and `exceeded`."""
     project_ids = api_project_ids(request, project_slug=request.GET.get("project"))
+    environment = None
     if project_ids is None and request.headers.get("Authorization"):
         key = key_from_bearer(authorization=request.headers["Authorization"], scopes=(IngestKey.Scope.INGEST,))
         project_ids = None if key is None else [key.project_id]
+        if key is not None:  # a client asking "may I call?": only its own environment's budgets apply
+            environment = Environment.objects.filter(pk=key.environment_id).values_list("name", flat=True).first()
     if project_ids is None:
         return json_error(401, "log in, or send Authorization: Bearer <key>")
     statuses = budgets_status(project_ids=project_ids, now=timezone.now(), service=request.GET.get("service"),
-                              user_id=request.GET.get("user_id"))
+                              user_id=request.GET.get("user_id"), environment=environment)
     return JsonResponse({"budgets": [s.as_dict() for s in statuses]})
+
+
+# --- HTML pages (/alerts/, namespace alerts_ui) ------------------------------------------
+
+
+def _scope(request: HttpRequest) -> UiScope:
+    return ui_scope(user=request.user, project_slug=request.GET.get("project"))
+
+
+def _managed_scope(request: HttpRequest) -> UiScope:
+    """The project named by ?project= (else the default one), which the user must administer."""
+    scope = ui_scope(user=request.user, project_slug=request.GET.get("project"), strict=True)
+    if scope.project is None:
+        raise Http404("No such project among yours.")
+    if not scope.is_admin:
+        raise PermissionDenied("Only admins of this project can change its alerts.")
+    return scope
+
+
+def _object_scope(request: HttpRequest, project: Project, *, manage: bool) -> UiScope:
+    scope = ui_scope(user=request.user, project_slug=project.slug, strict=True)
+    if manage and not scope.is_admin:
+        raise PermissionDenied("Only admins of this project can change its alerts.")
+    return scope
+
+
+def _rule(request: HttpRequest, rule_id: int) -> AlertRule:
+    return get_object_or_404(AlertRule.objects.select_related("project"), pk=rule_id,
+                             project__in=visible_projects(request.user))
+
+
+def _posted(request: HttpRequest) -> Any:
+    """The POST data to bind a form to; None on GET (an unbound form shows no errors)."""
+    return request.POST if request.method == "POST" else None
+
+
+def _to(name: str, scope: UiScope) -> HttpResponse:
+    return redirect(f"{reverse(name)}?{scope.querystring}")
+
+
+def _render(request: HttpRequest, template: str, scope: UiScope, tab: str, **context: Any) -> HttpResponse:
+    if scope.project is None:
+        template = "no_project"
+    # `filters` and `current_project` are what the shared nav reads to keep the project selected.
+    nav = {"filters": scope, "current_project": scope.project, "active": "alerts"}
+    return render(request, f"alerts/{template}.html", {"scope": scope, "tab": tab, **nav, **context})
+
+
+@login_required
+@require_GET
+def rules_page(request: HttpRequest) -> HttpResponse:
+    """The project's rules with their state; admins get the buttons that change them."""
+    scope = _scope(request)
+    rows = selectors.rules_list(project_id=scope.project.pk) if scope.project else []
+    return _render(request, "rules", scope, "rules", rows=rows, switcher=True)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def rule_create(request: HttpRequest) -> HttpResponse:
+    scope = _managed_scope(request)
+    assert scope.project is not None
+    form = AlertRuleForm(data=_posted(request), instance=AlertRule(project=scope.project))
+    if request.method == "POST" and form.is_valid():
+        rule = form.save()
+        messages.success(request, f"Rule “{rule.name}” created.")
+        return _to("alerts_ui:rules", scope)
+    return _render(request, "rule_form", scope, "rules", form=form, rule=None)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def rule_edit(request: HttpRequest, rule_id: int) -> HttpResponse:
+    rule = _rule(request, rule_id)
+    scope = _object_scope(request, rule.project, manage=True)
+    form = AlertRuleForm(data=_posted(request), instance=rule)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        messages.success(request, f"Rule “{rule.name}” saved.")
+        return _to("alerts_ui:rules", scope)
+    return _render(request, "rule_form", scope, "rules", form=form, rule=rule)
+
+
+@login_required
+@require_POST
+def rule_toggle(request: HttpRequest, rule_id: int) -> HttpResponse:
+    """Enable or disable; `enabled` says which, so a double submit does not flip it back."""
+    rule = _rule(request, rule_id)
+    scope = _object_scope(request, rule.project, manage=True)
+    services.rule_enabled_set(rule=rule, enabled=request.POST.get("enabled") == "true")
+    return _to("alerts_ui:rules", scope)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def rule_delete(request: HttpRequest, rule_id: int) -> HttpResponse:
+    """GET asks for confirmation (no script, so no confirm() dialog); POST deletes."""
+    rule = _rule(request, rule_id)
+    scope = _object_scope(request, rule.project, manage=True)
+    if request.method == "POST":
+        rule.delete()
+        messages.success(request, f"Rule “{rule.name}” deleted.")
+        return _to("alerts_ui:rules", scope)
+    return _render(request, "confirm_delete", scope, "rules", what="rule", name=rule.name,
+                   consequence=f"Its {rule.incidents.count()} incidents and their emails go with it.",
+                   cancel=reverse("alerts_ui:rules"))
+
+
+@login_required
+@require_GET
+def rule_history(request: HttpRequest, rule_id: int) -> HttpResponse:
+    rule = _rule(request, rule_id)
+    scope = _object_scope(request, rule.project, manage=False)
+    rows = selectors.rule_history(rule=rule, now=timezone.now())
+    return _render(request, "rule_history", scope, "rules", rule=rule, rows=rows, limit=selectors.HISTORY_LIMIT,
+                   threshold=selectors.threshold_display(rule),
+                   rule_scope=selectors.scope_display(environment=rule.environment, service=rule.service,
+                                                      model=rule.model))
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def budgets_page(request: HttpRequest) -> HttpResponse:
+    """Budgets with spent / projected / exceeded; admins add one with the form below the list."""
+    scope = _managed_scope(request) if request.method == "POST" else _scope(request)
+    form = None
+    if scope.is_admin:
+        form = BudgetForm(data=_posted(request), instance=Budget(project=scope.project))
+        if request.method == "POST" and form.is_valid():
+            budget = form.save()
+            messages.success(request, f"Budget “{budget.name}” added.")
+            return _to("alerts_ui:budgets", scope)
+    rows = selectors.budgets_list(project_id=scope.project.pk, now=timezone.now()) if scope.project else []
+    return _render(request, "budgets", scope, "budgets", rows=rows, form=form, switcher=True)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def budget_delete(request: HttpRequest, budget_id: int) -> HttpResponse:
+    budget = get_object_or_404(Budget.objects.select_related("project"), pk=budget_id,
+                               project__in=visible_projects(request.user))
+    scope = _object_scope(request, budget.project, manage=True)
+    if request.method == "POST":
+        budget.delete()
+        messages.success(request, f"Budget “{budget.name}” deleted.")
+        return _to("alerts_ui:budgets", scope)
+    return _render(request, "confirm_delete", scope, "budgets", what="budget", name=budget.name,
+                   consequence="Its alert emails stop.", cancel=reverse("alerts_ui:budgets"))
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def digest_page(request: HttpRequest) -> HttpResponse:
+    scope = _managed_scope(request) if request.method == "POST" else _scope(request)
+    subscription = selectors.digest_subscription(project_id=scope.project.pk) if scope.project else None
+    initial = {"enabled": subscription.enabled, "recipients": subscription.recipients} if subscription else {}
+    form = DigestForm(data=_posted(request), initial=initial) if scope.is_admin else None
+    if form is not None and request.method == "POST" and form.is_valid():
+        assert scope.project is not None
+        services.digest_subscription_set(project_id=scope.project.pk, **form.cleaned_data)
+        messages.success(request, "Daily digest saved.")
+        return _to("alerts_ui:digest", scope)
+    return _render(request, "digest", scope, "digest", subscription=subscription, form=form, switcher=True)
+
+
+@login_required
+@require_GET
+def outbox_page(request: HttpRequest) -> HttpResponse:
+    """Every email of the project, failures first to the eye; members see it, nobody edits it."""
+    scope = _scope(request)
+    box = selectors.outbox(project_id=scope.project.pk) if scope.project else None
+    return _render(request, "outbox", scope, "outbox", box=box, limit=selectors.OUTBOX_LIMIT, switcher=True)
+
+
+@login_required
+@require_GET
+def notification_page(request: HttpRequest, notification_id: int) -> HttpResponse:
+    """One email as it was rendered: the text body, and the HTML body in a sandboxed iframe
+    (srcdoc, no allow-scripts) plus its escaped source, so nothing in it runs here."""
+    notification = get_object_or_404(Notification.objects.select_related("project", "incident"),
+                                     pk=notification_id, project__in=visible_projects(request.user))
+    scope = _object_scope(request, notification.project, manage=False)
+    return _render(request, "notification", scope, "outbox", notification=notification,
+                   mail_path=selectors.mail_file_path())

@@ -1,8 +1,9 @@
 """`make run`: everything Tally needs, in the foreground, until Ctrl-C.
 
 1. embedded PostgreSQL and Redis (unless DATABASE_URL / CELERY_BROKER_URL are set),
-2. migrate; on first start a demo admin (password generated once, kept in the data
-   dir), a demo ingest key (secret kept in the data dir so it can be printed again),
+2. migrate; on first start a demo admin and a demo viewer of project demo (passwords
+   generated once, kept in the data dir), a demo ingest key (secret kept in the data dir
+   so it can be printed again),
 3. gunicorn, one Celery worker and Celery beat as child processes,
 4. demo data on first start (through the ingest service), then the banner.
 
@@ -40,13 +41,15 @@ def _secret_file(path: Path, make) -> str:  # type: ignore[no-untyped-def]
     return path.read_text().strip()
 
 
-def _prepare(root: Path) -> tuple[str, str, bool]:
-    """Migrate, demo admin and key. Returns (admin password, ingest key, first start)."""
+def _prepare(root: Path) -> tuple[str, str, str, bool]:
+    """Migrate, demo admin, demo viewer and key. Returns (admin password, viewer password, ingest
+    key, first start)."""
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
 
     call_command("migrate", interactive=False, verbosity=0)
     password = _secret_file(root / "demo-admin-password", lambda: secrets.token_urlsafe(12))
+    viewer_password = _secret_file(root / "demo-viewer-password", lambda: secrets.token_urlsafe(12))
     user_model = get_user_model()
     if not user_model.objects.filter(username="admin").exists():
         user_model.objects.create_superuser("admin", "admin@localhost", password)
@@ -57,7 +60,15 @@ def _prepare(root: Path) -> tuple[str, str, bool]:
 
         created = ingest_key_create(project_slug="demo", environment_name="prod", name="demo key (make run)")
         _secret_file(key_file, lambda: created.secret)
-    return password, key_file.read_text().strip(), first_start
+    # A viewer of project demo, to see what a non-admin sees (no Keys/Prices/... links). Also
+    # made on a data dir from before viewers existed.
+    if not user_model.objects.filter(username="viewer").exists():
+        from projects.models import Membership
+        from projects.services import membership_add, project_get_or_create
+
+        viewer = user_model.objects.create_user("viewer", "viewer@localhost", viewer_password)
+        membership_add(project=project_get_or_create(slug="demo"), user=viewer, role=Membership.Role.VIEWER)
+    return password, viewer_password, key_file.read_text().strip(), first_start
 
 
 def _children(port: str, root: Path) -> dict[str, subprocess.Popen[bytes]]:
@@ -132,7 +143,7 @@ def main() -> int:
         print("Starting embedded services (if needed)...", flush=True)
         services.start()
         _django_setup()
-        password, ingest_key, first_start = _prepare(root)
+        password, viewer_password, ingest_key, first_start = _prepare(root)
         children = _children(port, root)
         if not _wait_http(port, 60):
             print("web server did not come up; see the log above", file=sys.stderr)
@@ -145,7 +156,8 @@ def main() -> int:
             print(f"  seeded {summary['accepted']:,} demo events", flush=True)
         print(
             f"\n  Tally is running at http://127.0.0.1:{port}/\n"
-            f"  Login: admin / {password}\n"
+            f"  Login: admin / {password}  (superuser: every project, /admin/)\n"
+            f"  Login: viewer / {viewer_password}  (viewer of project demo)\n"
             f"  Demo ingest key (project demo, environment prod): {ingest_key}\n"
             f"  Send an event:\n"
             f"    curl -X POST http://127.0.0.1:{port}/api/v1/events -H 'Authorization: Bearer {ingest_key}' \\\n"

@@ -26,7 +26,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
 from dashboard.forms import DIMENSIONS, Explorer, Filters, cursor_format
 from ingest.models import Event, EventKey
 from projects.models import Environment, Project
-from rollups.models import DailyAggregate, DailyUserSpend, HourlyUserSpend
+from rollups.models import DailyAggregate, DailyUserSpend
 from rollups.selectors import MetricsQuery, MetricsResult, MetricsRow, metrics_query
 
 PAGE_SIZE = 50
@@ -49,30 +49,23 @@ class Scope:
     notes: list[str] = field(default_factory=list)
 
 
-def _whole_days(start: datetime, end: datetime) -> bool:
-    def midnight(t: datetime) -> bool:
-        t = t.astimezone(UTC)
-        return (t.hour, t.minute, t.second, t.microsecond) == (0, 0, 0, 0)
-
-    return midnight(start) and midnight(end)
-
-
-def scope_resolve(filters: Filters) -> Scope:
-    """The selected project (default: the first, by slug, that has data) and the filter choices."""
-    projects = list(Project.objects.order_by("slug"))
-    project = next((p for p in projects if p.slug == filters.project_slug), None)
+def scope_resolve(filters: Filters, *, projects: QuerySet[Project]) -> Scope:
+    """The selected project among `projects` (the user's visible ones; default: the first, by slug,
+    that has data) and the filter choices. A slug outside `projects` is treated as unknown."""
+    visible = list(projects.order_by("slug"))
+    project = next((p for p in visible if p.slug == filters.project_slug), None)
     notes = []
     if project is None and filters.project_slug:
-        notes.append(f"No project {filters.project_slug!r}; showing the default one.")
-    if project is None and projects:
-        with_data = Project.objects.filter(Exists(DailyAggregate.objects.filter(project=OuterRef("pk"))))
-        project = with_data.order_by("slug").first() or projects[0]
+        notes.append(f"No project {filters.project_slug!r} that you can see; showing the default one.")
+    if project is None and visible:
+        with_data = projects.filter(Exists(DailyAggregate.objects.filter(project=OuterRef("pk"))))
+        project = with_data.order_by("slug").first() or visible[0]
     if project is None:
         return Scope(projects=[], project=None, has_events=False, notes=notes)
     # EventKey covers events not rolled up yet; aggregates cover events past raw retention.
     has_events = (DailyAggregate.objects.filter(project=project).exists()
                   or EventKey.objects.filter(project_id=project.pk).exists())
-    scope = Scope(projects=projects, project=project, has_events=has_events, notes=notes)
+    scope = Scope(projects=visible, project=project, has_events=has_events, notes=notes)
     if has_events:
         scope.choices = _choices(project.pk, filters)
     return scope
@@ -290,8 +283,8 @@ class Page:
         return not self.empty and not self.totals.get("requests")
 
 
-def _page(filters: Filters) -> tuple[Page, Project | None]:
-    scope = scope_resolve(filters)
+def _page(filters: Filters, projects: QuerySet[Project]) -> tuple[Page, Project | None]:
+    scope = scope_resolve(filters, projects=projects)
     page = Page(filters=filters, scope=scope)
     return page, (scope.project if scope.has_events else None)
 
@@ -312,13 +305,11 @@ class UserSpend:
 
 
 def top_users(project: Project, filters: Filters, limit: int = TOP_USERS) -> list[UserSpend]:
-    """Top end users by spend. User spend is kept per environment only, so service/model filters can't apply."""
-    qs: QuerySet[DailyUserSpend] | QuerySet[HourlyUserSpend]
-    if _whole_days(filters.start, filters.end):
-        qs = DailyUserSpend.objects.filter(project=project, day__gte=filters.from_date, day__lte=filters.to_date)
-    else:
-        qs = HourlyUserSpend.objects.filter(project=project, hour_start__gte=filters.start,
-                                            hour_start__lt=filters.end)
+    """Top end users by spend, over the UTC days the range touches (user spend is kept per day and
+    environment, so a 24-hour range counts two calendar days, and service/model filters can't apply)."""
+    last_day = (filters.end - timedelta(microseconds=1)).astimezone(UTC).date()
+    qs = DailyUserSpend.objects.filter(project=project, day__gte=filters.start.astimezone(UTC).date(),
+                                       day__lte=last_day)
     if filters.environment:
         qs = qs.filter(environment__name=filters.environment)
     rows = (qs.values("user_id").annotate(requests=Sum("requests"), errors=Sum("errors"), cost=Sum("cost_usd"),
@@ -328,9 +319,9 @@ def top_users(project: Project, filters: Filters, limit: int = TOP_USERS) -> lis
                       unpriced_requests=r["unpriced"]) for r in rows]
 
 
-def overview_page(filters: Filters) -> Page:
+def overview_page(filters: Filters, *, projects: QuerySet[Project]) -> Page:
     """KPIs with their change, the five charts' series, breakdowns and top users: three metrics calls."""
-    page, project = _page(filters)
+    page, project = _page(filters, projects)
     if project is None:
         return page
     _with_series(page, metrics_query(_query(filters, project)))
@@ -388,9 +379,9 @@ def month_to_date(project: Project, filters: Filters) -> MonthToDate:
     )
 
 
-def spend_page(filters: Filters) -> Page:
+def spend_page(filters: Filters, *, projects: QuerySet[Project]) -> Page:
     """Spend stacked by model and by service (one grouped call), month to date (one call)."""
-    page, project = _page(filters)
+    page, project = _page(filters, projects)
     if project is None:
         return page
     grouped = metrics_query(_query(filters, project, group_by=["model", "service"]))
@@ -405,9 +396,9 @@ def spend_page(filters: Filters) -> Page:
     return page
 
 
-def latency_page(filters: Filters) -> Page:
+def latency_page(filters: Filters, *, projects: QuerySet[Project]) -> Page:
     """Percentiles over time (series call) and per model (grouped call, day buckets)."""
-    page, project = _page(filters)
+    page, project = _page(filters, projects)
     if project is None:
         return page
     _with_series(page, metrics_query(_query(filters, project)))
@@ -436,7 +427,7 @@ def _dimension_sql(query: MetricsQuery) -> tuple[str, str, str, list[Any]]:
 
 
 def error_maps(query: MetricsQuery, buckets: list[datetime]) -> dict[str, dict[str, list[int]]]:
-    """Errors per type and calls per HTTP status, per bucket, summed from the aggregates' jsonb maps."""
+    """Errors per type and per HTTP status, per bucket, summed from the aggregates' jsonb maps."""
     table, bucket, where, params = _dimension_sql(query)
     parts = [
         f"""SELECT {bucket} AS bucket, '{kind}' AS kind, j.key, sum(j.value::bigint)
@@ -456,9 +447,9 @@ def error_maps(query: MetricsQuery, buckets: list[datetime]) -> dict[str, dict[s
     return {kind: dict(sorted(maps.items(), key=lambda kv: (-sum(kv[1]), kv[0]))) for kind, maps in out.items()}
 
 
-def errors_page(filters: Filters) -> Page:
-    """Error rate over time (series call) and errors by type / calls by HTTP status (the jsonb maps)."""
-    page, project = _page(filters)
+def errors_page(filters: Filters, *, projects: QuerySet[Project]) -> Page:
+    """Error rate over time (series call) and errors by type / by HTTP status (the jsonb maps)."""
+    page, project = _page(filters, projects)
     if project is None:
         return page
     query = _query(filters, project)
@@ -472,9 +463,9 @@ def errors_page(filters: Filters) -> Page:
     return page
 
 
-def cache_page(filters: Filters) -> Page:
+def cache_page(filters: Filters, *, projects: QuerySet[Project]) -> Page:
     """Hit rate, cached share of prompt tokens, savings and 5m/1h writes: all from the series call."""
-    page, project = _page(filters)
+    page, project = _page(filters, projects)
     if project is None:
         return page
     _with_series(page, metrics_query(_query(filters, project)))
@@ -498,9 +489,9 @@ class EventsPage:
         return not self.scope.has_events
 
 
-def events_page(filters: Filters, explorer: Explorer) -> EventsPage:
+def events_page(filters: Filters, explorer: Explorer, *, projects: QuerySet[Project]) -> EventsPage:
     """50 events, newest first, keyset-paginated on (timestamp desc, id desc); or one request id."""
-    scope = scope_resolve(filters)
+    scope = scope_resolve(filters, projects=projects)
     page = EventsPage(filters=filters, scope=scope, explorer=explorer)
     if scope.project is None or not scope.has_events:
         return page
@@ -543,10 +534,12 @@ class EventDetail:
     fields: list[tuple[str, Any]]
 
 
-def event_detail(*, project_slug: str, event_id: int, at: datetime | None, now: datetime) -> EventDetail | None:
-    """One event, whole. `at` (its timestamp, carried by the explorer's links) pins one partition;
-    without it the search is bounded by raw retention, so it never touches every partition ever made."""
-    projects = Project.objects.order_by("slug")
+def event_detail(*, project_slug: str, event_id: int, at: datetime | None, now: datetime,
+                 projects: QuerySet[Project]) -> EventDetail | None:
+    """One event, whole, of one of `projects` (the user's visible ones). `at` (its timestamp, carried
+    by the explorer's links) pins one partition; without it the search is bounded by raw retention,
+    so it never touches every partition ever made."""
+    projects = projects.order_by("slug")
     project = projects.filter(slug=project_slug).first() if project_slug else projects.first()
     if project is None:
         return None

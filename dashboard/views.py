@@ -2,6 +2,9 @@
 
 Charts are built from the selector's plain series by dashboard/charts.py (pure functions,
 no queries) and embedded with `json_script`; static/dashboard/charts.js draws them.
+
+Every page reads only the projects the user may see (projects.permissions.visible_projects):
+a project slug in the query string outside that set is never shown.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from django.views.decorators.http import require_GET
 
 from dashboard import charts, selectors
 from dashboard.forms import RANGES, STATUSES, Filters, explorer_parse, filters_parse
+from projects.permissions import visible_projects
 
 
 def _filters(request: HttpRequest) -> Filters:
@@ -26,7 +30,8 @@ def _filters(request: HttpRequest) -> Filters:
 
 def _render(request: HttpRequest, name: str, page: Any, figures: dict[str, Any] | None = None,
             **extra: Any) -> HttpResponse:
-    context = {"page": page, "filters": page.filters, "scope": page.scope, "active": name, "ranges": RANGES,
+    context = {"page": page, "filters": page.filters, "scope": page.scope, "current_project": page.scope.project,
+               "active": name, "ranges": RANGES,
                "figures": figures or {}, "ingest_url": request.build_absolute_uri(reverse("ingest:events")), **extra}
     return render(request, f"dashboard/{name}.html", context)
 
@@ -35,7 +40,7 @@ def _render(request: HttpRequest, name: str, page: Any, figures: dict[str, Any] 
 @require_GET
 def overview(request: HttpRequest) -> HttpResponse:
     """The field guide's daily dashboard: six KPIs and their change, charts, breakdowns, top users."""
-    page = selectors.overview_page(_filters(request))
+    page = selectors.overview_page(_filters(request), projects=visible_projects(request.user))
     figures = None if page.empty else charts.overview_figures(page.series, granularity=page.filters.granularity)
     return _render(request, "overview", page, figures)
 
@@ -44,7 +49,7 @@ def overview(request: HttpRequest) -> HttpResponse:
 @require_GET
 def spend(request: HttpRequest) -> HttpResponse:
     """Spend by model and service over time, month to date with a linear projection, unpriced calls."""
-    page = selectors.spend_page(_filters(request))
+    page = selectors.spend_page(_filters(request), projects=visible_projects(request.user))
     figures = None
     if not page.empty:
         mtd = page.data["mtd"]
@@ -61,7 +66,7 @@ def spend(request: HttpRequest) -> HttpResponse:
 @require_GET
 def latency(request: HttpRequest) -> HttpResponse:
     """P50/P95/P99 over time and P95 per model."""
-    page = selectors.latency_page(_filters(request))
+    page = selectors.latency_page(_filters(request), projects=visible_projects(request.user))
     figures = None if page.empty else charts.latency_figures(page.series, granularity=page.filters.granularity)
     return _render(request, "latency", page, figures)
 
@@ -70,7 +75,7 @@ def latency(request: HttpRequest) -> HttpResponse:
 @require_GET
 def errors(request: HttpRequest) -> HttpResponse:
     """Error rate, errors by type and calls by HTTP status over time."""
-    page = selectors.errors_page(_filters(request))
+    page = selectors.errors_page(_filters(request), projects=visible_projects(request.user))
     figures = None if page.empty else charts.errors_figures(
         page.series, page.data["by_type"], page.data["by_status"], granularity=page.filters.granularity)
     return _render(request, "errors", page, figures)
@@ -80,7 +85,7 @@ def errors(request: HttpRequest) -> HttpResponse:
 @require_GET
 def cache(request: HttpRequest) -> HttpResponse:
     """Prompt caching: hit rate, cached share of prompt tokens, money saved, 5m vs 1h writes."""
-    page = selectors.cache_page(_filters(request))
+    page = selectors.cache_page(_filters(request), projects=visible_projects(request.user))
     figures = None if page.empty else charts.cache_figures(page.series, granularity=page.filters.granularity)
     return _render(request, "cache", page, figures)
 
@@ -89,7 +94,8 @@ def cache(request: HttpRequest) -> HttpResponse:
 @require_GET
 def events(request: HttpRequest) -> HttpResponse:
     """Find a call by request id, or browse the range newest first (50 a page)."""
-    page = selectors.events_page(_filters(request), explorer_parse(request.GET))
+    page = selectors.events_page(_filters(request), explorer_parse(request.GET),
+                                projects=visible_projects(request.user))
     return _render(request, "events", page, statuses=STATUSES)
 
 
@@ -102,7 +108,9 @@ def event_detail(request: HttpRequest, event_id: int) -> HttpResponse:
         at = datetime.fromisoformat(request.GET["t"]) if request.GET.get("t") else None
     except ValueError:
         at = None
-    detail = selectors.event_detail(project_slug=filters.project_slug, event_id=event_id, at=at, now=filters.now)
+    detail = selectors.event_detail(project_slug=filters.project_slug, event_id=event_id, at=at, now=filters.now,
+                                    projects=visible_projects(request.user))
     if detail is None:
         raise Http404("No such event in this project (it may be past raw retention).")
-    return render(request, "dashboard/event_detail.html", {"detail": detail, "filters": filters, "active": "events"})
+    return render(request, "dashboard/event_detail.html", {"detail": detail, "filters": filters, "active": "events",
+                                                           "current_project": detail.project})

@@ -137,7 +137,7 @@ def _number(raw: dict[str, Any], name: str, errors: list[FieldError], *, maximum
     return float(value)
 
 
-def _timestamp(raw: dict[str, Any], errors: list[FieldError], now: datetime) -> datetime:
+def _timestamp(raw: dict[str, Any], errors: list[FieldError], now: datetime, max_past: timedelta) -> datetime:
     value = raw.get("timestamp")
     if value is None:
         return now
@@ -156,6 +156,10 @@ def _timestamp(raw: dict[str, Any], errors: list[FieldError], now: datetime) -> 
         errors.append(FieldError("timestamp", "is more than 5 minutes in the future"))
     elif parsed < now - MAX_PAST:
         errors.append(FieldError("timestamp", "is more than 30 days in the past"))
+    elif parsed < now - max_past:
+        # Its hour would be re-rolled from raw events that retention has already deleted.
+        errors.append(FieldError("timestamp", f"is older than this project's raw-event retention "
+                                              f"({max_past.days} days)"))
     return parsed
 
 
@@ -204,7 +208,8 @@ def _metadata(raw: dict[str, Any], errors: list[FieldError]) -> dict[str, str] |
     return value
 
 
-def event_validate(raw: Any, *, now: datetime) -> tuple[ValidEvent | None, list[FieldError]]:
+def event_validate(raw: Any, *, now: datetime, max_past: timedelta = MAX_PAST
+                   ) -> tuple[ValidEvent | None, list[FieldError]]:
     """One event: (the event, []) or (None, every error found)."""
     if not isinstance(raw, dict):
         return None, [FieldError("event", "must be a JSON object")]
@@ -215,7 +220,7 @@ def event_validate(raw: Any, *, now: datetime) -> tuple[ValidEvent | None, list[
     ]
     request_id = _string(raw, "request_id", errors, max_len=128, required=True)
     model = _string(raw, "model", errors, max_len=128, required=True)
-    timestamp = _timestamp(raw, errors, now)
+    timestamp = _timestamp(raw, errors, now, max_past)
     latency_ms = _number(raw, "latency_ms", errors, maximum=MAX_LATENCY_MS, required=True)
     input_tokens = _tokens(raw, "input_tokens", errors)
     output_tokens = _tokens(raw, "output_tokens", errors)

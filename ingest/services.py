@@ -12,6 +12,7 @@ Invariants:
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -22,7 +23,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from ingest.partitions import partitions_ensure
-from ingest.schemas import FieldError, ValidEvent, body_events, event_validate
+from ingest.schemas import MAX_PAST, FieldError, ValidEvent, body_events, event_validate
 from pricing.services import Pricer, pricer_for
 
 # One statement per batch: the batch arrives as one array per column (a single round
@@ -96,11 +97,12 @@ def _rejection(index: int, errors: list[FieldError]) -> dict[str, Any]:
     return {"index": index, "errors": [e.as_dict() for e in errors]}
 
 
-def events_validate(raw_events: Iterable[Any], *, now: datetime) -> tuple[list[ValidEvent], list[dict[str, Any]]]:
+def events_validate(raw_events: Iterable[Any], *, now: datetime, max_past: timedelta = MAX_PAST
+                    ) -> tuple[list[ValidEvent], list[dict[str, Any]]]:
     valid: list[ValidEvent] = []
     rejected: list[dict[str, Any]] = []
     for index, raw in enumerate(raw_events):
-        event, errors = event_validate(raw, now=now)
+        event, errors = event_validate(raw, now=now, max_past=max_past)
         if event is None:
             rejected.append(_rejection(index, errors))
         else:
@@ -175,6 +177,22 @@ def events_store(*, project_id: int, environment_id: int, events: list[ValidEven
         return _insert(cursor, rows, tail)
 
 
+_retention: dict[int, tuple[float, int]] = {}
+RETENTION_TTL_S = 60.0
+
+
+def _retention_days(project_id: int) -> int:
+    """The project's raw retention, cached per process for a minute (read on every request)."""
+    now = time.monotonic()
+    cached = _retention.get(project_id)
+    if cached is None or now - cached[0] > RETENTION_TTL_S:
+        from projects.models import Project
+
+        days = Project.objects.filter(pk=project_id).values_list("raw_retention_days", flat=True).first() or 30
+        cached = _retention[project_id] = (now, days)
+    return cached[1]
+
+
 def events_ingest(*, project_id: int, environment_id: int, body: Any, max_batch: int) -> IngestResult:
     """Validate a parsed body, store its valid events, and report (after COMMIT).
 
@@ -182,7 +200,8 @@ def events_ingest(*, project_id: int, environment_id: int, body: Any, max_batch:
     """
     now = timezone.now()
     raw_events = body_events(body, max_batch=max_batch)
-    valid, rejected = events_validate(raw_events, now=now)
+    max_past = min(MAX_PAST, timedelta(days=_retention_days(project_id)))
+    valid, rejected = events_validate(raw_events, now=now, max_past=max_past)
     inserted = events_store(project_id=project_id, environment_id=environment_id, events=valid, received_at=now)
     return IngestResult(accepted=inserted, duplicates=len(valid) - inserted, rejected=rejected)
 

@@ -34,9 +34,11 @@ from datetime import datetime
 from decimal import Decimal
 
 import genai_prices
+from django.db import transaction
 from genai_prices.types import ModelInfo, ModelPrice, TieredPrices
 
 from pricing.models import PriceOverride
+from projects.models import Project
 
 PRICES_VERSION = f"genai-prices {genai_prices.__version__}"
 UNPRICED = "unpriced"
@@ -348,3 +350,30 @@ def pricer_for(project_id: int) -> Pricer:
 def pricers_forget() -> None:
     """Drop cached Pricers (tests, and right after overrides change in this process)."""
     _pricers.clear()
+
+
+# --- price override writes (the project admin pages) ---------------------------------------------
+# Invariant: stored event costs never change here; `manage.py reprice` applies an override to
+# events already stored. This process's Pricers are dropped once the change commits, other
+# processes pick it up within PRICER_TTL_S.
+
+
+@transaction.atomic
+def price_override_create(*, project: Project, model: str, effective_from: datetime, input_usd_per_mtok: Decimal,
+                          output_usd_per_mtok: Decimal, cache_read_usd_per_mtok: Decimal | None = None,
+                          cache_write_5m_usd_per_mtok: Decimal | None = None,
+                          cache_write_1h_usd_per_mtok: Decimal | None = None,
+                          batch_multiplier: Decimal = ANTHROPIC_BATCH_MULTIPLIER, note: str = "") -> PriceOverride:
+    override = PriceOverride.objects.create(
+        project=project, model=model, effective_from=effective_from, input_usd_per_mtok=input_usd_per_mtok,
+        output_usd_per_mtok=output_usd_per_mtok, cache_read_usd_per_mtok=cache_read_usd_per_mtok,
+        cache_write_5m_usd_per_mtok=cache_write_5m_usd_per_mtok,
+        cache_write_1h_usd_per_mtok=cache_write_1h_usd_per_mtok, batch_multiplier=batch_multiplier, note=note)
+    transaction.on_commit(pricers_forget)
+    return override
+
+
+@transaction.atomic
+def price_override_delete(*, override: PriceOverride) -> None:
+    override.delete()
+    transaction.on_commit(pricers_forget)

@@ -8,7 +8,9 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
+from django.http import Http404
 
 from projects.models import Membership, Project
 
@@ -35,3 +37,14 @@ def is_project_admin(user, project: Project) -> bool:  # type: ignore[no-untyped
 
 def can_view(user, project: Project) -> bool:  # type: ignore[no-untyped-def]
     return visible_projects(user).filter(pk=project.pk).exists()
+
+
+def administered_project(user, slug: str) -> Project:  # type: ignore[no-untyped-def]
+    """The project `slug` for a page that manages it: 404 unless the user can see it (no hint
+    that someone else's project exists), 403 if they see it but aren't its admin."""
+    project = visible_projects(user).filter(slug=slug).first()
+    if project is None:
+        raise Http404("No such project.")
+    if not is_project_admin(user, project):
+        raise PermissionDenied("Only admins of this project can manage it.")
+    return project

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.db import connection
+from django.db.models import F
 from django.utils import timezone
 
-from projects.models import IngestKey, Project
+from projects.models import IngestKey, Membership, Project
 from projects.services import key_hash
 
 # last_used_at is a hint for humans; writing it on every request would turn each ingest
@@ -74,3 +75,13 @@ def admin_project_ids(request) -> list[int] | None:  # type: ignore[no-untyped-d
 
         return list(admin_projects(request.user).values_list("pk", flat=True)) or None
     return None
+
+
+def project_keys(*, project: Project) -> list[IngestKey]:
+    """Every key of the project, live first, newest first."""
+    return list(IngestKey.objects.filter(project=project).select_related("environment")
+                .order_by(F("revoked_at").asc(nulls_first=True), "-created_at"))
+
+
+def project_members(*, project: Project) -> list[Membership]:
+    return list(Membership.objects.filter(project=project).select_related("user").order_by("user__username"))

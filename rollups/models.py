@@ -86,22 +86,9 @@ class UserSpendFields(models.Model):
         abstract = True
 
 
-class HourlyUserSpend(UserSpendFields):
-    """Per end user and hour: the day table is summed from it, so late events stay exact."""
-
-    hour_start = models.DateTimeField()
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["project", "hour_start", "environment", "user_id"],
-                                    name="hourly_user_spend_key")
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.user_id}@{self.hour_start:%Y-%m-%dT%H}"
-
-
 class DailyUserSpend(UserSpendFields):
+    """Per end user and day, recomputed from the day's raw events when the day is dirty."""
+
     day = models.DateField()
 
     class Meta:

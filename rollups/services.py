@@ -43,20 +43,34 @@ _SUMS = """
     unpriced_requests, latency_sum_ms
 """
 
+_EV_DIMS = ", ".join(f"ev.{d.strip()}" for d in _DIMS.split(","))
 _S_SUMS = ", ".join(f"s.{name.strip()}" for name in _SUMS.split(","))
 
-# Recompute the claimed hours from raw events. One scan of the events (the CTE `e`), then
-# per-row sums, the latency histogram, and the error/status maps, joined by dimensions.
+# Recompute the claimed hours from raw events in one pass: the events of each claimed hour
+# (one index range scan per hour) are grouped once by (hour, dimensions, latency bucket),
+# which is also the histogram; rolling those rows up by (hour, dimensions) gives the sums.
+# Latency is summed as numeric (exact) so re-runs agree to the bit whatever the order.
+# Error-type and HTTP-status maps are built from the error events only (the Errors page's
+# "errors by HTTP status"; counting every 200 would cost a third pass over all events).
+_EVENTS = """
+    FROM c CROSS JOIN LATERAL (
+        -- A plain join lets the planner hash all of a project's events against every hour
+        -- (quadratic); the fence (OFFSET 0) keeps it one index range scan per claimed hour.
+        SELECT ev.project_id, ev.environment_id, ev.service, ev.model, ev.feature, ev.status, ev.error_type,
+               ev.http_status, ev.batch, ev.latency_ms, ev.input_tokens, ev.output_tokens,
+               ev.cache_read_input_tokens, ev.cache_creation_input_tokens, ev.cache_write_5m_tokens,
+               ev.cache_write_1h_tokens, ev.cost_usd, ev.cache_savings_usd
+        FROM ingest_event ev
+        WHERE ev.project_id = c.project_id AND ev."timestamp" >= c.hour_start
+          AND ev."timestamp" < c.hour_start + interval '1 hour' {extra}
+        OFFSET 0
+    ) ev
+"""
 HOURLY_SQL = f"""
 WITH c AS (
     SELECT * FROM unnest(%(projects)s::bigint[], %(hours)s::timestamptz[]) AS c(project_id, hour_start)
-), e AS MATERIALIZED (
-    SELECT c.hour_start, ev.*, {BUCKET_SQL} AS bucket
-    FROM c JOIN ingest_event ev
-      ON ev.project_id = c.project_id AND ev."timestamp" >= c.hour_start
-     AND ev."timestamp" < c.hour_start + interval '1 hour'
-), sums AS (
-    SELECT hour_start, {_DIMS},
+), b AS (
+    SELECT c.hour_start, {_EV_DIMS}, {BUCKET_SQL} AS bucket,
            count(*) AS requests,
            count(*) FILTER (WHERE status = 'error') AS errors,
            sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
@@ -69,47 +83,41 @@ WITH c AS (
            coalesce(sum(cost_usd), 0) AS cost_usd,
            coalesce(sum(cache_savings_usd), 0) AS cache_savings_usd,
            count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced_requests,
-           sum(latency_ms::numeric)::float8 AS latency_sum_ms  -- numeric: exact, so re-runs agree bit for bit
-    FROM e GROUP BY hour_start, {_DIMS}
-), hist AS (
-    SELECT hour_start, {_DIMS}, array_agg(bucket ORDER BY bucket) AS idx, array_agg(n ORDER BY bucket) AS cnt
-    FROM (SELECT hour_start, {_DIMS}, bucket, count(*) AS n FROM e GROUP BY hour_start, {_DIMS}, bucket) b
-    GROUP BY hour_start, {_DIMS}
+           sum(latency_ms::numeric) AS latency_sum
+    {_EVENTS.format(extra="")}
+    GROUP BY 1, 2, 3, 4, 5, 6, 7
 ), errs AS (
     SELECT hour_start, {_DIMS}, jsonb_object_agg(error_type, n) AS m
-    FROM (SELECT hour_start, {_DIMS}, coalesce(nullif(error_type, ''), 'unknown') AS error_type, count(*) AS n
-          FROM e WHERE status = 'error' GROUP BY 1, 2, 3, 4, 5, 6, 7) x
+    FROM (SELECT c.hour_start, {_EV_DIMS}, coalesce(nullif(error_type, ''), 'unknown') AS error_type,
+                 count(*) AS n
+          {_EVENTS.format(extra="AND ev.status = 'error'")}
+          GROUP BY 1, 2, 3, 4, 5, 6, 7) x
     GROUP BY hour_start, {_DIMS}
 ), codes AS (
     SELECT hour_start, {_DIMS}, jsonb_object_agg(http_status::text, n) AS m
-    FROM (SELECT hour_start, {_DIMS}, http_status, count(*) AS n
-          FROM e WHERE http_status IS NOT NULL GROUP BY 1, 2, 3, 4, 5, 6, 7) x
+    FROM (SELECT c.hour_start, {_EV_DIMS}, http_status, count(*) AS n
+          {_EVENTS.format(extra="AND ev.status = 'error' AND ev.http_status IS NOT NULL")}
+          GROUP BY 1, 2, 3, 4, 5, 6, 7) x
     GROUP BY hour_start, {_DIMS}
+), s AS (
+    SELECT hour_start, {_DIMS},
+           sum(requests) AS requests, sum(errors) AS errors, sum(input_tokens) AS input_tokens,
+           sum(output_tokens) AS output_tokens, sum(cache_read_input_tokens) AS cache_read_input_tokens,
+           sum(cache_creation_input_tokens) AS cache_creation_input_tokens,
+           sum(cache_write_5m_tokens) AS cache_write_5m_tokens, sum(cache_write_1h_tokens) AS cache_write_1h_tokens,
+           sum(cache_hits) AS cache_hits, sum(batch_requests) AS batch_requests, sum(cost_usd) AS cost_usd,
+           sum(cache_savings_usd) AS cache_savings_usd, sum(unpriced_requests) AS unpriced_requests,
+           sum(latency_sum)::float8 AS latency_sum_ms,
+           array_agg(bucket ORDER BY bucket) AS idx, array_agg(requests ORDER BY bucket) AS cnt
+    FROM b GROUP BY hour_start, {_DIMS}
 )
 INSERT INTO rollups_hourlyaggregate (hour_start, {_DIMS}, {_SUMS}, latency_hist_idx, latency_hist_cnt,
                                      errors_by_type, http_status_counts)
 SELECT s.hour_start, s.project_id, s.environment_id, s.service, s.model, s.feature, {_S_SUMS},
-       h.idx, h.cnt, coalesce(errs.m, '{{}}'::jsonb), coalesce(codes.m, '{{}}'::jsonb)
-FROM sums s
-JOIN hist h USING (hour_start, {_DIMS})
+       s.idx, s.cnt, coalesce(errs.m, '{{}}'::jsonb), coalesce(codes.m, '{{}}'::jsonb)
+FROM s
 LEFT JOIN errs USING (hour_start, {_DIMS})
 LEFT JOIN codes USING (hour_start, {_DIMS})
-"""
-
-HOURLY_USERS_SQL = """
-WITH c AS (
-    SELECT * FROM unnest(%(projects)s::bigint[], %(hours)s::timestamptz[]) AS c(project_id, hour_start)
-)
-INSERT INTO rollups_hourlyuserspend (hour_start, project_id, environment_id, user_id, requests, errors, cost_usd,
-                                     unpriced_requests)
-SELECT c.hour_start, ev.project_id, ev.environment_id, ev.user_id, count(*),
-       count(*) FILTER (WHERE ev.status = 'error'), coalesce(sum(ev.cost_usd), 0),
-       count(*) FILTER (WHERE ev.cost_usd IS NULL)
-FROM c JOIN ingest_event ev
-  ON ev.project_id = c.project_id AND ev."timestamp" >= c.hour_start
- AND ev."timestamp" < c.hour_start + interval '1 hour'
-WHERE ev.user_id <> ''
-GROUP BY c.hour_start, ev.project_id, ev.environment_id, ev.user_id
 """
 
 # A day = the sum of its hours. Histograms merge by summing counts per bucket index.
@@ -158,19 +166,25 @@ LEFT JOIN errs USING (day, {_DIMS})
 LEFT JOIN codes USING (day, {_DIMS})
 """
 
+# Spend per end user and day, straight from the day's raw events (a per-user hourly table
+# would be as large as the events themselves). Only dirty days are recomputed; in steady
+# state that is today's events of the projects that received some.
 DAILY_USERS_SQL = """
 WITH d AS (
     SELECT * FROM unnest(%(projects)s::bigint[], %(days)s::date[]) AS d(project_id, day)
 )
 INSERT INTO rollups_dailyuserspend (day, project_id, environment_id, user_id, requests, errors, cost_usd,
                                     unpriced_requests)
-SELECT d.day, a.project_id, a.environment_id, a.user_id, sum(a.requests), sum(a.errors), sum(a.cost_usd),
-       sum(a.unpriced_requests)
-FROM d JOIN rollups_hourlyuserspend a
-  ON a.project_id = d.project_id
- AND a.hour_start >= d.day::timestamp AT TIME ZONE 'UTC'
- AND a.hour_start < (d.day + 1)::timestamp AT TIME ZONE 'UTC'
-GROUP BY d.day, a.project_id, a.environment_id, a.user_id
+SELECT d.day, ev.project_id, ev.environment_id, ev.user_id, count(*),
+       count(*) FILTER (WHERE ev.status = 'error'), coalesce(sum(ev.cost_usd), 0),
+       count(*) FILTER (WHERE ev.cost_usd IS NULL)
+FROM d CROSS JOIN LATERAL (
+    SELECT ev.project_id, ev.environment_id, ev.user_id, ev.status, ev.cost_usd FROM ingest_event ev
+    WHERE ev.project_id = d.project_id AND ev."timestamp" >= d.day::timestamp AT TIME ZONE 'UTC'
+      AND ev."timestamp" < (d.day + 1)::timestamp AT TIME ZONE 'UTC' AND ev.user_id <> ''
+    OFFSET 0
+) ev
+GROUP BY d.day, ev.project_id, ev.environment_id, ev.user_id
 """
 
 # Rows of the buckets being recomputed go first, in their own statement: a DELETE in a CTE
@@ -178,10 +192,8 @@ GROUP BY d.day, a.project_id, a.environment_id, a.user_id
 DELETE_HOURS_SQL = """
 WITH c AS (
     SELECT * FROM unnest(%(projects)s::bigint[], %(hours)s::timestamptz[]) AS c(project_id, hour_start)
-), a AS (
-    DELETE FROM rollups_hourlyaggregate a USING c WHERE a.project_id = c.project_id AND a.hour_start = c.hour_start
 )
-DELETE FROM rollups_hourlyuserspend u USING c WHERE u.project_id = c.project_id AND u.hour_start = c.hour_start
+DELETE FROM rollups_hourlyaggregate a USING c WHERE a.project_id = c.project_id AND a.hour_start = c.hour_start
 """
 DELETE_DAYS_SQL = """
 WITH d AS (
@@ -233,7 +245,6 @@ def hours_rollup(*, hours: list[tuple[int, datetime]]) -> RollupResult:
         hour_params = {"projects": [p for p, _ in hours], "hours": [h for _, h in hours]}
         cursor.execute(DELETE_HOURS_SQL, hour_params)
         cursor.execute(HOURLY_SQL, hour_params)
-        cursor.execute(HOURLY_USERS_SQL, hour_params)
         if _after_hours_hook is not None:
             _after_hours_hook(hours)
         day_params = {"projects": [p for p, _ in days], "days": [d for _, d in days]}
@@ -364,7 +375,6 @@ def rollups_verify(*, start: datetime | None = None, end: datetime | None = None
                 SELECT project_id, (hour_start AT TIME ZONE 'UTC')::date FROM ingest_dirtyhour);
             CREATE TEMP TABLE verify_hourly (LIKE rollups_hourlyaggregate INCLUDING DEFAULTS INCLUDING IDENTITY) ON COMMIT DROP;
             CREATE TEMP TABLE verify_daily (LIKE rollups_dailyaggregate INCLUDING DEFAULTS INCLUDING IDENTITY) ON COMMIT DROP;
-            CREATE TEMP TABLE verify_hourly_users (LIKE rollups_hourlyuserspend INCLUDING DEFAULTS INCLUDING IDENTITY) ON COMMIT DROP;
             CREATE TEMP TABLE verify_daily_users (LIKE rollups_dailyuserspend INCLUDING DEFAULTS INCLUDING IDENTITY) ON COMMIT DROP;
         """, {"s": start, "e": end})
         cursor.execute("SELECT array_agg(project_id), array_agg(hour_start), count(*) FROM vb_hour_start")
@@ -373,7 +383,7 @@ def rollups_verify(*, start: datetime | None = None, end: datetime | None = None
         day_projects, days, result.days_checked = cursor.fetchone()
         renames = {
             "rollups_hourlyaggregate": "verify_hourly", "rollups_dailyaggregate": "verify_daily",
-            "rollups_hourlyuserspend": "verify_hourly_users", "rollups_dailyuserspend": "verify_daily_users",
+            "rollups_dailyuserspend": "verify_daily_users",
         }
 
         def fresh(sql: str) -> str:
@@ -383,7 +393,6 @@ def rollups_verify(*, start: datetime | None = None, end: datetime | None = None
 
         if projects:
             cursor.execute(fresh(HOURLY_SQL), {"projects": projects, "hours": hours})
-            cursor.execute(fresh(HOURLY_USERS_SQL), {"projects": projects, "hours": hours})
         if day_projects:
             cursor.execute(fresh(DAILY_SQL), {"projects": day_projects, "days": days})
             cursor.execute(fresh(DAILY_USERS_SQL), {"projects": day_projects, "days": days})
@@ -393,9 +402,6 @@ def rollups_verify(*, start: datetime | None = None, end: datetime | None = None
              _VERIFY_COLUMNS, ["latency_sum_ms"]),
             ("daily", "rollups_dailyaggregate", "verify_daily", "day", [*dims, "day"], _VERIFY_COLUMNS,
              ["latency_sum_ms"]),
-            ("hourly users", "rollups_hourlyuserspend", "verify_hourly_users", "hour_start",
-             ["project_id", "environment_id", "user_id", "hour_start"],
-             ["requests", "errors", "cost_usd", "unpriced_requests"], []),
             ("daily users", "rollups_dailyuserspend", "verify_daily_users", "day",
              ["project_id", "environment_id", "user_id", "day"],
              ["requests", "errors", "cost_usd", "unpriced_requests"], []),
@@ -418,7 +424,6 @@ def aggregates_apply_retention(*, now: datetime | None = None, days: int | None 
     deleted = 0
     with transaction.atomic(), connection.cursor() as cursor:
         for table, column, bound in (("rollups_hourlyaggregate", "hour_start", cutoff),
-                                     ("rollups_hourlyuserspend", "hour_start", cutoff),
                                      ("rollups_dailyaggregate", "day", cutoff.date()),
                                      ("rollups_dailyuserspend", "day", cutoff.date())):
             cursor.execute(f"DELETE FROM {table} WHERE {column} < %s", [bound])  # noqa: S608
@@ -443,12 +448,9 @@ def user_forget_everywhere(*, project_id: int, user_id: str) -> ForgetUserResult
     forgotten = user_forget(project_id=project_id, user_id=user_id)
     with transaction.atomic(), connection.cursor() as cursor:
         # Also rows whose raw events are already past retention (nothing left to re-roll there).
-        cursor.execute("DELETE FROM rollups_hourlyuserspend WHERE project_id = %s AND user_id = %s",
-                       [project_id, user_id])
-        rows = cursor.rowcount
         cursor.execute("DELETE FROM rollups_dailyuserspend WHERE project_id = %s AND user_id = %s",
                        [project_id, user_id])
-        rows += cursor.rowcount
+        rows = cursor.rowcount
     rollup_until_current()
     return ForgetUserResult(events_deleted=forgotten.events_deleted, hours_rerolled=forgotten.hours_marked,
                             user_rows_deleted=rows)

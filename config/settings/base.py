@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from csp.constants import NONE, SELF, UNSAFE_INLINE
+
 from config.env import env, env_bool, env_required
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -20,7 +22,7 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "projects.apps.TallyAdminConfig",  # django.contrib.admin, for superusers only
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -45,6 +47,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -76,7 +79,14 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "/login"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/login"
+# Failed logins allowed per username and, separately, per client IP within the window;
+# past that every attempt is refused until the window ends (projects/login_limit.py).
+TALLY_LOGIN_MAX_FAILURES = env.int("TALLY_LOGIN_MAX_FAILURES", default=10)
+TALLY_LOGIN_WINDOW_S = env.int("TALLY_LOGIN_WINDOW_S", default=15 * 60)
+TALLY_LOGIN_KEY_PREFIX = "tally:login:"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -92,7 +102,27 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEBUG)
+SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# HSTS only where cookies are https-only: `make run` (SECURE_COOKIES=0, plain http on
+# 127.0.0.1) must not teach the browser to insist on https for 127.0.0.1 for a year.
+SECURE_HSTS_SECONDS = env.int("TALLY_HSTS_SECONDS", default=31536000) if SESSION_COOKIE_SECURE and not DEBUG else 0
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# No inline script anywhere: figures travel as json_script blobs (type=application/json, which
+# is data, not script) and static/dashboard/charts.js draws them. Styles need 'unsafe-inline'
+# because Plotly injects <style> elements and style="" attributes when it draws a chart.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "frame-ancestors": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+    },
+}
 
 # --- Celery (Redis broker). Results are never used (Sentry: no result backend). ---
 CELERY_BROKER_URL = env_required("CELERY_BROKER_URL")

@@ -16,6 +16,9 @@ helper (`text_stream`, `get_final_message`, ...) keep working.
 Invariants:
 - The application gets exactly what the SDK returned or raised (the same exception object).
 - No instrumentation error reaches the application: every hook is guarded by `_safe`.
+- The one exception an instrumented call can add is `BudgetExceeded` (opt-in, `enforce_budgets`),
+  raised in `_Call.__init__` (and in `messages.stream()`, `batches.create`) before the request:
+  nothing is sent, nothing is recorded.
 """
 
 from __future__ import annotations
@@ -80,13 +83,15 @@ class _Call:
 
     __slots__ = ("tally", "ctx", "start", "event", "first_token", "done")
 
-    def __init__(self, tally: Any, model: Any, *, batch: bool = False) -> None:
+    def __init__(self, tally: Any, model: Any, *, check: bool = True) -> None:
         self.tally = tally
         self.done = False
         self.first_token: float | None = None
-        self.ctx = _context.current()
-        # Budget seam (tally_client.budget): a cached budget status would be checked here,
-        # before the request, raising BudgetExceeded. Not implemented: needs the budgets API.
+        self.ctx = ctx = _context.current()
+        if check:
+            guard = tally._guard
+            if guard is not None:
+                guard.check(ctx)  # BudgetExceeded, before the request; reads a cached status only
         self.event: dict[str, Any] = {"model": model if isinstance(model, str) else None, "timestamp": time.time()}
         self.start = time.perf_counter()
 
@@ -192,6 +197,12 @@ class _Call:
             self.done = True
         else:
             self.message(result)
+
+
+def _check_budgets(tally: Any) -> None:
+    guard = tally._guard
+    if guard is not None:
+        guard.check(_context.current())
 
 
 # -- streams and batch results: per-instance subclasses --------------------------------------
@@ -398,6 +409,7 @@ class _Batches(_Proxy):
         self.tally._batch_seen(batch.id, _batch_created_at(batch), _one_model(requests) if requests else None)
 
     def create(self, *args: Any, **kwargs: Any) -> Any:
+        _check_budgets(self.tally)
         batch = self._inner.create(*args, **kwargs)
         self._seen(batch, kwargs.get("requests"))
         return batch
@@ -419,6 +431,7 @@ class _Batches(_Proxy):
 
 class _AsyncBatches(_Batches):
     async def create(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        _check_budgets(self.tally)
         batch = await self._inner.create(*args, **kwargs)
         self._seen(batch, kwargs.get("requests"))
         return batch
@@ -443,7 +456,7 @@ class _StreamManager:
         self._model = model
 
     def __enter__(self) -> Any:
-        call = _Call(self._tally, self._model)
+        call = _Call(self._tally, self._model, check=False)  # checked by messages.stream()
         try:
             stream = self._manager.__enter__()
         except Exception as exc:
@@ -458,7 +471,7 @@ class _StreamManager:
         return self._manager.__exit__(*exc_info)
 
     async def __aenter__(self) -> Any:
-        call = _Call(self._tally, self._model)
+        call = _Call(self._tally, self._model, check=False)  # checked by messages.stream()
         try:
             stream = await self._manager.__aenter__()
         except Exception as exc:
@@ -506,6 +519,9 @@ class _Messages(_Proxy):
         return result
 
     def stream(self, *args: Any, **kwargs: Any) -> Any:
+        # Checked here rather than when the manager is entered: the async SDK has already
+        # created the request's coroutine by then, and refusing it would leave it never awaited.
+        _check_budgets(self.tally)
         return _StreamManager(self._inner.stream(*args, **kwargs), self.tally, kwargs.get("model"))
 
 

@@ -6,6 +6,8 @@ Invariants:
   to the `tally_client` logger and counted in `stats()`.
 - The application's thread never does I/O on Tally's behalf: calls enqueue a dict and return.
 - At interpreter exit, queued events get up to `shutdown_timeout` seconds to be delivered.
+- The one deliberate exception: with `enforce_budgets=True`, an instrumented call raises
+  `BudgetExceeded` (before any request) while a budget covering it is exceeded (budget.py).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any, TypeVar
 from tally_client import _context
 from tally_client._events import FIELDS
 from tally_client._sender import RateLimitedLog, Sender
+from tally_client.budget import BudgetGuard
 
 ClientT = TypeVar("ClientT")
 EVENTS_PATH = "/api/v1/events"
@@ -60,6 +63,8 @@ class Tally:
         gzip: bool = True,
         user_id_hmac_key: str | bytes | None = None,
         enabled: bool = True,
+        enforce_budgets: bool = False,
+        budget_refresh_interval: float = 30.0,
     ) -> None:
         """
         endpoint: the Tally base URL (events go to `<endpoint>/api/v1/events`).
@@ -70,6 +75,10 @@ class Tally:
             `flush_interval` seconds.
         user_id_hmac_key: if set, user ids are sent as HMAC-SHA256(key, user_id) hex digests.
         enabled: False makes `instrument()` return the client untouched and `record()` a no-op.
+        enforce_budgets: if True, instrumented calls raise `BudgetExceeded`, before the request is
+            sent, while a Tally budget covering them (project-wide, this call's service or its
+            context's user id) is exceeded. The status is refreshed in the background every
+            `budget_refresh_interval` seconds; the check reads the cached copy. Fails open.
         """
         self.service = service
         self.enabled = enabled
@@ -82,6 +91,10 @@ class Tally:
             flush_interval=flush_interval, timeout=timeout, initial_backoff=initial_backoff,
             max_backoff=max_backoff, gzip_body=gzip, user_id_key=user_id_hmac_key, warn=self._warn,
         )
+        self._guard: BudgetGuard | None = None
+        if enabled and enforce_budgets:
+            self._guard = BudgetGuard(endpoint=endpoint, key=key, service=service, interval=budget_refresh_interval,
+                                      timeout=timeout, user_id_key=user_id_hmac_key, warn=self._warn)
         # batch id -> (created_at epoch seconds, the one model of its requests or None), learnt
         # from batches.create/retrieve so results can be dated and errored results attributed.
         self._batches: OrderedDict[str, tuple[float | None, str | None]] = OrderedDict()
@@ -116,6 +129,15 @@ class Tally:
         """
         return _context.context(feature=feature, user_id=user_id, service=service, metadata=metadata)
 
+    def check_budgets(self) -> None:
+        """Raise `BudgetExceeded` if a budget covering a call made here (this context's service
+        and user id) is exceeded, as of the last status. Instrumented calls do this themselves;
+        call it before work that is not (`client.beta.messages`, other providers) or before
+        costly preparation. A no-op unless `enforce_budgets=True`."""
+        guard = self._guard
+        if guard is not None:
+            guard.check(_context.current(), count=False)
+
     def record(self, **event: Any) -> None:
         """Queue one event for a call made some other way (CONTRACT §3 field names).
 
@@ -149,6 +171,8 @@ class Tally:
     def close(self, timeout: float | None = None) -> None:
         """Deliver what is queued (for up to `timeout`, default `shutdown_timeout`) and stop.
         Called automatically at interpreter exit."""
+        if self._guard is not None:
+            self._guard.close()
         try:
             self._sender.close(self._shutdown_timeout if timeout is None else timeout)
         except Exception:
@@ -156,8 +180,11 @@ class Tally:
 
     def stats(self) -> dict[str, int]:
         """Counters: sent, duplicates, rejected, dropped (queue full), lost (at shutdown),
-        retries, queued (waiting now), warnings_suppressed."""
-        return {**self._sender.counts, "queued": self._sender.pending(), "warnings_suppressed": self._warn.suppressed}
+        retries, queued (waiting now), blocked (calls refused by the budget guard),
+        warnings_suppressed."""
+        return {**self._sender.counts, "queued": self._sender.pending(),
+                "blocked": self._guard.blocked if self._guard is not None else 0,
+                "warnings_suppressed": self._warn.suppressed}
 
     # -- internal --------------------------------------------------------------------------
 
@@ -191,3 +218,5 @@ def _after_fork(ref: weakref.ref[Tally]) -> None:
     tally = ref()
     if tally is not None:
         tally._sender.after_fork()
+        if tally._guard is not None:
+            tally._guard.after_fork()

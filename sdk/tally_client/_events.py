@@ -137,6 +137,24 @@ def hash_user_id(user_id: str, key: bytes) -> str:
     return hmac.new(key, user_id.encode(), hashlib.sha256).hexdigest()
 
 
+def _wire_str(name: str, value: Any) -> str:
+    if type(value) is not str:
+        value = str(value)
+    if len(value) > _MAX_LEN[name] or "\x00" in value:
+        value = value[: _MAX_LEN[name]].replace("\x00", "")
+    return value
+
+
+def wire_user_id(user_id: Any, key: bytes | None) -> str:
+    """A user id as `to_wire` sends it (hashed when there is a key): what Tally stores and scopes by."""
+    return _wire_str("user_id", hash_user_id(str(user_id), key) if key is not None else user_id)
+
+
+def wire_service(service: Any) -> str:
+    """A service name as `to_wire` sends it."""
+    return _wire_str("service", service)
+
+
 _KIND = {**dict.fromkeys(_MAX_LEN, "str"), **dict.fromkeys(_TOKENS, "tokens"), "timestamp": "timestamp",
          "latency_ms": "ms", "time_to_first_token_ms": "ms", "metadata": "metadata", "cache_creation": "split",
          "status": "any", "http_status": "any", "batch": "any", "cost_usd": "any"}

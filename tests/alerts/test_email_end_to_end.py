@@ -84,8 +84,9 @@ def _spend_events(hour: datetime, prefix: str, n: int, model: str, service: str,
 def test_breach_emails_once_with_contributors_then_resolves_once(transactional_db, smtp):
     inbox, _ = smtp
     key = ingest_key_create(project_slug="acme", environment_name="prod").key
-    now = datetime.now(tz=UTC)
-    closed = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    # Evaluate at 5 past the current hour, so the +30 s / +60 s re-evaluations never cross an hour.
+    now = datetime.now(tz=UTC).replace(minute=5, second=0, microsecond=0)
+    closed = now.replace(minute=0) - timedelta(hours=1)
     # Same hour yesterday: a little Sonnet spend from search. The closed hour: checkout burns $3.
     ingest(key, _spend_events(closed - timedelta(days=1), "y", 2, "claude-sonnet-4-6", "search", 100_000))
     ingest(key, _spend_events(closed, "c", 10, "claude-sonnet-4-6", "checkout", 100_000))

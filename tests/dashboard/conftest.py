@@ -1,4 +1,4 @@
-"""Dashboard fixtures: a staff user, a small known data set rolled up, and a headless browser."""
+"""Dashboard fixtures: a viewer of project acme, a small known data set rolled up, and a headless browser."""
 
 from __future__ import annotations
 
@@ -18,14 +18,19 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screensh
 
 
 @pytest.fixture
-def staff_user(transactional_db, django_user_model):  # type: ignore[no-untyped-def]
-    # LOGIN_URL is the admin login for now, and it only lets staff in.
-    return django_user_model.objects.create_user("viewer", "viewer@example.com", PASSWORD, is_staff=True)
+def viewer_user(transactional_db, django_user_model):  # type: ignore[no-untyped-def]
+    """A plain user (not staff) who is a viewer of project acme: pages show members their projects only."""
+    from projects.models import Membership
+    from projects.services import project_get_or_create
+
+    user = django_user_model.objects.create_user("viewer", "viewer@example.com", PASSWORD)
+    Membership.objects.create(user=user, project=project_get_or_create(slug="acme"), role=Membership.Role.VIEWER)
+    return user
 
 
 @pytest.fixture
-def logged_in(client, staff_user):  # type: ignore[no-untyped-def]
-    client.force_login(staff_user)
+def logged_in(client, viewer_user):  # type: ignore[no-untyped-def]
+    client.force_login(viewer_user)
     return client
 
 

@@ -122,8 +122,8 @@ BAD_FIELDS = [
     ({"timestamp": "2026-11-24T10:00:00"}, "timestamp", "UTC offset"),
     ({"timestamp": "2026-11-24"}, "timestamp", "UTC offset"),
     ({"timestamp": 1764000000}, "timestamp", "RFC 3339 string"),
-    ({"timestamp": (NOW + timedelta(minutes=6)).isoformat()}, "timestamp", "5 minutes in the future"),
-    ({"timestamp": (NOW - timedelta(days=30, minutes=1)).isoformat()}, "timestamp", "30 days in the past"),
+    ({"timestamp": "FUTURE_6_MIN"}, "timestamp", "5 minutes in the future"),
+    ({"timestamp": "PAST_30_DAYS_1_MIN"}, "timestamp", "30 days in the past"),
     ({"input_tokens": -1}, "input_tokens", "between 0 and 10,000,000"),
     ({"input_tokens": 10_000_001}, "input_tokens", "between 0 and 10,000,000"),
     ({"input_tokens": 1.5}, "input_tokens", "must be an integer"),
@@ -168,9 +168,12 @@ BAD_FIELDS = [
 def test_each_bad_field_is_rejected_by_name(client, ingest_key, fields, field, message):
     secret, _ = ingest_key
     event = ev("r_bad")
+    relative = {"FUTURE_6_MIN": timedelta(minutes=6), "PAST_30_DAYS_1_MIN": -timedelta(days=30, minutes=1)}
     for name, value in fields.items():
         if value is None:
             event.pop(name, None)
+        elif isinstance(value, str) and value in relative:  # computed now, not at collection time
+            event[name] = (datetime.now(tz=UTC) + relative[value]).isoformat()
         else:
             event[name] = value
     resp = post_events(client, secret, event)
@@ -396,3 +399,19 @@ def test_large_batches_take_the_copy_path_with_the_same_results(client, ingest_k
     fields = ["model", "cost_usd", "cache_savings_usd", "metadata", "input_tokens", "cache_creation_input_tokens",
               "latency_ms", "price_source", "status", "service"]
     assert [getattr(stored, f) for f in fields] == [getattr(twin, f) for f in fields]
+
+
+def test_events_older_than_the_projects_retention_are_refused(client, ingest_key):
+    from ingest import services
+    from projects.models import Project
+
+    secret, key = ingest_key
+    Project.objects.filter(pk=key.project_id).update(raw_retention_days=7)
+    services._retention.clear()
+    resp = post_events(client, secret, {"events": [ev("r6", timestamp=(NOW - timedelta(days=6)).isoformat()),
+                                                   ev("r8", timestamp=(NOW - timedelta(days=8)).isoformat())]})
+    body = resp.json()
+    assert body["accepted"] == 1
+    assert body["rejected"] == [{"index": 1, "errors": [
+        {"field": "timestamp", "message": "is older than this project's raw-event retention (7 days)"}]}]
+    services._retention.clear()

@@ -7,6 +7,7 @@ The last user message picks the behaviour (so one server serves every test):
 | anything else      | a text reply, `end_turn`, usage `PLAIN`                                   |
 | `tool`             | a tool_use block, `tool_use`, usage `PLAIN`                               |
 | `cache`            | a text reply with cache reads and 5m/1h writes, usage `CACHE`             |
+| `big`              | a text reply, usage `BIG` (100k in, 50k out: $1.05 on claude-sonnet-4-6)  |
 | `fail:<status>:<n>`| attempts 0..n-1 (x-stainless-retry-count) fail with <status>, then a reply |
 | `slow:<seconds>`   | sleeps, then a reply (for client timeouts)                                |
 | `stream-error`     | (streams) message_start, one delta, then an SSE `error` event             |
@@ -33,6 +34,7 @@ PLAIN = {"input_tokens": 12, "output_tokens": 5, "cache_read_input_tokens": 0, "
 CACHE = {"input_tokens": 12, "output_tokens": 5, "cache_read_input_tokens": 2000, "cache_creation_input_tokens": 100,
          "cache_creation": {"ephemeral_5m_input_tokens": 40, "ephemeral_1h_input_tokens": 60},
          "service_tier": "standard"}
+BIG = {**PLAIN, "input_tokens": 100_000, "output_tokens": 50_000}  # under the 200k long-context tier
 ERROR_TYPES = {400: "invalid_request_error", 429: "rate_limit_error", 500: "api_error", 503: "api_error",
                529: "overloaded_error"}
 
@@ -75,7 +77,7 @@ class FakeAnthropic:
             return next(self._ids)
 
     def message(self, n: int, model: str, text: str) -> dict[str, Any]:
-        usage = CACHE if text == "cache" else PLAIN
+        usage = CACHE if text == "cache" else BIG if text == "big" else PLAIN
         if text == "tool":
             content = [{"type": "tool_use", "id": f"toolu_{n}", "name": "search", "input": {"q": "tally"}}]
             stop = "tool_use"
