@@ -27,7 +27,7 @@ from dashboard.forms import DIMENSIONS, Explorer, Filters, cursor_format
 from ingest.models import Event, EventKey
 from projects.models import Environment, Project
 from rollups.models import DailyAggregate, DailyUserSpend
-from rollups.selectors import MetricsQuery, MetricsResult, MetricsRow, metrics_query
+from rollups.selectors import TOTAL, MetricsQuery, MetricsResult, MetricsRow, metrics_query
 
 PAGE_SIZE = 50
 TOP_STACKS = 8  # more series than this in a stacked bar is unreadable: the rest become "other"
@@ -329,8 +329,8 @@ def overview_page(filters: Filters, *, projects: QuerySet[Project]) -> Page:
     previous = metrics_query(_query(filters, project, start=prev_start, end=prev_end, granularity="day"))
     page.data["kpis"] = overview_kpis(page.totals, summary(previous.totals))
     page.data["previous"] = (prev_start, prev_end)
-    # Day buckets whatever the chart granularity: fewest rows for totals per group.
-    grouped = metrics_query(_query(filters, project, granularity="day", group_by=list(DIMENSIONS)))
+    # One row per group over the whole range (no buckets): fewest rows for the breakdown tables.
+    grouped = metrics_query(_query(filters, project, granularity=TOTAL, group_by=list(DIMENSIONS)))
     page.data["breakdowns"] = {dim: breakdown_of(grouped.series, dim) for dim in ("model", "service", "environment")}
     page.data["top_users"] = top_users(project, filters)
     page.data["users_filter_note"] = bool(filters.service or filters.model)
@@ -397,12 +397,12 @@ def spend_page(filters: Filters, *, projects: QuerySet[Project]) -> Page:
 
 
 def latency_page(filters: Filters, *, projects: QuerySet[Project]) -> Page:
-    """Percentiles over time (series call) and per model (grouped call, day buckets)."""
+    """Percentiles over time (series call) and per model (grouped call over the whole range)."""
     page, project = _page(filters, projects)
     if project is None:
         return page
     _with_series(page, metrics_query(_query(filters, project)))
-    grouped = metrics_query(_query(filters, project, granularity="day", group_by=["model"]))
+    grouped = metrics_query(_query(filters, project, granularity=TOTAL, group_by=["model"]))
     page.data["models"] = sorted(breakdown_of(grouped.series, "model"), key=lambda r: -(r.latency_p95_ms or 0))
     return page
 

@@ -21,6 +21,9 @@ from rollups import sketch
 GROUPS = ("model", "service", "environment", "feature")
 FILTERS = GROUPS
 GRANULARITIES = ("hour", "day")
+# Internal granularity for breakdown tables: one row per group over the whole range (no
+# buckets), so a grouped call costs groups x histogram buckets rows, not days x that.
+TOTAL = "total"
 _GROUP_SQL = {"model": "a.model", "service": "a.service", "environment": "env.name", "feature": "a.feature"}
 
 SUM_FIELDS = (
@@ -45,7 +48,7 @@ class MetricsQuery:
             t = t.astimezone(UTC)
             return t.time() == time(0) and t.microsecond == 0
 
-        return self.granularity == "day" and midnight(self.start) and midnight(self.end)
+        return self.granularity in ("day", TOTAL) and midnight(self.start) and midnight(self.end)
 
 
 @dataclass
@@ -82,6 +85,7 @@ class MetricsRow:
         out: dict[str, Any] = {}
         if self.bucket is not None:
             out["bucket"] = self.bucket.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if self.bucket is not None or self.group:
             out["group"] = self.group
         out.update(
             requests=requests,
@@ -138,6 +142,8 @@ def _where(query: MetricsQuery) -> tuple[str, list[Any]]:
 
 
 def _bucket_sql(query: MetricsQuery) -> str:
+    if query.granularity == TOTAL:
+        return "NULL::timestamptz"
     if query.uses_daily_table:
         return "(a.day::timestamp AT TIME ZONE 'UTC')"
     if query.granularity == "day":
@@ -182,7 +188,7 @@ def metrics_query(query: MetricsQuery) -> MetricsResult:
             rows[key].histogram[record[-2]] = int(record[-1])
         as_of = _as_of(cursor, query.project_ids)
     series = list(rows.values())
-    if not groups:
+    if not groups and query.granularity != TOTAL:
         series = _zero_filled(series, query)
     totals = MetricsRow(bucket=None, group={})
     for row in series:
