@@ -16,13 +16,11 @@ Invariants:
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import http.client
 import json
 import logging
 import random
-import ssl
 import threading
 import time
 from collections import deque
@@ -31,6 +29,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tally_client._events import to_wire
+from tally_client._http import KeepAliveConnection
 
 logger = logging.getLogger("tally_client")
 
@@ -83,9 +82,7 @@ class Sender:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"Tally endpoint must be an http(s) URL, got {url!r}")
-        self._https = parts.scheme == "https"
-        self._host = parts.hostname
-        self._port = parts.port or (443 if self._https else 80)
+        https = parts.scheme == "https"
         self._path = parts.path or "/"
         self._headers = {
             "Authorization": f"Bearer {key}",
@@ -98,12 +95,12 @@ class Sender:
         self._queue_size = max(1, queue_size)
         self._batch_size = max(1, min(batch_size, 1000))
         self._flush_interval = flush_interval
-        self._timeout = timeout
         self._initial_backoff = initial_backoff
         self._max_backoff = max_backoff
         self._user_id_key = user_id_key
         self._warn = warn
-        self._conn: http.client.HTTPConnection | None = None
+        self._http = KeepAliveConnection(parts.hostname, parts.port or (443 if https else 80), https=https,
+                                         timeout=timeout)
         self._reset_state()
         self.counts = {"sent": 0, "duplicates": 0, "rejected": 0, "dropped": 0, "retries": 0, "lost": 0}
 
@@ -121,7 +118,7 @@ class Sender:
     def after_fork(self) -> None:
         """In a forked child: the parent's thread does not exist here and its queue is the
         parent's to send; start empty (the thread restarts on the next event)."""
-        self._conn = None
+        self._http.forget()
         self._reset_state()
 
     # -- application side -------------------------------------------------------------
@@ -205,7 +202,7 @@ class Sender:
                 self._warn.warning("bug", "tally_client: sender error", exc_info=True)
                 time.sleep(self._initial_backoff)
             if self._closing:
-                self._disconnect()
+                self._http.close()
                 return
 
     def _drain(self) -> None:
@@ -301,36 +298,4 @@ class Sender:
                                len(rejected) or sent, first)
 
     def _post(self, body: bytes) -> tuple[int, dict[str, str], bytes]:
-        for fresh in (False, True):
-            reused = self._conn is not None and not fresh
-            conn = self._conn if reused and self._conn is not None else self._connect()
-            try:
-                conn.request("POST", self._path, body=body, headers=self._headers)
-                response = conn.getresponse()
-                data = response.read()
-            except (OSError, http.client.HTTPException):
-                self._disconnect()
-                # A kept-alive connection the server closed while idle fails on first use:
-                # that says nothing about Tally being down, so try once on a fresh one.
-                if reused:
-                    continue
-                raise
-            if response.will_close:
-                self._disconnect()
-            return response.status, {k.lower(): v for k, v in response.getheaders()}, data
-        raise http.client.HTTPException("unreachable")  # pragma: no cover - the loop returns or raises
-
-    def _connect(self) -> http.client.HTTPConnection:
-        self._disconnect()
-        if self._https:
-            self._conn = http.client.HTTPSConnection(self._host, self._port, timeout=self._timeout,
-                                                     context=ssl.create_default_context())
-        else:
-            self._conn = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
-        return self._conn
-
-    def _disconnect(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(Exception):
-                self._conn.close()
-            self._conn = None
+        return self._http.request("POST", self._path, body, self._headers)

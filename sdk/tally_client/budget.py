@@ -22,16 +22,15 @@ Design:
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
-import ssl
 import threading
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 from tally_client._events import wire_service, wire_user_id
+from tally_client._http import KeepAliveConnection
 
 STATUS_PATH = "/api/v1/budgets/status"
 _KNOWN_SCOPE = frozenset({"environment", "service", "user_id"})
@@ -140,18 +139,16 @@ class BudgetGuard:
         parts = urlsplit(base + STATUS_PATH)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"Tally endpoint must be an http(s) URL, got {endpoint!r}")
-        self._https = parts.scheme == "https"
-        self._host = parts.hostname
-        self._port = parts.port or (443 if self._https else 80)
+        https = parts.scheme == "https"
         self._path = parts.path
         self._headers = {"Authorization": f"Bearer {key}", "Accept": "application/json", "User-Agent": _USER_AGENT}
         self._service = wire_service(service)
         self._interval = max(0.01, float(interval))
-        self._timeout = timeout
         self._user_id_key = user_id_key
         self._warn = warn
         self._users: dict[Any, str] = {}  # user id as given -> as on the wire (hashing is not free)
-        self._conn: http.client.HTTPConnection | None = None
+        self._http = KeepAliveConnection(parts.hostname, parts.port or (443 if https else 80), https=https,
+                                         timeout=timeout)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -231,7 +228,7 @@ class BudgetGuard:
     def after_fork(self) -> None:
         self._lock = threading.Lock()
         self._thread = None
-        self._conn = None
+        self._http.forget()
         self._verdicts = None if self._stop.is_set() else _RESTART
 
     # -- the refresher thread -----------------------------------------------------------------
@@ -245,7 +242,7 @@ class BudgetGuard:
                 self._warn.warning("budget-bug", "tally_client: budget refresher error (calls not blocked)",
                                    exc_info=True)
             self._stop.wait(self._interval)
-        self._disconnect()
+        self._http.close()
 
     def refresh(self) -> None:
         """Ask Tally once and publish the verdicts (None, i.e. nothing blocked, on any failure)."""
@@ -274,34 +271,5 @@ class BudgetGuard:
         self._warn.warning(kind, message, *args)
 
     def _get(self) -> tuple[int, bytes]:
-        for fresh in (False, True):
-            reused = self._conn is not None and not fresh
-            conn = self._conn if reused and self._conn is not None else self._connect()
-            try:
-                conn.request("GET", self._path, headers=self._headers)
-                response = conn.getresponse()
-                data = response.read()
-            except (OSError, http.client.HTTPException):
-                self._disconnect()
-                if reused:  # a kept-alive connection the server closed while idle: once more, fresh
-                    continue
-                raise
-            if response.will_close:
-                self._disconnect()
-            return response.status, data
-        raise http.client.HTTPException("unreachable")  # pragma: no cover - the loop returns or raises
-
-    def _connect(self) -> http.client.HTTPConnection:
-        self._disconnect()
-        if self._https:
-            self._conn = http.client.HTTPSConnection(self._host, self._port, timeout=self._timeout,
-                                                     context=ssl.create_default_context())
-        else:
-            self._conn = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
-        return self._conn
-
-    def _disconnect(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(Exception):
-                self._conn.close()
-            self._conn = None
+        status, _, data = self._http.request("GET", self._path, None, self._headers)
+        return status, data
