@@ -254,14 +254,17 @@ def hours_rollup(*, hours: list[tuple[int, datetime]]) -> RollupResult:
     return RollupResult(hours=len(hours), days=len(days))
 
 
-def dirty_hours_rollup(*, max_batches: int | None = None) -> RollupResult:
-    """One pass: claim dirty markers in batches and recompute their hours, until none is left.
+def dirty_hours_rollup(*, max_batches: int | None = None, max_seconds: float | None = None) -> RollupResult:
+    """One pass: claim dirty markers in batches and recompute their hours, until none is left
+    (or `max_seconds` have gone by: the periodic task stops there and the next run continues,
+    so a backlog never runs into the task's time limit mid-batch).
 
     Idempotent: keyed by (project_id, hour_start); markers locked by a concurrent pass are
     skipped here (that pass owns them).
     """
     total = RollupResult()
-    while max_batches is None or total.passes < max_batches:
+    deadline = None if max_seconds is None else time.monotonic() + max_seconds
+    while (max_batches is None or total.passes < max_batches) and (deadline is None or time.monotonic() < deadline):
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(CLAIM_SQL, [CLAIM_BATCH])
             hours = [(project_id, hour) for project_id, hour in cursor.fetchall()]

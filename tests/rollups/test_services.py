@@ -250,3 +250,19 @@ def test_verify_skips_hours_still_pending(key):
     assert result.differences == []
     assert result.pending_hours == 2
     assert result.hours_checked == 0
+
+
+def test_a_pass_with_a_time_budget_leaves_the_rest_for_the_next(key):
+    ingest(key, make_events("tb", 200))
+    original = services.CLAIM_BATCH
+    services.CLAIM_BATCH = 1
+    try:
+        first = dirty_hours_rollup(max_seconds=0.0)
+        assert first.passes == 0  # no time at all: nothing claimed, nothing half-done
+        partial = dirty_hours_rollup(max_batches=2)
+        assert partial.passes == 2
+        assert DirtyHour.objects.exists()
+    finally:
+        services.CLAIM_BATCH = original
+    rollup_until_current()
+    assert_matches_raw()
