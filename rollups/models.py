@@ -73,6 +73,51 @@ class DailyAggregate(AggregateFields):
         return f"{self.project_id}@{self.day} {self.model}/{self.service}"
 
 
+class DailySlice(models.Model):
+    """A day rolled up over a subset of (environment, service, model): `dims` holds the kept ones
+    (bits rollups.services.SLICE_ENV | SLICE_SERVICE | SLICE_MODEL); a dimension not kept is 0 / ''.
+
+    Pages with no feature filter read the slice with exactly the dimensions they filter or group
+    by (rollups/selectors.py), so 30 days of unfiltered totals are 30 rows, whatever the number
+    of services, models and features. Written with the day's DailyAggregate rows, from the same
+    events.
+    """
+
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    dims = models.PositiveSmallIntegerField()
+    environment_id = models.BigIntegerField()  # 0 when not kept (not a foreign key for that reason)
+    service = models.CharField(max_length=128)
+    model = models.CharField(max_length=128)
+    requests = models.BigIntegerField()
+    errors = models.BigIntegerField()
+    input_tokens = models.BigIntegerField()
+    output_tokens = models.BigIntegerField()
+    cache_read_input_tokens = models.BigIntegerField()
+    cache_creation_input_tokens = models.BigIntegerField()
+    cache_write_5m_tokens = models.BigIntegerField()
+    cache_write_1h_tokens = models.BigIntegerField()
+    cache_hits = models.BigIntegerField()
+    batch_requests = models.BigIntegerField()
+    cost_usd = models.DecimalField(max_digits=24, decimal_places=10)
+    cache_savings_usd = models.DecimalField(max_digits=24, decimal_places=10)
+    unpriced_requests = models.BigIntegerField()
+    latency_sum_ms = models.FloatField()
+    latency_hist_idx = ArrayField(models.IntegerField())
+    latency_hist_cnt = ArrayField(models.BigIntegerField())
+    errors_by_type = models.JSONField(default=dict)
+    http_status_counts = models.JSONField(default=dict)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "dims", "day", "environment_id", "service", "model"],
+                                    name="daily_slice_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project_id}@{self.day} dims={self.dims}"
+
+
 class UserSpendFields(models.Model):
     project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="+")
     environment = models.ForeignKey("projects.Environment", on_delete=models.CASCADE, related_name="+")

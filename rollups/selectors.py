@@ -8,7 +8,7 @@ else reads the hourly table (bucketed by day if asked), so partial days stay exa
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
@@ -17,6 +17,7 @@ from django.db import connection
 from django.utils import timezone
 
 from rollups import sketch
+from rollups.services import SLICE_ENV, SLICE_MODEL, SLICE_SERVICE
 
 GROUPS = ("model", "service", "environment", "feature")
 FILTERS = GROUPS
@@ -116,14 +117,14 @@ class MetricsResult:
     granularity: str
     series: list[MetricsRow]
     totals: MetricsRow
-    as_of: datetime
+    as_of: datetime | None
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "granularity": self.granularity,
             "series": [row.as_dict() for row in self.series],
             "totals": self.totals.as_dict(),
-            "as_of": self.as_of.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "as_of": self.as_of.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if self.as_of else None,
         }
 
 
@@ -151,11 +152,49 @@ def _bucket_sql(query: MetricsQuery) -> str:
     return "a.hour_start"
 
 
-def metrics_query(query: MetricsQuery) -> MetricsResult:
-    """Series per bucket (and group) plus totals, from the aggregates only."""
-    table = "rollups_dailyaggregate" if query.uses_daily_table else "rollups_hourlyaggregate"
+_SLICE_BITS = {"environment": SLICE_ENV, "service": SLICE_SERVICE, "model": SLICE_MODEL}
+
+
+def _table(query: MetricsQuery) -> tuple[str, str, list[Any]]:
+    """(FROM clause, extra WHERE, its params): the smallest aggregate table that answers the query.
+
+    Whole days with no feature filter or grouping read the daily slice with exactly the
+    dimensions used (one row a day when there are none), other whole days the daily rows,
+    anything else the hourly rows.
+    """
+    if not query.uses_daily_table:
+        return "rollups_hourlyaggregate a JOIN projects_environment env ON env.id = a.environment_id", "", []
+    used = {name for name, values in query.filters.items() if values} | set(query.group_by)
+    if "feature" in used:
+        return "rollups_dailyaggregate a JOIN projects_environment env ON env.id = a.environment_id", "", []
+    dims = sum(_SLICE_BITS[name] for name in used)
+    return ("rollups_dailyslice a LEFT JOIN projects_environment env ON env.id = a.environment_id",
+            " AND a.dims = %s", [dims])
+
+
+def _pieces(query: MetricsQuery) -> list[MetricsQuery]:
+    """A day-granularity (or total) range that is not whole days, split into its ragged edges
+    (hourly rows) and the whole days between them (daily rows), so e.g. "the 29.4 days before
+    this period" reads 29 days of daily rows and 10 hours of hourly ones, not 705 hours."""
+    if query.granularity not in ("day", TOTAL) or query.uses_daily_table:
+        return [query]
+    start, end = query.start.astimezone(UTC), query.end.astimezone(UTC)
+    first = start.replace(hour=0, minute=0, second=0, microsecond=0)
+    if first < start:
+        first += timedelta(days=1)
+    last = end.replace(hour=0, minute=0, second=0, microsecond=0)
+    if first >= last:
+        return [query]
+    bounds = [(a, b) for a, b in ((start, first), (first, last), (last, end)) if a < b]
+    return [replace(query, start=a, end=b) for a, b in bounds]
+
+
+def _fetch(cursor, query: MetricsQuery, groups: list[str], rows: dict[tuple[Any, ...], MetricsRow]) -> None:  # type: ignore[no-untyped-def]
+    """Add the query's rows (per bucket and group) into `rows`, merging rows of the same key."""
+    table, dims_where, dims_params = _table(query)
     where, params = _where(query)
-    groups = [g for g in GROUPS if g in query.group_by]
+    where += dims_where
+    params += dims_params
     group_cols = "".join(f", {_GROUP_SQL[g]} AS g_{g}" for g in groups)
     group_by = "".join(f", g_{g}" for g in groups)
     bucket = _bucket_sql(query)
@@ -163,31 +202,47 @@ def metrics_query(query: MetricsQuery) -> MetricsResult:
     sums_sql = f"""
         SELECT {bucket} AS bucket{group_cols}, {sums}, sum(a.cost_usd), sum(a.cache_savings_usd),
                sum(a.latency_sum_ms)
-        FROM {table} a JOIN projects_environment env ON env.id = a.environment_id
+        FROM {table}
         WHERE {where} GROUP BY bucket{group_by} ORDER BY bucket{group_by}
     """  # noqa: S608 - identifiers come from the fixed maps above
     hist_sql = f"""
         SELECT {bucket} AS bucket{group_cols}, u.i, sum(u.n)::bigint
-        FROM {table} a JOIN projects_environment env ON env.id = a.environment_id,
-             unnest(a.latency_hist_idx, a.latency_hist_cnt) AS u(i, n)
+        FROM {table}, unnest(a.latency_hist_idx, a.latency_hist_cnt) AS u(i, n)
         WHERE {where} GROUP BY bucket{group_by}, u.i
     """  # noqa: S608
-    rows: dict[tuple[Any, ...], MetricsRow] = {}
-    with connection.cursor() as cursor:
-        cursor.execute(sums_sql, params)
-        for record in cursor.fetchall():
-            key = tuple(record[: 1 + len(groups)])
-            values = record[1 + len(groups):]
-            row = MetricsRow(bucket=key[0], group=dict(zip(groups, key[1:], strict=True)))
-            row.sums = dict(zip(SUM_FIELDS, (int(v) for v in values[: len(SUM_FIELDS)]), strict=True))
-            row.cost_usd, row.cache_savings_usd, row.latency_sum_ms = values[len(SUM_FIELDS):]
+    fetched: dict[tuple[Any, ...], MetricsRow] = {}
+    cursor.execute(sums_sql, params)
+    for record in cursor.fetchall():
+        key = tuple(record[: 1 + len(groups)])
+        values = record[1 + len(groups):]
+        row = MetricsRow(bucket=key[0], group=dict(zip(groups, key[1:], strict=True)))
+        row.sums = dict(zip(SUM_FIELDS, (int(v) for v in values[: len(SUM_FIELDS)]), strict=True))
+        row.cost_usd, row.cache_savings_usd, row.latency_sum_ms = values[len(SUM_FIELDS):]
+        fetched[key] = row
+    cursor.execute(hist_sql, params)
+    for record in cursor.fetchall():
+        key = tuple(record[: 1 + len(groups)])
+        fetched[key].histogram[record[-2]] = int(record[-1])
+    for key, row in fetched.items():
+        if key in rows:
+            rows[key].add(row)
+        else:
             rows[key] = row
-        cursor.execute(hist_sql, params)
-        for record in cursor.fetchall():
-            key = tuple(record[: 1 + len(groups)])
-            rows[key].histogram[record[-2]] = int(record[-1])
-        as_of = _as_of(cursor, query.project_ids)
+
+
+def metrics_query(query: MetricsQuery, *, with_as_of: bool = True) -> MetricsResult:
+    """Series per bucket (and group) plus totals, from the aggregates only (and "data as of",
+    unless the caller already has it: `with_as_of=False` leaves `as_of` None)."""
+    groups = [g for g in GROUPS if g in query.group_by]
+    rows: dict[tuple[Any, ...], MetricsRow] = {}
+    pieces = _pieces(query)
+    with connection.cursor() as cursor:
+        for piece in pieces:
+            _fetch(cursor, piece, groups, rows)
+        as_of = _as_of(cursor, query.project_ids) if with_as_of else None
     series = list(rows.values())
+    if len(pieces) > 1:
+        series.sort(key=lambda r: (r.bucket.timestamp() if r.bucket else 0.0, [r.group[g] for g in groups]))
     if not groups and query.granularity != TOTAL:
         series = _zero_filled(series, query)
     totals = MetricsRow(bucket=None, group={})

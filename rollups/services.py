@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -43,34 +44,7 @@ _SUMS = """
     unpriced_requests, latency_sum_ms
 """
 
-_EV_DIMS = ", ".join(f"ev.{d.strip()}" for d in _DIMS.split(","))
-_S_SUMS = ", ".join(f"s.{name.strip()}" for name in _SUMS.split(","))
-
-# Recompute the claimed hours from raw events in one pass: the events of each claimed hour
-# (one index range scan per hour) are grouped once by (hour, dimensions, latency bucket),
-# which is also the histogram; rolling those rows up by (hour, dimensions) gives the sums.
-# Latency is summed as numeric (exact) so re-runs agree to the bit whatever the order.
-# Error-type and HTTP-status maps are built from the error events only (the Errors page's
-# "errors by HTTP status"; counting every 200 would cost a third pass over all events).
-_EVENTS = """
-    FROM c CROSS JOIN LATERAL (
-        -- A plain join lets the planner hash all of a project's events against every hour
-        -- (quadratic); the fence (OFFSET 0) keeps it one index range scan per claimed hour.
-        SELECT ev.project_id, ev.environment_id, ev.service, ev.model, ev.feature, ev.status, ev.error_type,
-               ev.http_status, ev.batch, ev.latency_ms, ev.input_tokens, ev.output_tokens,
-               ev.cache_read_input_tokens, ev.cache_creation_input_tokens, ev.cache_write_5m_tokens,
-               ev.cache_write_1h_tokens, ev.cost_usd, ev.cache_savings_usd
-        FROM ingest_event ev
-        WHERE ev.project_id = c.project_id AND ev."timestamp" >= c.hour_start
-          AND ev."timestamp" < c.hour_start + interval '1 hour' {extra}
-        OFFSET 0
-    ) ev
-"""
-HOURLY_SQL = f"""
-WITH c AS (
-    SELECT * FROM unnest(%(projects)s::bigint[], %(hours)s::timestamptz[]) AS c(project_id, hour_start)
-), b AS (
-    SELECT c.hour_start, {_EV_DIMS}, {BUCKET_SQL} AS bucket,
+_RAW_SUMS = """
            count(*) AS requests,
            count(*) FILTER (WHERE status = 'error') AS errors,
            sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
@@ -80,112 +54,162 @@ WITH c AS (
            sum(cache_write_1h_tokens) AS cache_write_1h_tokens,
            count(*) FILTER (WHERE cache_read_input_tokens > 0) AS cache_hits,
            count(*) FILTER (WHERE batch) AS batch_requests,
-           coalesce(sum(cost_usd), 0) AS cost_usd,
-           coalesce(sum(cache_savings_usd), 0) AS cache_savings_usd,
+           sum(cost_usd) AS cost_usd, sum(cache_savings_usd) AS cache_savings_usd,
            count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced_requests,
-           sum(latency_ms::numeric) AS latency_sum
-    {_EVENTS.format(extra="")}
-    GROUP BY 1, 2, 3, 4, 5, 6, 7
-), errs AS (
-    SELECT hour_start, {_DIMS}, jsonb_object_agg(error_type, n) AS m
-    FROM (SELECT c.hour_start, {_EV_DIMS}, coalesce(nullif(error_type, ''), 'unknown') AS error_type,
-                 count(*) AS n
-          {_EVENTS.format(extra="AND ev.status = 'error'")}
-          GROUP BY 1, 2, 3, 4, 5, 6, 7) x
-    GROUP BY hour_start, {_DIMS}
-), codes AS (
-    SELECT hour_start, {_DIMS}, jsonb_object_agg(http_status::text, n) AS m
-    FROM (SELECT c.hour_start, {_EV_DIMS}, http_status, count(*) AS n
-          {_EVENTS.format(extra="AND ev.status = 'error' AND ev.http_status IS NOT NULL")}
-          GROUP BY 1, 2, 3, 4, 5, 6, 7) x
-    GROUP BY hour_start, {_DIMS}
-), s AS (
-    SELECT hour_start, {_DIMS},
-           sum(requests) AS requests, sum(errors) AS errors, sum(input_tokens) AS input_tokens,
-           sum(output_tokens) AS output_tokens, sum(cache_read_input_tokens) AS cache_read_input_tokens,
-           sum(cache_creation_input_tokens) AS cache_creation_input_tokens,
-           sum(cache_write_5m_tokens) AS cache_write_5m_tokens, sum(cache_write_1h_tokens) AS cache_write_1h_tokens,
-           sum(cache_hits) AS cache_hits, sum(batch_requests) AS batch_requests, sum(cost_usd) AS cost_usd,
-           sum(cache_savings_usd) AS cache_savings_usd, sum(unpriced_requests) AS unpriced_requests,
-           sum(latency_sum)::float8 AS latency_sum_ms,
-           array_agg(bucket ORDER BY bucket) AS idx, array_agg(requests ORDER BY bucket) AS cnt
-    FROM b GROUP BY hour_start, {_DIMS}
-)
-INSERT INTO rollups_hourlyaggregate (hour_start, {_DIMS}, {_SUMS}, latency_hist_idx, latency_hist_cnt,
-                                     errors_by_type, http_status_counts)
-SELECT s.hour_start, s.project_id, s.environment_id, s.service, s.model, s.feature, {_S_SUMS},
-       s.idx, s.cnt, coalesce(errs.m, '{{}}'::jsonb), coalesce(codes.m, '{{}}'::jsonb)
-FROM s
-LEFT JOIN errs USING (hour_start, {_DIMS})
-LEFT JOIN codes USING (hour_start, {_DIMS})
-"""
+           sum(latency_ms::numeric) AS latency_sum"""
+_SUM_NAMES = _SUMS.replace("latency_sum_ms", "latency_sum").split(",")
+_SUM_NAMES = [n.strip() for n in _SUM_NAMES]
+_RESUM = ", ".join(f"sum({n}) AS {n}" for n in _SUM_NAMES)
 
-# A day = the sum of its hours. Histograms merge by summing counts per bucket index.
-DAILY_SQL = f"""
-WITH d AS (
-    SELECT * FROM unnest(%(projects)s::bigint[], %(days)s::date[]) AS d(project_id, day)
-), hrs AS MATERIALIZED (
-    SELECT d.day, a.* FROM d JOIN rollups_hourlyaggregate a
-      ON a.project_id = d.project_id
-     AND a.hour_start >= d.day::timestamp AT TIME ZONE 'UTC'
-     AND a.hour_start < (d.day + 1)::timestamp AT TIME ZONE 'UTC'
-), sums AS (
-    SELECT day, {_DIMS}, sum(requests) AS requests, sum(errors) AS errors, sum(input_tokens) AS input_tokens,
-           sum(output_tokens) AS output_tokens, sum(cache_read_input_tokens) AS cache_read_input_tokens,
-           sum(cache_creation_input_tokens) AS cache_creation_input_tokens,
-           sum(cache_write_5m_tokens) AS cache_write_5m_tokens, sum(cache_write_1h_tokens) AS cache_write_1h_tokens,
-           sum(cache_hits) AS cache_hits, sum(batch_requests) AS batch_requests, sum(cost_usd) AS cost_usd,
-           sum(cache_savings_usd) AS cache_savings_usd, sum(unpriced_requests) AS unpriced_requests,
-           sum(latency_sum_ms::numeric)::float8 AS latency_sum_ms
-    FROM hrs GROUP BY day, {_DIMS}
-), hist AS (
-    SELECT day, {_DIMS}, array_agg(i ORDER BY i) AS idx, array_agg(n ORDER BY i) AS cnt
-    FROM (SELECT day, {_DIMS}, u.i, sum(u.n)::bigint AS n
-          FROM hrs, unnest(latency_hist_idx, latency_hist_cnt) AS u(i, n)
-          GROUP BY day, {_DIMS}, u.i) b
-    GROUP BY day, {_DIMS}
-), errs AS (
-    SELECT day, {_DIMS}, jsonb_object_agg(k, n) AS m
-    FROM (SELECT day, {_DIMS}, j.key AS k, sum(j.value::bigint) AS n
-          FROM hrs, jsonb_each_text(errors_by_type) AS j GROUP BY 1, 2, 3, 4, 5, 6, 7) x
-    GROUP BY day, {_DIMS}
-), codes AS (
-    SELECT day, {_DIMS}, jsonb_object_agg(k, n) AS m
-    FROM (SELECT day, {_DIMS}, j.key AS k, sum(j.value::bigint) AS n
-          FROM hrs, jsonb_each_text(http_status_counts) AS j GROUP BY 1, 2, 3, 4, 5, 6, 7) x
-    GROUP BY day, {_DIMS}
-)
-INSERT INTO rollups_dailyaggregate (day, {_DIMS}, {_SUMS}, latency_hist_idx, latency_hist_cnt,
-                                    errors_by_type, http_status_counts)
-SELECT s.day, s.project_id, s.environment_id, s.service, s.model, s.feature,
-       {_S_SUMS},
-       h.idx, h.cnt, coalesce(errs.m, '{{}}'::jsonb), coalesce(codes.m, '{{}}'::jsonb)
-FROM sums s
-JOIN hist h USING (day, {_DIMS})
-LEFT JOIN errs USING (day, {_DIMS})
-LEFT JOIN codes USING (day, {_DIMS})
-"""
+# One statement per dirty (project, day). The day's raw events are read once (one range
+# scan, which is one partition) and grouped once by (hour, dimensions, latency bucket, error
+# type and HTTP status of errors); that grouping is then regrouped into the claimed hours'
+# rows, the day's rows, the day's slices, and the day's spend per end user. Reading the day
+# whole is what the per-user spend needs anyway, and it beats one index scan per hour: each
+# of those visits the heap in index order, a random page per event when events were not
+# written in time order.
+#
+# Slices (rollups_dailyslice) are the day's rows rolled up over every subset of (environment,
+# service, model): `dims` says which are kept (ENV | SERVICE | MODEL bits), the others hold
+# 0 / ''. A page with no feature filter reads the slice that has exactly the dimensions it
+# filters or groups by, e.g. 1 row a day for unfiltered totals instead of one per
+# (environment, service, model, feature).
+#
+# Latency is summed as numeric (exact) so re-runs agree to the bit whatever the order; error
+# maps count failed calls only (the Errors page's "errors by HTTP status").
+SLICE_ENV, SLICE_SERVICE, SLICE_MODEL = 4, 2, 1
 
-# Spend per end user and day, straight from the day's raw events (a per-user hourly table
-# would be as large as the events themselves). Only dirty days are recomputed; in steady
-# state that is today's events of the projects that received some.
-DAILY_USERS_SQL = """
-WITH d AS (
-    SELECT * FROM unnest(%(projects)s::bigint[], %(days)s::date[]) AS d(project_id, day)
+_X_KEYS = "hour_start, environment_id, service, model, feature"
+
+
+def _rows(name: str, sums: str, hist: str, errors: str, keys: str, table: str, columns: str,
+          select_keys: str) -> str:
+    """CTEs writing rows of `table` from three sources keyed by `keys`: `sums` (one row per key),
+    `hist` (one row per key and latency bucket, count n) and `errors` (per key, err_type and
+    err_code, count n)."""
+    return f"""
+{name}_h AS (
+    SELECT {keys}, array_agg(bucket ORDER BY bucket) AS idx, array_agg(n ORDER BY bucket) AS cnt
+    FROM {hist} GROUP BY {keys}
+), {name}_e AS (
+    SELECT {keys}, jsonb_object_agg(err_type, n) AS m
+    FROM (SELECT {keys}, err_type, sum(n) AS n FROM {errors} WHERE err_type IS NOT NULL
+          GROUP BY {keys}, err_type) e GROUP BY {keys}
+), {name}_c AS (
+    SELECT {keys}, jsonb_object_agg(err_code::text, n) AS m
+    FROM (SELECT {keys}, err_code, sum(n) AS n FROM {errors} WHERE err_code IS NOT NULL
+          GROUP BY {keys}, err_code) c GROUP BY {keys}
+), {name}_ins AS (
+    INSERT INTO {table} ({columns}, {_SUMS}, latency_hist_idx, latency_hist_cnt, errors_by_type, http_status_counts)
+    SELECT {select_keys}, requests, errors, input_tokens, output_tokens, cache_read_input_tokens,
+           cache_creation_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, cache_hits, batch_requests,
+           coalesce(cost_usd, 0), coalesce(cache_savings_usd, 0), unpriced_requests, latency_sum::float8,
+           idx, cnt, coalesce({name}_e.m, '{{}}'::jsonb), coalesce({name}_c.m, '{{}}'::jsonb)
+    FROM {sums} JOIN {name}_h USING ({keys}) LEFT JOIN {name}_e USING ({keys}) LEFT JOIN {name}_c USING ({keys})
+    RETURNING 1
+)"""
+
+
+_DAY_KEYS = "environment_id, service, model, feature"
+_SLICE_KEYS = "dims, environment_id, service, model"
+
+
+def _slice_sets(extra: str) -> tuple[str, str]:
+    """The `dims` mask and the 8 grouping sets over (environment, service, model), each with `extra` kept."""
+    sets = []
+    for mask in range(7, -1, -1):
+        kept = [c for bit, c in ((SLICE_ENV, "environment_id"), (SLICE_SERVICE, "service"), (SLICE_MODEL, "model"))
+                if mask & bit]
+        sets.append(f"({', '.join([*kept, *([extra] if extra else [])])})")
+    dims = (f"{SLICE_ENV} * (1 - GROUPING(environment_id)) + {SLICE_SERVICE} * (1 - GROUPING(service))"
+            f" + {SLICE_MODEL} * (1 - GROUPING(model))")
+    head = (f"{dims} AS dims, coalesce(environment_id, 0) AS environment_id, coalesce(service, '') AS service, "
+            f"coalesce(model, '') AS model")
+    return head, f"GROUPING SETS ({', '.join(sets)})"
+
+
+_SLICE_HEAD, _SLICE_SETS = _slice_sets("")
+_, _SLICE_BUCKET_SETS = _slice_sets("bucket")
+_, _SLICE_ERROR_SETS = _slice_sets("err_type, err_code")
+
+# Sums and histograms are grouped apart: the sums by (hour, dimensions) are few groups with
+# many aggregates, the histogram by (hour, dimensions, bucket) many groups with one count.
+DAY_SQL = f"""
+WITH ev AS MATERIALIZED (
+    SELECT date_trunc('hour', "timestamp" AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS hour_start,
+           environment_id, service, model, feature, user_id, status, cost_usd, {BUCKET_SQL} AS bucket,
+           error_type, http_status, batch, latency_ms, input_tokens, output_tokens, cache_read_input_tokens,
+           cache_creation_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, cache_savings_usd
+    FROM ingest_event
+    WHERE project_id = %(project)s AND "timestamp" >= %(start)s AND "timestamp" < %(end)s
+), hs AS (
+    SELECT {_X_KEYS}, {_RAW_SUMS} FROM ev GROUP BY {_X_KEYS}
+), hb AS (
+    SELECT {_X_KEYS}, bucket, count(*) AS n FROM ev GROUP BY {_X_KEYS}, bucket
+), he AS (
+    SELECT {_X_KEYS}, coalesce(nullif(error_type, ''), 'unknown') AS err_type, http_status AS err_code,
+           count(*) AS n
+    FROM ev WHERE status = 'error' GROUP BY {_X_KEYS}, err_type, err_code
+), ths AS (
+    SELECT * FROM hs WHERE hour_start = ANY(%(hours)s::timestamptz[])
+), thb AS (
+    SELECT * FROM hb WHERE hour_start = ANY(%(hours)s::timestamptz[])
+), the AS (
+    SELECT * FROM he WHERE hour_start = ANY(%(hours)s::timestamptz[])
+), ds AS (
+    SELECT {_DAY_KEYS}, {_RESUM} FROM hs WHERE %(whole_day)s GROUP BY {_DAY_KEYS}
+), db AS (
+    SELECT {_DAY_KEYS}, bucket, sum(n) AS n FROM hb WHERE %(whole_day)s GROUP BY {_DAY_KEYS}, bucket
+), de AS (
+    SELECT {_DAY_KEYS}, err_type, err_code, sum(n) AS n FROM he WHERE %(whole_day)s
+    GROUP BY {_DAY_KEYS}, err_type, err_code
+), ss AS (
+    SELECT {_SLICE_HEAD}, {_RESUM} FROM ds GROUP BY {_SLICE_SETS}
+), sb AS (
+    SELECT {_SLICE_HEAD}, bucket, sum(n) AS n FROM db GROUP BY {_SLICE_BUCKET_SETS}
+), se AS (
+    SELECT {_SLICE_HEAD}, err_type, err_code, sum(n) AS n FROM de GROUP BY {_SLICE_ERROR_SETS}
+),{_rows("h", "ths", "thb", "the", _X_KEYS, "rollups_hourlyaggregate", f"hour_start, {_DIMS}",
+         "hour_start, %(project)s, environment_id, service, model, feature")},
+{_rows("d", "ds", "db", "de", _DAY_KEYS, "rollups_dailyaggregate", f"day, {_DIMS}",
+       "%(day)s, %(project)s, environment_id, service, model, feature")},
+{_rows("sl", "ss", "sb", "se", _SLICE_KEYS, "rollups_dailyslice", "day, project_id, dims, environment_id, service, model",
+       "%(day)s, %(project)s, dims, environment_id, service, model")},
+u_ins AS (
+    INSERT INTO rollups_dailyuserspend (day, project_id, environment_id, user_id, requests, errors, cost_usd,
+                                        unpriced_requests)
+    SELECT %(day)s, %(project)s, environment_id, user_id, count(*), count(*) FILTER (WHERE status = 'error'),
+           coalesce(sum(cost_usd), 0), count(*) FILTER (WHERE cost_usd IS NULL)
+    FROM ev WHERE user_id <> '' AND %(whole_day)s GROUP BY environment_id, user_id
+    RETURNING 1
 )
-INSERT INTO rollups_dailyuserspend (day, project_id, environment_id, user_id, requests, errors, cost_usd,
-                                    unpriced_requests)
-SELECT d.day, ev.project_id, ev.environment_id, ev.user_id, count(*),
-       count(*) FILTER (WHERE ev.status = 'error'), coalesce(sum(ev.cost_usd), 0),
-       count(*) FILTER (WHERE ev.cost_usd IS NULL)
-FROM d CROSS JOIN LATERAL (
-    SELECT ev.project_id, ev.environment_id, ev.user_id, ev.status, ev.cost_usd FROM ingest_event ev
-    WHERE ev.project_id = d.project_id AND ev."timestamp" >= d.day::timestamp AT TIME ZONE 'UTC'
-      AND ev."timestamp" < (d.day + 1)::timestamp AT TIME ZONE 'UTC' AND ev.user_id <> ''
-    OFFSET 0
-) ev
-GROUP BY d.day, ev.project_id, ev.environment_id, ev.user_id
-"""
+SELECT (SELECT count(*) FROM h_ins), (SELECT count(*) FROM d_ins), (SELECT count(*) FROM sl_ins),
+       (SELECT count(*) FROM u_ins)
+"""  # noqa: S608 - identifiers are the constants above
+
+# Slices of every stored day, from its daily rows (the migration that added slices runs this
+# once; days past raw retention have no events to recompute them from).
+SLICES_FROM_DAYS_SQL = f"""
+WITH a AS (
+    SELECT * FROM rollups_dailyaggregate
+), ss AS (
+    SELECT project_id, day, {_SLICE_HEAD}, {_RESUM.replace("sum(latency_sum)", "sum(latency_sum_ms::numeric)")}
+    FROM a GROUP BY project_id, day, {_SLICE_SETS}
+), sb AS (
+    SELECT project_id, day, {_SLICE_HEAD}, bucket, sum(n) AS n
+    FROM (SELECT a.*, u.bucket, u.n FROM a, unnest(latency_hist_idx, latency_hist_cnt) AS u(bucket, n)) h
+    GROUP BY project_id, day, {_SLICE_BUCKET_SETS}
+), se AS (
+    SELECT project_id, day, {_SLICE_HEAD}, err_type, err_code, sum(n) AS n
+    FROM (SELECT a.*, j.key AS err_type, NULL::int AS err_code, j.value::bigint AS n
+          FROM a, jsonb_each_text(errors_by_type) AS j
+          UNION ALL
+          SELECT a.*, NULL, j.key::int, j.value::bigint FROM a, jsonb_each_text(http_status_counts) AS j) e
+    GROUP BY project_id, day, {_SLICE_ERROR_SETS}
+),{_rows("sl", "ss", "sb", "se", "project_id, day, " + _SLICE_KEYS, "rollups_dailyslice",
+         "day, project_id, dims, environment_id, service, model", "day, project_id, dims, environment_id, service, model")}
+SELECT count(*) FROM sl_ins
+"""  # noqa: S608
 
 # Rows of the buckets being recomputed go first, in their own statement: a DELETE in a CTE
 # and the INSERT of the same keys in one statement would collide on the unique index.
@@ -200,6 +224,8 @@ WITH d AS (
     SELECT * FROM unnest(%(projects)s::bigint[], %(days)s::date[]) AS d(project_id, day)
 ), a AS (
     DELETE FROM rollups_dailyaggregate a USING d WHERE a.project_id = d.project_id AND a.day = d.day
+), sl AS (
+    DELETE FROM rollups_dailyslice s USING d WHERE s.project_id = d.project_id AND s.day = d.day
 )
 DELETE FROM rollups_dailyuserspend u USING d WHERE u.project_id = d.project_id AND u.day = d.day
 """
@@ -231,6 +257,28 @@ def _lock_key(klass: int, project_id: int, epoch: int) -> int:
     return (klass << 60) | ((project_id & 0xFFFFFFF) << 32) | (epoch & 0xFFFFFFFF)
 
 
+# The day's events are grouped in memory: enough for a few hundred thousand events a day
+# without spilling to disk (per sort/hash node of the rollup's own transaction only).
+ROLLUP_WORK_MEM = "64MB"
+
+
+def _by_day(hours: list[tuple[int, datetime]]) -> dict[tuple[int, date], list[datetime]]:
+    grouped: dict[tuple[int, date], list[datetime]] = {}
+    for project_id, hour in hours:
+        grouped.setdefault((project_id, hour.astimezone(UTC).date()), []).append(hour)
+    return grouped
+
+
+def _day_recompute(cursor, *, project_id: int, day: date, hours: list[datetime], whole_day: bool,  # type: ignore[no-untyped-def]
+                   sql: str = DAY_SQL) -> None:
+    """Rewrite `hours` of the project's `day` and, if `whole_day`, its daily rows, slices and users."""
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    # Every join in the statement is between CTE results the planner can't count (it guesses
+    # one row after the hour filter and picks nested loops, quadratic in the day's groups).
+    cursor.execute(f"SET LOCAL enable_nestloop = off; {sql}; SET LOCAL enable_nestloop = on", {"project": project_id, "day": day, "start": start, "end": start + timedelta(days=1),
+                         "hours": hours, "whole_day": whole_day})
+
+
 def hours_rollup(*, hours: list[tuple[int, datetime]]) -> RollupResult:
     """Recompute the given (project_id, hour_start) buckets and their days, in the caller's transaction."""
     if not hours:
@@ -242,31 +290,41 @@ def hours_rollup(*, hours: list[tuple[int, datetime]]) -> RollupResult:
         locks += [_lock_key(_DAY_LOCK_CLASS, p, d.toordinal()) for p, d in days]
         cursor.execute("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(%s::bigint[]) WITH ORDINALITY AS t(k, o)",
                        [locks])
+        cursor.execute("SELECT set_config('work_mem', %s, true)", [ROLLUP_WORK_MEM])
         hour_params = {"projects": [p for p, _ in hours], "hours": [h for _, h in hours]}
         cursor.execute(DELETE_HOURS_SQL, hour_params)
-        cursor.execute(HOURLY_SQL, hour_params)
-        if _after_hours_hook is not None:
-            _after_hours_hook(hours)
         day_params = {"projects": [p for p, _ in days], "days": [d for _, d in days]}
         cursor.execute(DELETE_DAYS_SQL, day_params)
-        cursor.execute(DAILY_SQL, day_params)
-        cursor.execute(DAILY_USERS_SQL, day_params)
+        for (project_id, day), day_hours in _by_day(hours).items():
+            _day_recompute(cursor, project_id=project_id, day=day, hours=day_hours, whole_day=True)
+        if _after_hours_hook is not None:
+            _after_hours_hook(hours)
     return RollupResult(hours=len(hours), days=len(days))
 
 
-def dirty_hours_rollup(*, max_batches: int | None = None, max_seconds: float | None = None) -> RollupResult:
-    """One pass: claim dirty markers in batches and recompute their hours, until none is left
-    (or `max_seconds` have gone by: the periodic task stops there and the next run continues,
-    so a backlog never runs into the task's time limit mid-batch).
+# A lane claims only the markers of its own UTC days (day number modulo the lane count), so
+# lanes never recompute the same day twice; each is the one-lane algorithm on a subset of the
+# days, in its own transaction on its own connection, exactly like concurrent passes.
+CLAIM_LANE_SQL = """
+WITH claimed AS (
+    DELETE FROM ingest_dirtyhour WHERE id IN (
+        SELECT id FROM ingest_dirtyhour
+        WHERE mod(floor(extract(epoch FROM hour_start) / 86400)::bigint, %s) = %s
+        ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED
+    ) RETURNING project_id, hour_start
+)
+SELECT DISTINCT project_id, hour_start FROM claimed ORDER BY project_id, hour_start
+"""
 
-    Idempotent: keyed by (project_id, hour_start); markers locked by a concurrent pass are
-    skipped here (that pass owns them).
-    """
+
+def _lane_run(*, lane: int | None, lanes: int, max_batches: int | None, deadline: float | None) -> RollupResult:
     total = RollupResult()
-    deadline = None if max_seconds is None else time.monotonic() + max_seconds
     while (max_batches is None or total.passes < max_batches) and (deadline is None or time.monotonic() < deadline):
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(CLAIM_SQL, [CLAIM_BATCH])
+            if lane is None:
+                cursor.execute(CLAIM_SQL, [CLAIM_BATCH])
+            else:
+                cursor.execute(CLAIM_LANE_SQL, [lanes, lane, CLAIM_BATCH])
             hours = [(project_id, hour) for project_id, hour in cursor.fetchall()]
             if not hours:
                 break
@@ -275,6 +333,44 @@ def dirty_hours_rollup(*, max_batches: int | None = None, max_seconds: float | N
         total.days += result.days
         total.passes += 1
         total.project_ids = sorted(set(total.project_ids) | {p for p, _ in hours})
+    return total
+
+
+def _lane_thread(lane: int, lanes: int, deadline: float | None) -> RollupResult:
+    try:
+        return _lane_run(lane=lane, lanes=lanes, max_batches=None, deadline=deadline)
+    finally:
+        connection.close()  # this thread's own connection
+
+
+def dirty_hours_rollup(*, max_batches: int | None = None, max_seconds: float | None = None,
+                       lanes: int | None = None) -> RollupResult:
+    """One pass: claim dirty markers in batches and recompute their hours, until none is left
+    (or `max_seconds` have gone by: the periodic task stops there and the next run continues,
+    so a backlog never runs into the task's time limit mid-batch).
+
+    `lanes` (default TALLY_ROLLUP_LANES) threads work at once, each on its own connection and
+    its own share of the days: a backlog (a re-price, a late batch upload) rolls up on every
+    core PostgreSQL has. With `max_batches` (tests, debugging) one lane claims in marker order.
+
+    Idempotent: keyed by (project_id, hour_start); markers locked by a concurrent pass are
+    skipped here (that pass owns them).
+    """
+    from django.conf import settings
+
+    lanes = settings.TALLY_ROLLUP_LANES if lanes is None else lanes
+    deadline = None if max_seconds is None else time.monotonic() + max_seconds
+    if lanes <= 1 or max_batches is not None:
+        total = _lane_run(lane=None, lanes=1, max_batches=max_batches, deadline=deadline)
+    else:
+        with ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="rollup-lane") as pool:
+            results = list(pool.map(_lane_thread, range(lanes), [lanes] * lanes, [deadline] * lanes))
+        total = RollupResult()
+        for result in results:
+            total.hours += result.hours
+            total.days += result.days
+            total.passes += result.passes
+            total.project_ids = sorted(set(total.project_ids) | set(result.project_ids))
     RollupState.objects.update_or_create(pk=1, defaults={"last_pass_finished_at": timezone.now()})
     return total
 
@@ -379,32 +475,31 @@ def rollups_verify(*, start: datetime | None = None, end: datetime | None = None
             CREATE TEMP TABLE verify_hourly (LIKE rollups_hourlyaggregate INCLUDING DEFAULTS INCLUDING IDENTITY) ON COMMIT DROP;
             CREATE TEMP TABLE verify_daily (LIKE rollups_dailyaggregate INCLUDING DEFAULTS INCLUDING IDENTITY) ON COMMIT DROP;
             CREATE TEMP TABLE verify_daily_users (LIKE rollups_dailyuserspend INCLUDING DEFAULTS INCLUDING IDENTITY) ON COMMIT DROP;
+            CREATE TEMP TABLE verify_slice (LIKE rollups_dailyslice INCLUDING DEFAULTS INCLUDING IDENTITY) ON COMMIT DROP;
         """, {"s": start, "e": end})
-        cursor.execute("SELECT array_agg(project_id), array_agg(hour_start), count(*) FROM vb_hour_start")
-        projects, hours, result.hours_checked = cursor.fetchone()
-        cursor.execute("SELECT array_agg(project_id), array_agg(day), count(*) FROM vb_day")
-        day_projects, days, result.days_checked = cursor.fetchone()
-        renames = {
-            "rollups_hourlyaggregate": "verify_hourly", "rollups_dailyaggregate": "verify_daily",
-            "rollups_dailyuserspend": "verify_daily_users",
-        }
-
-        def fresh(sql: str) -> str:
-            for old, new in renames.items():
-                sql = sql.replace(old, new)
-            return sql
-
-        if projects:
-            cursor.execute(fresh(HOURLY_SQL), {"projects": projects, "hours": hours})
-        if day_projects:
-            cursor.execute(fresh(DAILY_SQL), {"projects": day_projects, "days": days})
-            cursor.execute(fresh(DAILY_USERS_SQL), {"projects": day_projects, "days": days})
+        cursor.execute("SELECT project_id, hour_start FROM vb_hour_start")
+        hours = cursor.fetchall()
+        result.hours_checked = len(hours)
+        cursor.execute("SELECT project_id, day FROM vb_day")
+        whole_days = set(cursor.fetchall())
+        result.days_checked = len(whole_days)
+        sql = DAY_SQL
+        for old, new in (("rollups_hourlyaggregate", "verify_hourly"), ("rollups_dailyaggregate", "verify_daily"),
+                         ("rollups_dailyuserspend", "verify_daily_users"), ("rollups_dailyslice", "verify_slice")):
+            sql = sql.replace(old, new)
+        cursor.execute("SELECT set_config('work_mem', %s, true)", [ROLLUP_WORK_MEM])
+        by_day = _by_day(hours)
+        for project_id, day in sorted(set(by_day) | whole_days):
+            _day_recompute(cursor, project_id=project_id, day=day, hours=by_day.get((project_id, day), []),
+                           whole_day=(project_id, day) in whole_days, sql=sql)
         dims = ["project_id", "environment_id", "service", "model", "feature"]
         checks = [
             ("hourly", "rollups_hourlyaggregate", "verify_hourly", "hour_start", [*dims, "hour_start"],
              _VERIFY_COLUMNS, ["latency_sum_ms"]),
             ("daily", "rollups_dailyaggregate", "verify_daily", "day", [*dims, "day"], _VERIFY_COLUMNS,
              ["latency_sum_ms"]),
+            ("daily slices", "rollups_dailyslice", "verify_slice", "day",
+             ["project_id", "dims", "environment_id", "service", "model", "day"], _VERIFY_COLUMNS, ["latency_sum_ms"]),
             ("daily users", "rollups_dailyuserspend", "verify_daily_users", "day",
              ["project_id", "environment_id", "user_id", "day"],
              ["requests", "errors", "cost_usd", "unpriced_requests"], []),
@@ -428,6 +523,7 @@ def aggregates_apply_retention(*, now: datetime | None = None, days: int | None 
     with transaction.atomic(), connection.cursor() as cursor:
         for table, column, bound in (("rollups_hourlyaggregate", "hour_start", cutoff),
                                      ("rollups_dailyaggregate", "day", cutoff.date()),
+                                     ("rollups_dailyslice", "day", cutoff.date()),
                                      ("rollups_dailyuserspend", "day", cutoff.date())):
             cursor.execute(f"DELETE FROM {table} WHERE {column} < %s", [bound])  # noqa: S608
             deleted += cursor.rowcount

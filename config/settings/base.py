@@ -152,6 +152,8 @@ TALLY_INGEST_MAX_BODY_BYTES = env.int("TALLY_INGEST_MAX_BODY_BYTES", default=5 *
 TALLY_INGEST_MAX_BATCH = 1000
 # Aggregates (hourly, daily, per user) are kept this long; raw events per project (raw_retention_days).
 TALLY_AGGREGATE_RETENTION_DAYS = env.int("TALLY_AGGREGATE_RETENTION_DAYS", default=400)
+# Rollup threads per pass, each with its own database connection and share of the days.
+TALLY_ROLLUP_LANES = env.int("TALLY_ROLLUP_LANES", default=2)
 # Days of day-partitions created ahead of today for the events table.
 TALLY_PARTITIONS_AHEAD_DAYS = env.int("TALLY_PARTITIONS_AHEAD_DAYS", default=7)
 

@@ -29,7 +29,7 @@ def aggregate_rows(table: str) -> list[tuple]:
 
 def snapshot() -> dict[str, list[tuple]]:
     return {t: aggregate_rows(t) for t in ("rollups_hourlyaggregate", "rollups_dailyaggregate",
-                                          "rollups_dailyuserspend")}
+                                          "rollups_dailyslice", "rollups_dailyuserspend")}
 
 
 def exact_hourly() -> dict[tuple, dict[str, Any]]:

@@ -262,7 +262,7 @@ def test_metrics_equal_an_exact_computation_from_raw_events(keys, events, querie
     prod, dev, read = keys
     with connection.cursor() as cursor:
         cursor.execute("TRUNCATE ingest_event, ingest_eventkey, ingest_dirtyhour, rollups_hourlyaggregate, "
-                       "rollups_dailyaggregate, rollups_dailyuserspend")
+                       "rollups_dailyaggregate, rollups_dailyslice, rollups_dailyuserspend")
     base = TODAY - timedelta(days=3)
     run = uuid.uuid4().hex[:8]
     by_env: dict[str, list[dict]] = {"prod": [], "dev": []}

@@ -12,7 +12,7 @@ from django.db import connection
 from ingest.models import DirtyHour
 from projects.services import ingest_key_create
 from rollups import services
-from rollups.models import DailyAggregate, DailyUserSpend, HourlyAggregate
+from rollups.models import DailyAggregate, DailySlice, DailyUserSpend, HourlyAggregate
 from rollups.services import dirty_hours_rollup, rollup_until_current, rollups_verify
 from tests.rollups.helpers import exact_hourly, hour, ingest, snapshot
 
@@ -98,6 +98,58 @@ def test_days_are_the_sums_of_their_hours(key):
             for i, c in zip(h.latency_hist_idx, h.latency_hist_cnt, strict=True):
                 merged[i] = merged.get(i, 0) + c
         assert dict(zip(day.latency_hist_idx, day.latency_hist_cnt, strict=True)) == merged
+
+
+def test_slices_are_the_days_rolled_up_over_every_subset_of_dimensions(key):
+    ingest(key, make_events("s", 500))
+    prod = ingest_key_create(project_slug="acme", environment_name="staging").key
+    ingest(prod, make_events("st", 120))
+    rollup_until_current()
+    days = list(DailyAggregate.objects.all())
+    bits = {services.SLICE_ENV: "environment_id", services.SLICE_SERVICE: "service", services.SLICE_MODEL: "model"}
+    expected: dict[tuple, dict] = {}
+    for d in days:
+        for dims in range(8):
+            kept = tuple(getattr(d, name) if dims & bit else (0 if name == "environment_id" else "")
+                         for bit, name in bits.items())
+            row = expected.setdefault((d.day, dims, *kept), {"requests": 0, "cost_usd": Decimal(0), "hist": {},
+                                                             "errors": {}})
+            row["requests"] += d.requests
+            row["cost_usd"] += d.cost_usd
+            for i, c in zip(d.latency_hist_idx, d.latency_hist_cnt, strict=True):
+                row["hist"][i] = row["hist"].get(i, 0) + c
+            for t, c in d.errors_by_type.items():
+                row["errors"][t] = row["errors"].get(t, 0) + c
+    slices = {(s.day, s.dims, s.environment_id, s.service, s.model): s for s in DailySlice.objects.all()}
+    assert set(slices) == set(expected)
+    # Two environments, 3 services, 4 models: 1 + 2 + 3 + 4 + 6 + 8 + 12 + 24 kept-value combinations at most.
+    assert {k[1] for k in slices} == set(range(8))
+    for k, want in expected.items():
+        got = slices[k]
+        assert got.requests == want["requests"], k
+        assert got.cost_usd == want["cost_usd"], k
+        assert dict(zip(got.latency_hist_idx, got.latency_hist_cnt, strict=True)) == want["hist"], k
+        assert got.latency_hist_idx == sorted(got.latency_hist_idx)
+        assert got.errors_by_type == want["errors"], k
+    totals = [s for s in slices.values() if s.dims == 0]
+    assert sum(s.requests for s in totals) == 620
+
+
+def test_lanes_split_the_days_and_agree_with_one_lane(key):
+    ingest(key, make_events("ln", 900, start=NOW - timedelta(days=4), span_hours=90))
+    first = dirty_hours_rollup(lanes=1)
+    assert first.days >= 4
+    one_lane = snapshot()
+    with connection.cursor() as cursor:
+        cursor.execute("INSERT INTO ingest_dirtyhour (project_id, hour_start, created_at) "
+                       "SELECT DISTINCT project_id, hour_start, now() FROM rollups_hourlyaggregate")
+    result = dirty_hours_rollup(lanes=3)
+    assert result.hours == first.hours
+    assert result.days == first.days  # each day in exactly one lane
+    assert result.passes == 3  # every lane had days to do
+    assert DirtyHour.objects.count() == 0
+    assert snapshot() == one_lane
+    assert_matches_raw()
 
 
 def test_a_late_event_re_rolls_its_hour(key):
