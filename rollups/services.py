@@ -134,15 +134,15 @@ _, _SLICE_ERROR_SETS = _slice_sets("err_type, err_code")
 
 # Sums and histograms are grouped apart: the sums by (hour, dimensions) are few groups with
 # many aggregates, the histogram by (hour, dimensions, bucket) many groups with one count.
-DAY_SQL = f"""
-WITH ev AS MATERIALIZED (
+_EV_SELECT = f"""
     SELECT date_trunc('hour', "timestamp" AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS hour_start,
            environment_id, service, model, feature, user_id, status, cost_usd, {BUCKET_SQL} AS bucket,
            error_type, http_status, batch, latency_ms, input_tokens, output_tokens, cache_read_input_tokens,
            cache_creation_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, cache_savings_usd
     FROM ingest_event
-    WHERE project_id = %(project)s AND "timestamp" >= %(start)s AND "timestamp" < %(end)s
-), hs AS (
+    WHERE project_id = %(project)s AND "timestamp" >= %(start)s AND "timestamp" < %(end)s"""
+_HOUR_GROUPS = f"""
+hs AS (
     SELECT {_X_KEYS}, {_RAW_SUMS} FROM ev GROUP BY {_X_KEYS}
 ), hb AS (
     SELECT {_X_KEYS}, bucket, count(*) AS n FROM ev GROUP BY {_X_KEYS}, bucket
@@ -150,29 +150,20 @@ WITH ev AS MATERIALIZED (
     SELECT {_X_KEYS}, coalesce(nullif(error_type, ''), 'unknown') AS err_type, http_status AS err_code,
            count(*) AS n
     FROM ev WHERE status = 'error' GROUP BY {_X_KEYS}, err_type, err_code
-), ths AS (
-    SELECT * FROM hs WHERE hour_start = ANY(%(hours)s::timestamptz[])
-), thb AS (
-    SELECT * FROM hb WHERE hour_start = ANY(%(hours)s::timestamptz[])
-), the AS (
-    SELECT * FROM he WHERE hour_start = ANY(%(hours)s::timestamptz[])
-), ds AS (
-    SELECT {_DAY_KEYS}, {_RESUM} FROM hs WHERE %(whole_day)s GROUP BY {_DAY_KEYS}
-), db AS (
-    SELECT {_DAY_KEYS}, bucket, sum(n) AS n FROM hb WHERE %(whole_day)s GROUP BY {_DAY_KEYS}, bucket
-), de AS (
-    SELECT {_DAY_KEYS}, err_type, err_code, sum(n) AS n FROM he WHERE %(whole_day)s
-    GROUP BY {_DAY_KEYS}, err_type, err_code
-), ss AS (
+)"""
+# A day's latency sum is the sum of its hours' stored (float8) sums, taken exactly: the same
+# number whether the day is summed here from the hours just computed or, in DAY_FROM_HOURS_SQL,
+# from the hourly rows stored.
+_DAY_RESUM = _RESUM.replace("sum(latency_sum)", "sum(latency_sum::float8::numeric)")
+_SLICES_AND_ROWS = f"""
+ss AS (
     SELECT {_SLICE_HEAD}, {_RESUM} FROM ds GROUP BY {_SLICE_SETS}
 ), sb AS (
     SELECT {_SLICE_HEAD}, bucket, sum(n) AS n FROM db GROUP BY {_SLICE_BUCKET_SETS}
 ), se AS (
     SELECT {_SLICE_HEAD}, err_type, err_code, sum(n) AS n FROM de GROUP BY {_SLICE_ERROR_SETS}
-),{_rows("h", "ths", "thb", "the", _X_KEYS, "rollups_hourlyaggregate", f"hour_start, {_DIMS}",
-         "hour_start, %(project)s, environment_id, service, model, feature")},
-{_rows("d", "ds", "db", "de", _DAY_KEYS, "rollups_dailyaggregate", f"day, {_DIMS}",
-       "%(day)s, %(project)s, environment_id, service, model, feature")},
+),{_rows("d", "ds", "db", "de", _DAY_KEYS, "rollups_dailyaggregate", f"day, {_DIMS}",
+         "%(day)s, %(project)s, environment_id, service, model, feature")},
 {_rows("sl", "ss", "sb", "se", _SLICE_KEYS, "rollups_dailyslice", "day, project_id, dims, environment_id, service, model",
        "%(day)s, %(project)s, dims, environment_id, service, model")},
 u_ins AS (
@@ -180,12 +171,71 @@ u_ins AS (
                                         unpriced_requests)
     SELECT %(day)s, %(project)s, environment_id, user_id, count(*), count(*) FILTER (WHERE status = 'error'),
            coalesce(sum(cost_usd), 0), count(*) FILTER (WHERE cost_usd IS NULL)
-    FROM ev WHERE user_id <> '' AND %(whole_day)s GROUP BY environment_id, user_id
+    FROM {{users}} WHERE user_id <> '' AND %(whole_day)s GROUP BY environment_id, user_id
     RETURNING 1
-)
+)"""
+
+# The whole day from its raw events: claimed hours, the day, its slices, its users.
+DAY_SQL = f"""
+WITH ev AS MATERIALIZED ({_EV_SELECT}
+),{_HOUR_GROUPS}, ths AS (
+    SELECT * FROM hs WHERE hour_start = ANY(%(hours)s::timestamptz[])
+), thb AS (
+    SELECT * FROM hb WHERE hour_start = ANY(%(hours)s::timestamptz[])
+), the AS (
+    SELECT * FROM he WHERE hour_start = ANY(%(hours)s::timestamptz[])
+), ds AS (
+    SELECT {_DAY_KEYS}, {_DAY_RESUM} FROM hs WHERE %(whole_day)s GROUP BY {_DAY_KEYS}
+), db AS (
+    SELECT {_DAY_KEYS}, bucket, sum(n) AS n FROM hb WHERE %(whole_day)s GROUP BY {_DAY_KEYS}, bucket
+), de AS (
+    SELECT {_DAY_KEYS}, err_type, err_code, sum(n) AS n FROM he WHERE %(whole_day)s
+    GROUP BY {_DAY_KEYS}, err_type, err_code
+),{_rows("h", "ths", "thb", "the", _X_KEYS, "rollups_hourlyaggregate", f"hour_start, {_DIMS}",
+         "hour_start, %(project)s, environment_id, service, model, feature")},
+{_SLICES_AND_ROWS.replace("{users}", "ev")}
 SELECT (SELECT count(*) FROM h_ins), (SELECT count(*) FROM d_ins), (SELECT count(*) FROM sl_ins),
        (SELECT count(*) FROM u_ins)
 """  # noqa: S608 - identifiers are the constants above
+
+# A day with only a few dirty hours (the steady state: the current hour): those hours from
+# their raw events (start/end span just them) ...
+HOURS_SQL = f"""
+WITH ev AS MATERIALIZED ({_EV_SELECT} AND date_trunc('hour', "timestamp" AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+                                          = ANY(%(hours)s::timestamptz[])
+),{_HOUR_GROUPS},{_rows("h", "hs", "hb", "he", _X_KEYS, "rollups_hourlyaggregate", f"hour_start, {_DIMS}",
+                       "hour_start, %(project)s, environment_id, service, model, feature")}
+SELECT count(*) FROM h_ins
+"""  # noqa: S608
+
+# ... then the day from its stored hourly rows (a statement of its own, so it sees them), and
+# its users from the day's raw events (user spend is kept per day only).
+DAY_FROM_HOURS_SQL = f"""
+WITH a AS (
+    SELECT * FROM rollups_hourlyaggregate
+    WHERE project_id = %(project)s AND hour_start >= %(start)s AND hour_start < %(end)s
+), ds AS (
+    SELECT {_DAY_KEYS}, {_RESUM.replace("sum(latency_sum)", "sum(latency_sum_ms::numeric)")} FROM a GROUP BY {_DAY_KEYS}
+), db AS (
+    SELECT {_DAY_KEYS}, u.bucket, sum(u.n) AS n
+    FROM a, unnest(latency_hist_idx, latency_hist_cnt) AS u(bucket, n) GROUP BY {_DAY_KEYS}, u.bucket
+), de AS (
+    SELECT {_DAY_KEYS}, err_type, err_code, sum(n) AS n
+    FROM (SELECT a.*, j.key AS err_type, NULL::int AS err_code, j.value::bigint AS n
+          FROM a, jsonb_each_text(errors_by_type) AS j
+          UNION ALL
+          SELECT a.*, NULL, j.key::int, j.value::bigint FROM a, jsonb_each_text(http_status_counts) AS j) e
+    GROUP BY {_DAY_KEYS}, err_type, err_code
+), users AS (
+    SELECT environment_id, user_id, status, cost_usd FROM ingest_event
+    WHERE project_id = %(project)s AND "timestamp" >= %(start)s AND "timestamp" < %(end)s
+),{_SLICES_AND_ROWS.replace("{users}", "users")}
+SELECT (SELECT count(*) FROM d_ins), (SELECT count(*) FROM sl_ins), (SELECT count(*) FROM u_ins)
+"""  # noqa: S608
+
+# Up to this many dirty hours, a day takes the HOURS_SQL + DAY_FROM_HOURS_SQL path; more, and
+# reading the whole day once (DAY_SQL) is cheaper.
+PARTIAL_DAY_MAX_HOURS = 6
 
 # Slices of every stored day, from its daily rows (the migration that added slices runs this
 # once; days past raw retention have no events to recompute them from).
@@ -273,10 +323,17 @@ def _day_recompute(cursor, *, project_id: int, day: date, hours: list[datetime],
                    sql: str = DAY_SQL) -> None:
     """Rewrite `hours` of the project's `day` and, if `whole_day`, its daily rows, slices and users."""
     start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    # Every join in the statement is between CTE results the planner can't count (it guesses
+    params = {"project": project_id, "day": day, "start": start, "end": start + timedelta(days=1), "hours": hours,
+              "whole_day": whole_day}
+    # Every join in these statements is between CTE results the planner can't count (it guesses
     # one row after the hour filter and picks nested loops, quadratic in the day's groups).
-    cursor.execute(f"SET LOCAL enable_nestloop = off; {sql}; SET LOCAL enable_nestloop = on", {"project": project_id, "day": day, "start": start, "end": start + timedelta(days=1),
-                         "hours": hours, "whole_day": whole_day})
+    cursor.execute("SET LOCAL enable_nestloop = off")
+    if sql is DAY_SQL and whole_day and len(hours) <= PARTIAL_DAY_MAX_HOURS:
+        cursor.execute(HOURS_SQL, {**params, "start": min(hours), "end": max(hours) + timedelta(hours=1)})
+        cursor.execute(DAY_FROM_HOURS_SQL, params)
+    else:
+        cursor.execute(sql, params)
+    cursor.execute("SET LOCAL enable_nestloop = on")
 
 
 def hours_rollup(*, hours: list[tuple[int, datetime]]) -> RollupResult:

@@ -135,6 +135,22 @@ def test_slices_are_the_days_rolled_up_over_every_subset_of_dimensions(key):
     assert sum(s.requests for s in totals) == 620
 
 
+@pytest.mark.parametrize("partial_first", [True, False])
+def test_whole_day_and_few_hours_paths_give_identical_aggregates(key, partial_first, monkeypatch):
+    # A day with few dirty hours is summed from its stored hours; a busy one is read whole from raw.
+    ingest(key, make_events("p", 400, start=NOW - timedelta(days=3), span_hours=60))
+    monkeypatch.setattr(services, "PARTIAL_DAY_MAX_HOURS", 24 if partial_first else 0)
+    rollup_until_current()
+    first = snapshot()
+    with connection.cursor() as cursor:
+        cursor.execute("INSERT INTO ingest_dirtyhour (project_id, hour_start, created_at) "
+                       "SELECT DISTINCT project_id, hour_start, now() FROM rollups_hourlyaggregate")
+    monkeypatch.setattr(services, "PARTIAL_DAY_MAX_HOURS", 0 if partial_first else 24)
+    rollup_until_current()
+    assert snapshot() == first
+    assert_matches_raw()
+
+
 def test_lanes_split_the_days_and_agree_with_one_lane(key):
     ingest(key, make_events("ln", 900, start=NOW - timedelta(days=4), span_hours=90))
     first = dirty_hours_rollup(lanes=1)
