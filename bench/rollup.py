@@ -7,8 +7,10 @@
 (a) COPY     rows/s of psycopg `copy.write_row` into a scratch table shaped like ingest_event:
              the raw-write reference on this database.
 (b) rollup   events/s re-rolling --small events (default 1M, over 30 days) from raw: every hour
-             is marked dirty and `dirty_hours_rollup()` recomputes hours and days. Target
-             >= 200k events/s, printed beside the ratio rollup/COPY.
+             is marked dirty and `dirty_hours_rollup()` recomputes hours, days, slices and user
+             spend, as the periodic task does (TALLY_ROLLUP_LANES lanes, default 2, each on its own
+             connection and share of the days). Target >= 200k events/s, printed beside the
+             ratio rollup/COPY.
 (c) overview server time of GET / (the overview page, 30-day range) through Django's full
              request path in-process, p50/p95 of 20 requests, with --small events and again after
              growing the project to --large events (default 10M). Target p95 < 150 ms, and the
@@ -199,7 +201,10 @@ def main() -> int:
         return "yes" if flag else "NO"
 
     print()
-    print(f"Tally rollup benchmark ({os.cpu_count()} cores; {hours:,} project-hours)")
+    from django.conf import settings
+
+    print(f"Tally rollup benchmark ({os.cpu_count()} cores; {hours:,} project-hours; "
+          f"{settings.TALLY_ROLLUP_LANES} rollup lanes)")
     print(f"{'measure':<44}{'measured':>14}{'target':>14}  ok")
     print(f"{'(a) COPY rows/s':<44}{copy_rps:>14,.0f}")
     print(f"{'(b) rollup events/s (re-roll ' + format(args.small, ',') + ')':<44}{rollup_eps:>14,.0f}"

@@ -27,7 +27,7 @@ from dashboard.forms import DIMENSIONS, Explorer, Filters, cursor_format
 from ingest.models import Event, EventKey
 from projects.models import Environment, Project
 from rollups.models import DailyAggregate, DailyUserSpend
-from rollups.selectors import TOTAL, MetricsQuery, MetricsResult, MetricsRow, metrics_query
+from rollups.selectors import TOTAL, MetricsQuery, MetricsResult, MetricsRow, aggregate_table, metrics_query
 
 PAGE_SIZE = 50
 TOP_STACKS = 8  # more series than this in a stacked bar is unreadable: the rest become "other"
@@ -414,13 +414,13 @@ def latency_page(filters: Filters, *, projects: QuerySet[Project]) -> Page:
 
 
 def _dimension_sql(query: MetricsQuery) -> tuple[str, str, str, list[Any]]:
-    """(table, bucket expression, WHERE, params) with metrics_query's table and bucket rules."""
+    """(FROM clause, bucket expression, WHERE, params) with metrics_query's table and bucket rules."""
+    table, dims_where, dims_params = aggregate_table(query)
     if query.uses_daily_table:
-        table, bucket = "rollups_dailyaggregate", "(a.day::timestamp AT TIME ZONE 'UTC')"
+        bucket = "(a.day::timestamp AT TIME ZONE 'UTC')"
         where = ["a.project_id = ANY(%s)", "a.day >= %s", "a.day < %s"]
         params: list[Any] = [query.project_ids, query.start.astimezone(UTC).date(), query.end.astimezone(UTC).date()]
     else:
-        table = "rollups_hourlyaggregate"
         bucket = ("a.hour_start" if query.granularity == "hour"
                   else "(date_trunc('day', a.hour_start AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')")
         where = ["a.project_id = ANY(%s)", "a.hour_start >= %s", "a.hour_start < %s"]
@@ -429,7 +429,7 @@ def _dimension_sql(query: MetricsQuery) -> tuple[str, str, str, list[Any]]:
     for name, values in query.filters.items():
         where.append(f"{columns[name]} = ANY(%s)")
         params.append(list(values))
-    return table, bucket, " AND ".join(where), params
+    return table, bucket, " AND ".join(where) + dims_where, params + dims_params
 
 
 def error_maps(query: MetricsQuery, buckets: list[datetime]) -> dict[str, dict[str, list[int]]]:
@@ -437,8 +437,7 @@ def error_maps(query: MetricsQuery, buckets: list[datetime]) -> dict[str, dict[s
     table, bucket, where, params = _dimension_sql(query)
     parts = [
         f"""SELECT {bucket} AS bucket, '{kind}' AS kind, j.key, sum(j.value::bigint)
-            FROM {table} a JOIN projects_environment env ON env.id = a.environment_id,
-                 jsonb_each_text(a.{column}) AS j
+            FROM {table}, jsonb_each_text(a.{column}) AS j
             WHERE {where} GROUP BY 1, 3"""
         for kind, column in (("type", "errors_by_type"), ("status", "http_status_counts"))
     ]

@@ -155,7 +155,7 @@ def _bucket_sql(query: MetricsQuery) -> str:
 _SLICE_BITS = {"environment": SLICE_ENV, "service": SLICE_SERVICE, "model": SLICE_MODEL}
 
 
-def _table(query: MetricsQuery) -> tuple[str, str, list[Any]]:
+def aggregate_table(query: MetricsQuery) -> tuple[str, str, list[Any]]:
     """(FROM clause, extra WHERE, its params): the smallest aggregate table that answers the query.
 
     Whole days with no feature filter or grouping read the daily slice with exactly the
@@ -191,7 +191,7 @@ def _pieces(query: MetricsQuery) -> list[MetricsQuery]:
 
 def _fetch(cursor, query: MetricsQuery, groups: list[str], rows: dict[tuple[Any, ...], MetricsRow]) -> None:  # type: ignore[no-untyped-def]
     """Add the query's rows (per bucket and group) into `rows`, merging rows of the same key."""
-    table, dims_where, dims_params = _table(query)
+    table, dims_where, dims_params = aggregate_table(query)
     where, params = _where(query)
     where += dims_where
     params += dims_params
