@@ -4,6 +4,12 @@ Hand-written rather than a pydantic model: every event of every batch passes thr
 here, the rules are simple and fixed, and the messages must name the contract's field
 names exactly. Unknown fields reject the event (prompt and response text must never
 reach storage, whatever a client sends).
+
+Two passes of the same rules: `_event_fast` accepts a well-formed event in one function with
+no error bookkeeping (the common case, a few µs), and gives up (None) at the first doubt;
+`_event_checked` then re-checks that event field by field and lists every error. The fast pass
+may only accept what the checked pass accepts, with the same result: tests/ingest/test_schemas.py
+compares the two on generated events.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ _STRINGS = {
 }
 _TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
 _CACHE_CREATION_KEYS = ("ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens")
+_CACHE_CREATION_KEY_SET = frozenset(_CACHE_CREATION_KEYS)
 
 ALLOWED_FIELDS = frozenset(
     {
@@ -82,7 +89,10 @@ class ValidEvent:
 
 
 def _is_number(value: Any) -> bool:
-    return (isinstance(value, int | float) and not isinstance(value, bool)) and math.isfinite(value)
+    # isfinite only for floats: a JSON integer too big for a float would raise OverflowError there.
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
 
 
 def _string(raw: dict[str, Any], name: str, errors: list[FieldError], *, max_len: int, required: bool = False,
@@ -211,6 +221,121 @@ def _metadata(raw: dict[str, Any], errors: list[FieldError]) -> dict[str, str] |
 def event_validate(raw: Any, *, now: datetime, max_past: timedelta = MAX_PAST
                    ) -> tuple[ValidEvent | None, list[FieldError]]:
     """One event: (the event, []) or (None, every error found)."""
+    event = _event_fast(raw, now, max_past)
+    if event is not None:
+        return event, []
+    return _event_checked(raw, now=now, max_past=max_past)
+
+
+def _short_str(value: Any, max_len: int) -> bool:
+    return type(value) is str and len(value) <= max_len and "\x00" not in value
+
+
+def _count(value: Any) -> bool:
+    return type(value) is int and 0 <= value <= MAX_TOKENS
+
+
+def _or(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
+def _in_range(value: Any, maximum: float) -> bool:
+    # type() excludes bool; NaN fails both comparisons, +-inf fails one: only finite numbers pass.
+    return (type(value) is float or type(value) is int) and 0 <= value <= maximum
+
+
+def _event_fast(raw: Any, now: datetime, max_past: timedelta) -> ValidEvent | None:
+    """The event if it is plainly valid, else None (then `_event_checked` says why, or accepts it).
+
+    JSON null means "not given" everywhere, as in `_event_checked`; `x if x is not None else d`
+    (never `x or d`) so that false, 0 or "" are judged, not defaulted.
+    """
+    if type(raw) is not dict or not raw.keys() <= ALLOWED_FIELDS:
+        return None
+    get = raw.get
+    request_id = get("request_id")
+    model = get("model")
+    latency_ms = get("latency_ms")
+    if not (_short_str(request_id, 128) and request_id and _short_str(model, 128) and model
+            and _in_range(latency_ms, MAX_LATENCY_MS)):
+        return None
+    value = get("timestamp")
+    if value is None:
+        timestamp = now
+    else:
+        if type(value) is not str or ("T" not in value and "t" not in value):
+            return None
+        try:
+            timestamp = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        if timestamp.tzinfo is None or timestamp > now + MAX_FUTURE or timestamp < now - min(MAX_PAST, max_past):
+            return None
+    input_tokens = _or(get("input_tokens"), 0)
+    output_tokens = _or(get("output_tokens"), 0)
+    cache_read = _or(get("cache_read_input_tokens"), 0)
+    cache_total = get("cache_creation_input_tokens")
+    if not (_count(input_tokens) and _count(output_tokens) and _count(cache_read)):
+        return None
+    if cache_total is not None and not _count(cache_total):
+        return None
+    split = get("cache_creation")
+    if split is None:
+        cache_total = _or(cache_total, 0)
+        cache_5m, cache_1h = cache_total, 0
+    else:
+        if type(split) is not dict or not split.keys() <= _CACHE_CREATION_KEY_SET:
+            return None
+        cache_5m = _or(split.get("ephemeral_5m_input_tokens"), 0)
+        cache_1h = _or(split.get("ephemeral_1h_input_tokens"), 0)
+        if not (_count(cache_5m) and _count(cache_1h)):
+            return None
+        if cache_total is None:
+            cache_total = cache_5m + cache_1h
+        elif cache_5m + cache_1h != cache_total:
+            return None
+    status = _or(get("status"), "ok")
+    http_status = get("http_status")
+    batch = _or(get("batch"), False)
+    if (status != "ok" and status != "error") or type(batch) is not bool or (
+            http_status is not None and not (type(http_status) is int and 100 <= http_status <= 599)):
+        return None
+    error_type = _or(get("error_type"), "")
+    stop_reason = _or(get("stop_reason"), "")
+    feature = _or(get("feature"), "")
+    user_id = _or(get("user_id"), "")
+    service_tier = _or(get("service_tier"), "")
+    service = _or(get("service"), "default")
+    provider = _or(get("provider"), "anthropic")
+    if not (_short_str(error_type, 64) and _short_str(stop_reason, 64) and _short_str(feature, 128)
+            and _short_str(user_id, 256) and _short_str(service_tier, 32) and _short_str(service, 128)
+            and _short_str(provider, 64)):
+        return None
+    ttft = get("time_to_first_token_ms")
+    if ttft is not None:
+        if not _in_range(ttft, MAX_LATENCY_MS):
+            return None
+        ttft = float(ttft)
+    client_cost = get("cost_usd")
+    if client_cost is not None:
+        if not _in_range(client_cost, MAX_CLIENT_COST_USD):
+            return None
+        client_cost = float(client_cost)
+    metadata = get("metadata")
+    if metadata is not None:
+        if type(metadata) is not dict or len(metadata) > MAX_METADATA_KEYS:
+            return None
+        for key, item in metadata.items():
+            if not (key and _short_str(key, MAX_METADATA_KEY) and _short_str(item, MAX_METADATA_VALUE)):
+                return None
+    return ValidEvent(request_id, model, timestamp, float(latency_ms), input_tokens, output_tokens, cache_read,
+                      cache_total, cache_5m, cache_1h, status, error_type, http_status, stop_reason,
+                      service or "default", feature, user_id, provider or "anthropic", batch, service_tier, ttft,
+                      client_cost, metadata)
+
+
+def _event_checked(raw: Any, *, now: datetime, max_past: timedelta) -> tuple[ValidEvent | None, list[FieldError]]:
+    """Every rule, one field at a time, collecting every error (the messages clients see)."""
     if not isinstance(raw, dict):
         return None, [FieldError("event", "must be a JSON object")]
     errors: list[FieldError] = [

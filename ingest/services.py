@@ -13,14 +13,21 @@ from __future__ import annotations
 
 import json
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection, transaction
+import psycopg
+import psycopg.adapt
+import psycopg.types.numeric
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.utils import IntegrityError, InterfaceError, OperationalError
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 
 from ingest.partitions import partitions_ensure
 from ingest.schemas import MAX_PAST, FieldError, ValidEvent, body_events, event_validate
@@ -112,69 +119,284 @@ def events_validate(raw_events: Iterable[Any], *, now: datetime, max_past: timed
 
 def _rows(events: list[ValidEvent], pricer: Pricer) -> list[tuple[Any, ...]]:
     """One tuple per event, in `_COLUMNS` order, priced."""
+    price = pricer.price_parts
     rows = []
+    append = rows.append
     for e in events:
-        price = pricer.price(
-            model=e.model, provider=e.provider, timestamp=e.timestamp, input_tokens=e.input_tokens,
-            output_tokens=e.output_tokens, cache_read_input_tokens=e.cache_read_input_tokens,
-            cache_write_5m_tokens=e.cache_write_5m_tokens, cache_write_1h_tokens=e.cache_write_1h_tokens,
-            batch=e.batch,
+        cost, savings, source = price(
+            e.model, e.provider, e.timestamp, e.input_tokens, e.output_tokens, e.cache_read_input_tokens,
+            e.cache_write_5m_tokens, e.cache_write_1h_tokens, e.batch,
         )
-        rows.append((
+        client_cost = e.client_cost_usd
+        metadata = e.metadata
+        append((
             e.request_id, e.timestamp, e.model, e.provider, e.service, e.feature, e.user_id, e.status,
             e.error_type, e.http_status, e.stop_reason, e.service_tier, e.batch, e.latency_ms,
             e.time_to_first_token_ms, e.input_tokens, e.output_tokens, e.cache_read_input_tokens,
-            e.cache_creation_input_tokens, e.cache_write_5m_tokens, e.cache_write_1h_tokens, price.cost_usd,
-            price.cache_savings_usd, None if e.client_cost_usd is None else Decimal(repr(e.client_cost_usd)),
-            price.source, None if e.metadata is None else json.dumps(e.metadata),
+            e.cache_creation_input_tokens, e.cache_write_5m_tokens, e.cache_write_1h_tokens, cost, savings,
+            None if client_cost is None else Decimal(repr(client_cost)), source,
+            None if metadata is None else json.dumps(metadata),
         ))
     return rows
 
 
+class KeyNotLive(Exception):
+    """The ingest key was revoked (or deleted) before the events were written: nothing was stored."""
+
+
+# The key gate: with `key_id`, the events are written only while that key is live, checked in
+# the same statement (so a key revoked a moment ago stores nothing, whatever a cache said).
+_LIVE_CTE = "live AS (SELECT 1 FROM projects_ingestkey WHERE id = %s AND revoked_at IS NULL), "
+_LIVE_WHERE = " WHERE EXISTS (SELECT 1 FROM live)"
+
 # Large batches go through binary COPY into a per-connection temp table and the same
 # statement reads from there: psycopg turns 25 Python lists into arrays in Python, which
 # costs more than the insert itself at 500 rows, while COPY's row writer is C. Small
-# batches keep the single round trip of the array form.
+# batches keep the single round trip of the array form, and a single event (the commonest
+# request) has a statement of its own with one scalar parameter per column, prepared once
+# per connection.
 COPY_THRESHOLD = 64
 _STAGE = "tally_ingest_stage"
+# ON COMMIT DELETE ROWS: the stage empties itself at each COMMIT, so a batch needs no TRUNCATE
+# (which would rewrite the temp table's catalog entry every time).
 _STAGE_DDL = (f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} ("
-              + ", ".join(f'"{n}" {"text" if k == "jsonb" else k}' for n, k in _COLUMNS) + ")")
+              + ", ".join(f'"{n}" {"text" if k == "jsonb" else k}' for n, k in _COLUMNS) + ") ON COMMIT DELETE ROWS")
 _STAGE_TYPES = ["text" if k == "jsonb" else k for _, k in _COLUMNS]
 INSERT_FROM_STAGE_SQL = INSERT_SQL.replace(f"SELECT * FROM unnest({_UNNEST}) AS s({_QUOTED})",
                                            f"SELECT * FROM {_STAGE}")
 
 
-def _insert(cursor, rows: list[tuple[Any, ...]], tail: list[Any]) -> int:  # type: ignore[no-untyped-def]
+def _gated(sql: str) -> str:
+    """`sql` (one of the insert statements) writing only while the key is live; it then also
+    returns whether the key was live."""
+    sql = sql.replace("WITH ", "WITH " + _LIVE_CTE, 1)
+    sql = sql.replace("ON CONFLICT DO NOTHING", _LIVE_WHERE + " ON CONFLICT DO NOTHING", 1)
+    return sql.replace("SELECT count(*) FROM ins", "SELECT count(*), EXISTS (SELECT 1 FROM live) FROM ins")
+
+
+_ONE_VALUES = ", ".join(f"%s::{kind}" for _, kind in _COLUMNS)
+INSERT_ONE_SQL = f"""
+WITH k AS (
+    INSERT INTO ingest_eventkey (project_id, request_id, "timestamp")
+    SELECT %s::int8, %s::text, %s::timestamptz
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+), ins AS (
+    INSERT INTO ingest_event (project_id, environment_id, received_at, {_QUOTED})
+    SELECT %s::int8, %s::int8, %s::timestamptz, {_ONE_VALUES} FROM k
+    RETURNING date_trunc('hour', "timestamp" AT TIME ZONE 'UTC') AS hour_start
+), d AS (
+    INSERT INTO ingest_dirtyhour (project_id, hour_start, created_at)
+    SELECT %s::int8, hour_start AT TIME ZONE 'UTC', %s::timestamptz FROM ins
+)
+SELECT count(*) FROM ins
+"""  # noqa: S608 - column names are the constants above
+_SQL = {
+    (kind, gated): _gated(sql) if gated else sql
+    for kind, sql in (("one", INSERT_ONE_SQL), ("arrays", INSERT_SQL), ("stage", INSERT_FROM_STAGE_SQL))
+    for gated in (False, True)
+}
+
+# Server-side binding for the prepared statements: every int goes as int8, whatever its size,
+# so one statement is prepared once rather than once per mix of int2/int4/int8 parameters.
+# Per psycopg connection (one per thread, as Django keeps them): its cursor for the prepared
+# statements, and whether its stage table exists (both live as long as the session).
+_cursors: weakref.WeakKeyDictionary[psycopg.Connection[Any], psycopg.Cursor[Any]] = weakref.WeakKeyDictionary()
+_staged: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
+
+
+def _new_cursor(raw: psycopg.Connection[Any]) -> psycopg.Cursor[Any]:
+    # Django turns psycopg's automatic preparing off (prepare_threshold None), which also
+    # makes it ignore prepare=True. Django's own cursors bind client-side and never
+    # prepare, so a threshold only enables it for the statements sent from here.
+    if raw.prepare_threshold is None:
+        raw.prepare_threshold = 1_000_000
+    cursor = psycopg.Cursor(raw)
+    cursor.adapters.register_dumper(int, psycopg.types.numeric.Int8Dumper)
+    cursor.adapters.register_dumper(int, psycopg.types.numeric.Int8BinaryDumper)
+    return cursor
+
+
+def _prepared_cursor(raw: psycopg.Connection[Any]) -> psycopg.Cursor[Any]:
+    cursor = _cursors.get(raw)
+    if cursor is None:
+        cursor = _cursors[raw] = _new_cursor(raw)
+    return cursor
+
+
+def _execute_prepared(raw: psycopg.Connection[Any], sql: str, params: list[Any], gated: bool) -> tuple[int, bool]:
+    cursor = _prepared_cursor(raw)
+    cursor.execute(sql, params, prepare=True)
+    result = cursor.fetchone()
+    assert result is not None
+    return int(result[0]), not gated or bool(result[1])
+
+
+def _insert_one(raw: psycopg.Connection[Any], row: tuple[Any, ...], tail: list[Any],
+                key_id: int | None) -> tuple[int, bool]:
+    params = [tail[0], row[0], row[1], *tail[1:4], *row, *tail[4:]]
+    if key_id is not None:
+        params.insert(0, key_id)
+    return _execute_prepared(raw, _SQL["one", key_id is not None], params, key_id is not None)
+
+
+# Batches of COPY_THRESHOLD or more first try the optimistic path: every event is new (the
+# usual case), so keys and events are COPYed straight into their tables, with no stage and
+# no INSERT ... SELECT: PostgreSQL's COPY batches heap writes and skips the per-row planner
+# and conflict machinery, about half the server time of the staged statement. The key
+# table's primary key still decides: a request_id already stored (a client's re-send), or
+# being stored by a concurrent post, makes the COPY fail on that key, the transaction rolls
+# back whole, and the batch is written again through the stage with ON CONFLICT DO NOTHING.
+# Keys go in request_id order, so two batches racing on the same ids wait for each other in
+# the same order instead of deadlocking.
+_EVENT_COPY_COLUMNS = [*_COL_NAMES, "project_id", "environment_id", "received_at"]
+_EVENT_COPY = f"COPY ingest_event ({', '.join(f'{c!r}' for c in _EVENT_COPY_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+_EVENT_COPY = _EVENT_COPY.replace("'", '"')
+_EVENT_COPY_TYPES = [kind for _, kind in _COLUMNS] + ["int8", "int8", "timestamptz"]
+_METADATA = _COL_NAMES.index("metadata")
+_KEY_COPY = 'COPY ingest_eventkey (project_id, request_id, "timestamp") FROM STDIN (FORMAT BINARY)'
+_KEY_COPY_TYPES = ["int8", "text", "timestamptz"]
+_DIRTY_SQL = ("INSERT INTO ingest_dirtyhour (project_id, hour_start, created_at) "
+              "SELECT %s::int8, h, %s::timestamptz FROM unnest(%s::timestamptz[]) AS h")
+_DIRTY_GATED_SQL = ("WITH " + _LIVE_CTE + "d AS (" + _DIRTY_SQL + _LIVE_WHERE + ") SELECT EXISTS (SELECT 1 FROM live)")
+_KEY_CONFLICT = "ingest_eventkey_pkey"
+
+
+def _copy_all_new(cursor, rows: list[tuple[Any, ...]], tail: list[Any],  # type: ignore[no-untyped-def]
+                  key_id: int | None) -> bool:
+    """The optimistic batch write (caller's transaction); False if the key was not live."""
+    project_id, environment_id, received_at = tail[1], tail[2], tail[3]
+    raw = cursor.cursor
+    with raw.copy(_KEY_COPY) as copy:
+        copy.set_types(_KEY_COPY_TYPES)
+        write_row = copy.write_row
+        for row in sorted(rows):  # request_id is the first column
+            write_row((project_id, row[0], row[1]))
+    extra = (project_id, environment_id, received_at)
+    hours: set[int] = set()
+    with raw.copy(_EVENT_COPY) as copy:
+        copy.set_types(_EVENT_COPY_TYPES)
+        write_row = copy.write_row
+        for row in rows:
+            if row[_METADATA] is not None:  # already JSON text: binary jsonb wants it wrapped
+                row = (*row[:_METADATA], Jsonb(row[_METADATA], dumps=str), *row[_METADATA + 1:])
+            write_row(row + extra)
+            hours.add(int(row[1].timestamp()) // 3600)
+    hour_starts = [datetime.fromtimestamp(h * 3600, tz=UTC) for h in sorted(hours)]
+    if key_id is None:
+        cursor.execute(_DIRTY_SQL, [project_id, received_at, hour_starts])
+        return True
+    prepared = _prepared_cursor(raw.connection)
+    prepared.execute(_DIRTY_GATED_SQL, [key_id, project_id, received_at, hour_starts], prepare=True)
+    result = prepared.fetchone()
+    return bool(result and result[0])
+
+
+def _insert(cursor, rows: list[tuple[Any, ...]], tail: list[Any], key_id: int | None,  # type: ignore[no-untyped-def]
+            own_transaction: bool) -> tuple[int, bool]:
+    gate = [key_id] if key_id is not None else []
     if len(rows) < COPY_THRESHOLD:
-        cursor.execute(INSERT_SQL, [*map(list, zip(*rows, strict=True)), *tail])
-        return int(cursor.fetchone()[0])
+        cursor.execute(_SQL["arrays", key_id is not None], [*gate, *map(list, zip(*rows, strict=True)), *tail])
+        result = cursor.fetchone()
+        return int(result[0]), key_id is None or bool(result[1])
+    raw_conn = connection.connection
     raw = cursor.cursor  # the psycopg cursor under Django's wrapper
-    raw.execute(_STAGE_DDL)
-    raw.execute(f"TRUNCATE {_STAGE}")
+    if raw_conn not in _staged:
+        raw.execute(_STAGE_DDL)
+        # Known to exist once that CREATE has committed (a rollback takes the table away too).
+        transaction.on_commit(lambda: _staged.add(raw_conn))
+    if not own_transaction:
+        # Inside a caller's transaction (tests, scripts) there may be no COMMIT between batches.
+        raw.execute(f"TRUNCATE {_STAGE}")
     with raw.copy(f"COPY {_STAGE} FROM STDIN (FORMAT BINARY)") as copy:
         copy.set_types(_STAGE_TYPES)
+        write_row = copy.write_row
         for row in rows:
-            copy.write_row(row)
-    cursor.execute(INSERT_FROM_STAGE_SQL, tail)
-    return int(cursor.fetchone()[0])
+            write_row(row)
+    return _execute_prepared(raw_conn, _SQL["stage", key_id is not None], [*gate, *tail], key_id is not None)
 
 
-def events_store(*, project_id: int, environment_id: int, events: list[ValidEvent], received_at: datetime) -> int:
-    """Insert valid events (first occurrence of each request_id); returns how many were new."""
+def events_store(*, project_id: int, environment_id: int, events: list[ValidEvent], received_at: datetime,
+                 key_id: int | None = None) -> int:
+    """Insert valid events (first occurrence of each request_id); returns how many were new.
+
+    With `key_id`, nothing is written unless that ingest key is live at that moment (checked in
+    the writing statement itself), else KeyNotLive.
+    """
     if not events:
         return 0
-    seen: set[str] = set()
-    unique = []
-    for event in events:
-        if event.request_id not in seen:
-            seen.add(event.request_id)
-            unique.append(event)
+    if len(events) == 1:
+        unique = events
+    else:
+        seen: set[str] = set()
+        unique = []
+        for event in events:
+            if event.request_id not in seen:
+                seen.add(event.request_id)
+                unique.append(event)
     days: set[date] = {e.timestamp.astimezone(UTC).date() for e in unique}
     partitions_ensure(days)
     rows = _rows(unique, pricer_for(project_id))
     tail = [project_id, project_id, environment_id, received_at, project_id, received_at]
-    with transaction.atomic(), connection.cursor() as cursor:
-        return _insert(cursor, rows, tail)
+    db = connections[DEFAULT_DB_ALIAS]  # the thread's wrapper itself: `connection.x` costs a lookup each time
+    if len(rows) == 1 and not db.in_atomic_block:
+        # One statement in autocommit is its own transaction: the COMMIT happens before the
+        # server answers it, so no BEGIN/COMMIT round trips.
+        inserted, live = _store_one(db, rows[0], tail, key_id)
+    else:
+        own_transaction = not db.in_atomic_block
+        inserted = -1
+        if len(rows) >= COPY_THRESHOLD:
+            try:
+                with transaction.atomic(), db.cursor() as cursor, db.wrap_database_errors:
+                    live = _copy_all_new(cursor, rows, tail, key_id)
+                    inserted = len(rows)
+                    if not live:
+                        transaction.set_rollback(True)
+            except IntegrityError as exc:
+                if getattr(getattr(exc.__cause__, "diag", None), "constraint_name", None) != _KEY_CONFLICT:
+                    raise
+                inserted = -1  # some request_id is already stored: the staged path sorts them out
+        if inserted < 0:
+            with transaction.atomic(), db.cursor() as cursor, db.wrap_database_errors:
+                if len(rows) == 1:
+                    inserted, live = _insert_one(db.connection, rows[0], tail, key_id)
+                else:
+                    inserted, live = _insert(cursor, rows, tail, key_id, own_transaction)
+                if not live:
+                    transaction.set_rollback(True)
+    if not live:
+        raise KeyNotLive
+    return inserted
+
+
+def _store_one(db: BaseDatabaseWrapper, row: tuple[Any, ...], tail: list[Any], key_id: int | None
+               ) -> tuple[int, bool]:
+    """The autocommit single-event write, on the thread's Django connection.
+
+    A connection kept from an earlier request may have died since (PostgreSQL restarted).
+    Django's per-request health check (a SELECT 1) would find that out at the cost of a round
+    trip on every request; instead, a reused connection that fails is replaced and the
+    statement sent once more. That is safe: the statement is idempotent (the key table
+    dedups), and it either committed whole or not at all.
+
+    (Group commit of concurrent single events, one transaction for several requests' rows,
+    was measured here and lost: PostgreSQL already shares WAL flushes between concurrent
+    commits, and psycopg's pipeline plus the hand-offs between threads cost more Python than
+    the round trips they saved.)
+    """
+    reused = db.connection is not None
+    try:
+        db.ensure_connection()
+        with db.wrap_database_errors:
+            return _insert_one(db.connection, row, tail, key_id)
+    except (OperationalError, InterfaceError):
+        if not reused:
+            raise
+        db.close()
+    db.ensure_connection()
+    with db.wrap_database_errors:
+        return _insert_one(db.connection, row, tail, key_id)
 
 
 _retention: dict[int, tuple[float, int]] = {}
@@ -193,16 +415,27 @@ def _retention_days(project_id: int) -> int:
     return cached[1]
 
 
-def events_ingest(*, project_id: int, environment_id: int, body: Any, max_batch: int) -> IngestResult:
+def events_ingest(*, project_id: int, environment_id: int, body: Any, max_batch: int,
+                  key_id: int | None = None, exact_body: Callable[[], Any] | None = None) -> IngestResult:
     """Validate a parsed body, store its valid events, and report (after COMMIT).
 
-    Raises `ingest.schemas.BodyError` for a body of the wrong shape.
+    Raises `ingest.schemas.BodyError` for a body of the wrong shape, and KeyNotLive (nothing
+    stored) when `key_id` is given and that key is no longer live.
+
+    `exact_body` gives the body as Python's json module parses it, when `body` came from a
+    faster parser that may read some values differently (orjson reads integers past 64 bits as
+    floats). Such values are always invalid, so `body` is only swapped for `exact_body()`
+    when something was rejected, and the errors are then exactly those of the json module.
     """
     now = timezone.now()
     raw_events = body_events(body, max_batch=max_batch)
     max_past = min(MAX_PAST, timedelta(days=_retention_days(project_id)))
     valid, rejected = events_validate(raw_events, now=now, max_past=max_past)
-    inserted = events_store(project_id=project_id, environment_id=environment_id, events=valid, received_at=now)
+    if rejected and exact_body is not None:
+        raw_events = body_events(exact_body(), max_batch=max_batch)
+        valid, rejected = events_validate(raw_events, now=now, max_past=max_past)
+    inserted = events_store(project_id=project_id, environment_id=environment_id, events=valid, received_at=now,
+                            key_id=key_id)
     return IngestResult(accepted=inserted, duplicates=len(valid) - inserted, rejected=rejected)
 
 

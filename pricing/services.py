@@ -9,8 +9,10 @@ Invariants:
   `manage.py reprice`.
 - Token counts follow Anthropic's usage object: `input_tokens` EXCLUDES cache reads and writes.
   (genai-prices' `Usage.input_tokens` includes them: see `_PROBES` and `genai_usage`.)
-- Costs are exact `Decimal` sums of tokens x USD-per-MTok, quantized once, at the end, to
-  1e-10 USD (the `numeric(20,10)` column). No floats anywhere.
+- Costs are exact sums of tokens x USD-per-MTok, quantized once, at the end, to 1e-10 USD (the
+  `numeric(20,10)` column), rounding half to even. No floats anywhere. When every rate of a card is
+  a whole number of 1e-4 USD/MTok (i.e. of 1e-10 USD per token: every Claude price is), the sum
+  is done in integers of 1e-10 USD, which is the same figure as the Decimal sum, quantized.
 - `Pricer` runs exactly one query (in `__init__`), so ingest prices a whole batch without N+1.
 - The result depends only on the arguments and the overrides loaded at construction.
 
@@ -20,8 +22,11 @@ event. So, per genai-prices `ModelPrice` (i.e. per model and dated price period)
 `ModelPrice.calc_price` once for the USD-per-MTok of each Anthropic token category in each
 long-context price region and keep the figures (`_RateCard`). Per call that leaves a cached
 model lookup, genai-prices' own `ModelInfo.get_prices(timestamp)` (~0.1-0.4 µs) and five
-Decimal multiplications. tests/pricing/test_services.py checks the cards against
-`genai_prices.calc_price` exactly, over every Anthropic model, date period and tier.
+integer multiplications. A Pricer also remembers, per (provider, model, UTC day), which card
+genai-prices picked, for models whose prices change only by date (every Claude model), so a
+batch of events of one model and day resolves its card once. tests/pricing/test_services.py
+checks the cards against `genai_prices.calc_price` exactly, over every Anthropic model, date
+period and tier.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from decimal import Decimal
 
 import genai_prices
 from django.db import transaction
-from genai_prices.types import ModelInfo, ModelPrice, TieredPrices
+from genai_prices.types import ModelInfo, ModelPrice, StartDateConstraint, TieredPrices
 
 from pricing.models import PriceOverride
 from projects.models import Project
@@ -59,6 +64,10 @@ ANTHROPIC_BATCH_MULTIPLIER = Decimal("0.5")
 _COST_QUANTUM = Decimal("1e-10")  # ingest_event.cost_usd is numeric(20, 10)
 _MTOK = 1_000_000
 _ZERO = Decimal(0)
+_HALF = Decimal("0.5")
+# One unit of the integer path: 1e-10 USD, i.e. 1e-4 USD per MTok for a per-token rate.
+_UNITS_PER_USD = 10**10
+_UNITS_PER_USD_PER_MTOK = 10**4
 
 
 @dataclass(frozen=True)
@@ -83,6 +92,9 @@ class _Rates:
     cache_write_1h: Decimal
     output: Decimal
     per_call: Decimal = _ZERO  # USD; zero for every Claude model, kept so the card stays exact
+    # The same rates in integer units of 1e-10 USD per token (per_call in 1e-10 USD), when every
+    # one of them is whole in those units; None sends pricing down the Decimal path.
+    units: tuple[int, int, int, int, int, int] | None = None
 
     def cost(self, input_tokens: int, cache_read: int, write_5m: int, write_1h: int, output_tokens: int) -> Decimal:
         total = (
@@ -93,6 +105,40 @@ class _Rates:
             + output_tokens * self.output
         )
         return total.scaleb(-6) + self.per_call  # scaleb: exact division by 1e6
+
+
+def _with_units(rates: _Rates) -> _Rates:
+    """`rates` with `units` filled in when the integer path is exact for them."""
+    scaled = [r * _UNITS_PER_USD_PER_MTOK for r in (rates.input, rates.cache_read, rates.cache_write_5m,
+                                                     rates.cache_write_1h, rates.output)]
+    scaled.append(rates.per_call * _UNITS_PER_USD)
+    if any(v != v.to_integral_value() for v in scaled):
+        return rates
+    units = tuple(int(v) for v in scaled)
+    return _Rates(rates.input, rates.cache_read, rates.cache_write_5m, rates.cache_write_1h, rates.output,
+                  rates.per_call, units)  # type: ignore[arg-type]
+
+
+def _half_even(units: int) -> int:
+    """units / 2 rounded half to even: what Decimal's quantize does to an exact x 0.5."""
+    half, odd = divmod(units, 2)
+    return half + 1 if odd and half & 1 else half
+
+
+def _units_cost_and_savings(units: tuple[int, int, int, int, int, int], input_tokens: int, cache_read: int,
+                            write_5m: int, write_1h: int, output_tokens: int, batch: bool
+                            ) -> tuple[Decimal, Decimal]:
+    """`_cost_and_savings` (x 0.5 for batch) in integers of 1e-10 USD; exact, already quantized."""
+    r_in, r_read, r_5m, r_1h, r_out, per_call = units
+    rest = output_tokens * r_out + per_call
+    cost = input_tokens * r_in + cache_read * r_read + write_5m * r_5m + write_1h * r_1h + rest
+    if cache_read or write_5m or write_1h:
+        savings = (input_tokens + cache_read + write_5m + write_1h) * r_in + rest - cost
+    else:
+        savings = 0
+    if batch:
+        cost, savings = _half_even(cost), _half_even(savings)
+    return Decimal(cost).scaleb(-10), Decimal(savings).scaleb(-10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +183,8 @@ class Pricer:
                 self._exact.setdefault(row.model, []).append(_override_from_row(row))
         # Models seen by this Pricer -> their candidate overrides in precedence order.
         self._candidates: dict[str, tuple[_Override, ...]] = {}
+        # (provider, model, UTC day number) -> (card, source) genai-prices picked; None if unknown.
+        self._cards: dict[tuple[str, str, int], tuple[_RateCard, str] | None] = {}
 
     def price(
         self,
@@ -151,39 +199,80 @@ class Pricer:
         cache_write_1h_tokens: int,
         batch: bool,
     ) -> PriceResult:
+        cost, savings, source = self.price_parts(
+            model, provider, timestamp, input_tokens, output_tokens, cache_read_input_tokens, cache_write_5m_tokens,
+            cache_write_1h_tokens, batch,
+        )
+        if cost is None:
+            return _UNPRICED_RESULT
+        return PriceResult(cost_usd=cost, source=source, cache_savings_usd=savings)
+
+    def price_parts(
+        self, model: str, provider: str, timestamp: datetime, input_tokens: int, output_tokens: int,
+        cache_read_input_tokens: int, cache_write_5m_tokens: int, cache_write_1h_tokens: int, batch: bool,
+    ) -> tuple[Decimal | None, Decimal | None, str]:
+        """`price` as (cost_usd, cache_savings_usd, source), positional: ingest calls this per event."""
         if timestamp.tzinfo is None:
             raise ValueError("timestamp must be timezone-aware (UTC)")
 
         if self._exact or self._prefixes:
             override = self._override_for(model, timestamp)
             if override is not None:
+                rates = override.rates
+                if rates.units is not None and (not batch or override.batch_multiplier == _HALF):
+                    cost, savings = _units_cost_and_savings(
+                        rates.units, input_tokens, cache_read_input_tokens, cache_write_5m_tokens,
+                        cache_write_1h_tokens, output_tokens, batch)
+                    return cost, savings, override.source
                 cost, savings = _cost_and_savings(
-                    override.rates, input_tokens, cache_read_input_tokens, cache_write_5m_tokens,
+                    rates, input_tokens, cache_read_input_tokens, cache_write_5m_tokens,
                     cache_write_1h_tokens, output_tokens,
                 )
                 if batch:
                     cost *= override.batch_multiplier
                     savings *= override.batch_multiplier
-                return PriceResult(cost_usd=cost.quantize(_COST_QUANTUM), source=override.source,
-                                   cache_savings_usd=savings.quantize(_COST_QUANTUM))
+                return cost.quantize(_COST_QUANTUM), savings.quantize(_COST_QUANTUM), override.source
 
-        found = _model_info(provider or DEFAULT_PROVIDER, model)
+        found = self._card_for(provider or DEFAULT_PROVIDER, model, timestamp)
         if found is None:
-            return _UNPRICED_RESULT
-        info, source = found
-        # genai-prices picks the dated price period itself (StartDateConstraint is a UTC date,
-        # TimeOfDateConstraint a UTC time of day); this is cheap, the card behind it is cached.
-        card = _rate_card(info.get_prices(timestamp))
+            return None, None, UNPRICED
+        card, source = found
         total_input = input_tokens + cache_read_input_tokens + cache_write_5m_tokens + cache_write_1h_tokens
+        rates = card.rates_for(total_input)
+        if rates.units is not None:
+            cost, savings = _units_cost_and_savings(
+                rates.units, input_tokens, cache_read_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens,
+                output_tokens, batch)
+            return cost, savings, source
         cost, savings = _cost_and_savings(
-            card.rates_for(total_input), input_tokens, cache_read_input_tokens, cache_write_5m_tokens,
-            cache_write_1h_tokens, output_tokens,
+            rates, input_tokens, cache_read_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, output_tokens,
         )
         if batch:
             cost *= ANTHROPIC_BATCH_MULTIPLIER
             savings *= ANTHROPIC_BATCH_MULTIPLIER
-        return PriceResult(cost_usd=cost.quantize(_COST_QUANTUM), source=source,
-                           cache_savings_usd=savings.quantize(_COST_QUANTUM))
+        return cost.quantize(_COST_QUANTUM), savings.quantize(_COST_QUANTUM), source
+
+    def _card_for(self, provider: str, model: str, timestamp: datetime) -> tuple[_RateCard, str] | None:
+        """The rate card genai-prices picks for this call, remembered per UTC day when that is exact."""
+        key = (provider, model, int(timestamp.timestamp() // 86400))
+        try:
+            return self._cards[key]
+        except KeyError:
+            pass
+        found = _model_info(provider, model)
+        if found is None:
+            result = None
+        else:
+            info, source, by_date_only = found
+            # genai-prices picks the dated price period itself (StartDateConstraint is a UTC date,
+            # TimeOfDateConstraint a UTC time of day); the card behind it is cached.
+            result = (_rate_card(info.get_prices(timestamp)), source)
+            if not by_date_only:
+                return result  # a time-of-day price: the day alone does not decide, so don't remember
+        if len(self._cards) >= 4096:  # model names come from clients: stay bounded
+            self._cards.clear()
+        self._cards[key] = result
+        return result
 
     def _override_for(self, model: str, timestamp: datetime) -> _Override | None:
         candidates = self._candidates.get(model)
@@ -223,13 +312,13 @@ def _override_from_row(row: PriceOverride) -> _Override:
     return _Override(
         id=row.pk,
         effective_from=row.effective_from,
-        rates=_Rates(
+        rates=_with_units(_Rates(
             input=base,
             cache_read=or_default(row.cache_read_usd_per_mtok, DEFAULT_CACHE_READ_MULTIPLIER),
             cache_write_5m=or_default(row.cache_write_5m_usd_per_mtok, DEFAULT_CACHE_WRITE_5M_MULTIPLIER),
             cache_write_1h=or_default(row.cache_write_1h_usd_per_mtok, DEFAULT_CACHE_WRITE_1H_MULTIPLIER),
             output=row.output_usd_per_mtok,
-        ),
+        )),
         batch_multiplier=row.batch_multiplier,
         source=f"override:{row.pk}",
     )
@@ -240,15 +329,19 @@ def _override_from_row(row: PriceOverride) -> _Override:
 
 # Bounded because model names come from clients; a miss costs one ~80 µs genai-prices lookup.
 @functools.lru_cache(maxsize=2048)
-def _model_info(provider: str, model: str) -> tuple[ModelInfo, str] | None:
-    """genai-prices' model for (provider, model id), with its `source`; None when unknown."""
+def _model_info(provider: str, model: str) -> tuple[ModelInfo, str, bool] | None:
+    """genai-prices' model for (provider, model id), with its `source` and whether its price
+    periods depend on the date alone (no time-of-day prices); None when unknown."""
     try:
         # Public API, used only to find the model: genai-prices matches dated ids
         # ("claude-haiku-4-5-20251001") and falls back across providers the same way.
         info = genai_prices.calc_price(genai_prices.Usage(), model, provider_id=provider).model
     except LookupError:
         return None
-    return info, f"{PRICES_VERSION}:{info.id}"
+    by_date_only = isinstance(info.prices, ModelPrice) or all(
+        p.constraint is None or isinstance(p.constraint, StartDateConstraint) for p in info.prices
+    )
+    return info, f"{PRICES_VERSION}:{info.id}", by_date_only
 
 
 # ModelPrice defines __eq__ without __hash__, so it can't key an lru_cache: key by identity and
@@ -298,7 +391,7 @@ def _region_rates(prices: dict[str, Decimal | TieredPrices], total_input: int) -
     per_mtok = {
         name: flat.calc_price(genai_prices.Usage(**usage))["total_price"] - per_call for name, usage in _PROBES.items()
     }
-    return _Rates(**per_mtok, per_call=per_call)
+    return _with_units(_Rates(**per_mtok, per_call=per_call))
 
 
 def _tier_price(value: Decimal | TieredPrices, total_input: int) -> Decimal:

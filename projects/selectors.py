@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import connection
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from projects.models import IngestKey, Membership, Project
@@ -43,6 +45,66 @@ def key_from_bearer(*, authorization: str | None, scopes: tuple[str, ...]) -> In
     if last_used_at is None or now - last_used_at > LAST_USED_RESOLUTION:
         IngestKey.objects.filter(pk=key_id).update(last_used_at=now)
     return key
+
+
+@dataclass(frozen=True, slots=True)
+class IngestKeyRef:
+    """What ingest needs of a live ingest key. `from_cache`: read from this process's memory, so
+    the key may have been revoked since; the writer re-checks it (`ingest_key_is_live`)."""
+
+    id: int
+    project_id: int
+    environment_id: int
+    project_slug: str
+    from_cache: bool
+
+
+# key hash -> (the key as found live, when this process last refreshed its last_used_at).
+# A key's project, environment and scope never change, and revocation is checked again where
+# it matters (in the statement that writes the events), so a hit skips the lookup query that
+# every ingest request made. Unknown keys are never remembered: a key created a moment ago
+# works at once. Bounded, since anyone can send any bearer token.
+_ingest_keys: dict[str, tuple[IngestKeyRef, float]] = {}
+INGEST_KEY_CACHE_MAX = 10_000
+
+
+def ingest_key_from_bearer(*, authorization: str | None) -> IngestKeyRef | None:
+    """The ingest key named by an `Authorization: Bearer ...` header: remembered if seen live
+    before in this process, else looked up (None when missing, unknown, revoked or not ingest)."""
+    if not authorization or not authorization.startswith("Bearer "):
+        return None
+    secret = authorization[7:].strip()
+    if not secret:
+        return None
+    digest = key_hash(secret)
+    cached = _ingest_keys.get(digest)
+    if cached is not None:
+        ref, touched = cached
+        if time.monotonic() - touched > LAST_USED_RESOLUTION.total_seconds():
+            _ingest_keys[digest] = (ref, time.monotonic())
+            IngestKey.objects.filter(pk=ref.id, revoked_at__isnull=True).filter(
+                Q(last_used_at__isnull=True) | Q(last_used_at__lt=timezone.now() - LAST_USED_RESOLUTION)
+            ).update(last_used_at=timezone.now())
+        return ref
+    key = key_from_bearer(authorization=authorization, scopes=(IngestKey.Scope.INGEST,))
+    if key is None:
+        return None
+    ref = IngestKeyRef(id=key.pk, project_id=key.project_id, environment_id=key.environment_id,
+                       project_slug=key.project.slug, from_cache=True)
+    if len(_ingest_keys) >= INGEST_KEY_CACHE_MAX:
+        _ingest_keys.clear()
+    _ingest_keys[digest] = (ref, time.monotonic())
+    return IngestKeyRef(id=ref.id, project_id=ref.project_id, environment_id=ref.environment_id,
+                        project_slug=ref.project_slug, from_cache=False)
+
+
+def ingest_key_is_live(*, key_id: int) -> bool:
+    return IngestKey.objects.filter(pk=key_id, revoked_at__isnull=True).exists()
+
+
+def ingest_keys_forget() -> None:
+    """Drop remembered keys (tests)."""
+    _ingest_keys.clear()
 
 
 READ_SCOPES = (IngestKey.Scope.READ, IngestKey.Scope.ADMIN)

@@ -1,4 +1,7 @@
-"""POST /api/v1/events against CONTRACT §3: every field rule and status code."""
+"""POST /api/v1/events against CONTRACT §3: every field rule and status code.
+
+Each test runs twice: through Django's test client (the view) and through the WSGI app gunicorn
+serves (`config.wsgi.application`, whose lean ingest path skips Django's middleware)."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from ingest.models import DirtyHour, Event
 from projects.models import IngestKey
 from projects.services import ingest_key_create, ingest_key_revoke
 from tests.conftest import post_events
+from tests.ingest.wsgi_client import WsgiClient
 
 NOW = datetime.now(tz=UTC)
 
@@ -24,9 +28,9 @@ def ev(request_id: str = "req_1", **fields):  # type: ignore[no-untyped-def]
     return event
 
 
-@pytest.fixture
-def client() -> Client:
-    return Client()
+@pytest.fixture(params=["django", "wsgi"])
+def client(request):  # type: ignore[no-untyped-def]
+    return Client() if request.param == "django" else WsgiClient()
 
 
 def test_single_event_is_accepted_with_every_field_stored(client, ingest_key):
