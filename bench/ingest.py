@@ -19,15 +19,20 @@ Targets (from the issue) are printed beside the figures: ratio >= 0.5, single >=
 2 cores. Clients run as separate processes (a threaded client would be GIL-bound) and share the
 machine with gunicorn and PostgreSQL, as a real benchmark on one box does.
 
-Server: gunicorn `gthread`, 2 workers x 4 threads by default: one process per core, and threads
-to overlap the waits on PostgreSQL (each COMMIT waits for its WAL flush). On the 2-core dev box,
-gthread 2x4, 2x8, 4x2 and sync x5 measured the same within run-to-run noise (single-event
-~250-320 req/s, batch ~16-28k events/s: the box is CPU-bound in every case); gthread is kept
-because, unlike sync workers, it keeps client connections alive. Override with
---workers/--threads/--worker-class.
+Server: gunicorn `gthread`, 2 workers x 4 threads by default, as `make run` (core/run.py) and
+docker use: one process per core, and threads to overlap the waits on PostgreSQL and Redis
+(each COMMIT waits for its WAL flush). `POST /api/v1/events` is served by the lean WSGI app of
+ingest/wsgi.py (config/wsgi.py), without Django's middleware. After that change, on the 2-core
+dev box, gthread 2x4, 2x8, 3x4, 4x2 and 4x4 and sync x8 were measured for single events
+(8 clients) and 2x4, 2x2, 3x2 and 4x1 for batches (4 clients): every gthread layout came out
+within the run-to-run noise of the others (single ~1,000-1,550 req/s, batch ~26-35k events/s
+on a box shared with other work), while sync workers were clearly slower for single events
+(~620 req/s: no keep-alive, a TCP connection per request). gthread 2x4 is kept: it keeps
+client connections alive, and more threads only add GIL contention on 2 cores.
+Override with --workers/--threads/--worker-class.
 
-(floor) is GET /healthz with the same clients: Django + gunicorn with no database and no body,
-the ceiling any single-event figure on this box can reach.
+(floor) is GET /healthz with the same clients: Django's full middleware stack and gunicorn with no
+database and no body. Single events skip that stack (ingest/wsgi.py), so they can pass it.
 
 Every run uses fresh request ids (prefixed with a run uuid) and timestamps within the last day.
 Bench events go to project `bench`; afterwards they are deleted and their hours marked dirty so

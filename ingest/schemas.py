@@ -248,7 +248,9 @@ def _event_fast(raw: Any, now: datetime, max_past: timedelta) -> ValidEvent | No
     """The event if it is plainly valid, else None (then `_event_checked` says why, or accepts it).
 
     JSON null means "not given" everywhere, as in `_event_checked`; `x if x is not None else d`
-    (never `x or d`) so that false, 0 or "" are judged, not defaulted.
+    (never `x or d`) so that false, 0 or "" are judged, not defaulted. `type(x) is int` excludes
+    bool; NaN fails every comparison and an infinity one of the two, so range checks also
+    refuse non-finite floats. Written out inline: this runs for every event of every batch.
     """
     if type(raw) is not dict or not raw.keys() <= ALLOWED_FIELDS:
         return None
@@ -256,8 +258,9 @@ def _event_fast(raw: Any, now: datetime, max_past: timedelta) -> ValidEvent | No
     request_id = get("request_id")
     model = get("model")
     latency_ms = get("latency_ms")
-    if not (_short_str(request_id, 128) and request_id and _short_str(model, 128) and model
-            and _in_range(latency_ms, MAX_LATENCY_MS)):
+    if not (type(request_id) is str and 0 < len(request_id) <= 128 and "\x00" not in request_id
+            and type(model) is str and 0 < len(model) <= 128 and "\x00" not in model
+            and (type(latency_ms) is float or type(latency_ms) is int) and 0 <= latency_ms <= MAX_LATENCY_MS):
         return None
     value = get("timestamp")
     if value is None:
@@ -271,17 +274,25 @@ def _event_fast(raw: Any, now: datetime, max_past: timedelta) -> ValidEvent | No
             return None
         if timestamp.tzinfo is None or timestamp > now + MAX_FUTURE or timestamp < now - min(MAX_PAST, max_past):
             return None
-    input_tokens = _or(get("input_tokens"), 0)
-    output_tokens = _or(get("output_tokens"), 0)
-    cache_read = _or(get("cache_read_input_tokens"), 0)
+    input_tokens = get("input_tokens")
+    if input_tokens is None:
+        input_tokens = 0
+    output_tokens = get("output_tokens")
+    if output_tokens is None:
+        output_tokens = 0
+    cache_read = get("cache_read_input_tokens")
+    if cache_read is None:
+        cache_read = 0
     cache_total = get("cache_creation_input_tokens")
-    if not (_count(input_tokens) and _count(output_tokens) and _count(cache_read)):
-        return None
-    if cache_total is not None and not _count(cache_total):
+    if not (type(input_tokens) is int and 0 <= input_tokens <= MAX_TOKENS
+            and type(output_tokens) is int and 0 <= output_tokens <= MAX_TOKENS
+            and type(cache_read) is int and 0 <= cache_read <= MAX_TOKENS
+            and (cache_total is None or (type(cache_total) is int and 0 <= cache_total <= MAX_TOKENS))):
         return None
     split = get("cache_creation")
     if split is None:
-        cache_total = _or(cache_total, 0)
+        if cache_total is None:
+            cache_total = 0
         cache_5m, cache_1h = cache_total, 0
     else:
         if type(split) is not dict or not split.keys() <= _CACHE_CREATION_KEY_SET:
@@ -294,11 +305,18 @@ def _event_fast(raw: Any, now: datetime, max_past: timedelta) -> ValidEvent | No
             cache_total = cache_5m + cache_1h
         elif cache_5m + cache_1h != cache_total:
             return None
-    status = _or(get("status"), "ok")
+    status = get("status")
+    if status is None:
+        status = "ok"
+    elif status != "ok" and status != "error":
+        return None
     http_status = get("http_status")
-    batch = _or(get("batch"), False)
-    if (status != "ok" and status != "error") or type(batch) is not bool or (
-            http_status is not None and not (type(http_status) is int and 100 <= http_status <= 599)):
+    if http_status is not None and not (type(http_status) is int and 100 <= http_status <= 599):
+        return None
+    batch = get("batch")
+    if batch is None:
+        batch = False
+    elif type(batch) is not bool:
         return None
     error_type = _or(get("error_type"), "")
     stop_reason = _or(get("stop_reason"), "")
@@ -307,9 +325,13 @@ def _event_fast(raw: Any, now: datetime, max_past: timedelta) -> ValidEvent | No
     service_tier = _or(get("service_tier"), "")
     service = _or(get("service"), "default")
     provider = _or(get("provider"), "anthropic")
-    if not (_short_str(error_type, 64) and _short_str(stop_reason, 64) and _short_str(feature, 128)
-            and _short_str(user_id, 256) and _short_str(service_tier, 32) and _short_str(service, 128)
-            and _short_str(provider, 64)):
+    if not (type(error_type) is str and len(error_type) <= 64 and type(stop_reason) is str and len(stop_reason) <= 64
+            and type(feature) is str and len(feature) <= 128 and type(user_id) is str and len(user_id) <= 256
+            and type(service_tier) is str and len(service_tier) <= 32 and type(service) is str
+            and len(service) <= 128 and type(provider) is str and len(provider) <= 64
+            and "\x00" not in error_type and "\x00" not in stop_reason and "\x00" not in feature
+            and "\x00" not in user_id and "\x00" not in service_tier and "\x00" not in service
+            and "\x00" not in provider):
         return None
     ttft = get("time_to_first_token_ms")
     if ttft is not None:

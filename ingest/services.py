@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any
 
 import psycopg
@@ -200,8 +201,10 @@ _SQL = {
 # Server-side binding for the prepared statements: every int goes as int8, whatever its size,
 # so one statement is prepared once rather than once per mix of int2/int4/int8 parameters.
 # Per psycopg connection (one per thread, as Django keeps them): its cursor for the prepared
-# statements, and whether its stage table exists (both live as long as the session).
-_cursors: weakref.WeakKeyDictionary[psycopg.Connection[Any], psycopg.Cursor[Any]] = weakref.WeakKeyDictionary()
+# statements (by id, checked to be that connection's, pruned of closed ones: a dict of weak
+# keys would never let go, since each cursor refers to its connection), and whether its stage
+# table exists (both last as long as the session).
+_cursors: dict[int, psycopg.Cursor[Any]] = {}
 _staged: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
 
 
@@ -218,9 +221,13 @@ def _new_cursor(raw: psycopg.Connection[Any]) -> psycopg.Cursor[Any]:
 
 
 def _prepared_cursor(raw: psycopg.Connection[Any]) -> psycopg.Cursor[Any]:
-    cursor = _cursors.get(raw)
-    if cursor is None:
-        cursor = _cursors[raw] = _new_cursor(raw)
+    cursor = _cursors.get(id(raw))
+    if cursor is None or cursor.connection is not raw:
+        if len(_cursors) >= 64:
+            for key, old in list(_cursors.items()):
+                if old.connection.closed:
+                    _cursors.pop(key, None)
+        cursor = _cursors[id(raw)] = _new_cursor(raw)
     return cursor
 
 
@@ -267,10 +274,11 @@ def _copy_all_new(cursor, rows: list[tuple[Any, ...]], tail: list[Any],  # type:
     """The optimistic batch write (caller's transaction); False if the key was not live."""
     project_id, environment_id, received_at = tail[1], tail[2], tail[3]
     raw = cursor.cursor
+    rows.sort(key=itemgetter(0))  # by request_id
     with raw.copy(_KEY_COPY) as copy:
         copy.set_types(_KEY_COPY_TYPES)
         write_row = copy.write_row
-        for row in sorted(rows):  # request_id is the first column
+        for row in rows:
             write_row((project_id, row[0], row[1]))
     extra = (project_id, environment_id, received_at)
     hours: set[int] = set()
