@@ -205,10 +205,14 @@ def _fetch(cursor, query: MetricsQuery, groups: list[str], rows: dict[tuple[Any,
         FROM {table}
         WHERE {where} GROUP BY bucket{group_by} ORDER BY bucket{group_by}
     """  # noqa: S608 - identifiers come from the fixed maps above
+    # One row per (bucket, group) with the merged histogram as two arrays: a row per histogram
+    # bucket would cost a timestamp parse each on the way back.
     hist_sql = f"""
-        SELECT {bucket} AS bucket{group_cols}, u.i, sum(u.n)::bigint
-        FROM {table}, unnest(a.latency_hist_idx, a.latency_hist_cnt) AS u(i, n)
-        WHERE {where} GROUP BY bucket{group_by}, u.i
+        SELECT bucket{group_by}, array_agg(i), array_agg(n) FROM (
+            SELECT {bucket} AS bucket{group_cols}, u.i, sum(u.n)::bigint AS n
+            FROM {table}, unnest(a.latency_hist_idx, a.latency_hist_cnt) AS u(i, n)
+            WHERE {where} GROUP BY bucket{group_by}, u.i
+        ) h GROUP BY bucket{group_by}
     """  # noqa: S608
     fetched: dict[tuple[Any, ...], MetricsRow] = {}
     cursor.execute(sums_sql, params)
@@ -222,7 +226,7 @@ def _fetch(cursor, query: MetricsQuery, groups: list[str], rows: dict[tuple[Any,
     cursor.execute(hist_sql, params)
     for record in cursor.fetchall():
         key = tuple(record[: 1 + len(groups)])
-        fetched[key].histogram[record[-2]] = int(record[-1])
+        fetched[key].histogram = dict(zip(record[-2], record[-1], strict=True))
     for key, row in fetched.items():
         if key in rows:
             rows[key].add(row)
