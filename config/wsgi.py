@@ -5,6 +5,7 @@
 goes to Django as usual.
 """
 
+import gc
 import os
 
 from django.core.wsgi import get_wsgi_application
@@ -15,3 +16,12 @@ django_application = get_wsgi_application()
 from ingest.wsgi import IngestApp  # noqa: E402 - needs the apps loaded by get_wsgi_application
 
 application = IngestApp(django_application)
+
+# The cyclic garbage collector was ~8% of a web worker's CPU under batch ingest, which allocates
+# tens of thousands of short-lived objects per request (and frees them by reference counting).
+# Everything loaded so far (Django, the apps: well over 100k objects) lives as long as the
+# process: frozen, full collections stop walking it. A larger first-generation threshold makes
+# collections rarer while a batch is alive (the default, 700 allocations, means one every ~25
+# events); memory held in garbage cycles is freed a little later.
+gc.freeze()
+gc.set_threshold(20_000, 20, 10)

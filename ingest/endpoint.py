@@ -29,7 +29,7 @@ from core.http import DB_RETRY_AFTER_S
 from core.observability import ingest_observe
 from ingest.ratelimit import rate_limit_check
 from ingest.schemas import BodyError
-from ingest.services import KeyNotLive, events_ingest
+from ingest.services import KeyNotLive, events_ingest, events_ingest_json
 from projects.selectors import IngestKeyRef, ingest_key_from_bearer, ingest_key_is_live
 
 logger = logging.getLogger(__name__)
@@ -124,16 +124,23 @@ def _handle(authorization: str | None, content_type: str, content_encoding: str 
     if content_type != "application/json":
         return _recheck(key, _error(415, "Content-Type must be application/json"))
     limit = settings.TALLY_INGEST_MAX_BODY_BYTES
+    max_batch = settings.TALLY_INGEST_MAX_BATCH
     try:
-        body, exact_body = _parse(body_read(read, content_length=content_length, content_encoding=content_encoding,
-                                            limit=limit))
+        data = body_read(read, content_length=content_length, content_encoding=content_encoding, limit=limit)
     except BodyTooLarge:
         return _recheck(key, _error(413, f"body is over {limit} bytes (compressed or not)"))
     except (ValueError, zlib.error) as exc:
         return _recheck(key, _error(400, f"malformed JSON or gzip: {exc}"))
     try:
-        result = events_ingest(project_id=key.project_id, environment_id=key.environment_id, body=body,
-                               max_batch=settings.TALLY_INGEST_MAX_BATCH, key_id=key.id, exact_body=exact_body)
+        result = events_ingest_json(project_id=key.project_id, environment_id=key.environment_id, data=data,
+                                    max_batch=max_batch, key_id=key.id)
+        if result is None:
+            try:
+                body, exact_body = _parse(data)
+            except ValueError as exc:
+                return _recheck(key, _error(400, f"malformed JSON or gzip: {exc}"))
+            result = events_ingest(project_id=key.project_id, environment_id=key.environment_id, body=body,
+                                   max_batch=max_batch, key_id=key.id, exact_body=exact_body)
     except BodyError as exc:
         return _recheck(key, _error(400, str(exc)))
     except KeyNotLive:

@@ -17,7 +17,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Annotated, Any, Literal, NamedTuple
+
+import msgspec
 
 MAX_TOKENS = 10_000_000
 MAX_LATENCY_MS = 3_600_000
@@ -58,10 +60,12 @@ class FieldError:
         return {"field": self.field, "message": self.message}
 
 
-@dataclass(slots=True)
-class ValidEvent:
+class ValidEvent(NamedTuple):
     """An event that passed every rule, with defaults applied. Token fields follow Anthropic:
-    `input_tokens` excludes cache tokens; cache writes are split into 5m and 1h."""
+    `input_tokens` excludes cache tokens; cache writes are split into 5m and 1h.
+
+    A NamedTuple rather than a dataclass: one is made per event, and a tuple is built several
+    times faster than a 23-field dataclass instance."""
 
     request_id: str
     model: str
@@ -425,6 +429,129 @@ def _event_checked(raw: Any, *, now: datetime, max_past: timedelta) -> tuple[Val
         ),
         [],
     )
+
+
+# --- batch bodies in one pass ------------------------------------------------------------------
+# msgspec decodes a batch body straight into typed structs, checking types, ranges and lengths
+# as it parses (in C); `batch_events_decode` then applies the few rules it cannot express (NUL
+# characters, the timestamp, the cache split). Anything it refuses, for whatever reason, goes
+# the general way (JSON parse, then `event_validate` per event), which alone words the errors:
+# so this pass must accept nothing `_event_checked` refuses and give the same ValidEvent, which
+# tests/ingest/test_schemas.py checks on generated events.
+def _text(max_len: int, min_len: int = 0) -> Any:
+    return Annotated[str, msgspec.Meta(min_length=min_len, max_length=max_len)]
+
+
+_TokensIn = Annotated[int, msgspec.Meta(ge=0, le=MAX_TOKENS)]
+_LatencyIn = Annotated[float, msgspec.Meta(ge=0, le=MAX_LATENCY_MS)]
+
+
+class _CacheCreationIn(msgspec.Struct, forbid_unknown_fields=True):
+    ephemeral_5m_input_tokens: _TokensIn | None = None
+    ephemeral_1h_input_tokens: _TokensIn | None = None
+
+
+class _EventIn(msgspec.Struct, forbid_unknown_fields=True):
+    request_id: _text(128, 1)  # type: ignore[valid-type]
+    model: _text(128, 1)  # type: ignore[valid-type]
+    latency_ms: _LatencyIn
+    timestamp: str | None = None
+    input_tokens: _TokensIn | None = None
+    output_tokens: _TokensIn | None = None
+    cache_read_input_tokens: _TokensIn | None = None
+    cache_creation_input_tokens: _TokensIn | None = None
+    cache_creation: _CacheCreationIn | None = None
+    status: Literal["ok", "error"] | None = None
+    http_status: Annotated[int, msgspec.Meta(ge=100, le=599)] | None = None
+    batch: bool | None = None
+    error_type: _text(64) | None = None  # type: ignore[valid-type]
+    stop_reason: _text(64) | None = None  # type: ignore[valid-type]
+    feature: _text(128) | None = None  # type: ignore[valid-type]
+    user_id: _text(256) | None = None  # type: ignore[valid-type]
+    service_tier: _text(32) | None = None  # type: ignore[valid-type]
+    service: _text(128) | None = None  # type: ignore[valid-type]
+    provider: _text(64) | None = None  # type: ignore[valid-type]
+    time_to_first_token_ms: _LatencyIn | None = None
+    cost_usd: Annotated[float, msgspec.Meta(ge=0, le=MAX_CLIENT_COST_USD)] | None = None
+    metadata: Annotated[
+        dict[_text(MAX_METADATA_KEY, 1), _text(MAX_METADATA_VALUE)],  # type: ignore[valid-type]
+        msgspec.Meta(max_length=MAX_METADATA_KEYS),
+    ] | None = None
+
+
+class _BatchIn(msgspec.Struct, forbid_unknown_fields=True):
+    events: list[_EventIn]
+
+
+_batch_decoder = msgspec.json.Decoder(_BatchIn)
+_event_decoder = msgspec.json.Decoder(_EventIn)
+
+
+def _event_from_struct(e: _EventIn, now: datetime, max_past: timedelta) -> ValidEvent | None:
+    """`_event_fast` for an event msgspec has type- and range-checked (so `x or default` is safe:
+    a value of the right type that is falsy is 0, "" or False, which default the same way)."""
+    request_id, model = e.request_id, e.model
+    value = e.timestamp
+    if value is None:
+        timestamp = now
+    else:
+        if "T" not in value and "t" not in value:
+            return None
+        try:
+            timestamp = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        if timestamp.tzinfo is None or timestamp > now + MAX_FUTURE or timestamp < now - min(MAX_PAST, max_past):
+            return None
+    cache_total = e.cache_creation_input_tokens
+    split = e.cache_creation
+    if split is None:
+        cache_total = cache_total or 0
+        cache_5m, cache_1h = cache_total, 0
+    else:
+        cache_5m = split.ephemeral_5m_input_tokens or 0
+        cache_1h = split.ephemeral_1h_input_tokens or 0
+        if cache_total is None:
+            cache_total = cache_5m + cache_1h
+        elif cache_5m + cache_1h != cache_total:
+            return None
+    error_type = e.error_type or ""
+    stop_reason = e.stop_reason or ""
+    feature = e.feature or ""
+    user_id = e.user_id or ""
+    service_tier = e.service_tier or ""
+    service = e.service or "default"
+    provider = e.provider or "anthropic"
+    if "\x00" in (request_id + model + error_type + stop_reason + feature + user_id + service_tier + service
+                   + provider):
+        return None
+    metadata = e.metadata
+    if metadata is not None:
+        for key, item in metadata.items():
+            if "\x00" in key or "\x00" in item:
+                return None
+    return ValidEvent(request_id, model, timestamp, e.latency_ms, e.input_tokens or 0, e.output_tokens or 0,
+                      e.cache_read_input_tokens or 0, cache_total, cache_5m, cache_1h, e.status or "ok", error_type,
+                      e.http_status, stop_reason, service, feature, user_id, provider, e.batch or False,
+                      service_tier, e.time_to_first_token_ms, e.cost_usd, metadata)
+
+
+def batch_events_decode(data: bytes, *, now: datetime, max_past: timedelta, max_batch: int) -> list[ValidEvent] | None:
+    """Every event of a `{"events": [...]}` body whose events are all plainly valid, in one pass
+    from the raw JSON; None for any other body (then parse it and use `event_validate`)."""
+    try:
+        events = _batch_decoder.decode(data).events
+    except msgspec.DecodeError:  # ValidationError included
+        return None
+    if not 1 <= len(events) <= max_batch:
+        return None
+    valid = []
+    for e in events:
+        event = _event_from_struct(e, now, max_past)
+        if event is None:
+            return None
+        valid.append(event)
+    return valid
 
 
 class BodyError(ValueError):

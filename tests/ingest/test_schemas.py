@@ -1,13 +1,25 @@
-"""ingest.schemas: the fast pass accepts only what the field-by-field pass accepts, identically."""
+"""ingest.schemas: the fast passes (per parsed event, and msgspec over a raw batch body) accept only
+what the field-by-field pass accepts, with identical results."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingest.schemas import ALLOWED_FIELDS, MAX_PAST, _event_checked, _event_fast, event_validate
+from ingest.schemas import (
+    ALLOWED_FIELDS,
+    MAX_PAST,
+    _event_checked,
+    _event_decoder,
+    _event_fast,
+    _event_from_struct,
+    batch_events_decode,
+    event_validate,
+)
 
 NOW = datetime(2026, 11, 24, 19, 0, tzinfo=UTC)
 
@@ -65,8 +77,7 @@ def test_fast_pass_never_accepts_what_the_checked_pass_refuses_and_agrees_when_i
     if fast is not None:
         assert errors == [], (event, errors)
         assert fast == checked
-        assert [type(getattr(fast, f)) for f in fast.__slots__] == [type(getattr(checked, f))  # type: ignore[attr-defined]
-                                                                    for f in checked.__slots__]  # type: ignore[union-attr]
+        assert [type(v) for v in fast] == [type(v) for v in checked]  # type: ignore[union-attr]
     assert event_validate(event, now=NOW, max_past=max_past) == (checked, errors)
 
 
@@ -81,3 +92,44 @@ def test_a_number_too_big_for_a_float_is_a_field_error_not_a_crash():
     assert [e.as_dict() for e in _event_checked(event, now=NOW, max_past=MAX_PAST)[1]] == [
         {"field": "latency_ms", "message": "must be between 0 and 3,600,000"},
         {"field": "cost_usd", "message": "must be between 0 and 1,000,000"}]
+
+
+def _one_pass(event, max_past):  # type: ignore[no-untyped-def]
+    try:
+        struct = _event_decoder.decode(json.dumps(event).encode())
+    except (msgspec.DecodeError, ValueError):
+        return None
+    return _event_from_struct(struct, NOW, max_past)
+
+
+@settings(max_examples=3000, deadline=None, suppress_health_check=list(HealthCheck))
+@given(event=events(), retention_days=st.sampled_from([7, 30, 90]))
+def test_msgspec_pass_never_accepts_what_the_checked_pass_refuses_and_agrees_when_it_accepts(event, retention_days):
+    max_past = min(MAX_PAST, timedelta(days=retention_days))
+    checked, errors = _event_checked(event, now=NOW, max_past=max_past)
+    decoded = _one_pass(event, max_past)
+    if decoded is not None:
+        assert errors == [], (event, errors)
+        assert decoded == checked
+        assert [type(v) for v in decoded] == [type(v) for v in checked]  # type: ignore[union-attr]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(batch=st.lists(events(), min_size=1, max_size=5))
+def test_a_batch_decodes_in_one_pass_only_when_every_event_is_valid(batch):
+    data = json.dumps({"events": batch}).encode()
+    valid = batch_events_decode(data, now=NOW, max_past=MAX_PAST, max_batch=1000)
+    results = [_event_checked(e, now=NOW, max_past=MAX_PAST) for e in batch]
+    if valid is not None:
+        assert all(errors == [] for _, errors in results)
+        assert valid == [event for event, _ in results]
+
+
+def test_usual_batches_decode_in_one_pass_and_others_do_not():
+    minimal = {"request_id": "r", "model": "claude-haiku-4-5", "latency_ms": 5}
+    body = {"events": [GOOD, minimal, {**minimal, "metadata": {}, "cache_creation_input_tokens": 7}]}
+    assert batch_events_decode(json.dumps(body).encode(), now=NOW, max_past=MAX_PAST, max_batch=1000) is not None
+    for other in ({"events": []}, {"events": [minimal] * 3}, minimal, {"events": [minimal], "x": 1},
+                  {"events": [{**minimal, "latency_ms": True}]}, {"events": [{**minimal, "user_id": "a\x00"}]}):
+        assert batch_events_decode(json.dumps(other).encode(), now=NOW, max_past=MAX_PAST, max_batch=2) is None
+    assert batch_events_decode(b"{nope", now=NOW, max_past=MAX_PAST, max_batch=2) is None

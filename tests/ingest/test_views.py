@@ -419,3 +419,17 @@ def test_events_older_than_the_projects_retention_are_refused(client, ingest_key
     assert body["rejected"] == [{"index": 1, "errors": [
         {"field": "timestamp", "message": "is older than this project's raw-event retention (7 days)"}]}]
     services._retention.clear()
+
+
+def test_request_ids_with_tabs_newlines_and_backslashes_survive_the_copy_path(client, ingest_key):
+    from ingest.models import EventKey
+
+    secret, key = ingest_key
+    odd = ["a\tb", "c\nd", "e\\f", "g\rh", "\\N", "\\", "ünï cödé", "x\x01y", "nbsp\xa0id"]
+    ids = odd + [f"plain{i}" for i in range(70)]
+    first = post_events(client, secret, {"events": [ev(i) for i in ids]})
+    assert first.json() == {"accepted": len(ids), "duplicates": 0, "rejected": []}
+    assert set(EventKey.objects.filter(project_id=key.project_id).values_list("request_id", flat=True)) == set(ids)
+    assert set(Event.objects.values_list("request_id", flat=True)) == set(ids)
+    again = post_events(client, secret, {"events": [ev(i) for i in ids]})
+    assert again.json() == {"accepted": 0, "duplicates": len(ids), "rejected": []}
