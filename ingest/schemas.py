@@ -118,7 +118,24 @@ def _string(raw: dict[str, Any], name: str, errors: list[FieldError], *, max_len
     if "\x00" in value:
         errors.append(FieldError(name, "must not contain NUL characters"))
         return default
+    if not _unicode_ok(value):
+        errors.append(FieldError(name, UNICODE_ERROR))
+        return default
     return value
+
+
+UNICODE_ERROR = "must be valid Unicode (no lone surrogate escapes such as \\ud800)"
+
+
+def _unicode_ok(value: str) -> bool:
+    """Storable as UTF-8: Python's json module lets lone surrogates ("\\ud800") through."""
+    if value.isascii():
+        return True
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _tokens(raw: dict[str, Any], name: str, errors: list[FieldError], *, parent: str = "") -> int:
@@ -213,11 +230,17 @@ def _metadata(raw: dict[str, Any], errors: list[FieldError]) -> dict[str, str] |
         if not key or len(key) > MAX_METADATA_KEY or "\x00" in key:
             errors.append(FieldError("metadata", f"keys must be 1..{MAX_METADATA_KEY} characters"))
             return None
+        if not _unicode_ok(key):
+            errors.append(FieldError("metadata", f"keys {UNICODE_ERROR}"))
+            return None
         if not isinstance(item, str):
             errors.append(FieldError(f"metadata.{key}", "must be a string"))
             return None
         if len(item) > MAX_METADATA_VALUE or "\x00" in item:
             errors.append(FieldError(f"metadata.{key}", f"must be at most {MAX_METADATA_VALUE} characters"))
+            return None
+        if not _unicode_ok(item):
+            errors.append(FieldError(f"metadata.{key}", UNICODE_ERROR))
             return None
     return value
 
@@ -337,6 +360,9 @@ def _event_fast(raw: Any, now: datetime, max_past: timedelta) -> ValidEvent | No
             and "\x00" not in user_id and "\x00" not in service_tier and "\x00" not in service
             and "\x00" not in provider):
         return None
+    text = request_id + model + error_type + stop_reason + feature + user_id + service_tier + service + provider
+    if not text.isascii() and not _unicode_ok(text):  # a lone surrogate (only the json module lets one in)
+        return None
     ttft = get("time_to_first_token_ms")
     if ttft is not None:
         if not _in_range(ttft, MAX_LATENCY_MS):
@@ -352,7 +378,8 @@ def _event_fast(raw: Any, now: datetime, max_past: timedelta) -> ValidEvent | No
         if type(metadata) is not dict or len(metadata) > MAX_METADATA_KEYS:
             return None
         for key, item in metadata.items():
-            if not (key and _short_str(key, MAX_METADATA_KEY) and _short_str(item, MAX_METADATA_VALUE)):
+            if not (key and _short_str(key, MAX_METADATA_KEY) and _short_str(item, MAX_METADATA_VALUE)
+                    and _unicode_ok(key) and _unicode_ok(item)):
                 return None
     return ValidEvent(request_id, model, timestamp, float(latency_ms), input_tokens, output_tokens, cache_read,
                       cache_total, cache_5m, cache_1h, status, error_type, http_status, stop_reason,

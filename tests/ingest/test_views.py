@@ -433,3 +433,18 @@ def test_request_ids_with_tabs_newlines_and_backslashes_survive_the_copy_path(cl
     assert set(Event.objects.values_list("request_id", flat=True)) == set(ids)
     again = post_events(client, secret, {"events": [ev(i) for i in ids]})
     assert again.json() == {"accepted": 0, "duplicates": len(ids), "rejected": []}
+
+
+@pytest.mark.parametrize("size", [1, 70])
+def test_a_lone_surrogate_rejects_its_event_by_field_and_keeps_the_others(client, ingest_key, size):
+    # The json module accepts "\ud800" (a lone surrogate, not valid Unicode): PostgreSQL can't store it.
+    secret, _ = ingest_key
+    events = [ev(f"s{i}") for i in range(size - 1)] + [ev("lone", user_id="\ud800"),
+                                                       ev("lone-meta", metadata={"k": "a\udfffb"})]
+    resp = post_events(client, secret, {"events": events})
+    assert resp.status_code == (202 if size > 1 else 400)
+    body = resp.json()
+    assert body["accepted"] == size - 1
+    assert [r["errors"][0]["field"] for r in body["rejected"]] == ["user_id", "metadata.k"]
+    assert "Unicode" in body["rejected"][0]["errors"][0]["message"]
+    assert Event.objects.filter(request_id__startswith="s").count() == size - 1
