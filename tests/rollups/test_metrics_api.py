@@ -153,6 +153,8 @@ def test_a_read_key_sees_only_its_project(keys):
         ({"from": "2020-01-01", "to": "2026-01-01"}, "from"),
         ({"granularity": "hour", "from": "2026-01-01", "to": "2026-11-01"}, "granularity"),
         ({"colour": "red"}, "colour"),
+        ({"service": "a\x00b"}, "service"),
+        ({"group_by": "model", "model": ["claude-haiku-4-5", "x\x00"]}, "model"),
     ],
 )
 def test_bad_parameters_are_400_naming_the_parameter(keys, params, field):
