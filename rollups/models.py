@@ -14,12 +14,9 @@ from django.contrib.postgres.fields import ArrayField
 from django.db import models
 
 
-class AggregateFields(models.Model):
-    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="+")
-    environment = models.ForeignKey("projects.Environment", on_delete=models.CASCADE, related_name="+")
-    service = models.CharField(max_length=128)
-    model = models.CharField(max_length=128)
-    feature = models.CharField(max_length=128)
+class AggregateValues(models.Model):
+    """What every aggregate row holds: sums that add across rows and the mergeable histogram."""
+
     requests = models.BigIntegerField()
     errors = models.BigIntegerField()
     input_tokens = models.BigIntegerField()
@@ -38,6 +35,17 @@ class AggregateFields(models.Model):
     latency_hist_cnt = ArrayField(models.BigIntegerField())
     errors_by_type = models.JSONField(default=dict)
     http_status_counts = models.JSONField(default=dict)
+
+    class Meta:
+        abstract = True
+
+
+class AggregateFields(AggregateValues):
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="+")
+    environment = models.ForeignKey("projects.Environment", on_delete=models.CASCADE, related_name="+")
+    service = models.CharField(max_length=128)
+    model = models.CharField(max_length=128)
+    feature = models.CharField(max_length=128)
 
     class Meta:
         abstract = True
@@ -73,7 +81,7 @@ class DailyAggregate(AggregateFields):
         return f"{self.project_id}@{self.day} {self.model}/{self.service}"
 
 
-class DailySlice(models.Model):
+class DailySlice(AggregateValues):
     """A day rolled up over a subset of (environment, service, model): `dims` holds the kept ones
     (bits rollups.services.SLICE_ENV | SLICE_SERVICE | SLICE_MODEL); a dimension not kept is 0 / ''.
 
@@ -89,24 +97,6 @@ class DailySlice(models.Model):
     environment_id = models.BigIntegerField()  # 0 when not kept (not a foreign key for that reason)
     service = models.CharField(max_length=128)
     model = models.CharField(max_length=128)
-    requests = models.BigIntegerField()
-    errors = models.BigIntegerField()
-    input_tokens = models.BigIntegerField()
-    output_tokens = models.BigIntegerField()
-    cache_read_input_tokens = models.BigIntegerField()
-    cache_creation_input_tokens = models.BigIntegerField()
-    cache_write_5m_tokens = models.BigIntegerField()
-    cache_write_1h_tokens = models.BigIntegerField()
-    cache_hits = models.BigIntegerField()
-    batch_requests = models.BigIntegerField()
-    cost_usd = models.DecimalField(max_digits=24, decimal_places=10)
-    cache_savings_usd = models.DecimalField(max_digits=24, decimal_places=10)
-    unpriced_requests = models.BigIntegerField()
-    latency_sum_ms = models.FloatField()
-    latency_hist_idx = ArrayField(models.IntegerField())
-    latency_hist_cnt = ArrayField(models.BigIntegerField())
-    errors_by_type = models.JSONField(default=dict)
-    http_status_counts = models.JSONField(default=dict)
 
     class Meta:
         constraints = [
