@@ -34,4 +34,24 @@ def test_values_postgresql_cannot_store_are_400_not_500(db):
     read = ingest_key_create(project_slug="nul", environment_name="prod", scope="read").secret
     resp = Client().get("/api/v1/metrics?service=a%00b", HTTP_AUTHORIZATION=f"Bearer {read}")
     assert resp.status_code == 400
-    assert "invalid input" in resp.json()["error"]
+    # Caught by the parameter check now, naming the parameter as the OpenAPI 400 schema says.
+    assert resp.json() == {"error": "service: must not contain a NUL character", "field": "service"}
+
+
+def test_a_value_postgresql_refuses_deep_in_a_view_is_400_not_500(db):
+    import json
+
+    from django.db import connection
+    from django.test import RequestFactory
+
+    from core.http import database_unavailable_as_503
+
+    @database_unavailable_as_503
+    def view(request):  # type: ignore[no-untyped-def]
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT %s::text", ["a\x00b"])  # PostgreSQL text cannot hold NUL
+        raise AssertionError("PostgreSQL accepted a NUL byte")
+
+    resp = view(RequestFactory().get("/"))
+    assert resp.status_code == 400
+    assert json.loads(resp.content)["error"].startswith("invalid input: ")
