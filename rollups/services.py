@@ -208,6 +208,14 @@ WITH ev AS MATERIALIZED ({_EV_SELECT} AND date_trunc('hour', "timestamp" AT TIME
 SELECT count(*) FROM h_ins
 """  # noqa: S608
 
+# Sums and error counts read back from stored aggregate rows `a` (the day from its hours, or
+# slices from days): the jsonb maps become (err_type, err_code, n) rows again.
+_STORED_RESUM = _RESUM.replace("sum(latency_sum)", "sum(latency_sum_ms::numeric)")
+_STORED_ERRORS = """(SELECT a.*, j.key AS err_type, NULL::int AS err_code, j.value::bigint AS n
+          FROM a, jsonb_each_text(errors_by_type) AS j
+          UNION ALL
+          SELECT a.*, NULL, j.key::int, j.value::bigint FROM a, jsonb_each_text(http_status_counts) AS j) e"""
+
 # ... then the day from its stored hourly rows (a statement of its own, so it sees them), and
 # its users from the day's raw events (user spend is kept per day only).
 DAY_FROM_HOURS_SQL = f"""
@@ -215,16 +223,13 @@ WITH a AS (
     SELECT * FROM rollups_hourlyaggregate
     WHERE project_id = %(project)s AND hour_start >= %(start)s AND hour_start < %(end)s
 ), ds AS (
-    SELECT {_DAY_KEYS}, {_RESUM.replace("sum(latency_sum)", "sum(latency_sum_ms::numeric)")} FROM a GROUP BY {_DAY_KEYS}
+    SELECT {_DAY_KEYS}, {_STORED_RESUM} FROM a GROUP BY {_DAY_KEYS}
 ), db AS (
     SELECT {_DAY_KEYS}, u.bucket, sum(u.n) AS n
     FROM a, unnest(latency_hist_idx, latency_hist_cnt) AS u(bucket, n) GROUP BY {_DAY_KEYS}, u.bucket
 ), de AS (
     SELECT {_DAY_KEYS}, err_type, err_code, sum(n) AS n
-    FROM (SELECT a.*, j.key AS err_type, NULL::int AS err_code, j.value::bigint AS n
-          FROM a, jsonb_each_text(errors_by_type) AS j
-          UNION ALL
-          SELECT a.*, NULL, j.key::int, j.value::bigint FROM a, jsonb_each_text(http_status_counts) AS j) e
+    FROM {_STORED_ERRORS}
     GROUP BY {_DAY_KEYS}, err_type, err_code
 ), users AS (
     SELECT environment_id, user_id, status, cost_usd FROM ingest_event
@@ -243,7 +248,7 @@ SLICES_FROM_DAYS_SQL = f"""
 WITH a AS (
     SELECT * FROM rollups_dailyaggregate
 ), ss AS (
-    SELECT project_id, day, {_SLICE_HEAD}, {_RESUM.replace("sum(latency_sum)", "sum(latency_sum_ms::numeric)")}
+    SELECT project_id, day, {_SLICE_HEAD}, {_STORED_RESUM}
     FROM a GROUP BY project_id, day, {_SLICE_SETS}
 ), sb AS (
     SELECT project_id, day, {_SLICE_HEAD}, bucket, sum(n) AS n
@@ -251,10 +256,7 @@ WITH a AS (
     GROUP BY project_id, day, {_SLICE_BUCKET_SETS}
 ), se AS (
     SELECT project_id, day, {_SLICE_HEAD}, err_type, err_code, sum(n) AS n
-    FROM (SELECT a.*, j.key AS err_type, NULL::int AS err_code, j.value::bigint AS n
-          FROM a, jsonb_each_text(errors_by_type) AS j
-          UNION ALL
-          SELECT a.*, NULL, j.key::int, j.value::bigint FROM a, jsonb_each_text(http_status_counts) AS j) e
+    FROM {_STORED_ERRORS}
     GROUP BY project_id, day, {_SLICE_ERROR_SETS}
 ),{_rows("sl", "ss", "sb", "se", "project_id, day, " + _SLICE_KEYS, "rollups_dailyslice",
          "day, project_id, dims, environment_id, service, model", "day, project_id, dims, environment_id, service, model")}
@@ -341,7 +343,8 @@ def hours_rollup(*, hours: list[tuple[int, datetime]]) -> RollupResult:
     if not hours:
         return RollupResult()
     hours = sorted(set(hours))
-    days = sorted({(project_id, hour.astimezone(UTC).date()) for project_id, hour in hours})
+    by_day = _by_day(hours)
+    days = sorted(by_day)
     with connection.cursor() as cursor:
         locks = [_lock_key(_HOUR_LOCK_CLASS, p, int(h.timestamp()) // 3600) for p, h in hours]
         locks += [_lock_key(_DAY_LOCK_CLASS, p, d.toordinal()) for p, d in days]
@@ -352,7 +355,7 @@ def hours_rollup(*, hours: list[tuple[int, datetime]]) -> RollupResult:
         cursor.execute(DELETE_HOURS_SQL, hour_params)
         day_params = {"projects": [p for p, _ in days], "days": [d for _, d in days]}
         cursor.execute(DELETE_DAYS_SQL, day_params)
-        for (project_id, day), day_hours in _by_day(hours).items():
+        for (project_id, day), day_hours in by_day.items():
             _day_recompute(cursor, project_id=project_id, day=day, hours=day_hours, whole_day=True)
         if _after_hours_hook is not None:
             _after_hours_hook(hours)
@@ -457,10 +460,6 @@ def rollup_until_current(*, timeout_s: float = 600.0, progress: Callable[[str], 
         if time.monotonic() > deadline:
             raise TimeoutError("dirty hours are still claimed by another rollup; try again")
         time.sleep(0.2)
-
-
-def days_of(hours: list[tuple[int, datetime]]) -> list[tuple[int, date]]:
-    return sorted({(p, h.astimezone(UTC).date()) for p, h in hours})
 
 
 @dataclass
