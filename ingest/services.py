@@ -23,14 +23,15 @@ from typing import Any
 
 import psycopg
 import psycopg.adapt
+import psycopg.errors
 import psycopg.types.numeric
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.utils import IntegrityError, InterfaceError, OperationalError
+from django.db.utils import IntegrityError, InterfaceError, OperationalError, ProgrammingError
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
-from ingest.partitions import partitions_ensure
+from ingest.partitions import forget_known_partitions, partition_name, partitions_ensure
 from ingest.schemas import MAX_PAST, FieldError, ValidEvent, batch_events_decode, body_events, event_validate
 from pricing.services import Pricer, pricer_for
 
@@ -256,17 +257,25 @@ def _insert_one(raw: psycopg.Connection[Any], row: tuple[Any, ...], tail: list[A
 # back whole, and the batch is written again through the stage with ON CONFLICT DO NOTHING.
 # Keys go in request_id order, so two batches racing on the same ids wait for each other in
 # the same order instead of deadlocking.
+#
+# Both COPYs are binary (no timestamp or number parsing on the server). Events go in
+# timestamp order, one COPY per day straight into that day's partition: COPY into the
+# partitioned parent routes every row (a partition lookup and, when consecutive rows fall on
+# different days, a switch of insert buffers), which cost about a fifth of the event insert.
+# The partition's own constraint still checks each row's day.
 _EVENT_COPY_COLUMNS = [*_COL_NAMES, "project_id", "environment_id", "received_at"]
-_EVENT_COPY = f"COPY ingest_event ({', '.join(f'{c!r}' for c in _EVENT_COPY_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
-_EVENT_COPY = _EVENT_COPY.replace("'", '"')
+_EVENT_COPY_INTO = ('COPY "{table}" (' + ", ".join(f'"{c}"' for c in _EVENT_COPY_COLUMNS)
+                    + ") FROM STDIN (FORMAT BINARY)")
 _EVENT_COPY_TYPES = [kind for _, kind in _COLUMNS] + ["int8", "int8", "timestamptz"]
 _METADATA = _COL_NAMES.index("metadata")
-_KEY_COPY = 'COPY ingest_eventkey (project_id, request_id, "timestamp") FROM STDIN'
-_COPY_TEXT_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_KEY_COPY = 'COPY ingest_eventkey (project_id, request_id, "timestamp") FROM STDIN (FORMAT BINARY)'
+_KEY_COPY_TYPES = ["int8", "text", "timestamptz"]
 _DIRTY_SQL = ("INSERT INTO ingest_dirtyhour (project_id, hour_start, created_at) "
               "SELECT %s::int8, h, %s::timestamptz FROM unnest(%s::timestamptz[]) AS h")
 _DIRTY_GATED_SQL = ("WITH " + _LIVE_CTE + "d AS (" + _DIRTY_SQL + _LIVE_WHERE + ") SELECT EXISTS (SELECT 1 FROM live)")
 _KEY_CONFLICT = "ingest_eventkey_pkey"
+_DAY_S = 86_400
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
 def _copy_all_new(cursor, rows: list[tuple[Any, ...]], tail: list[Any],  # type: ignore[no-untyped-def]
@@ -275,26 +284,30 @@ def _copy_all_new(cursor, rows: list[tuple[Any, ...]], tail: list[Any],  # type:
     project_id, environment_id, received_at = tail[1], tail[2], tail[3]
     raw = cursor.cursor
     rows.sort(key=itemgetter(0))  # by request_id
-    # Three columns: COPY's text format built here in one string costs a third of a
-    # write_row call per key.
-    lines = []
-    for row in rows:
-        request_id = row[0]
-        if "\\" in request_id or not request_id.isprintable():  # tab, newline, CR, backslash
-            request_id = request_id.translate(_COPY_TEXT_ESCAPES)
-        lines.append(f"{project_id}\t{request_id}\t{row[1].isoformat()}\n")
     with raw.copy(_KEY_COPY) as copy:
-        copy.write("".join(lines))
-    extra = (project_id, environment_id, received_at)
-    hours: set[int] = set()
-    with raw.copy(_EVENT_COPY) as copy:
-        copy.set_types(_EVENT_COPY_TYPES)
+        copy.set_types(_KEY_COPY_TYPES)
         write_row = copy.write_row
         for row in rows:
-            if row[_METADATA] is not None:  # already JSON text: binary jsonb wants it wrapped
-                row = (*row[:_METADATA], Jsonb(row[_METADATA], dumps=str), *row[_METADATA + 1:])
-            write_row(row + extra)
-            hours.add(int(row[1].timestamp()) // 3600)
+            write_row((project_id, row[0], row[1]))
+    rows.sort(key=itemgetter(1))  # by timestamp: each day's rows together
+    hours: set[int] = set()
+    days: list[tuple[int, list[tuple[Any, ...]]]] = []
+    for row in rows:
+        epoch = int(row[1].timestamp())
+        hours.add(epoch // 3600)
+        if not days or days[-1][0] != epoch // _DAY_S:
+            days.append((epoch // _DAY_S, []))
+        days[-1][1].append(row)
+    extra = (project_id, environment_id, received_at)
+    for day_number, day_rows in days:
+        table = partition_name(date.fromordinal(_EPOCH_ORDINAL + day_number))
+        with raw.copy(_EVENT_COPY_INTO.format(table=table)) as copy:
+            copy.set_types(_EVENT_COPY_TYPES)
+            write_row = copy.write_row
+            for row in day_rows:
+                if row[_METADATA] is not None:  # already JSON text: binary jsonb wants it wrapped
+                    row = (*row[:_METADATA], Jsonb(row[_METADATA], dumps=str), *row[_METADATA + 1:])
+                write_row(row + extra)
     hour_starts = [datetime.fromtimestamp(h * 3600, tz=UTC) for h in sorted(hours)]
     if key_id is None:
         cursor.execute(_DIRTY_SQL, [project_id, received_at, hour_starts])
@@ -370,6 +383,14 @@ def events_store(*, project_id: int, environment_id: int, events: list[ValidEven
                 if getattr(getattr(exc.__cause__, "diag", None), "constraint_name", None) != _KEY_CONFLICT:
                     raise
                 inserted = -1  # some request_id is already stored: the staged path sorts them out
+            except ProgrammingError as exc:
+                if not isinstance(exc.__cause__, psycopg.errors.UndefinedTable):
+                    raise
+                # A day partition this process knew of is gone (dropped by hand, or a test reset):
+                # look again, create what is missing, and write through the parent instead.
+                forget_known_partitions()
+                partitions_ensure(days)
+                inserted = -1
         if inserted < 0:
             with transaction.atomic(), db.cursor() as cursor, db.wrap_database_errors:
                 if len(rows) == 1:
