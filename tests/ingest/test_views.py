@@ -405,6 +405,46 @@ def test_large_batches_take_the_copy_path_with_the_same_results(client, ingest_k
     assert [getattr(stored, f) for f in fields] == [getattr(twin, f) for f in fields]
 
 
+def test_a_large_batch_over_two_days_goes_into_each_days_partition(client, ingest_key):
+    # The COPY path writes each day's events straight into that day's partition.
+    from django.db import connection
+
+    secret, key = ingest_key
+    today = NOW.replace(hour=0, minute=30, second=0, microsecond=0)
+    days = [today - timedelta(days=1), today]
+    events = [ev(f"two-days-{i}", timestamp=(days[i % 2] + timedelta(minutes=i)).isoformat()) for i in range(90)]
+    resp = post_events(client, secret, {"events": events})
+    assert resp.json() == {"accepted": 90, "duplicates": 0, "rejected": []}
+    with connection.cursor() as cursor:
+        for day in days:
+            cursor.execute(f'SELECT count(*) FROM "ingest_event_{day:%Y%m%d}" WHERE project_id = %s',
+                           [key.project_id])
+            assert cursor.fetchone()[0] == 45
+    hours = set(DirtyHour.objects.filter(project_id=key.project_id).values_list("hour_start", flat=True))
+    assert {h.date() for h in hours} == {d.date() for d in days}
+
+
+def test_a_partition_dropped_behind_the_process_back_is_made_again(client, ingest_key):
+    # This process remembers which day partitions exist; if one is dropped by other means, the
+    # COPY straight into it fails, and the batch is written through the parent after the
+    # partition is made again: nothing is lost and nothing is half-written.
+    from django.db import connection
+
+    from ingest.partitions import existing_partition_days, partitions_ensure
+
+    secret, key = ingest_key
+    day = (NOW - timedelta(days=3)).replace(hour=6, minute=0, second=0, microsecond=0)
+    partitions_ensure({day.date()})
+    with connection.cursor() as cursor:
+        cursor.execute(f'DROP TABLE "ingest_event_{day:%Y%m%d}"')
+    events = [ev(f"regrown-{i}", timestamp=(day + timedelta(seconds=i)).isoformat()) for i in range(80)]
+    resp = post_events(client, secret, {"events": events})
+    assert resp.status_code == 202
+    assert resp.json() == {"accepted": 80, "duplicates": 0, "rejected": []}
+    assert day.date() in existing_partition_days()
+    assert Event.objects.filter(project_id=key.project_id, request_id__startswith="regrown-").count() == 80
+
+
 def test_events_older_than_the_projects_retention_are_refused(client, ingest_key):
     from ingest import services
     from projects.models import Project
