@@ -34,7 +34,7 @@ BACKOFF_MAX_S = 3600
 CLAIM_FOR = timedelta(minutes=5)
 SEND_BATCH = 50
 
-METRIC_LABELS = {
+METRIC_LABELS: dict[str, str] = {
     Metric.COST_USD: "spend", Metric.REQUESTS: "requests", Metric.ERROR_RATE: "error rate",
     Metric.LATENCY_P95_MS: "P95 latency", Metric.LATENCY_AVG_MS: "average latency",
     Metric.CACHE_HIT_RATE: "cache hit rate",

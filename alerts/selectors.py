@@ -29,7 +29,7 @@ GUARDED = {Metric.ERROR_RATE, Metric.LATENCY_P95_MS, Metric.LATENCY_AVG_MS, Metr
 ADDITIVE = {Metric.COST_USD, Metric.REQUESTS}
 # Smallest deviation an anomaly must exceed, whatever the MAD: a flat series (MAD 0) must not
 # page on a change nobody would care about.
-ANOMALY_FLOOR = {
+ANOMALY_FLOOR: dict[str, float] = {
     Metric.COST_USD: 0.05, Metric.REQUESTS: 10.0, Metric.ERROR_RATE: 0.02,
     Metric.LATENCY_P95_MS: 50.0, Metric.LATENCY_AVG_MS: 25.0, Metric.CACHE_HIT_RATE: 0.05,
 }

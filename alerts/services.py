@@ -250,8 +250,9 @@ def digest_context(*, project_id: int, day: datetime) -> dict[str, Any]:
         key = (row.group["model"], row.group["service"])
         pair = spend.setdefault(key, [Decimal(0), Decimal(0)])
         pair[0 if row.bucket and row.bucket < day else 1] += row.cost_usd
-    movers = sorted(({"model": m, "service": s, "before": float(b), "now": float(n), "change": float(n - b)}
-                     for (m, s), (b, n) in spend.items()), key=lambda x: abs(x["change"]), reverse=True)[:5]
+    ranked = sorted(spend.items(), key=lambda item: abs(float(item[1][1] - item[1][0])), reverse=True)[:5]
+    movers = [{"model": m, "service": s, "before": float(b), "now": float(n), "change": float(n - b)}
+              for (m, s), (b, n) in ranked]
     return {"day": day.strftime("%Y-%m-%d"), "kpis": kpis, "movers": movers,
             "link": emails.dashboard_link(start=day, end=day_end)}
 

@@ -29,7 +29,7 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 ERROR = {"type": "object", "required": ["error"], "properties": {"error": _STR}}
-FIELD_ERRORS = {
+FIELD_ERRORS: dict[str, Any] = {
     "type": "object", "required": ["errors"],
     "properties": {"errors": {"type": "array", "items": {
         "type": "object", "required": ["field", "message"], "properties": {"field": _STR, "message": _STR}}}},
@@ -96,7 +96,7 @@ METRICS = {
     },
 }
 
-RULE_INPUT = {
+RULE_INPUT: dict[str, Any] = {
     "type": "object",
     "properties": {
         "project": {"type": "string", "description": "project slug (sessions with several projects)"},

@@ -170,7 +170,7 @@ class EmbeddedPostgres:
     def _run(self, command: str, *args: str) -> None:
         proc = subprocess.run(  # noqa: S603 - fixed binaries from the wheel
             [str(self.bin_path / command), *args],
-            capture_output=True, text=True, check=False, timeout=120, **self._user_kwargs(),  # type: ignore[arg-type]
+            capture_output=True, text=True, check=False, timeout=120, **self._user_kwargs(),  # type: ignore[call-overload]
         )
         if proc.returncode != 0:
             log = self.pgdata / "log"

@@ -70,7 +70,6 @@ _UNITS_PER_USD = 10**10
 _UNITS_PER_USD_PER_MTOK = 10**4
 _UNIT = Decimal("1E-10")
 _ZERO_UNITS = Decimal(0) * _UNIT  # Decimal('0E-10'), as quantize gives
-_NO_CARD = object()
 
 
 @dataclass(frozen=True)
@@ -238,12 +237,13 @@ class Pricer:
                 return cost.quantize(_COST_QUANTUM), savings.quantize(_COST_QUANTUM), override.source
 
         provider = provider or DEFAULT_PROVIDER
-        found = self._cards.get((provider, model, int(timestamp.timestamp() // 86400)), _NO_CARD)
-        if found is _NO_CARD:
+        try:  # the rate card of this model and UTC day, when remembered (_card_for)
+            found = self._cards[provider, model, int(timestamp.timestamp() // 86400)]
+        except KeyError:
             found = self._card_for(provider, model, timestamp)
         if found is None:
             return None, None, UNPRICED
-        card, source = found  # type: ignore[misc]
+        card, source = found
         if card.thresholds:
             rates = card.rates_for(
                 input_tokens + cache_read_input_tokens + cache_write_5m_tokens + cache_write_1h_tokens)
@@ -401,7 +401,9 @@ def _region_rates(prices: dict[str, Decimal | TieredPrices], total_input: int) -
     per_mtok = {
         name: flat.calc_price(genai_prices.Usage(**usage))["total_price"] - per_call for name, usage in _PROBES.items()
     }
-    return _with_units(_Rates(**per_mtok, per_call=per_call))
+    return _with_units(_Rates(input=per_mtok["input"], cache_read=per_mtok["cache_read"],
+                              cache_write_5m=per_mtok["cache_write_5m"], cache_write_1h=per_mtok["cache_write_1h"],
+                              output=per_mtok["output"], per_call=per_call))
 
 
 def _tier_price(value: Decimal | TieredPrices, total_input: int) -> Decimal:

@@ -43,9 +43,10 @@ def metrics_query_parse(params: QueryDict, *, project_ids: list[int]) -> Metrics
     if granularity not in GRANULARITIES:
         raise QueryError("granularity", "must be hour or day")
     now = timezone.now()
-    end = parse_time(params["to"], param="to", end=True) if params.get("to") else now
-    if params.get("from"):
-        start = parse_time(params["from"], param="from", end=False)
+    to_value, from_value = params.get("to"), params.get("from")
+    end = parse_time(to_value, param="to", end=True) if to_value else now
+    if from_value:
+        start = parse_time(from_value, param="from", end=False)
     else:
         start = (end - timedelta(days=7)).replace(hour=0, minute=0, second=0, microsecond=0)
     # Aggregates are hourly: a time inside an hour widens the range to whole hours.

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -351,9 +352,9 @@ def hours_rollup(*, hours: list[tuple[int, datetime]]) -> RollupResult:
         cursor.execute("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(%s::bigint[]) WITH ORDINALITY AS t(k, o)",
                        [locks])
         cursor.execute("SELECT set_config('work_mem', %s, true)", [ROLLUP_WORK_MEM])
-        hour_params = {"projects": [p for p, _ in hours], "hours": [h for _, h in hours]}
+        hour_params: dict[str, Any] = {"projects": [p for p, _ in hours], "hours": [h for _, h in hours]}
         cursor.execute(DELETE_HOURS_SQL, hour_params)
-        day_params = {"projects": [p for p, _ in days], "days": [d for _, d in days]}
+        day_params: dict[str, Any] = {"projects": [p for p, _ in days], "days": [d for _, d in days]}
         cursor.execute(DELETE_DAYS_SQL, day_params)
         for (project_id, day), day_hours in by_day.items():
             _day_recompute(cursor, project_id=project_id, day=day, hours=day_hours, whole_day=True)
@@ -467,7 +468,7 @@ class VerifyResult:
     hours_checked: int = 0
     days_checked: int = 0
     pending_hours: int = 0
-    differences: list[str] | None = None
+    differences: list[str] = field(default_factory=list)
 
 
 _VERIFY_COLUMNS = [
