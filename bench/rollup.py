@@ -50,7 +50,7 @@ TARGET_GROWTH = 1.5
 GENERATE_SQL = """
 INSERT INTO ingest_event (project_id, environment_id, request_id, "timestamp", received_at, model, provider,
     service, feature, user_id, status, error_type, http_status, latency_ms, input_tokens, output_tokens,
-    cache_read_input_tokens, cache_creation_input_tokens, cache_write_5m_tokens, cost_usd, cache_savings_usd,
+    cache_read_input_tokens, cache_creation_input_tokens, cache_write_5m_tokens, cost_units, cache_savings_units,
     price_source)
 SELECT %(project)s,
        (%(envs)s::bigint[])[1 + (g %% 3)],
@@ -70,8 +70,8 @@ SELECT %(project)s,
        CASE WHEN g %% 3 = 0 THEN 4000 ELSE 0 END,
        CASE WHEN g %% 50 = 0 THEN 1000 ELSE 0 END,
        CASE WHEN g %% 50 = 0 THEN 1000 ELSE 0 END,
-       CASE WHEN g %% 4 = 3 THEN NULL ELSE 0.001 + (g %% 100) / 10000.0 END,
-       CASE WHEN g %% 3 = 0 THEN 0.001 ELSE 0 END,
+       CASE WHEN g %% 4 = 3 THEN NULL ELSE 10000000 + (g %% 100) * 1000000 END,
+       CASE WHEN g %% 3 = 0 THEN 10000000 ELSE 0 END,
        'bench'
 FROM generate_series(%(first)s, %(last)s) AS g
 """
@@ -91,13 +91,14 @@ def bench_copy(n: int) -> float:
 
     now = datetime.now(tz=UTC)
     rows = [(1, 1, f"copy-{i}", now - timedelta(seconds=i), now, "claude-sonnet-4-6", "anthropic", "search", "",
-             "", "ok", "", 200, 812.5, 1200, 300, 0, 0, 0, 0.0045, "bench") for i in range(n)]
+             "", "ok", "", 200, 812.5, 1200, 300, 0, 0, 0, 45_000_000, "bench") for i in range(n)]
     cols = ("project_id, environment_id, request_id, \"timestamp\", received_at, model, provider, service, feature, "
             "user_id, status, error_type, http_status, latency_ms, input_tokens, output_tokens, "
-            "cache_read_input_tokens, cache_creation_input_tokens, cache_write_5m_tokens, cost_usd, price_source")
+            "cache_read_input_tokens, cache_creation_input_tokens, cache_write_5m_tokens, cost_units, price_source")
     with connection.cursor() as cursor:
         cursor.execute(f"DROP TABLE IF EXISTS {SCRATCH}")
-        cursor.execute(f"CREATE TABLE {SCRATCH} (LIKE ingest_event INCLUDING DEFAULTS INCLUDING IDENTITY)")
+        cursor.execute(f"CREATE TABLE {SCRATCH} (LIKE ingest_event INCLUDING DEFAULTS INCLUDING IDENTITY "
+                       "INCLUDING GENERATED)")
         cursor.execute(f'CREATE INDEX ON {SCRATCH} (project_id, "timestamp")')
         started = time.perf_counter()
         with cursor.cursor.copy(f"COPY {SCRATCH} ({cols}) FROM STDIN") as copy:

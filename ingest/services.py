@@ -61,13 +61,14 @@ _COLUMNS: list[tuple[str, str]] = [
     ("cache_creation_input_tokens", "int8"),
     ("cache_write_5m_tokens", "int8"),
     ("cache_write_1h_tokens", "int8"),
-    ("cost_usd", "numeric"),
-    ("cache_savings_usd", "numeric"),
+    ("cost_units", "int8"),  # 1e-10 USD; cost_usd is computed from it (migration 0004)
+    ("cache_savings_units", "int8"),
     ("client_cost_usd", "numeric"),
     ("price_source", "text"),
     ("metadata", "jsonb"),
 ]
 _COL_NAMES = [name for name, _ in _COLUMNS]
+_NCOLS = len(_COLUMNS)
 _QUOTED = ", ".join(f'"{name}"' for name in _COL_NAMES)
 _UNNEST = ", ".join(f"%s::{'text' if kind == 'jsonb' else kind}[]" for _, kind in _COLUMNS)
 _SELECT = ", ".join(f's."{name}"::jsonb' if kind == "jsonb" else f's."{name}"' for name, kind in _COLUMNS)
@@ -119,22 +120,26 @@ def events_validate(raw_events: Iterable[Any], *, now: datetime, max_past: timed
     return valid, rejected
 
 
-def _rows(events: list[ValidEvent], pricer: Pricer) -> list[tuple[Any, ...]]:
-    """One tuple per event, in `_COLUMNS` order, priced. (Runs for every event of every batch:
-    the fields are unpacked in one step rather than read one attribute at a time.)"""
-    price = pricer.price_parts
+def _rows(events: list[ValidEvent], pricer: Pricer, extra: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    """One tuple per event, in `_COLUMNS` order, priced, followed by `extra` (project_id,
+    environment_id, received_at: the rest of a COPY row; the statements take `row[:_NCOLS]`).
+    Runs for every event of every batch: the fields are unpacked in one step rather than read
+    one attribute at a time."""
+    project_id, environment_id, received_at = extra
+    price = pricer.price_units
     rows: list[tuple[Any, ...]] = []
     append = rows.append
     for (request_id, model, timestamp, latency_ms, input_tokens, output_tokens, cache_read, cache_total, cache_5m,
          cache_1h, status, error_type, http_status, stop_reason, service, feature, user_id, provider, batch,
          service_tier, ttft, client_cost, metadata) in events:
-        cost, savings, source = price(model, provider, timestamp, input_tokens, output_tokens, cache_read, cache_5m,
-                                      cache_1h, batch)
+        cost_units, savings_units, source = price(model, provider, timestamp, input_tokens, output_tokens, cache_read,
+                                                  cache_5m, cache_1h, batch)
         append((
             request_id, timestamp, model, provider, service, feature, user_id, status, error_type, http_status,
             stop_reason, service_tier, batch, latency_ms, ttft, input_tokens, output_tokens, cache_read, cache_total,
-            cache_5m, cache_1h, cost, savings, None if client_cost is None else Decimal(repr(client_cost)), source,
-            None if metadata is None else json.dumps(metadata),
+            cache_5m, cache_1h, cost_units, savings_units,
+            None if client_cost is None else Decimal(repr(client_cost)), source,
+            None if metadata is None else json.dumps(metadata), project_id, environment_id, received_at,
         ))
     return rows
 
@@ -239,7 +244,7 @@ def _execute_prepared(raw: psycopg.Connection[Any], sql: str, params: list[Any],
 
 def _insert_one(raw: psycopg.Connection[Any], row: tuple[Any, ...], tail: list[Any],
                 key_id: int | None) -> tuple[int, bool]:
-    params = [tail[0], row[0], row[1], *tail[1:4], *row, *tail[4:]]
+    params = [tail[0], row[0], row[1], *tail[1:4], *row[:_NCOLS], *tail[4:]]
     if key_id is not None:
         params.insert(0, key_id)
     return _execute_prepared(raw, _SQL["one", key_id is not None], params, key_id is not None)
@@ -278,7 +283,7 @@ _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 def _copy_all_new(cursor, rows: list[tuple[Any, ...]], tail: list[Any],  # type: ignore[no-untyped-def]
                   key_id: int | None) -> bool:
     """The optimistic batch write (caller's transaction); False if the key was not live."""
-    project_id, environment_id, received_at = tail[1], tail[2], tail[3]
+    project_id, received_at = tail[1], tail[3]
     raw = cursor.cursor
     rows.sort(key=itemgetter(0))  # by request_id
     with raw.copy(_KEY_COPY) as copy:
@@ -295,7 +300,6 @@ def _copy_all_new(cursor, rows: list[tuple[Any, ...]], tail: list[Any],  # type:
         if not days or days[-1][0] != epoch // _DAY_S:
             days.append((epoch // _DAY_S, []))
         days[-1][1].append(row)
-    extra = (project_id, environment_id, received_at)
     for day_number, day_rows in days:
         table = partition_name(date.fromordinal(_EPOCH_ORDINAL + day_number))
         with raw.copy(_EVENT_COPY_INTO.format(table=table)) as copy:
@@ -304,7 +308,7 @@ def _copy_all_new(cursor, rows: list[tuple[Any, ...]], tail: list[Any],  # type:
             for row in day_rows:
                 if row[_METADATA] is not None:  # already JSON text: binary jsonb wants it wrapped
                     row = (*row[:_METADATA], Jsonb(row[_METADATA], dumps=str), *row[_METADATA + 1:])
-                write_row(row + extra)
+                write_row(row)
     hour_starts = [datetime.fromtimestamp(h * 3600, tz=UTC) for h in sorted(hours)]
     if key_id is None:
         cursor.execute(_DIRTY_SQL, [project_id, received_at, hour_starts])
@@ -319,7 +323,8 @@ def _insert(cursor, rows: list[tuple[Any, ...]], tail: list[Any], key_id: int | 
             own_transaction: bool) -> tuple[int, bool]:
     gate = [key_id] if key_id is not None else []
     if len(rows) < COPY_THRESHOLD:
-        cursor.execute(_SQL["arrays", key_id is not None], [*gate, *map(list, zip(*rows, strict=True)), *tail])
+        columns = list(zip(*rows, strict=True))[:_NCOLS]
+        cursor.execute(_SQL["arrays", key_id is not None], [*gate, *map(list, columns), *tail])
         result = cursor.fetchone()
         return int(result[0]), key_id is None or bool(result[1])
     raw_conn = connection.connection
@@ -335,7 +340,7 @@ def _insert(cursor, rows: list[tuple[Any, ...]], tail: list[Any], key_id: int | 
         copy.set_types(_STAGE_TYPES)
         write_row = copy.write_row
         for row in rows:
-            write_row(row)
+            write_row(row[:_NCOLS])
     return _execute_prepared(raw_conn, _SQL["stage", key_id is not None], [*gate, *tail], key_id is not None)
 
 
@@ -359,7 +364,7 @@ def events_store(*, project_id: int, environment_id: int, events: list[ValidEven
                 unique.append(event)
     days = {date.fromordinal(_EPOCH_ORDINAL + d) for d in {int(e.timestamp.timestamp()) // _DAY_S for e in unique}}
     partitions_ensure(days)
-    rows = _rows(unique, pricer_for(project_id))
+    rows = _rows(unique, pricer_for(project_id), (project_id, environment_id, received_at))
     tail = [project_id, project_id, environment_id, received_at, project_id, received_at]
     db = connections[DEFAULT_DB_ALIAS]  # the thread's wrapper itself: `connection.x` costs a lookup each time
     if len(rows) == 1 and not db.in_atomic_block:
@@ -503,7 +508,8 @@ WITH u AS (
     SELECT * FROM unnest(%s::timestamptz[], %s::int8[], %s::numeric[], %s::text[], %s::numeric[])
         AS u(ts, id, cost, source, savings)
 ), upd AS (
-    UPDATE ingest_event e SET cost_usd = u.cost, price_source = u.source, cache_savings_usd = u.savings
+    UPDATE ingest_event e SET cost_units = (u.cost * 10000000000)::bigint, price_source = u.source,
+                              cache_savings_units = (u.savings * 10000000000)::bigint
     FROM u WHERE e."timestamp" = u.ts AND e.id = u.id AND e.project_id = %s
     RETURNING date_trunc('hour', e."timestamp" AT TIME ZONE 'UTC') AS hour_start
 )

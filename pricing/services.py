@@ -128,8 +128,7 @@ def _half_even(units: int) -> int:
 
 
 def _units_cost_and_savings(units: tuple[int, int, int, int, int, int], input_tokens: int, cache_read: int,
-                            write_5m: int, write_1h: int, output_tokens: int, batch: bool
-                            ) -> tuple[Decimal, Decimal]:
+                            write_5m: int, write_1h: int, output_tokens: int, batch: bool) -> tuple[int, int]:
     """`_cost_and_savings` (x 0.5 for batch) in integers of 1e-10 USD; exact, already quantized."""
     r_in, r_read, r_5m, r_1h, r_out, per_call = units
     rest = output_tokens * r_out + per_call
@@ -139,9 +138,13 @@ def _units_cost_and_savings(units: tuple[int, int, int, int, int, int], input_to
     else:
         savings = 0
     if batch:
-        cost, savings = _half_even(cost), _half_even(savings)
-    # Decimal(n) * 1E-10 is exact (an exponent shift) and a little faster than scaleb(-10).
-    return Decimal(cost) * _UNIT, (Decimal(savings) * _UNIT) if savings else _ZERO_UNITS
+        return _half_even(cost), _half_even(savings)
+    return cost, savings
+
+
+def _to_units(amount: Decimal) -> int:
+    """An amount already quantized to 1e-10 USD, as integer units of 1e-10 USD (exact)."""
+    return int(amount.scaleb(10))
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,7 +217,23 @@ class Pricer:
         self, model: str, provider: str, timestamp: datetime, input_tokens: int, output_tokens: int,
         cache_read_input_tokens: int, cache_write_5m_tokens: int, cache_write_1h_tokens: int, batch: bool,
     ) -> tuple[Decimal | None, Decimal | None, str]:
-        """`price` as (cost_usd, cache_savings_usd, source), positional: ingest calls this per event."""
+        """`price` as (cost_usd, cache_savings_usd, source), positional."""
+        cost, savings, source = self.price_units(
+            model, provider, timestamp, input_tokens, output_tokens, cache_read_input_tokens, cache_write_5m_tokens,
+            cache_write_1h_tokens, batch,
+        )
+        if cost is None or savings is None:
+            return None, None, source
+        # Decimal(n) * 1E-10 is exact (an exponent shift): the same Decimal quantize gives.
+        return Decimal(cost) * _UNIT, (Decimal(savings) * _UNIT) if savings else _ZERO_UNITS, source
+
+    def price_units(
+        self, model: str, provider: str, timestamp: datetime, input_tokens: int, output_tokens: int,
+        cache_read_input_tokens: int, cache_write_5m_tokens: int, cache_write_1h_tokens: int, batch: bool,
+    ) -> tuple[int | None, int | None, str]:
+        """(cost, cache savings, source) with the amounts in integer units of 1e-10 USD (None when
+        unpriced), positional: ingest calls this per event and stores the units as they are
+        (`ingest_event.cost_units`; `cost_usd` is computed from them by PostgreSQL)."""
         if timestamp.tzinfo is None:
             raise ValueError("timestamp must be timezone-aware (UTC)")
 
@@ -223,10 +242,10 @@ class Pricer:
             if override is not None:
                 rates = override.rates
                 if rates.units is not None and (not batch or override.batch_multiplier == _HALF):
-                    cost, savings = _units_cost_and_savings(
+                    cost_units, savings_units = _units_cost_and_savings(
                         rates.units, input_tokens, cache_read_input_tokens, cache_write_5m_tokens,
                         cache_write_1h_tokens, output_tokens, batch)
-                    return cost, savings, override.source
+                    return cost_units, savings_units, override.source
                 cost, savings = _cost_and_savings(
                     rates, input_tokens, cache_read_input_tokens, cache_write_5m_tokens,
                     cache_write_1h_tokens, output_tokens,
@@ -234,7 +253,8 @@ class Pricer:
                 if batch:
                     cost *= override.batch_multiplier
                     savings *= override.batch_multiplier
-                return cost.quantize(_COST_QUANTUM), savings.quantize(_COST_QUANTUM), override.source
+                return (_to_units(cost.quantize(_COST_QUANTUM)), _to_units(savings.quantize(_COST_QUANTUM)),
+                        override.source)
 
         provider = provider or DEFAULT_PROVIDER
         try:  # the rate card of this model and UTC day, when remembered (_card_for)
@@ -250,17 +270,17 @@ class Pricer:
         else:
             rates = card.regions[0]
         if rates.units is not None:
-            cost, savings = _units_cost_and_savings(
+            cost_units, savings_units = _units_cost_and_savings(
                 rates.units, input_tokens, cache_read_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens,
                 output_tokens, batch)
-            return cost, savings, source
+            return cost_units, savings_units, source
         cost, savings = _cost_and_savings(
             rates, input_tokens, cache_read_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, output_tokens,
         )
         if batch:
             cost *= ANTHROPIC_BATCH_MULTIPLIER
             savings *= ANTHROPIC_BATCH_MULTIPLIER
-        return cost.quantize(_COST_QUANTUM), savings.quantize(_COST_QUANTUM), source
+        return _to_units(cost.quantize(_COST_QUANTUM)), _to_units(savings.quantize(_COST_QUANTUM)), source
 
     def _card_for(self, provider: str, model: str, timestamp: datetime) -> tuple[_RateCard, str] | None:
         """The rate card genai-prices picks for this call, remembered per UTC day when that is exact."""
