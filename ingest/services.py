@@ -16,7 +16,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from operator import itemgetter
 from typing import Any
@@ -31,6 +31,7 @@ from django.db.utils import IntegrityError, InterfaceError, OperationalError, Pr
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
+from core.timeutil import utc_day, utc_day_number, utc_hour_number
 from ingest.partitions import forget_known_partitions, partition_name, partitions_ensure
 from ingest.schemas import MAX_PAST, FieldError, ValidEvent, batch_events_decode, body_events, event_validate
 from pricing.services import Pricer, pricer_for
@@ -276,8 +277,6 @@ _DIRTY_SQL = ("INSERT INTO ingest_dirtyhour (project_id, hour_start, created_at)
               "SELECT %s::int8, h, %s::timestamptz FROM unnest(%s::timestamptz[]) AS h")
 _DIRTY_GATED_SQL = ("WITH " + _LIVE_CTE + "d AS (" + _DIRTY_SQL + _LIVE_WHERE + ") SELECT EXISTS (SELECT 1 FROM live)")
 _KEY_CONFLICT = "ingest_eventkey_pkey"
-_DAY_S = 86_400
-_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
 def _copy_all_new(cursor, rows: list[tuple[Any, ...]], tail: list[Any],  # type: ignore[no-untyped-def]
@@ -295,13 +294,13 @@ def _copy_all_new(cursor, rows: list[tuple[Any, ...]], tail: list[Any],  # type:
     hours: set[int] = set()
     days: list[tuple[int, list[tuple[Any, ...]]]] = []
     for row in rows:
-        epoch = int(row[1].timestamp())
-        hours.add(epoch // 3600)
-        if not days or days[-1][0] != epoch // _DAY_S:
-            days.append((epoch // _DAY_S, []))
+        hour = utc_hour_number(row[1])
+        hours.add(hour)
+        if not days or days[-1][0] != hour // 24:
+            days.append((hour // 24, []))
         days[-1][1].append(row)
     for day_number, day_rows in days:
-        table = partition_name(date.fromordinal(_EPOCH_ORDINAL + day_number))
+        table = partition_name(utc_day(day_number))
         with raw.copy(_EVENT_COPY_INTO.format(table=table)) as copy:
             copy.set_types(_EVENT_COPY_TYPES)
             write_row = copy.write_row
@@ -362,7 +361,7 @@ def events_store(*, project_id: int, environment_id: int, events: list[ValidEven
             if event.request_id not in seen:
                 seen.add(event.request_id)
                 unique.append(event)
-    days = {date.fromordinal(_EPOCH_ORDINAL + d) for d in {int(e.timestamp.timestamp()) // _DAY_S for e in unique}}
+    days = {utc_day(d) for d in {utc_day_number(e.timestamp) for e in unique}}
     partitions_ensure(days)
     rows = _rows(unique, pricer_for(project_id), (project_id, environment_id, received_at))
     tail = [project_id, project_id, environment_id, received_at, project_id, received_at]

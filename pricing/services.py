@@ -42,6 +42,7 @@ import genai_prices
 from django.db import transaction
 from genai_prices.types import ModelInfo, ModelPrice, StartDateConstraint, TieredPrices
 
+from core.timeutil import utc_day_number
 from pricing.models import PriceOverride
 from projects.models import Project
 
@@ -258,7 +259,7 @@ class Pricer:
 
         provider = provider or DEFAULT_PROVIDER
         try:  # the rate card of this model and UTC day, when remembered (_card_for)
-            found = self._cards[provider, model, int(timestamp.timestamp() // 86400)]
+            found = self._cards[provider, model, utc_day_number(timestamp)]
         except KeyError:
             found = self._card_for(provider, model, timestamp)
         if found is None:
@@ -284,7 +285,7 @@ class Pricer:
 
     def _card_for(self, provider: str, model: str, timestamp: datetime) -> tuple[_RateCard, str] | None:
         """The rate card genai-prices picks for this call, remembered per UTC day when that is exact."""
-        key = (provider, model, int(timestamp.timestamp() // 86400))
+        key = (provider, model, utc_day_number(timestamp))
         try:
             return self._cards[key]
         except KeyError:
