@@ -516,9 +516,10 @@ _batch_decoder = msgspec.json.Decoder(_BatchIn)
 _event_decoder = msgspec.json.Decoder(_EventIn)
 
 
-def _event_from_struct(e: _EventIn, now: datetime, max_past: timedelta) -> ValidEvent | None:
+def _event_from_struct(e: _EventIn, now: datetime, earliest: datetime, latest: datetime) -> ValidEvent | None:
     """`_event_fast` for an event msgspec has type- and range-checked (so `x or default` is safe:
-    a value of the right type that is falsy is 0, "" or False, which default the same way)."""
+    a value of the right type that is falsy is 0, "" or False, which default the same way).
+    `earliest` and `latest` bound the timestamp: now - min(MAX_PAST, max_past), now + MAX_FUTURE."""
     request_id, model = e.request_id, e.model
     value = e.timestamp
     if value is None:
@@ -530,7 +531,7 @@ def _event_from_struct(e: _EventIn, now: datetime, max_past: timedelta) -> Valid
             timestamp = datetime.fromisoformat(value)
         except ValueError:
             return None
-        if timestamp.tzinfo is None or timestamp > now + MAX_FUTURE or timestamp < now - min(MAX_PAST, max_past):
+        if timestamp.tzinfo is None or timestamp > latest or timestamp < earliest:
             return None
     cache_total = e.cache_creation_input_tokens
     split = e.cache_creation
@@ -575,8 +576,9 @@ def batch_events_decode(data: bytes, *, now: datetime, max_past: timedelta, max_
     if not 1 <= len(events) <= max_batch:
         return None
     valid = []
+    earliest, latest = now - min(MAX_PAST, max_past), now + MAX_FUTURE
     for e in events:
-        event = _event_from_struct(e, now, max_past)
+        event = _event_from_struct(e, now, earliest, latest)
         if event is None:
             return None
         valid.append(event)

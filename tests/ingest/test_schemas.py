@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from ingest.schemas import (
     ALLOWED_FIELDS,
+    MAX_FUTURE,
     MAX_PAST,
     _event_checked,
     _event_decoder,
@@ -100,7 +101,7 @@ def _one_pass(event, max_past):  # type: ignore[no-untyped-def]
         struct = _event_decoder.decode(json.dumps(event).encode())
     except (msgspec.DecodeError, ValueError):
         return None
-    return _event_from_struct(struct, NOW, max_past)
+    return _event_from_struct(struct, NOW, NOW - min(MAX_PAST, max_past), NOW + MAX_FUTURE)
 
 
 @settings(max_examples=3000, deadline=None, suppress_health_check=list(HealthCheck))
