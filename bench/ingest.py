@@ -550,6 +550,8 @@ def main() -> int:
                         clients=sizes.batch_clients,
                     ))
             if "single" not in skip:
+                if batch_runs:
+                    settle()  # autovacuum's turn after the batch rounds' bulk load, not during the singles
                 for round_no in range(1, ROUNDS + 1):
                     print(f"(c) single {sizes.single_requests:,} requests, {sizes.single_clients} clients, "
                           f"round {round_no} of {ROUNDS} ...", file=log)
