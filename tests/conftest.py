@@ -70,3 +70,14 @@ def post_events(client: Client, secret: str | None, body: Any, *, gzip_body: boo
         data = gzip.compress(data)
         extra["HTTP_CONTENT_ENCODING"] = "gzip"
     return client.post("/api/v1/events", data=data, content_type=content_type, **extra)
+
+
+def committed_event_count(request_ids: list[str]) -> int:
+    """Events with these request ids as a separate connection sees them: only what is committed."""
+    import psycopg
+
+    s = connection.settings_dict
+    with psycopg.connect(host=s["HOST"], port=s["PORT"], user=s["USER"], dbname=s["NAME"],
+                         password=s["PASSWORD"] or None) as conn:
+        row = conn.execute("SELECT count(*) FROM ingest_event WHERE request_id = ANY(%s)", [request_ids]).fetchone()
+        return int(row[0])

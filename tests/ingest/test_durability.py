@@ -9,27 +9,19 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import httpx
-import psycopg
 import pytest
 from django.db import connection
 from django.test import Client
 
 from core.embedded import EmbeddedPostgres
 from projects.services import ingest_key_create
-from tests.conftest import post_events
+from tests.conftest import committed_event_count, post_events
 
 
 def ev(request_id: str) -> dict:
     return {"request_id": request_id, "model": "claude-haiku-4-5", "latency_ms": 100, "input_tokens": 10}
 
 
-def _independent_count(request_ids: list[str]) -> int:
-    """Count rows from a separate connection: sees only what is committed."""
-    s = connection.settings_dict
-    with psycopg.connect(host=s["HOST"], port=s["PORT"], user=s["USER"], dbname=s["NAME"],
-                         password=s["PASSWORD"] or None) as conn:
-        row = conn.execute("SELECT count(*) FROM ingest_event WHERE request_id = ANY(%s)", [request_ids]).fetchone()
-        return int(row[0])
 
 
 @pytest.mark.usefixtures("clean_events")
@@ -40,7 +32,7 @@ def test_a_202_means_the_events_are_committed(live_server):
                       headers={"Authorization": f"Bearer {secret}"})
     assert resp.status_code == 202
     # Checked the instant the response arrives, from a connection of its own.
-    assert _independent_count(ids) == 50
+    assert committed_event_count(ids) == 50
 
 
 @pytest.mark.usefixtures("clean_events")
@@ -58,7 +50,7 @@ def test_a_failed_commit_never_answers_2xx_and_stores_nothing(live_server):
         resp = httpx.post(f"{live_server.url}/api/v1/events", json={"events": [ev("f1"), ev("f2")]},
                           headers={"Authorization": f"Bearer {secret}"})
         assert resp.status_code >= 500
-        assert _independent_count(["f1", "f2"]) == 0
+        assert committed_event_count(["f1", "f2"]) == 0
     finally:
         with connection.cursor() as cursor:
             cursor.execute("DROP TRIGGER tally_fail_commit ON ingest_dirtyhour; DROP FUNCTION tally_fail_commit();")
@@ -90,7 +82,7 @@ def test_racing_duplicate_posts_store_one_row_each(live_server):
     assert len(results) == 8
     assert sum(r["accepted"] for r in results) == 200
     assert sum(r["duplicates"] for r in results) == 7 * 200
-    assert _independent_count([f"race{i}" for i in range(200)]) == 200
+    assert committed_event_count([f"race{i}" for i in range(200)]) == 200
 
 
 @pytest.mark.skipif(not os.environ.get("TALLY_EMBEDDED_PGDATA"),
@@ -112,4 +104,4 @@ def test_database_down_is_503_with_retry_after_then_recovers():
         pg.start(port_wanted=port)
     resp = post_events(client, secret, {"events": [ev("down1"), ev("down2")]})
     assert resp.json() == {"accepted": 2, "duplicates": 0, "rejected": []}
-    assert _independent_count(["up1", "down1", "down2"]) == 3
+    assert committed_event_count(["up1", "down1", "down2"]) == 3

@@ -13,6 +13,7 @@ from django.db import connection
 
 from config.wsgi import application, django_application
 from projects.services import ingest_key_create, ingest_key_revoke
+from tests.conftest import committed_event_count
 from tests.ingest.wsgi_client import WsgiClient
 
 lean = WsgiClient(application)
@@ -94,28 +95,21 @@ def test_other_methods_paths_and_hosts_go_to_django(db):
 # --- real commits ------------------------------------------------------------------------------
 
 
-def _committed(request_ids: list[str]) -> int:
-    """Rows visible from a separate connection: only what is committed."""
-    s = connection.settings_dict
-    with psycopg.connect(host=s["HOST"], port=s["PORT"], user=s["USER"], dbname=s["NAME"],
-                         password=s["PASSWORD"] or None) as conn:
-        row = conn.execute("SELECT count(*) FROM ingest_event WHERE request_id = ANY(%s)", [request_ids]).fetchone()
-        return int(row[0])
 
 
 @pytest.mark.usefixtures("clean_events")
 def test_a_202_means_committed_for_single_events_and_batches():
     secret = ingest_key_create(project_slug="acme", environment_name="prod").secret
     assert post(lean, secret, ev("c-one")).json() == {"accepted": 1, "duplicates": 0, "rejected": []}
-    assert _committed(["c-one"]) == 1
+    assert committed_event_count(["c-one"]) == 1
     ids = [f"c{i}" for i in range(100)]  # over COPY_THRESHOLD: the COPY path
     assert post(lean, secret, {"events": [ev(i) for i in ids]}).json()["accepted"] == 100
-    assert _committed(ids) == 100
+    assert committed_event_count(ids) == 100
     # A re-send with one new event: the optimistic COPY meets the stored keys, the batch is
     # written again through the stage, and only the new event is stored.
     again = post(lean, secret, {"events": [ev(i) for i in [*ids, "c-new"]]}).json()
     assert again == {"accepted": 1, "duplicates": 100, "rejected": []}
-    assert _committed([*ids, "c-new"]) == 101
+    assert committed_event_count([*ids, "c-new"]) == 101
     assert post(lean, secret, ev("c-one")).json() == {"accepted": 0, "duplicates": 1, "rejected": []}
 
 
@@ -141,7 +135,7 @@ def test_racing_posts_of_the_same_events_store_each_once(size):
         t.join()
     assert sum(r["accepted"] for r in results) == size
     assert sum(r["duplicates"] for r in results) == 7 * size
-    assert _committed(ids) == size
+    assert committed_event_count(ids) == size
 
 
 @pytest.mark.usefixtures("clean_events")
@@ -156,7 +150,7 @@ def test_a_key_revoked_after_this_process_remembered_it_gets_401_and_stores_noth
     assert post(lean, created.secret, b"{nope").status_code == 401
     assert post(lean, created.secret, ev("k102"), CONTENT_TYPE="text/plain").status_code == 401
     assert post(lean, created.secret, ev("k103", latency_ms=-1)).status_code == 401
-    assert _committed([f"k{i}" for i in range(104)]) == 1
+    assert committed_event_count([f"k{i}" for i in range(104)]) == 1
 
 
 @pytest.mark.usefixtures("clean_events")
@@ -170,4 +164,4 @@ def test_a_kept_connection_that_died_is_replaced_without_an_error():
         other.execute("SELECT pg_terminate_backend(%s)", [pid])
     resp = post(lean, secret, ev("d1"))
     assert resp.status_code == 202, resp.content
-    assert _committed(["d0", "d1"]) == 2
+    assert committed_event_count(["d0", "d1"]) == 2
