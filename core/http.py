@@ -22,6 +22,24 @@ def json_error(status: int, message: str, *, retry_after: int | None = None) -> 
     return response
 
 
+# Errors the database layer raises that are answered, not 500s: input PostgreSQL cannot hold
+# (a NUL byte, a lone surrogate) is the client's fault, a 400; PostgreSQL unreachable (or a
+# transient server error) is a 503 with Retry-After, nothing having been committed.
+CLIENT_INPUT_ERRORS = (DataError, UnicodeEncodeError)
+UNAVAILABLE_ERRORS = (OperationalError, InterfaceError)
+
+
+def database_error_answer(exc: Exception) -> tuple[int, str, int | None]:
+    """(status, message, Retry-After) for one of CLIENT_INPUT_ERRORS or UNAVAILABLE_ERRORS, logged;
+    after an unavailable database the broken connection is dropped so the next request reconnects."""
+    if isinstance(exc, CLIENT_INPUT_ERRORS):
+        logger.info("rejected input: %s", exc)
+        return 400, f"invalid input: {str(exc).splitlines()[0]}", None
+    logger.warning("database unavailable: %s", exc)
+    connection.close()
+    return 503, "database unavailable, retry later", DB_RETRY_AFTER_S
+
+
 def database_unavailable_as_503(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     """PostgreSQL unreachable (or a transient server error): 503 with Retry-After, never a 500.
     Nothing was committed in that case, so the client may safely re-send the whole body.
@@ -32,14 +50,8 @@ def database_unavailable_as_503(view: Callable[..., HttpResponse]) -> Callable[.
     def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:  # type: ignore[no-untyped-def]
         try:
             return view(request, *args, **kwargs)
-        except DataError as exc:
-            # Input PostgreSQL cannot hold (a NUL byte in a filter, say): the client's fault, not ours.
-            logger.info("rejected input: %s", exc)
-            return json_error(400, f"invalid input: {str(exc).splitlines()[0]}")
-        except (OperationalError, InterfaceError) as exc:
-            logger.warning("database unavailable: %s", exc)
-            # Drop the broken connection now so the next request reconnects.
-            connection.close()
-            return json_error(503, "database unavailable, retry later", retry_after=DB_RETRY_AFTER_S)
+        except (*CLIENT_INPUT_ERRORS, *UNAVAILABLE_ERRORS) as exc:
+            status, message, retry_after = database_error_answer(exc)
+            return json_error(status, message, retry_after=retry_after)
 
     return wrapper

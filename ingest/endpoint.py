@@ -22,10 +22,8 @@ from typing import Any
 
 import orjson
 from django.conf import settings
-from django.db import connection
-from django.db.utils import DataError, InterfaceError, OperationalError
 
-from core.http import DB_RETRY_AFTER_S
+from core.http import CLIENT_INPUT_ERRORS, UNAVAILABLE_ERRORS, database_error_answer
 from core.observability import ingest_observe
 from ingest.ratelimit import rate_limit_check
 from ingest.schemas import BodyError
@@ -102,15 +100,9 @@ def events_post_handle(*, authorization: str | None, content_type: str, content_
     """
     try:
         return _handle(authorization, content_type, content_encoding, content_length, read)
-    except (DataError, UnicodeEncodeError) as exc:
-        # Input PostgreSQL cannot hold (a NUL byte, a lone surrogate): the client's fault, not ours.
-        logger.info("rejected input: %s", exc)
-        return _error(400, f"invalid input: {str(exc).splitlines()[0]}")
-    except (OperationalError, InterfaceError) as exc:
-        logger.warning("database unavailable: %s", exc)
-        # Drop the broken connection now so the next request reconnects.
-        connection.close()
-        return _error(503, "database unavailable, retry later", retry_after=DB_RETRY_AFTER_S)
+    except (*CLIENT_INPUT_ERRORS, *UNAVAILABLE_ERRORS) as exc:
+        status, message, retry_after = database_error_answer(exc)
+        return _error(status, message, retry_after=retry_after)
 
 
 def _handle(authorization: str | None, content_type: str, content_encoding: str | None,
