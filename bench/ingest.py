@@ -460,13 +460,15 @@ def gunicorn(*, workers: int, threads: int, worker_class: str):  # type: ignore[
     try:
         deadline = time.monotonic() + 30
         while True:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
             try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
                 conn.request("GET", "/healthz")
                 if conn.getresponse().status == 200:
                     break
             except OSError:
                 pass
+            finally:
+                conn.close()  # not left in keep-alive, where it would count as a client
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("gunicorn did not start")
             time.sleep(0.2)
@@ -543,7 +545,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="about a tenth of the sizes (smoke run)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
-    parser.add_argument("--worker-class", default="gthread")
+    parser.add_argument("--worker-class", default="core.gunicorn.BalancedThreadWorker")
     parser.add_argument("--keep", action="store_true", help="keep the bench events in the database")
     parser.add_argument("--skip", default="", help="comma list of phases to skip: copy,batch,single,floor,service")
     args = parser.parse_args()

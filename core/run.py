@@ -77,6 +77,7 @@ def _children(port: str, root: Path) -> dict[str, subprocess.Popen[bytes]]:
     commands = {
         "web": [str(bindir / "gunicorn"), "config.wsgi:application", "--bind", f"127.0.0.1:{port}",
                 "--workers", os.environ.get("WEB_CONCURRENCY", "2"), "--threads", "4",
+                "--worker-class", "core.gunicorn.BalancedThreadWorker",
                 "--access-logfile", "-", "--graceful-timeout", "5"],
         "worker": [py, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO", "--concurrency", "2"],
         "beat": [py, "-m", "celery", "-A", "config", "beat", "--loglevel", "INFO",

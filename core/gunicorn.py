@@ -1,0 +1,158 @@
+"""gunicorn's threaded worker, with new connections spread evenly over the workers.
+
+gunicorn's workers share one listening socket, and the first worker to wake takes each new
+connection. Clients that connect at about the same time (a deploy, a fleet of services
+restarting, a load test) tend to land on the same worker: measured on 2 workers x 4
+threads with 4 keep-alive clients, all four went to one worker in two rounds of three. That
+worker is then bound by its one interpreter lock while the other idles, for as long as the
+connections live (keep-alive), and a third of the machine's CPU went unused.
+
+`BalancedThreadWorker` is gunicorn's `gthread` worker with a least-connections rule, the one
+nginx and HAProxy use: a worker lets a new connection go when another live worker, accepting,
+holds fewer connections than it does, and that worker takes it. Each worker publishes its
+count in a small table of shared memory made before the workers fork (one slot per worker:
+pid, connections, heartbeat, accepting); a slot whose heartbeat is older than
+`STALE_AFTER_S` (a dead or hung worker) does not count. A worker never waits on the others:
+after it lets a connection go for `YIELD_S`, it takes the one still waiting, if any, so the worst case is the plain gthread behaviour plus a few milliseconds.
+
+Use it with `--worker-class core.gunicorn.BalancedThreadWorker` (core/run.py and docker do).
+"""
+
+from __future__ import annotations
+
+import mmap
+import multiprocessing
+import os
+import threading
+import time
+from typing import Any
+
+from gunicorn.workers.gthread import ThreadWorker
+
+MAX_WORKERS = 128
+_FIELDS = 4  # pid, connections, heartbeat (whole seconds of the monotonic clock), accepting
+_PID, _CONNS, _BEAT, _ACCEPTING = range(_FIELDS)
+STALE_AFTER_S = 3
+YIELD_S = 0.02
+
+# Made when gunicorn imports the worker class, in the arbiter, before any worker forks:
+# anonymous shared memory (MAP_SHARED) that every worker inherits, and the lock for claiming
+# a slot in it (workers start at the same time).
+_table = mmap.mmap(-1, MAX_WORKERS * _FIELDS * 4)
+_cells = memoryview(_table).cast("i")
+_claim = multiprocessing.Lock()
+
+
+def _beat() -> int:
+    return int(time.monotonic())
+
+
+def _claim_slot(pid: int) -> int | None:
+    """A free slot (never used, or its worker's heartbeat is stale) for this worker; None if full."""
+    with _claim:
+        now = _beat()
+        for slot in range(MAX_WORKERS):
+            base = slot * _FIELDS
+            if _cells[base + _PID] == 0 or now - _cells[base + _BEAT] > STALE_AFTER_S:
+                _cells[base + _PID] = pid
+                _cells[base + _CONNS] = 0
+                _cells[base + _BEAT] = now
+                _cells[base + _ACCEPTING] = 0
+                return slot
+    return None
+
+
+def connection_counts() -> dict[int, int]:
+    """pid -> connections of the live workers (for tests and debugging)."""
+    now = _beat()
+    counts = {}
+    for slot in range(MAX_WORKERS):
+        base = slot * _FIELDS
+        pid = _cells[base + _PID]
+        if pid and now - _cells[base + _BEAT] <= STALE_AFTER_S:
+            counts[pid] = _cells[base + _CONNS]
+    return counts
+
+
+class BalancedThreadWorker(ThreadWorker):
+    """gthread with least-connections accepting across workers (see the module's docstring)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._paused_until = 0.0  # listening again from then
+        self._slot: int | None = None
+        super().__init__(*args, **kwargs)
+
+    # gthread's loop stops accepting while `nr_conns >= worker_connections`, checked on each
+    # pass; reading it as 0 during a yield is how a worker lets a connection go for a moment.
+    @property  # type: ignore[override]
+    def worker_connections(self) -> int:
+        if time.monotonic() < self._paused_until:
+            return 0
+        return self._worker_connections
+
+    @worker_connections.setter
+    def worker_connections(self, value: int) -> None:
+        self._worker_connections = value
+
+    def init_process(self) -> None:
+        self._slot = _claim_slot(os.getpid())
+        try:
+            super().init_process()
+        finally:
+            self._release_slot()
+
+    def _release_slot(self) -> None:
+        if self._slot is not None:
+            base = self._slot * _FIELDS
+            _cells[base + _ACCEPTING] = 0
+            _cells[base + _PID] = 0
+            self._slot = None
+
+    def notify(self) -> None:
+        super().notify()
+        self._publish()
+
+    def _publish(self) -> None:
+        if self._slot is not None:
+            base = self._slot * _FIELDS
+            _cells[base + _CONNS] = self.nr_conns
+            _cells[base + _BEAT] = _beat()
+            _cells[base + _ACCEPTING] = 1 if self.alive and self.nr_conns < self._worker_connections else 0
+
+    def _fewer_elsewhere(self) -> bool:
+        """Another live, accepting worker holds fewer connections than this one."""
+        mine = self.nr_conns
+        if mine == 0 or self._slot is None:
+            return False
+        now = _beat()
+        for slot in range(MAX_WORKERS):
+            if slot == self._slot:
+                continue
+            base = slot * _FIELDS
+            if (_cells[base + _PID] and _cells[base + _ACCEPTING] and _cells[base + _CONNS] < mine
+                    and now - _cells[base + _BEAT] <= STALE_AFTER_S):
+                return True
+        return False
+
+    def accept(self, listener: Any) -> None:
+        if self._paused_until and time.monotonic() - self._paused_until < YIELD_S:
+            # Right after a yield, a connection still waiting is taken, whatever the counts
+            # (one: the rule applies again to the next).
+            self._paused_until = 0.0
+        elif self._fewer_elsewhere():
+            # Let it go: stop listening for YIELD_S (the loop sees worker_connections 0), and
+            # make sure the loop wakes then, even if nothing else happens meanwhile.
+            self._paused_until = time.monotonic() + YIELD_S
+            self.set_accept_enabled(False)
+            timer = threading.Timer(YIELD_S, self.method_queue.defer, (self._resume,))
+            timer.daemon = True
+            timer.start()
+            return
+        else:
+            self._paused_until = 0.0
+        super().accept(listener)
+        self._publish()
+
+    def _resume(self) -> None:
+        """After a yield: listening again (the loop re-enables accepting on its next pass)."""
+        self._paused_until = min(self._paused_until, time.monotonic())
