@@ -21,18 +21,19 @@ any of it, the ingest tables are VACUUMed (see `settle`).
 
 Targets (from the issue) are printed beside the figures: ratio >= 0.5, single >= 1,500 req/s on
 2 cores. Clients run as separate processes (a threaded client would be GIL-bound) and share the
-machine with gunicorn and PostgreSQL, as a real benchmark on one box does.
+machine with gunicorn and PostgreSQL, as a real benchmark on one box does. Each speaks HTTP/1.1
+over a plain socket with its requests built beforehand (`_Connection`), as wrk or oha do:
+`http.client` cost about 300 us of CPU per request, taken from the server on a 2-core box.
 
-Server: gunicorn `gthread`, 2 workers x 4 threads by default, as `make run` (core/run.py) and
-docker use: one process per core, and threads to overlap the waits on PostgreSQL and Redis
-(each COMMIT waits for its WAL flush). `POST /api/v1/events` is served by the lean WSGI app of
-ingest/wsgi.py (config/wsgi.py), without Django's middleware. After that change, on the 2-core
-dev box, gthread 2x4, 2x8, 3x4, 4x2 and 4x4 and sync x8 were measured for single events
-(8 clients) and 2x4, 2x2, 3x2 and 4x1 for batches (4 clients): every gthread layout came out
-within the run-to-run noise of the others (single ~1,000-1,550 req/s, batch ~26-35k events/s
-on a box shared with other work), while sync workers were clearly slower for single events
-(~620 req/s: no keep-alive, a TCP connection per request). gthread 2x4 is kept: it keeps
-client connections alive, and more threads only add GIL contention on 2 cores.
+Server: gunicorn with `core.gunicorn.BalancedThreadWorker` (gthread plus least-connections
+accepting), 2 workers x 4 threads by default, as `make run` (core/run.py) and docker use: one
+process per core, and threads to overlap the waits on PostgreSQL and Redis (each COMMIT waits
+for its WAL flush). With plain gthread, the first worker to wake takes each new connection, and
+the clients here connect at the same moment: in two rounds of three all 4 batch clients went to
+one worker, which then ran at one core while the other idled (and single events moved between
+about 1,450 and 2,100 req/s from round to round). `POST /api/v1/events` is served by the lean
+WSGI app of ingest/wsgi.py (config/wsgi.py), without Django's middleware. gthread 2x4 was chosen
+over 2x8, 3x4, 4x2, 4x4 and sync x8 (sync has no keep-alive: a TCP connection per request).
 Override with --workers/--threads/--worker-class.
 
 (floor) is GET /healthz with the same clients: Django's full middleware stack and gunicorn with no

@@ -13,7 +13,8 @@ holds fewer connections than it does, and that worker takes it. Each worker publ
 count in a small table of shared memory made before the workers fork (one slot per worker:
 pid, connections, heartbeat, accepting); a slot whose heartbeat is older than
 `STALE_AFTER_S` (a dead or hung worker) does not count. A worker never waits on the others:
-after it lets a connection go for `YIELD_S`, it takes the one still waiting, if any, so the worst case is the plain gthread behaviour plus a few milliseconds.
+after it lets a connection go for `YIELD_S`, it takes the one still waiting, if any, so the
+worst case is plain gthread's choice, `YIELD_S` (20 ms) late.
 
 Use it with `--worker-class core.gunicorn.BalancedThreadWorker` (core/run.py and docker do).
 """
@@ -23,7 +24,6 @@ from __future__ import annotations
 import mmap
 import multiprocessing
 import os
-import threading
 import time
 from typing import Any
 
@@ -140,19 +140,20 @@ class BalancedThreadWorker(ThreadWorker):
             # (one: the rule applies again to the next).
             self._paused_until = 0.0
         elif self._fewer_elsewhere():
-            # Let it go: stop listening for YIELD_S (the loop sees worker_connections 0), and
-            # make sure the loop wakes then, even if nothing else happens meanwhile.
+            # Let it go: stop listening for YIELD_S (the loop sees worker_connections 0 until
+            # then, and its wait ends by then, below).
             self._paused_until = time.monotonic() + YIELD_S
             self.set_accept_enabled(False)
-            timer = threading.Timer(YIELD_S, self.method_queue.defer, (self._resume,))
-            timer.daemon = True
-            timer.start()
             return
         else:
             self._paused_until = 0.0
         super().accept(listener)
         self._publish()
 
-    def _resume(self) -> None:
-        """After a yield: listening again (the loop re-enables accepting on its next pass)."""
-        self._paused_until = min(self._paused_until, time.monotonic())
+    def wait_for_and_dispatch_events(self, timeout: float) -> None:
+        # During a yield, wake when it ends even if nothing else happens meanwhile (the loop then
+        # listens again and takes the connection if the other worker has not).
+        remaining = self._paused_until - time.monotonic()
+        if remaining > 0:
+            timeout = min(timeout, remaining)
+        super().wait_for_and_dispatch_events(timeout)
