@@ -14,8 +14,8 @@
     floor   requests/s of GET /healthz with the same clients (see below).
 (d) ratio   (b) / (a).
 
-(a) and (b) are measured in turns, three rounds, and (c) three times: each figure is the median
-of its three, since a single run varies by up to a third on a small VM (see ROUNDS). Before
+(a) and (b) are measured in turns, five rounds, and (c) five times: each figure is the median
+of its five, since a single run varies by up to a third on a small VM (see ROUNDS). Before
 any of it, the ingest tables are VACUUMed (see `settle`).
     service events/s of `events_ingest` called in-process (no HTTP): tells HTTP cost from ingest cost.
 
@@ -71,10 +71,10 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
 
 TARGET_RATIO = 0.5
 # On the 2-core VM this was built on, one run of a phase varies by up to a third from the next
-# (COPY with the same rows into a new table each time; batch ingest also with how the kernel
-# happens to spread the client connections over the workers). So COPY and batch ingest are
-# measured in turns, three rounds each, and so are single events: the medians count.
-ROUNDS = 3
+# (COPY with the same rows into a new table each time, and everything else with it). So COPY and batch ingest are
+# measured in turns, five rounds each, and so are single events: the medians count (five rather
+# than three since 2026-11-26: medians of three still moved by a fifth from run to run).
+ROUNDS = 5
 TARGET_SINGLE_RPS = 1500
 SCRATCH = "bench_ingest_copy_scratch"
 BENCH_PROJECT = "bench"
