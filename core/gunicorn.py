@@ -11,8 +11,8 @@ connections live (keep-alive), and a third of the machine's CPU went unused.
 nginx and HAProxy use: a worker lets a new connection go when another live worker, accepting,
 holds fewer connections than it does, and that worker takes it. Each worker publishes its
 count in a small table of shared memory made before the workers fork (one slot per worker:
-pid, connections, heartbeat, accepting); a slot whose heartbeat is older than
-`STALE_AFTER_S` (a dead or hung worker) does not count. A worker never waits on the others:
+pid, connections, heartbeat, accepting); a worker whose heartbeat is older than
+`STALE_AFTER_S` (still loading the app, hung, or dead) does not count. A worker never waits on the others:
 after it lets a connection go for `YIELD_S`, it takes the one still waiting, if any, so the
 worst case is plain gthread's choice, `YIELD_S` (20 ms) late.
 
@@ -47,13 +47,26 @@ def _beat() -> int:
     return int(time.monotonic())
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _claim_slot(pid: int) -> int | None:
-    """A free slot (never used, or its worker's heartbeat is stale) for this worker; None if full."""
+    """A free slot for this worker: never used, released, or left by a worker that died without
+    releasing it (killed); None if the table is full. A silent worker that is still alive (loading
+    the app, or hung until gunicorn's timeout kills it) keeps its slot."""
     with _claim:
         now = _beat()
         for slot in range(MAX_WORKERS):
             base = slot * _FIELDS
-            if _cells[base + _PID] == 0 or now - _cells[base + _BEAT] > STALE_AFTER_S:
+            holder = _cells[base + _PID]
+            if holder == 0 or (now - _cells[base + _BEAT] > STALE_AFTER_S and not _pid_alive(holder)):
                 _cells[base + _PID] = pid
                 _cells[base + _CONNS] = 0
                 _cells[base + _BEAT] = now

@@ -170,16 +170,30 @@ def test_only_live_accepting_workers_with_fewer_connections_count():
     _fresh_table()
 
 
-def test_a_slot_is_claimed_fresh_or_from_a_silent_worker():
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])  # noqa: S607
+    proc.wait()
+    return proc.pid
+
+
+def test_a_slot_is_claimed_fresh_or_from_a_worker_that_died():
     _fresh_table()
     now = balanced._beat()
+    alive = os.getpid()
     for slot in range(balanced.MAX_WORKERS):
-        _set(slot, pid=1000 + slot, conns=1, beat=now)
+        _set(slot, pid=alive, conns=1, beat=now)
     assert balanced._claim_slot(4242) is None  # full: that worker runs unbalanced
-    _set(7, pid=1007, conns=9, beat=now - balanced.STALE_AFTER_S - 1)
-    assert balanced._claim_slot(4242) == 7
-    base = 7 * balanced._FIELDS
-    assert list(balanced._cells[base:base + balanced._FIELDS]) == [4242, 0, now, 0]
+    stale = now - balanced.STALE_AFTER_S - 1
+    _set(7, pid=alive, conns=9, beat=stale)  # silent but alive (loading the app, or hung): kept
+    assert balanced._claim_slot(4242) is None
+    _set(9, pid=_dead_pid(), conns=9, beat=now)  # dead, but its heartbeat is recent: kept for now
+    assert balanced._claim_slot(4242) is None
+    _set(11, pid=_dead_pid(), conns=9, beat=stale)  # killed without releasing: free
+    assert balanced._claim_slot(4242) == 11
+    base = 11 * balanced._FIELDS
+    pid, conns, beat, accepting = balanced._cells[base:base + balanced._FIELDS]
+    assert (pid, conns, accepting) == (4242, 0, 0)
+    assert now <= beat <= balanced._beat()
     _fresh_table()
     assert balanced._claim_slot(4243) == 0
     _fresh_table()
