@@ -4,7 +4,6 @@ both suites launch Chromium the same way; pytest registers fixtures a conftest i
 from __future__ import annotations
 
 import pytest
-from django.db import connections
 
 from tests.dashboard.conftest import browser_page, chromium_path
 
@@ -13,11 +12,5 @@ __all__ = ["browser", "browser_page", "chromium_path"]
 
 @pytest.fixture
 def browser(browser_page):  # type: ignore[no-untyped-def]
-    """browser_page for tests that also use the ORM while the browser runs.
-
-    Playwright's sync API runs on greenlets and Django's connections are context-local, so the
-    connection such a test body opens is not the one pytest-django closes at the end of the
-    session; left open, it keeps the test database from being dropped. Close it here.
-    """
-    yield browser_page
-    connections.close_all()
+    """The dashboard's browser_page (which also closes the connections the test body opened)."""
+    return browser_page

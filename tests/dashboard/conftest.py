@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db import connections
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
@@ -112,4 +113,8 @@ def browser_page(chromium_path, monkeypatch):  # type: ignore[no-untyped-def]
         try:
             yield page
         finally:
+            # Playwright's sync API runs on greenlets and Django's connections are context-local,
+            # so a connection the test body opened is not the one pytest-django closes at the
+            # end of the session; left open, it keeps the test database from being dropped.
+            connections.close_all()
             browser.close()
