@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import io
 import os
 import signal
 import socket
@@ -35,11 +36,11 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _gunicorn(worker_class: str, workers: int = 2) -> Iterator[int]:
+def _gunicorn(worker_class: str, workers: int = 2, threads: int = 2) -> Iterator[int]:
     port = _free_port()
     proc = subprocess.Popen(  # noqa: S603
         [GUNICORN, "tests.core.pid_app:application", "-b", f"127.0.0.1:{port}", "-w", str(workers),
-         "--worker-class", worker_class, "--threads", "2", "--keep-alive", "30", "--log-level", "warning"],
+         "--worker-class", worker_class, "--threads", str(threads), "--keep-alive", "30", "--log-level", "warning"],
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
         # Ready when every worker has answered at least once (each new connection is a fresh
@@ -53,7 +54,7 @@ def _gunicorn(worker_class: str, workers: int = 2) -> Iterator[int]:
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
                 try:
                     conn.request("GET", "/")
-                    seen.add(conn.getresponse().read().decode())
+                    seen.add(conn.getresponse().read().decode().split()[0])
                 finally:
                     conn.close()
             time.sleep(0.05)
@@ -72,7 +73,7 @@ def _pid_of(conn: http.client.HTTPConnection) -> str:
     conn.request("GET", "/")
     response = conn.getresponse()
     assert response.status == 200
-    return response.read().decode()
+    return response.read().decode().split()[0]
 
 
 def _hold(port: int, count: int, *, together: bool) -> tuple[list[http.client.HTTPConnection], Counter[str]]:
@@ -129,6 +130,68 @@ def test_connections_opened_at_once_are_spread():
             for conn in conns:
                 conn.close()
             time.sleep(0.3)
+
+
+def _responses(sock: socket.socket, count: int) -> list[tuple[int, bytes]]:
+    """Read `count` HTTP responses (Content-Length bodies) off a raw socket."""
+    buffer, out = b"", []
+    while len(out) < count:
+        end = buffer.find(b"\r\n\r\n")
+        if end >= 0:
+            head = buffer[:end].decode("latin-1").split("\r\n")
+            length = next(int(h.split(":", 1)[1]) for h in head if h.lower().startswith("content-length:"))
+            if len(buffer) >= end + 4 + length:
+                out.append((int(head[0].split()[1]), buffer[end + 4:end + 4 + length]))
+                buffer = buffer[end + 4 + length:]
+                continue
+        data = sock.recv(65536)
+        assert data, f"connection closed after {len(out)} of {count} responses"
+        buffer += data
+    return out
+
+
+GET = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
+
+
+@pytest.mark.slow
+def test_kept_connections_serve_requests_back_to_back_pipelined_and_after_an_unread_body():
+    with (_gunicorn("core.gunicorn.BalancedThreadWorker", workers=1, threads=4) as port,
+          socket.create_connection(("127.0.0.1", port), timeout=10) as sock):
+        for _ in range(30):
+            sock.sendall(GET)
+            assert _responses(sock, 1)[0][0] == 200
+        time.sleep(0.05)  # past the eager wait: the connection is back with the main loop
+        sock.sendall(GET)
+        assert _responses(sock, 1)[0][0] == 200
+        # Three requests in one write, the first with a body the app never reads: gunicorn
+        # drains it, reading ahead into the next requests, which are answered without a wait.
+        post = b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello"
+        sock.sendall(post + GET + GET)
+        assert [status for status, _ in _responses(sock, 3)] == [200, 200, 200]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_connection_kept_idle_holds_no_thread_from_the_others(threads):
+    with _gunicorn("core.gunicorn.BalancedThreadWorker", workers=1, threads=threads) as port:
+        idle = socket.create_connection(("127.0.0.1", port), timeout=10)
+        busy = socket.create_connection(("127.0.0.1", port), timeout=10)
+        try:
+            idle.sendall(GET)
+            assert _responses(idle, 1)[0][0] == 200  # now kept alive, and silent
+            slowest = 0.0
+            for _ in range(20):
+                started = time.perf_counter()
+                busy.sendall(GET)
+                assert _responses(busy, 1)[0][0] == 200
+                slowest = max(slowest, time.perf_counter() - started)
+            # A thread waits on a silent connection for 2 ms at most, and never the last free one.
+            assert slowest < 0.5, slowest
+            idle.sendall(GET)  # and the silent one is still served
+            assert _responses(idle, 1)[0][0] == 200
+        finally:
+            idle.close()
+            busy.close()
 
 
 def _fresh_table() -> None:
@@ -197,3 +260,82 @@ def test_a_slot_is_claimed_fresh_or_from_a_worker_that_died():
     _fresh_table()
     assert balanced._claim_slot(4243) == 0
     _fresh_table()
+
+
+class _Queue:
+    def __init__(self) -> None:
+        self.items: list[object] = []
+
+    def empty(self) -> bool:
+        return not self.items
+
+
+def _eager_worker(monkeypatch, *, threads: int, answers: list[object], ready: list[bool]):  # type: ignore[no-untyped-def]
+    """A worker whose gthread `handle` answers `answers` in turn (True: keep alive) and whose
+    connection is readable as `ready` says, one poll after another; returns it and the calls."""
+    calls: list[str] = []
+    polls = iter(ready)
+
+    def handle(self, conn):  # type: ignore[no-untyped-def]
+        # The first request's body drain read `read_ahead` of the next; later ones read no further.
+        conn.parser.unreader.buf = io.BytesIO(b"" if "handle" in calls else conn.read_ahead)
+        calls.append("handle")
+        return answers.pop(0)
+
+    monkeypatch.setattr(balanced.ThreadWorker, "handle", handle)
+    monkeypatch.setattr(balanced, "_readable", lambda sock, timeout: calls.append(f"poll {timeout}") or next(polls))
+    worker = object.__new__(balanced.BalancedThreadWorker)
+    worker.alive = True
+    worker.cfg = type("Cfg", (), {"threads": threads})()
+    worker.tpool = type("Pool", (), {"_work_queue": _Queue()})()
+    worker._eager = balanced.threading.BoundedSemaphore(max(1, threads - 1))
+    if threads < 2:
+        worker._eager.acquire()
+    return worker, calls
+
+
+def _conn(read_ahead: bytes = b""):  # type: ignore[no-untyped-def]
+    unreader = type("U", (), {"buf": io.BytesIO()})()
+    return type("C", (), {"parser": type("P", (), {"unreader": unreader})(), "sock": None,
+                          "read_ahead": read_ahead})()
+
+
+def test_eager_keep_alive_serves_the_next_requests_that_come_in_time(monkeypatch):
+    worker, calls = _eager_worker(monkeypatch, threads=4, answers=[True, True, True, True],
+                                  ready=[True, True, False])
+    assert worker.handle(_conn()) is True
+    wait = f"poll {balanced.EAGER_WAIT_S}"
+    # Served three on this thread; the third wait timed out: back to the main loop, kept alive.
+    assert calls == ["handle", wait, "handle", wait, "handle", wait]
+
+
+def test_eager_keep_alive_stops_at_close_stop_or_other_work(monkeypatch):
+    worker, calls = _eager_worker(monkeypatch, threads=4, answers=[True, False], ready=[True])
+    assert worker.handle(_conn()) is False  # the client's second request asked to close
+    assert calls == ["handle", f"poll {balanced.EAGER_WAIT_S}", "handle"]
+
+    worker, calls = _eager_worker(monkeypatch, threads=4, answers=[True], ready=[])
+    worker.alive = False  # stopping: no more requests on this thread
+    assert worker.handle(_conn()) is True
+    assert calls == ["handle"]
+
+    worker, calls = _eager_worker(monkeypatch, threads=4, answers=[True], ready=[])
+    worker.tpool._work_queue.items.append("another connection's request")
+    assert worker.handle(_conn()) is True  # someone is waiting for a thread: no waiting here
+    assert calls == ["handle"]
+
+
+def test_eager_keep_alive_leaves_a_thread_free_and_needs_no_wait_for_read_ahead(monkeypatch):
+    worker, calls = _eager_worker(monkeypatch, threads=1, answers=[True], ready=[])
+    assert worker.handle(_conn()) is True  # one thread: it never waits
+    assert calls == ["handle"]
+
+    worker, calls = _eager_worker(monkeypatch, threads=2, answers=[True], ready=[])
+    worker._eager.acquire()  # the other thread is already waiting on its connection
+    assert worker.handle(_conn()) is True
+    assert calls == ["handle"]
+    worker._eager.release()
+
+    worker, calls = _eager_worker(monkeypatch, threads=2, answers=[True, True], ready=[False])
+    assert worker.handle(_conn(read_ahead=b"GET / HTTP/1.1")) is True  # pipelined: served at once
+    assert calls == ["handle", "handle", f"poll {balanced.EAGER_WAIT_S}"]
