@@ -26,7 +26,7 @@ over a plain socket with its requests built beforehand (`_Connection`), as wrk o
 `http.client` cost about 300 us of CPU per request, taken from the server on a 2-core box.
 
 Server: gunicorn with `core.gunicorn.BalancedThreadWorker` (gthread plus least-connections
-accepting), 2 workers x 4 threads by default, as `make run` (core/run.py) and docker use: one
+accepting and eager keep-alive), 2 workers x 4 threads by default, as `make run` (core/run.py) and docker use: one
 process per core, and threads to overlap the waits on PostgreSQL and Redis (each COMMIT waits
 for its WAL flush). With plain gthread, the first worker to wake takes each new connection, and
 the clients here connect at the same moment: in two rounds of three all 4 batch clients went to
