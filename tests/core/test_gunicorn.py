@@ -11,7 +11,6 @@ import contextlib
 import http.client
 import io
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -38,35 +37,33 @@ def _free_port() -> int:
 @contextlib.contextmanager
 def _gunicorn(worker_class: str, workers: int = 2, threads: int = 2) -> Iterator[int]:
     port = _free_port()
-    proc = subprocess.Popen(  # noqa: S603
+    # --graceful-timeout bounds gunicorn's own shutdown, which leaving the `with` waits for.
+    with subprocess.Popen(  # noqa: S603
         [GUNICORN, "tests.core.pid_app:application", "-b", f"127.0.0.1:{port}", "-w", str(workers),
-         "--worker-class", worker_class, "--threads", str(threads), "--keep-alive", "30", "--log-level", "warning"],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    try:
-        # Ready when every worker has answered at least once (each new connection is a fresh
-        # chance for the other worker; the balanced one hands them out in turn anyway).
-        deadline = time.monotonic() + 30
-        seen: set[str] = set()
-        while len(seen) < workers:
-            assert proc.poll() is None, "gunicorn exited"
-            assert time.monotonic() < deadline, f"workers answering: {seen}"
-            with contextlib.suppress(OSError):
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                try:
-                    conn.request("GET", "/")
-                    seen.add(conn.getresponse().read().decode().split()[0])
-                finally:
-                    conn.close()
-            time.sleep(0.05)
-        time.sleep(0.3)  # those connections' closes noticed, every worker's count back to 0
-        yield port
-    finally:
-        proc.send_signal(signal.SIGTERM)
+         "--worker-class", worker_class, "--threads", str(threads), "--keep-alive", "30",
+         "--graceful-timeout", "5", "--log-level", "warning"],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    ) as proc:
         try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            # Ready when every worker has answered at least once (each new connection is a fresh
+            # chance for the other worker; the balanced one hands them out in turn anyway).
+            deadline = time.monotonic() + 30
+            seen: set[str] = set()
+            while len(seen) < workers:
+                assert proc.poll() is None, "gunicorn exited"
+                assert time.monotonic() < deadline, f"workers answering: {seen}"
+                with contextlib.suppress(OSError):
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                    try:
+                        conn.request("GET", "/")
+                        seen.add(conn.getresponse().read().decode().split()[0])
+                    finally:
+                        conn.close()
+                time.sleep(0.05)
+            time.sleep(0.3)  # those connections' closes noticed, every worker's count back to 0
+            yield port
+        finally:
+            proc.terminate()
 
 
 def _pid_of(conn: http.client.HTTPConnection) -> str:
