@@ -12,6 +12,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
 from alerts.models import Condition, Metric, Window
+from rollups.selectors import METRIC_FIELDS, PER_USER_KNOWN, SUM_FIELDS
 
 _STR = {"type": "string"}
 _NSTR = {"type": ["string", "null"]}
@@ -76,13 +77,27 @@ INGEST_RESULT = {
     },
 }
 
-METRICS_ROW_FIELDS = {
-    "requests": _INT, "errors": _INT, "error_rate": _NUM, "input_tokens": _INT, "output_tokens": _INT,
-    "cache_read_input_tokens": _INT, "cache_creation_input_tokens": _INT, "cache_write_5m_tokens": _INT,
-    "cache_write_1h_tokens": _INT, "cache_hits": _INT, "cache_hit_rate": _NUM, "batch_requests": _INT,
-    "cost_usd": _NUM, "cache_savings_usd": _NUM, "unpriced_requests": _INT, "latency_avg_ms": _NUM,
-    "latency_p50_ms": _NUM, "latency_p95_ms": _NUM, "latency_p99_ms": _NUM,
+_ONLINE = "online calls only: Message Batches results (batch: true) are not in latency"
+_METRIC_NOTES = {
+    "batch_requests": "Message Batches results among requests",
+    "latency_avg_ms": _ONLINE, "latency_p50_ms": _ONLINE, "latency_p95_ms": _ONLINE, "latency_p99_ms": _ONLINE,
+    "ttft_p50_ms": "time to first token of online calls that reported it; null when none did",
+    "ttft_p95_ms": "time to first token of online calls that reported it; null when none did",
+    "batch_latency_avg_ms": "average turnaround of Message Batches results; null when none",
 }
+
+
+def _metric_field(name: str) -> dict[str, Any]:
+    """Null: ttft_* and batch_latency_avg_ms as noted, and every field but PER_USER_KNOWN in rows
+    read per user (a user_id filter or group)."""
+    kind = "integer" if name in SUM_FIELDS else "number"
+    schema: dict[str, Any] = {"type": kind if name in PER_USER_KNOWN else [kind, "null"]}
+    if name in _METRIC_NOTES:
+        schema["description"] = _METRIC_NOTES[name]
+    return schema
+
+
+METRICS_ROW_FIELDS: dict[str, Any] = {name: _metric_field(name) for name in METRIC_FIELDS}
 METRICS = {
     "type": "object", "required": ["granularity", "series", "totals", "as_of"],
     "properties": {
@@ -139,6 +154,15 @@ _503 = {**_json(ERROR, "database unavailable; retry after Retry-After seconds"),
         "headers": {"Retry-After": {"schema": _INT}}}
 
 
+PER_USER_NOTE = (
+    "Per-user numbers are kept per UTC day and environment: a user_id filter or group_by=user_id needs "
+    "granularity=day and whole days (dates, or times at 00:00Z; without `to`, the range ends with today), "
+    "combines only with environment (a model, service or feature filter or group is a 400), counts only calls "
+    "that sent a user_id, and gives requests, errors, error_rate, cost_usd and unpriced_requests; every other "
+    "field of those rows is null."
+)
+
+
 def _params(names: list[tuple[str, str, dict[str, Any]]]) -> list[dict[str, Any]]:
     return [{"name": n, "in": "query", "required": False, "description": d, "schema": s} for n, d, s in names]
 
@@ -146,6 +170,7 @@ def _params(names: list[tuple[str, str, dict[str, Any]]]) -> list[dict[str, Any]
 def openapi_spec() -> dict[str, Any]:
     filters = [(n, f"only this {n} (repeatable)", {"type": "array", "items": _STR}) for n in
                ("environment", "service", "model", "feature")]
+    filters.append(("user_id", f"only this end user (repeatable). {PER_USER_NOTE}", {"type": "array", "items": _STR}))
     filter_params = [{**p, "style": "form", "explode": True} for p in _params(filters)]
     return {
         "openapi": "3.1.0",
@@ -183,15 +208,21 @@ def openapi_spec() -> dict[str, Any]:
             }},
             "/api/v1/metrics": {"get": {
                 "summary": "Series and totals from the aggregates",
+                "description": "Latency and time-to-first-token fields cover online calls only. " + PER_USER_NOTE,
                 "parameters": [
                     *_params([("from", "YYYY-MM-DD (inclusive) or RFC 3339", _STR),
                               ("to", "YYYY-MM-DD (inclusive) or RFC 3339", _STR),
                               ("granularity", "bucket size", {"type": "string", "enum": ["hour", "day"]}),
-                              ("group_by", "comma list of model, service, environment, feature", _STR),
-                              ("project", "project slug (sessions)", _STR)]),
+                              ("group_by", "comma list of model, service, environment, feature, user_id", _STR),
+                              ("project", "project slug (sessions)", _STR),
+                              ("format", "json (default) or csv: the series rows, a header line first "
+                                         "(bucket, the group_by columns, then every row field)",
+                               {"type": "string", "enum": ["json", "csv"]})]),
                     *filter_params,
                 ],
-                "responses": {"200": _json(_ref("Metrics"), "metrics"),
+                "responses": {"200": {"description": "metrics", "content": {
+                                  "application/json": {"schema": _ref("Metrics")},
+                                  "text/csv": {"schema": {"type": "string"}}}},
                               "400": _json({"type": "object", "required": ["error", "field"],
                                             "properties": {"error": _STR, "field": _STR}}, "bad parameter"),
                               "401": _401, "503": _503},
