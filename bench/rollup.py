@@ -19,8 +19,9 @@
 Events are generated in PostgreSQL (INSERT ... SELECT generate_series) into the bench project
 `bench-rollup`, then VACUUMed (hint bits, visibility map, statistics: what autovacuum has long
 done to past days' events in a running install), and the aggregate tables are VACUUM ANALYZEd
-before the page timings (what autovacuum does within a minute of a pass): 3 environments, 4 services x 3 features, 4 models, latencies lognormal-ish,
-errors, cache reads, a few unpriced calls. The project is deleted at the end (--keep keeps it).
+before the page timings (what autovacuum does within a minute of a pass): 3 environments, 4 services x 3 features,
+4 models, latencies lognormal-ish, errors, cache reads, a few unpriced calls, 5% Message Batches
+results (10-60 min turnaround) and a time to first token on half the online calls. The project is deleted at the end (--keep keeps it).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from django.http import QueryDict
 from django.utils import timezone
 
-from rollups.selectors import FILTERS, GRANULARITIES, GROUPS, PER_USER_DIMENSIONS, MetricsQuery
+from rollups.selectors import FILTERS, GRANULARITIES, GROUPS, MetricsQuery, per_user_problem
 
 MAX_HOURLY_BUCKETS = 24 * 93  # about three months of hours per series
 MAX_RANGE = timedelta(days=800)
@@ -85,20 +85,7 @@ def metrics_query_parse(params: QueryDict, *, project_ids: list[int]) -> Metrics
             raise QueryError(name, "must not contain a NUL character")
     query = MetricsQuery(project_ids=project_ids, start=start, end=end, granularity=granularity, group_by=group_by,
                          filters=filters)
-    if query.per_user:
-        _check_per_user(query)
+    problem = per_user_problem(query)
+    if problem:
+        raise QueryError(*problem)
     return query
-
-
-def _check_per_user(query: MetricsQuery) -> None:
-    """What per-user spend (one row per user, environment and UTC day) can answer, or a 400 saying why not."""
-    param = "user_id" if query.filters.get("user_id") else "group_by"
-    if query.granularity != "day":
-        raise QueryError("granularity", "user_id is kept per UTC day: use granularity=day")
-    others = [name for name in (*query.group_by, *query.filters) if name not in PER_USER_DIMENSIONS]
-    if others:
-        raise QueryError(param, f"user_id can be combined only with environment (per-user numbers are not kept "
-                                f"per {', '.join(sorted(set(others)))})")
-    if not query.uses_daily_table:
-        raise QueryError("from" if query.start.astimezone(UTC).time() != datetime.min.time() else "to",
-                         "user_id is kept per UTC day: give whole days (YYYY-MM-DD, or times at 00:00Z)")

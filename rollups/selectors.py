@@ -309,11 +309,32 @@ def _user_days(query: MetricsQuery) -> tuple[date, date]:
     return first, last
 
 
+def per_user_problem(query: MetricsQuery) -> tuple[str, str] | None:
+    """Why per-user spend (one row per user, environment and UTC day) cannot answer `query`, as
+    (parameter, message); None when it can, or when the query is not per user."""
+    if not query.per_user:
+        return None
+    if query.granularity == "hour":
+        return "granularity", "user_id is kept per UTC day: use granularity=day"
+    used = {*query.group_by, *(name for name, values in query.filters.items() if values)}
+    others = sorted(used - set(PER_USER_DIMENSIONS))
+    if others:
+        return ("user_id" if query.filters.get("user_id") else "group_by",
+                f"user_id can be combined only with environment (per-user numbers are not kept per "
+                f"{', '.join(others)})")
+    if not query.uses_daily_table and query.granularity != TOTAL:
+        whole_start = query.start.astimezone(UTC).time() == time(0)
+        return ("to" if whole_start else "from",
+                "user_id is kept per UTC day: give whole days (YYYY-MM-DD, or times at 00:00Z)")
+    return None
+
+
 def _fetch_users(cursor, query: MetricsQuery, groups: list[str], rows: dict[tuple[Any, ...], MetricsRow]) -> None:  # type: ignore[no-untyped-def]
-    """Per-user spend rows (one per user, environment and UTC day) summed per bucket and group."""
-    used = set(groups) | {name for name, values in query.filters.items() if values}
-    if query.granularity == "hour" or used - set(PER_USER_DIMENSIONS):
-        raise ValueError("per-user numbers are kept per UTC day and environment only")
+    """Per-user spend rows (one per user, environment and UTC day) summed per bucket and group.
+    A TOTAL query reads every UTC day its range touches (top users of "the last 24 hours")."""
+    problem = per_user_problem(query)
+    if problem:
+        raise ValueError(problem[1])
     first, last = _user_days(query)
     where = ["a.project_id = ANY(%s)", "a.day >= %s", "a.day < %s"]
     params: list[Any] = [query.project_ids, first, last]
@@ -342,8 +363,8 @@ def metrics_query(query: MetricsQuery, *, with_as_of: bool = True) -> MetricsRes
     """Series per bucket (and group) plus totals, from the aggregates only (and "data as of",
     unless the caller already has it: `with_as_of=False` leaves `as_of` None).
 
-    A query that filters or groups by user_id reads per-user spend (see PER_USER_DIMENSIONS):
-    day or total granularity, every UTC day the range touches; ValueError otherwise."""
+    A query that filters or groups by user_id reads per-user spend (see PER_USER_DIMENSIONS and
+    `per_user_problem`, whose message a ValueError carries when it cannot)."""
     groups = [g for g in GROUPS if g in query.group_by]
     rows: dict[tuple[Any, ...], MetricsRow] = {}
     pieces = [query] if query.per_user else _pieces(query)

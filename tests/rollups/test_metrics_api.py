@@ -19,6 +19,7 @@ from ingest.models import Event
 from projects.models import Environment, IngestKey
 from projects.services import ingest_key_create
 from rollups import sketch
+from rollups.selectors import TOTAL, MetricsQuery, metrics_query, per_user_problem
 from rollups.services import rollup_until_current
 from tests.rollups.helpers import exact_quantile, ingest
 
@@ -527,3 +528,24 @@ def test_user_id_without_to_covers_today_whole(keys):
     body = get(Client(), read, user_id="carol").json()
     assert body["series"][-1]["bucket"] == TODAY.strftime("%Y-%m-%dT00:00:00Z")
     assert body["totals"]["requests"] == 1
+
+
+def test_the_selector_refuses_what_per_user_rows_cannot_answer_and_totals_read_touched_days(keys):
+    prod, _, _ = keys
+    project_ids = [prod.project_id]
+    ingest(prod, [event("tu1", TODAY - timedelta(hours=20), user_id="dave")])
+    rollup_until_current()
+    hourly = MetricsQuery(project_ids=project_ids, start=TODAY - timedelta(days=1), end=TODAY, granularity="hour",
+                          filters={"user_id": ["dave"]})
+    with pytest.raises(ValueError, match="granularity=day"):
+        metrics_query(hourly)
+    by_model = MetricsQuery(project_ids=project_ids, start=TODAY - timedelta(days=1), end=TODAY,
+                            group_by=["user_id", "model"])
+    assert per_user_problem(by_model) == (
+        "group_by", "user_id can be combined only with environment (per-user numbers are not kept per model)")
+    # A breakdown over "the last 24 hours" (TOTAL) reads the two UTC days it touches.
+    last_24h = MetricsQuery(project_ids=project_ids, start=TODAY - timedelta(hours=12),
+                            end=TODAY + timedelta(hours=12), granularity=TOTAL, group_by=["user_id"])
+    assert per_user_problem(last_24h) is None
+    (row,) = metrics_query(last_24h).series
+    assert (row.group, row.requests) == ({"user_id": "dave"}, 1)
