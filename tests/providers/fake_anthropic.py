@@ -65,6 +65,7 @@ class FakeAdminAPI:
     days: dict[tuple[date, str | None], Figures] = field(default_factory=dict)
     requests: list[Request] = field(default_factory=list)
     rate_limits: list[str] = field(default_factory=list)  # retry-after values of the next 429s
+    rate_limit_skip: int = 0  # requests answered normally before those 429s start
     server: ThreadingHTTPServer | None = None
 
     @property
@@ -73,8 +74,10 @@ class FakeAdminAPI:
         host, port = self.server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def rate_limit_once(self, retry_after: str = "1") -> None:
+    def rate_limit_once(self, retry_after: str = "1", *, after: int = 0) -> None:
+        """The next request (or the one after `after` good ones) gets a 429 with this retry-after."""
         self.rate_limits.append(retry_after)
+        self.rate_limit_skip = after
 
     def report_requests(self, path: str) -> list[Request]:
         return [r for r in self.requests if r.path == path]
@@ -112,7 +115,9 @@ class FakeAdminAPI:
         return rows
 
     def answer(self, path: str, query: dict[str, list[str]], headers: dict[str, str]) -> tuple[int, dict[str, str], Any]:
-        if self.rate_limits:
+        if self.rate_limits and self.rate_limit_skip > 0:
+            self.rate_limit_skip -= 1
+        elif self.rate_limits:
             retry_after = self.rate_limits.pop(0)
             body = ErrorResponse(type="error", error=RateLimitError(type="rate_limit_error",
                                                                     message="Number of requests has exceeded your rate limit"),

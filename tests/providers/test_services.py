@@ -216,3 +216,43 @@ def test_more_than_31_days_is_read_in_31_day_requests(fake_api, connected):
     calls = fake_api.report_requests(USAGE_PATH)
     assert [c.query["starting_at"][0][:10] for c in calls] == [
         (today() - timedelta(days=39)).isoformat(), (today() - timedelta(days=8)).isoformat()]
+
+
+def test_a_sync_failing_on_the_last_page_stores_nothing_of_it(fake_api, connected):
+    day = today() - timedelta(days=1)
+    seed(fake_api, day)
+    provider_usage_sync(connection=connected)
+    before = stored(connected)
+    connected.refresh_from_db()
+    fake_api.days[(day, "claude-sonnet-4-6")] = Figures(requests=99, amount_cents="9900")
+    fake_api.rate_limit_once("3600", after=3)  # usage pages 1-2 and cost page 1 answer; cost page 2 doesn't
+    result = provider_usage_sync(connection=connected, sleep=no_sleep([]))
+    assert not result.ok
+    assert [r.status for r in fake_api.requests[-4:]] == [200, 200, 200, 429]
+    assert stored(connected) == before  # half a sync is no sync: the revised figures wait for the next one
+
+
+def test_two_syncs_at_once_leave_one_row_per_day_and_model(transactional_db, fake_api, connected):
+    import threading
+
+    from django.db import connections
+
+    seed(fake_api, today() - timedelta(days=1))
+    results = []
+    barrier = threading.Barrier(2)
+
+    def run() -> None:
+        try:
+            barrier.wait()
+            results.append(provider_usage_sync(connection=ProviderConnection.objects.get(pk=connected.pk)))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [r.ok for r in results] == [True, True]
+    assert len(stored(connected)) == 3
+    assert ProviderDailyUsage.objects.count() == 3
