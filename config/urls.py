@@ -10,7 +10,6 @@ urlpatterns = [
     path("login", projects_views.login, name="login"),
     path("logout", projects_views.logout, name="logout"),
     path("projects/", include("projects.urls")),
-    path("projects/", include("providers.urls_ui")),
     path("api/v1/openapi.json", openapi_json, name="openapi"),
     path("api/v1/", include("ingest.urls")),
     path("api/v1/", include("rollups.urls")),
@@ -19,5 +18,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("v1/traces", ingest_views.otlp_traces, name="otlp-traces"),
     path("alerts/", include("alerts.urls_ui")),
+    path("", include("providers.urls_ui")),
     path("", include("dashboard.urls")),
 ]

@@ -178,11 +178,14 @@ def provider_sync(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 @require_GET
-def reconciliation_page(request: HttpRequest, slug: str) -> HttpResponse:
-    """Anthropic's figures beside Tally's, per day and model, with what the differences mean."""
-    project = visible_projects(request.user).filter(slug=slug).first()
+def reconciliation_page(request: HttpRequest) -> HttpResponse:
+    """Anthropic's figures beside Tally's, per day and model, with what the differences mean.
+    `?project=` like the dashboards (default: the first project the user sees)."""
+    slug = request.GET.get("project")
+    projects = visible_projects(request.user).order_by("slug")
+    project = projects.filter(slug=slug).first() if slug else projects.first()
     if project is None:
-        raise Http404("No such project.")
+        raise Http404("No such project among yours.")
     today = timezone.now().date()
     try:
         start, end = range_parse(request.GET, today=today)

@@ -26,12 +26,12 @@ def test_reconciliation_page_with_the_crafted_day(live_server, crafted_day, conn
     page.click("form button[type=submit]")
     page.wait_for_url(f"{live_server.url}/")
     page.locator("nav.nav").get_by_role("link", name="Reconciliation").click()
-    page.wait_for_url(f"{live_server.url}/projects/acme/reconciliation")
+    page.wait_for_url(f"{live_server.url}/reconciliation?project=acme")
     day = crafted_day.day.isoformat()
     page.fill("input[name=from]", day)
     page.fill("input[name=to]", day)
     page.get_by_role("button", name="Show").click()
-    page.wait_for_url(f"**/projects/acme/reconciliation?from={day}&to={day}")
+    page.wait_for_url(f"**/reconciliation?project=acme&from={day}&to={day}")
 
     rows = page.locator("table.reconciliation tbody tr")
     assert rows.count() == 3

@@ -111,7 +111,7 @@ def test_the_page_names_the_price_difference_and_the_unmetered_models(synced, co
     Membership.objects.create(user=user, project=connected.project, role=Membership.Role.VIEWER)
     client.force_login(user)
     day = synced.day.isoformat()
-    response = client.get(f"/projects/acme/reconciliation?from={day}&to={day}")
+    response = client.get(f"/reconciliation?project=acme&from={day}&to={day}")
     assert response.status_code == 200
     html = response.content.decode()
     assert 'data-verdict="price"' in html
