@@ -236,6 +236,14 @@ def _read_reports(client: anthropic.Anthropic, *, connection: ProviderConnection
     return figures
 
 
+def _api_message(exc: anthropic.APIStatusError) -> str:
+    """The API's own words (`error.message` of its error body), not the SDK's dump of the body."""
+    body = exc.body
+    error = body.get("error") if isinstance(body, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    return str(message)[:300] if message else exc.message[:300]
+
+
 def _failure_message(exc: BaseException) -> str:
     if isinstance(exc, SyncError):
         return str(exc)
@@ -243,11 +251,11 @@ def _failure_message(exc: BaseException) -> str:
         return ("the stored Admin API key cannot be decrypted: SECRET_KEY or TALLY_ENCRYPTION_KEY changed "
                 "since it was saved; save the key again")
     if isinstance(exc, anthropic.AuthenticationError):
-        return f"Anthropic refused the Admin API key (401): {exc.message}. Save a valid Admin API key."
+        return f"Anthropic refused the Admin API key (401): {_api_message(exc)}. Save a valid Admin API key."
     if isinstance(exc, anthropic.PermissionDeniedError):
-        return f"the key may not read usage and cost reports (403): {exc.message}. Use an Admin API key."
+        return f"the key may not read usage and cost reports (403): {_api_message(exc)}. Use an Admin API key."
     if isinstance(exc, anthropic.APIStatusError):
-        return f"Anthropic answered {exc.status_code}: {exc.message}"
+        return f"Anthropic answered {exc.status_code}: {_api_message(exc)}"
     if isinstance(exc, anthropic.APIConnectionError):
         return f"could not reach the Anthropic API: {exc}"
     return f"the sync failed unexpectedly ({type(exc).__name__}); see the worker log"

@@ -144,8 +144,8 @@ def test_an_invalid_key_is_recorded_on_the_connection_and_never_raised(fake_api,
     results = provider_usage_sync_all()  # what beat runs: returns, whatever happened
     assert [(r.project_slug, r.ok) for r in results] == [("acme", False)]
     connected.refresh_from_db()
-    assert connected.last_error.startswith("Anthropic refused the Admin API key (401)")
-    assert "invalid x-api-key" in connected.last_error
+    assert connected.last_error == ("Anthropic refused the Admin API key (401): invalid x-api-key. "
+                                    "Save a valid Admin API key.")
     assert connected.last_error_at is not None
     assert stored(connected) == before
     # Saving a good key again clears the error; the next sync works.
