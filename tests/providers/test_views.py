@@ -186,3 +186,9 @@ def test_viewers_cannot_open_the_provider_page_but_see_reconciliation(client, co
     assert ADMIN_KEY not in page.content.decode()
     assert "acme" in page.content.decode()
     assert client.get("/reconciliation?project=other").status_code == 404
+
+
+def test_reconciliation_without_a_connection_says_how_to_connect(admin_client):
+    html = admin_client.get("/reconciliation?project=acme").content.decode()
+    assert "This project is not connected to Anthropic" in html
+    assert 'href="/projects/acme/provider"' in html
