@@ -448,6 +448,10 @@ def overview_page(filters: Filters, *, projects: QuerySet[Project]) -> Page:
     prev_start, prev_end = filters.previous
     previous = _series_result(filters, project, start=prev_start, end=prev_end, granularity="day", with_as_of=False)
     page.data["kpis"] = overview_kpis(page.totals, summary(previous.totals, per_user=page.per_user))
+    if page.per_user:
+        for kpi in page.data["kpis"]:
+            if kpi.key in ("latency_avg", "latency_p95", "cache_hit_rate"):
+                kpi.note = "not kept per end user"
     page.data["previous"] = (prev_start, prev_end)
     # One row per group over the whole range (no buckets), one call per dimension: each reads
     # the daily slice of just that dimension, a few rows a day.
