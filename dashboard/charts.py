@@ -461,7 +461,9 @@ def decorate(figures: dict[str, dict[str, Any]], *, granularity: str, overlays: 
             name = str(trace.get("name", ""))
             if dimension and name not in ("other", "none", "(none)"):
                 value = name.removeprefix("HTTP ") if dimension == "http_status" else name
-                trace["meta"] = {"drill": {dimension: value, **({"status": "error"} if key == "by_type" else {})}}
+                # Both error charts count failed calls only, so their calls are the failed ones.
+                errors_only = {"status": "error"} if key in ("by_type", "by_status") else {}
+                trace["meta"] = {"drill": {dimension: value, **errors_only}}
         if per_user and key not in PER_USER_FIGURES:
             _not_per_user(figure)
             continue

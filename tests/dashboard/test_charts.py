@@ -239,7 +239,7 @@ def test_drill_down_data_rides_on_every_figure_and_stacks_carry_their_filter():
     assert figures["by_model"]["drill"] == {**DRILL, "step_seconds": 3600}
     assert figures["by_model"]["data"][0]["meta"] == {"drill": {"model": "claude-haiku-4-5"}}
     assert "meta" not in figures["by_model"]["data"][1]  # "other" is no single model
-    assert figures["by_status"]["data"][0]["meta"] == {"drill": {"http_status": "529"}}
+    assert figures["by_status"]["data"][0]["meta"] == {"drill": {"http_status": "529", "status": "error"}}
     assert figures["by_type"]["data"][0]["meta"] == {"drill": {"error_type": "overloaded_error", "status": "error"}}
 
 
