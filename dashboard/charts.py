@@ -422,7 +422,10 @@ def _previous_trace(figure: dict[str, Any], metric: str, previous: Series) -> di
     """The previous period's values drawn over this one's buckets (dashed), each point carrying its own
     bucket start (customdata) so hover and drill-down name the real time."""
     x = figure["data"][0]["x"] if figure["data"] else []
-    values = previous[metric] if previous.buckets else []
+    try:
+        values = previous[metric] if previous.buckets else []
+    except KeyError:  # a series without this metric (a page that adds its own fields): nothing to overlay
+        values = []
     if not x or not values:
         return None
     n = min(len(x), len(values))

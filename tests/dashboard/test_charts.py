@@ -214,6 +214,10 @@ def test_the_previous_period_is_a_dashed_line_over_this_ones_buckets():
     assert trace["x"] == figures["requests"]["data"][0]["x"]
     assert trace["customdata"] == ["2026-11-03T06:00:00Z", "2026-11-03T07:00:00Z", "2026-11-03T08:00:00Z"]
     assert trace["line"]["dash"] == "dash"
+    # A figure whose metric the previous series lacks gets no overlay rather than an error.
+    ttft = {"ttft": charts.line_figure(HOURS, {"P95": [1, 2, 3]}, unit="ms", y_title="TTFT", granularity="hour")}
+    charts.decorate(ttft, granularity="hour", overlays={}, drill=DRILL, previous=previous)
+    assert len(ttft["ttft"]["data"]) == 1
 
 
 def test_budgets_are_drawn_on_the_month_to_date_chart():
