@@ -457,3 +457,83 @@ def mail_file_path() -> str | None:
     if settings.EMAIL_BACKEND != FILE_EMAIL_BACKEND:
         return None
     return str(getattr(settings, "EMAIL_FILE_PATH", "") or "") or None
+
+
+# --- what the dashboard draws on its charts (thresholds, anomaly bands, incidents, budgets) ---
+
+
+@dataclass
+class ChartRule:
+    """An enabled rule whose scope is exactly the page's filters, so the chart shows what it judges.
+    `band`: for an anomaly rule, per window of [start, end), (window start, low, high) where the
+    baseline has enough history (median ± sensitivity x robust scale, as the evaluator judges)."""
+
+    rule: AlertRule
+    band: list[tuple[datetime, float, float]] = field(default_factory=list)
+
+
+@dataclass
+class ChartIncident:
+    incident: Incident
+    rule: AlertRule
+    start: datetime  # the first breaching window's start
+    end: datetime  # resolved_at, or now while open
+
+
+@dataclass
+class ChartAlerts:
+    rules: list[ChartRule] = field(default_factory=list)
+    incidents: list[ChartIncident] = field(default_factory=list)
+    budgets: list[Budget] = field(default_factory=list)
+
+
+def chart_alerts(*, project_id: int, start: datetime, end: datetime, now: datetime, band_window: str | None = None,
+                 environment: str = "", service: str = "", model: str = "", feature: str = "",
+                 user_id: str = "") -> ChartAlerts:
+    """The rules, incidents and budgets a dashboard chart of [start, end) under these filters draws.
+
+    A rule is in scope when its environment/service/model scope equals the page's filters: a
+    project-wide threshold on a chart of one service would compare different quantities. Rules
+    have no feature or user scope, so a page filtered by either draws none. Anomaly bands are
+    computed for rules judged per `band_window` (the chart's bucket) only: a band is per window.
+    Budgets: enabled ones whose environment, service and user_id equal the filters (feature: none).
+    """
+    out = ChartAlerts()
+    if not feature:
+        budgets = Budget.objects.filter(project_id=project_id, enabled=True, environment=environment,
+                                        service=service, user_id=user_id)
+        out.budgets = list(budgets.order_by("limit_usd", "pk"))
+    if feature or user_id:
+        return out
+    scope = {name: value or None for name, value in
+             (("environment", environment), ("service", service), ("model", model))}
+    rules = list(AlertRule.objects.filter(project_id=project_id, enabled=True, **scope).order_by("name", "pk"))
+    for rule in rules:
+        chart_rule = ChartRule(rule=rule)
+        if rule.condition == Condition.ANOMALY and rule.window == band_window:
+            chart_rule.band = _anomaly_band(rule, start=start, end=min(end, now + timedelta(hours=1)))
+        out.rules.append(chart_rule)
+    incidents = Incident.objects.filter(rule__in=rules, window_start__lt=end).exclude(resolved_at__lt=start)
+    out.incidents = [ChartIncident(incident=i, rule=i.rule, start=i.window_start, end=i.resolved_at or now)
+                     for i in incidents.select_related("rule").order_by("window_start", "pk")]
+    return out
+
+
+def _anomaly_band(rule: AlertRule, *, start: datetime, end: datetime) -> list[tuple[datetime, float, float]]:
+    """One metrics call over the range plus the 14 windows of history the first window needs."""
+    first = window_start(rule.window, start)
+    if first >= end:
+        return []
+    history_start = first - timedelta(days=BASELINE_WINDOWS)
+    windows = [WindowValue(start=r.bucket, requests=r.requests, value=metric_value(r, rule.metric), row=r)  # type: ignore[arg-type]
+               for r in _query(rule, history_start, end, rule.window)]
+    sensitivity = rule.sensitivity or 3.0
+    band = []
+    for target in windows:
+        if not first <= target.start < end:
+            continue
+        baseline = baseline_for(rule, windows, target)
+        if baseline is not None:
+            band.append((target.start, baseline.median - sensitivity * baseline.scale,
+                         baseline.median + sensitivity * baseline.scale))
+    return band

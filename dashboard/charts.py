@@ -12,7 +12,7 @@ the ticks and the hover all read "%"; money is USD and latency milliseconds.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 Number = float | int | None
@@ -303,3 +303,223 @@ def spend_figures(buckets: Sequence[datetime], by_model: Mapping[str, Sequence[N
         "by_service": stacked_figure(buckets, by_service, unit="USD", y_title="Spend (USD)",
                                      granularity=granularity),
     }
+
+
+# --- what every time chart gets on top: thresholds, incidents, the previous period, drill-down ---------
+
+# The page metric (CONTRACT §4 name, as alert rules and the series use it) each figure charts,
+# by its key in a page's figure set. Figures not named here get drill-down only.
+FIGURE_METRICS = {
+    "spend": "cost_usd", "by_model": "cost_usd", "by_service": "cost_usd", "requests": "requests",
+    "latency": "latency_p95_ms", "percentiles": "latency_p95_ms", "average": "latency_avg_ms",
+    "ttft": "ttft_p95_ms", "error_rate": "error_rate", "cache_hit_rate": "cache_hit_rate", "rates": "cache_hit_rate",
+}
+METRIC_UNITS = {"cost_usd": "USD", "requests": "requests", "error_rate": "%", "cache_hit_rate": "%"}
+# Sums over a window: a rule's threshold is per its window, so it is drawn only on a chart of
+# that bucket. Ratios and latencies read the same whatever the bucket.
+ADDITIVE_METRICS = {"cost_usd", "requests"}
+# Figures a per-user page can fill (per-user spend keeps requests, errors and spend per day).
+PER_USER_FIGURES = {"spend", "requests", "error_rate", "mtd"}
+NOT_PER_USER = "Not kept per end user: clear the user filter for this chart"
+# Stacked figures whose traces are values of an explorer filter: a click narrows to the trace too.
+TRACE_FILTERS = {"by_model": "model", "by_service": "service", "by_type": "error_type", "by_status": "http_status"}
+ALERT_COLOR = "#dc2626"
+PREVIOUS_COLOR = "#94a3b8"
+_STEP_SECONDS = {"hour": 3600, "day": 86400}
+
+
+def _unit_of(metric: str) -> str:
+    return METRIC_UNITS.get(metric, "ms")
+
+
+def _display(metric: str, value: float | None) -> str:
+    """A metric value as the rule pages word it: $8.00, 3.1%, 2.3 s, 1,200."""
+    if value is None:
+        return "n/a"
+    unit = _unit_of(metric)
+    if unit == "USD":
+        return f"${value:,.2f}"
+    if unit == "%":
+        return f"{value * 100:.1f}%"
+    if unit == "ms":
+        return f"{value / 1000:.1f} s" if value >= 1000 else f"{value:.0f} ms"
+    return f"{value:,.0f}"
+
+
+def _plotted(metric: str, value: float) -> float:
+    return value * 100 if _unit_of(metric) == "%" else value
+
+
+def _edges(x: Sequence[str], granularity: str) -> tuple[str, str]:
+    """The chart's x extent, half a bucket beyond the first and last bucket (bars are centred)."""
+    step = timedelta(seconds=_STEP_SECONDS[granularity])
+    first = datetime.strptime(x[0], "%Y-%m-%d %H:%M").replace(tzinfo=UTC)
+    last = datetime.strptime(x[-1], "%Y-%m-%d %H:%M").replace(tzinfo=UTC)
+    return x_values([first - step / 2])[0], x_values([last + step / 2])[0]
+
+
+def _floor(at: datetime, granularity: str) -> datetime:
+    at = at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    return at.replace(hour=0) if granularity == "day" else at
+
+
+def _threshold_trace(x: Sequence[str], granularity: str, *, name: str, level: float, hover: str,
+                     meta: dict[str, Any]) -> dict[str, Any]:
+    x0, x1 = _edges(x, granularity)
+    return {"type": "scatter", "mode": "lines", "name": name, "x": [x0, x1], "y": [level, level],
+            "line": {"color": ALERT_COLOR, "width": 1.5, "dash": "dash"}, "hovertemplate": f"{hover}<extra></extra>",
+            "meta": meta}
+
+
+def _rule_traces(figure: dict[str, Any], metric: str, granularity: str, rule: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A threshold line, or an anomaly rule's band (baseline ± sensitivity, per window)."""
+    x = figure["data"][0]["x"] if figure["data"] else []
+    if not x or rule["metric"] != metric:
+        return []
+    if metric in ADDITIVE_METRICS and rule["window"] != granularity:
+        return []
+    per = f" per {rule['window']}" if metric in ADDITIVE_METRICS else f", {rule['window']}ly"
+    if rule["condition"] == "anomaly":
+        if not rule["band"]:
+            return []
+        bx = x_values([start for start, _, _ in rule["band"]])
+        low = [round(max(_plotted(metric, lo), 0.0), 6) for _, lo, _ in rule["band"]]
+        high = [round(_plotted(metric, hi), 6) for _, _, hi in rule["band"]]
+        name = f"{rule['name']}: normal band (median ± {rule['sensitivity']:g}σ{per})"
+        meta = {"kind": "band", "rule": rule["name"], "url": rule["url"]}
+        return [
+            {"type": "scatter", "mode": "lines", "x": bx, "y": high, "line": {"width": 0, "color": ALERT_COLOR},
+             "showlegend": False, "hoverinfo": "skip", "meta": meta},
+            {"type": "scatter", "mode": "lines", "name": name, "x": bx, "y": low, "fill": "tonexty",
+             "fillcolor": "rgba(220,38,38,0.10)", "line": {"width": 0, "color": ALERT_COLOR}, "hoverinfo": "skip",
+             "meta": meta},
+        ]
+    sign = ">" if rule["condition"] == "above" else "<"
+    label = f"{sign} {_display(metric, rule['threshold'])}{per}"
+    return [_threshold_trace(x, granularity, name=f"{rule['name']} ({label})", level=_plotted(metric, rule["threshold"]),
+                             hover=f"Alert threshold {label}: {rule['name']}",
+                             meta={"kind": "threshold", "rule": rule["name"], "url": rule["url"]})]
+
+
+def _incident_overlay(figure: dict[str, Any], granularity: str, incidents: Sequence[Mapping[str, Any]]) -> None:
+    """Shaded spans for the incidents, and a marker on each whose hover names the rule and the value
+    and whose click opens the rule's incident history."""
+    x = figure["data"][0]["x"] if figure["data"] else []
+    if not x or not incidents:
+        return
+    step = timedelta(seconds=_STEP_SECONDS[granularity])
+    lo, hi = _edges(x, granularity)
+    shapes, marks, texts, urls = [], [], [], []
+    for incident in incidents:
+        first = _floor(incident["start"], granularity)
+        last = _floor(incident["end"] - timedelta(microseconds=1), granularity)
+        x0, x1 = x_values([first - step / 2])[0], x_values([max(first, last) + step / 2])[0]
+        x0, x1 = max(x0, lo), min(x1, hi)
+        if x0 >= x1:
+            continue
+        shapes.append({"type": "rect", "xref": "x", "yref": "paper", "x0": x0, "x1": x1, "y0": 0, "y1": 1,
+                       "fillcolor": "rgba(220,38,38,0.08)", "line": {"width": 0}, "layer": "below"})
+        marks.append(max(x_values([first])[0], x[0]))
+        state = "open" if incident["open"] else "resolved"
+        metric = incident["metric"]
+        compared = (f"threshold {_display(metric, incident['threshold'])}" if incident["threshold"] is not None
+                    else f"baseline {_display(metric, incident['baseline'])}")
+        texts.append(f"Incident ({state}): {incident['rule']}<br>{_display(metric, incident['value'])} vs {compared}"
+                     "<br>click to open the rule")
+        urls.append(incident["url"])
+    if not marks:
+        return
+    layout = figure["layout"]
+    layout["shapes"] = [*layout.get("shapes", []), *shapes]
+    layout["yaxis2"] = {"overlaying": "y", "range": [0, 1], "visible": False, "fixedrange": True}
+    figure["data"].append({
+        "type": "scatter", "mode": "markers", "name": "Incident", "yaxis": "y2", "x": marks, "y": [0.96] * len(marks),
+        "marker": {"symbol": "triangle-down", "size": 12, "color": ALERT_COLOR}, "text": texts, "customdata": urls,
+        "hovertemplate": "%{text}<extra></extra>", "meta": {"kind": "incident"},
+    })
+
+
+def _previous_trace(figure: dict[str, Any], metric: str, previous: Series) -> dict[str, Any] | None:
+    """The previous period's values drawn over this one's buckets (dashed), each point carrying its own
+    bucket start (customdata) so hover and drill-down name the real time."""
+    x = figure["data"][0]["x"] if figure["data"] else []
+    try:
+        values = previous[metric] if previous.buckets else []
+    except KeyError:  # a series without this metric (a page that adds its own fields): nothing to overlay
+        values = []
+    if not x or not values:
+        return None
+    n = min(len(x), len(values))
+    unit = _unit_of(metric)
+    y = _percent(values[:n]) if unit == "%" else list(values[:n])
+    when = [b.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") for b in previous.buckets[:n]]
+    return {"type": "scatter", "mode": "lines", "name": "Previous period", "x": list(x[:n]), "y": _clean(y, unit),
+            "customdata": when, "line": {"color": PREVIOUS_COLOR, "width": 2, "dash": "dash"},
+            "hovertemplate": f"{UNITS[unit]['hover']} (previous: %{{customdata}})<extra>previous</extra>",
+            "connectgaps": False, "meta": {"kind": "previous"}}
+
+
+def _not_per_user(figure: dict[str, Any]) -> None:
+    for trace in figure["data"]:
+        trace["y"] = [None] * len(trace.get("y", []))
+    figure["layout"]["showlegend"] = False
+    _no_data_note(figure["layout"], NOT_PER_USER)
+
+
+def decorate(figures: dict[str, dict[str, Any]], *, granularity: str, overlays: Mapping[str, Any],
+             drill: Mapping[str, Any], previous: Series | None = None, per_user: bool = False
+             ) -> dict[str, dict[str, Any]]:
+    """Add to a page's figures, in place: the rules in scope (thresholds, anomaly bands) and incidents on
+    each figure of their metric, budgets on the month-to-date chart, the previous period (dashed) when
+    asked, and what charts.js needs for drill-down (`drill`: the explorer URL of the page's filters,
+    the bucket length and the page's range; per-trace filters in `meta.drill`).
+
+    `overlays`: plain dicts, {"rules": [...], "incidents": [...], "budgets": [...]}.
+    """
+    for key, figure in figures.items():
+        metric = FIGURE_METRICS.get(key)
+        step = _STEP_SECONDS["day" if key == "mtd" else granularity]
+        figure["drill"] = {**drill, "step_seconds": step}
+        dimension = TRACE_FILTERS.get(key)
+        for trace in figure["data"]:
+            name = str(trace.get("name", ""))
+            if dimension and name not in ("other", "none", "(none)"):
+                value = name.removeprefix("HTTP ") if dimension == "http_status" else name
+                # Both error charts count failed calls only, so their calls are the failed ones.
+                errors_only = {"status": "error"} if key in ("by_type", "by_status") else {}
+                trace["meta"] = {"drill": {dimension: value, **errors_only}}
+        if per_user and key not in PER_USER_FIGURES:
+            _not_per_user(figure)
+            continue
+        extra: list[dict[str, Any]] = []
+        if key == "mtd":
+            x = figure["data"][0]["x"] if figure["data"] else []
+            for budget in overlays.get("budgets", []):
+                if budget["period"] == "month" and x:
+                    extra.append(_threshold_trace(
+                        [x[0], figure["data"][-1]["x"][-1]], "day", name=f"Budget {budget['name']} "
+                        f"(${budget['limit_usd']:,.2f} a month)", level=budget["limit_usd"],
+                        hover=f"Budget {budget['name']}: ${budget['limit_usd']:,.2f} a month",
+                        meta={"kind": "budget", "budget": budget["name"], "url": budget["url"]}))
+        elif metric:
+            if previous is not None:  # on the stacked spend charts: the previous total
+                trace = _previous_trace(figure, metric, previous)
+                if trace:
+                    extra.append(trace)
+            for rule in overlays.get("rules", []):
+                extra += _rule_traces(figure, metric, granularity, rule)
+            if metric == "cost_usd" and granularity == "day":
+                x = figure["data"][0]["x"] if figure["data"] else []
+                for budget in overlays.get("budgets", []):
+                    if budget["period"] == "day" and x:
+                        extra.append(_threshold_trace(
+                            x, "day", name=f"Budget {budget['name']} (${budget['limit_usd']:,.2f} a day)",
+                            level=budget["limit_usd"], hover=f"Budget {budget['name']}: ${budget['limit_usd']:,.2f} a day",
+                            meta={"kind": "budget", "budget": budget["name"], "url": budget["url"]}))
+        figure["data"].extend(extra)
+        if metric:
+            _incident_overlay(figure, granularity, [i for i in overlays.get("incidents", []) if i["metric"] == metric])
+        if len(figure["data"]) > 1:
+            figure["layout"]["showlegend"] = True
+            figure["layout"]["margin"]["t"] = 36
+    return figures

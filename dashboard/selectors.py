@@ -19,11 +19,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlencode
 
 from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
+from django.urls import reverse
 
-from dashboard.forms import DIMENSIONS, Explorer, Filters, cursor_format
+from alerts.selectors import ChartAlerts, chart_alerts
+from dashboard.forms import METRIC_DIMENSIONS, Explorer, Filters, cursor_format, rfc3339
 from ingest.models import Event, EventKey
 from projects.models import Environment, Project
 from rollups.models import DailyAggregate, DailyUserSpend
@@ -72,15 +75,18 @@ def scope_resolve(filters: Filters, *, projects: QuerySet[Project]) -> Scope:
 
 
 def _choices(project_id: int, filters: Filters) -> dict[str, list[str]]:
-    """Environments, services and models seen in the range (daily rows: a few per day)."""
+    """Environments, services, models and features seen in the range (daily rows: a few per day).
+    End users are too many for a select: the filter bar has a search box for them."""
     rows = (DailyAggregate.objects.filter(project_id=project_id, day__gte=filters.from_date, day__lte=filters.to_date)
-            .values_list("environment__name", "service", "model").distinct())
-    seen: dict[str, set[str]] = {name: set() for name in DIMENSIONS}
-    for environment, service, model in rows:
+            .values_list("environment__name", "service", "model", "feature").distinct())
+    seen: dict[str, set[str]] = {name: set() for name in METRIC_DIMENSIONS}
+    for environment, service, model, feature in rows:
         seen["environment"].add(environment)
         seen["service"].add(service)
         seen["model"].add(model)
-    for name in DIMENSIONS:
+        if feature:
+            seen["feature"].add(feature)
+    for name in METRIC_DIMENSIONS:
         if getattr(filters, name):  # keep the selected value selectable even if the range lacks it
             seen[name].add(getattr(filters, name))
     return {name: sorted(values) for name, values in seen.items()}
@@ -117,23 +123,29 @@ _WHEN_CALLS = ("error_rate", "cache_hit_rate", "latency_avg_ms", "latency_p50_ms
                "latency_p99_ms")
 
 
-def summary(row: MetricsRow) -> dict[str, Any]:
+# What per-user spend (rollups_dailyuserspend: per UTC day, environment and user_id) knows.
+PER_USER_KNOWN = ("requests", "errors", "error_rate", "cost_usd", "unpriced_requests")
+
+
+def summary(row: MetricsRow, *, per_user: bool = False) -> dict[str, Any]:
     """A row's numbers (CONTRACT §4 names) plus the cached share; rates and latencies None without calls,
-    spend None when every call is unpriced."""
+    spend None when every call is unpriced; with `per_user`, everything per-user spend doesn't keep None."""
     d = row.as_dict()
     d["cached_share"] = _cached_share(d)
     if not d["requests"]:
         d.update(dict.fromkeys(_WHEN_CALLS))
     elif d["unpriced_requests"] == d["requests"]:
         d["cost_usd"] = None  # DESIGN: calls without a known price are shown as unpriced, never as $0
+    if per_user:
+        d.update({name: None for name in d if name not in PER_USER_KNOWN and name not in ("bucket", "group")})
     return d
 
 
-def series_of(result: MetricsResult) -> TimeSeries:
+def series_of(result: MetricsResult, *, per_user: bool = False) -> TimeSeries:
     out = TimeSeries(values={name: [] for name in (*_SERIES_FIELDS, *_WHEN_CALLS, "cached_share")})
     for row in result.series:
         out.buckets.append(row.bucket)  # type: ignore[arg-type]
-        d = summary(row)
+        d = summary(row, per_user=per_user)
         for name, values in out.values.items():
             values.append(d[name])
     return out
@@ -273,6 +285,9 @@ class Page:
     series: TimeSeries = field(default_factory=TimeSeries)
     totals: dict[str, Any] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
+    alerts: ChartAlerts = field(default_factory=ChartAlerts)
+    # The previous period, bucket for bucket (the `compare` overlay); None when not asked.
+    previous_series: TimeSeries | None = None
 
     @property
     def empty(self) -> bool:
@@ -282,17 +297,115 @@ class Page:
     def range_empty(self) -> bool:
         return not self.empty and not self.totals.get("requests")
 
+    @property
+    def per_user(self) -> bool:
+        """Numbers read from per-user spend (a user filter): daily buckets, PER_USER_KNOWN only."""
+        return bool(self.filters.user)
+
+    @property
+    def granularity(self) -> str:
+        return "day" if self.per_user else self.filters.granularity
+
+    @property
+    def overlays(self) -> dict[str, Any]:
+        return overlays_of(self.alerts, project_slug=self.scope.project.slug if self.scope.project else "")
+
+    @property
+    def drill(self) -> dict[str, Any]:
+        """What charts.js needs to open the calls behind a clicked bucket: the explorer URL with the
+        page's project and filters, and the page's range (a bucket is clipped to it)."""
+        params = self.filters.calls_params()
+        del params["from"], params["to"]
+        return {"url": f"{reverse('dashboard:events')}?{urlencode(params)}", "start": rfc3339(self.filters.start),
+                "end": rfc3339(self.filters.end)}
+
+    @property
+    def calls_url(self) -> str:
+        """The events explorer behind this page's whole range and filters (agreement 2)."""
+        return f"{reverse('dashboard:events')}?{urlencode(self.filters.calls_params())}"
+
+
+def overlays_of(alerts: ChartAlerts, *, project_slug: str) -> dict[str, Any]:
+    """The rules, incidents and budgets as the charts draw them (dashboard/charts.py `decorate`)."""
+    query = f"?{urlencode({'project': project_slug})}"
+    rule_url = {r.rule.pk: reverse("alerts_ui:rule", args=[r.rule.pk]) + query for r in alerts.rules}
+    return {
+        "rules": [{"name": r.rule.name, "metric": r.rule.metric, "window": r.rule.window,
+                   "condition": r.rule.condition, "threshold": r.rule.threshold,
+                   "sensitivity": r.rule.sensitivity or 3.0, "band": r.band, "url": rule_url[r.rule.pk]}
+                  for r in alerts.rules],
+        "incidents": [{"rule": i.rule.name, "metric": i.rule.metric, "start": i.start, "end": i.end,
+                       "open": i.incident.resolved_at is None, "value": i.incident.value,
+                       "threshold": i.incident.threshold, "baseline": i.incident.baseline,
+                       "url": rule_url[i.rule.pk]} for i in alerts.incidents],
+        "budgets": [{"name": b.name, "period": b.period, "limit_usd": float(b.limit_usd),
+                     "url": reverse("alerts_ui:budgets") + query} for b in alerts.budgets],
+    }
+
 
 def _page(filters: Filters, projects: QuerySet[Project]) -> tuple[Page, Project | None]:
     scope = scope_resolve(filters, projects=projects)
     page = Page(filters=filters, scope=scope)
-    return page, (scope.project if scope.has_events else None)
+    project = scope.project if scope.has_events else None
+    if project is not None:
+        page.alerts = chart_alerts(project_id=project.pk, start=filters.start, end=filters.end, now=filters.now,
+                                   band_window=page.granularity, environment=filters.environment,
+                                   service=filters.service, model=filters.model, feature=filters.feature,
+                                   user_id=filters.user)
+    return page, project
 
 
 def _with_series(page: Page, result: MetricsResult) -> None:
-    page.series = series_of(result)
-    page.totals = summary(result.totals)
+    page.series = series_of(result, per_user=page.per_user)
+    page.totals = summary(result.totals, per_user=page.per_user)
     page.as_of = result.as_of
+    project = page.scope.project
+    if page.filters.compare and project is not None:
+        start, end = page.filters.previous_whole
+        previous = _series_result(page.filters, project, start=start, end=end, granularity=page.granularity,
+                                  with_as_of=False)
+        page.previous_series = series_of(previous, per_user=page.per_user)
+
+
+def user_metrics(project: Project, filters: Filters, *, start: datetime, end: datetime,
+                 with_as_of: bool = True) -> MetricsResult:
+    """Per-user numbers of `filters.user` per UTC day, zero-filled, over every day [start, end) touches.
+
+    End users are many, so the rollup keeps them apart from the other dimensions: per day and
+    environment, requests, errors and spend only (rollups_dailyuserspend). Only the environment
+    filter applies; the page says so.
+    """
+    first = start.astimezone(UTC).date()
+    last = (end - timedelta(microseconds=1)).astimezone(UTC).date()
+    qs = DailyUserSpend.objects.filter(project=project, user_id=filters.user, day__gte=first, day__lte=last)
+    if filters.environment:
+        qs = qs.filter(environment__name=filters.environment)
+    per_day = {r["day"]: r for r in qs.values("day").annotate(
+        requests=Sum("requests"), errors=Sum("errors"), cost=Sum("cost_usd"), unpriced=Sum("unpriced_requests"))}
+    series, totals = [], MetricsRow(bucket=None, group={})
+    for bucket in buckets_of(start, end, "day"):
+        row = MetricsRow(bucket=bucket, group={})
+        found = per_day.get(bucket.date())
+        if found:
+            row.sums = {"requests": found["requests"], "errors": found["errors"], "unpriced_requests": found["unpriced"]}
+            row.cost_usd = found["cost"]
+        series.append(row)
+        totals.add(row)
+    as_of = None
+    if with_as_of:  # an empty range: just "data as of"
+        as_of = metrics_query(MetricsQuery(project_ids=[project.pk], start=end, end=end, granularity=TOTAL)).as_of
+    return MetricsResult(granularity="day", series=series, totals=totals, as_of=as_of)
+
+
+def _series_result(filters: Filters, project: Project, *, start: datetime | None = None,
+                   end: datetime | None = None, granularity: str | None = None,
+                   with_as_of: bool = True) -> MetricsResult:
+    """The page's time series: from the aggregates, or from per-user spend under a user filter."""
+    if filters.user:
+        return user_metrics(project, filters, start=start or filters.start, end=end or filters.end,
+                            with_as_of=with_as_of)
+    return metrics_query(_query(filters, project, start=start, end=end, granularity=granularity),
+                         with_as_of=with_as_of)
 
 
 @dataclass
@@ -306,12 +419,15 @@ class UserSpend:
 
 def top_users(project: Project, filters: Filters, limit: int = TOP_USERS) -> list[UserSpend]:
     """Top end users by spend, over the UTC days the range touches (user spend is kept per day and
-    environment, so a 24-hour range counts two calendar days, and service/model filters can't apply)."""
+    environment, so a 24-hour range counts two calendar days, and service/model/feature filters can't
+    apply). Under a user filter, that user only."""
     last_day = (filters.end - timedelta(microseconds=1)).astimezone(UTC).date()
     qs = DailyUserSpend.objects.filter(project=project, day__gte=filters.start.astimezone(UTC).date(),
                                        day__lte=last_day)
     if filters.environment:
         qs = qs.filter(environment__name=filters.environment)
+    if filters.user:
+        qs = qs.filter(user_id=filters.user)
     rows = (qs.values("user_id").annotate(requests=Sum("requests"), errors=Sum("errors"), cost=Sum("cost_usd"),
                                           unpriced=Sum("unpriced_requests"))
             .order_by("-cost", "-requests", "user_id")[:limit])
@@ -319,26 +435,33 @@ def top_users(project: Project, filters: Filters, limit: int = TOP_USERS) -> lis
                       unpriced_requests=r["unpriced"]) for r in rows]
 
 
+BREAKDOWN_DIMENSIONS = ("model", "service", "feature", "environment")
+
+
 def overview_page(filters: Filters, *, projects: QuerySet[Project]) -> Page:
-    """KPIs with their change, the five charts' series, breakdowns and top users: three metrics calls."""
+    """KPIs with their change, the six charts' series, breakdowns and top users: a series call, one for
+    the previous period, one per breakdown dimension (per-user spend only under a user filter)."""
     page, project = _page(filters, projects)
     if project is None:
         return page
-    _with_series(page, metrics_query(_query(filters, project)))
+    _with_series(page, _series_result(filters, project))
     prev_start, prev_end = filters.previous
-    previous = metrics_query(_query(filters, project, start=prev_start, end=prev_end, granularity="day"),
-                             with_as_of=False)
-    page.data["kpis"] = overview_kpis(page.totals, summary(previous.totals))
+    previous = _series_result(filters, project, start=prev_start, end=prev_end, granularity="day", with_as_of=False)
+    page.data["kpis"] = overview_kpis(page.totals, summary(previous.totals, per_user=page.per_user))
+    if page.per_user:
+        for kpi in page.data["kpis"]:
+            if kpi.key in ("latency_avg", "latency_p95", "cache_hit_rate"):
+                kpi.note = "not kept per end user"
     page.data["previous"] = (prev_start, prev_end)
     # One row per group over the whole range (no buckets), one call per dimension: each reads
     # the daily slice of just that dimension, a few rows a day.
-    page.data["breakdowns"] = {
+    page.data["breakdowns"] = {} if page.per_user else {
         dim: breakdown_of(metrics_query(_query(filters, project, granularity=TOTAL, group_by=[dim]),
                                         with_as_of=False).series, dim)
-        for dim in ("model", "service", "environment")
+        for dim in BREAKDOWN_DIMENSIONS
     }
     page.data["top_users"] = top_users(project, filters)
-    page.data["users_filter_note"] = bool(filters.service or filters.model)
+    page.data["users_filter_note"] = bool(filters.service or filters.model or filters.feature)
     return page
 
 
@@ -367,8 +490,7 @@ def month_to_date(project: Project, filters: Filters) -> MonthToDate:
     now = filters.now.astimezone(UTC)
     month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     tomorrow = now.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
-    result = metrics_query(_query(filters, project, start=month_start, end=tomorrow, granularity="day"),
-                           with_as_of=False)
+    result = _series_result(filters, project, start=month_start, end=tomorrow, granularity="day", with_as_of=False)
     days_in_month = calendar.monthrange(now.year, now.month)[1]
     # Elapsed time counts today's hours so far, so a morning doesn't read as a whole day.
     days_elapsed = max((now - month_start).total_seconds() / 86400, 1 / 24)
@@ -386,9 +508,15 @@ def month_to_date(project: Project, filters: Filters) -> MonthToDate:
 
 
 def spend_page(filters: Filters, *, projects: QuerySet[Project]) -> Page:
-    """Spend stacked by model and by service (one grouped call), month to date (one call)."""
+    """Spend stacked by model and by service (one grouped call), by feature (one call), month to date
+    (one call). Under a user filter: that user's daily spend (per-user spend has no model or service)."""
     page, project = _page(filters, projects)
     if project is None:
+        return page
+    if page.per_user:
+        _with_series(page, _series_result(filters, project))
+        page.data.update(by_model={}, by_service={}, models=[], features=[], unpriced_models=[])
+        page.data["mtd"] = month_to_date(project, filters)
         return page
     grouped = metrics_query(_query(filters, project, group_by=["model", "service"]))
     page.totals = summary(grouped.totals)
@@ -396,7 +524,14 @@ def spend_page(filters: Filters, *, projects: QuerySet[Project]) -> Page:
     page.series.buckets = buckets_of(filters.start, filters.end, filters.granularity)
     for dim in ("model", "service"):
         page.data[f"by_{dim}"] = stacks_of(grouped.series, dim, page.series.buckets, lambda r: float(r.cost_usd))
+    if filters.compare:
+        start, end = filters.previous_whole
+        page.previous_series = series_of(metrics_query(_query(filters, project, start=start, end=end),
+                                                       with_as_of=False))
     page.data["models"] = breakdown_of(grouped.series, "model")
+    page.data["features"] = breakdown_of(metrics_query(_query(filters, project, granularity=TOTAL,
+                                                              group_by=["feature"]), with_as_of=False).series,
+                                         "feature")
     page.data["unpriced_models"] = [(r.name, r.unpriced_requests) for r in page.data["models"] if r.unpriced_requests]
     page.data["mtd"] = month_to_date(project, filters)
     return page
@@ -497,13 +632,15 @@ def error_maps(query: MetricsQuery, buckets: list[datetime]) -> dict[str, dict[s
 
 
 def errors_page(filters: Filters, *, projects: QuerySet[Project]) -> Page:
-    """Error rate over time (series call) and errors by type / by HTTP status (the jsonb maps)."""
+    """Error rate over time (series call) and errors by type / by HTTP status (the jsonb maps; not
+    kept per user, so empty under a user filter)."""
     page, project = _page(filters, projects)
     if project is None:
         return page
-    query = _query(filters, project)
-    _with_series(page, metrics_query(query))
-    maps = error_maps(query, page.series.buckets)
+    _with_series(page, _series_result(filters, project))
+    maps: dict[str, dict[str, list[int]]] = {"type": {}, "status": {}}
+    if not page.per_user:
+        maps = error_maps(_query(filters, project), page.series.buckets)
     page.data["by_type"] = maps["type"]
     page.data["by_status"] = maps["status"]
     page.data["type_totals"] = [(name, sum(counts)) for name, counts in maps["type"].items()]
@@ -512,12 +649,62 @@ def errors_page(filters: Filters, *, projects: QuerySet[Project]) -> Page:
     return page
 
 
+@dataclass
+class CacheRow:
+    """One service's or model's prompt caching over the range.
+
+    `read_write_ratio`: cache tokens read per cache token written (None when nothing was written).
+    `saved_usd`: the net saving (what cached and cache-written tokens would have cost as plain input,
+    minus what they cost), so a negative one is a cache that costs more than it saves.
+    """
+
+    name: str
+    requests: int
+    cache_hits: int
+    read_tokens: int
+    written_tokens: int
+    saved_usd: float
+
+    @property
+    def hit_rate(self) -> float | None:
+        return _rate(self.cache_hits, self.requests)
+
+    @property
+    def read_write_ratio(self) -> float | None:
+        return _rate(self.read_tokens, self.written_tokens)
+
+    @property
+    def wasted_writes(self) -> bool:
+        """Writes the cache that reads never pay back: the write premium paid for nothing."""
+        return self.written_tokens > 0 and self.saved_usd < 0
+
+
+def cache_rows(rows: Iterable[MetricsRow], dimension: str) -> list[CacheRow]:
+    """Rows of a grouped call merged per value of `dimension`, the biggest cache writers first."""
+    merged: dict[str, MetricsRow] = {}
+    for row in rows:
+        merged.setdefault(row.group[dimension], MetricsRow(bucket=None, group={})).add(row)
+    out = [CacheRow(name=name or "(none)", requests=row.requests, cache_hits=row.sums.get("cache_hits", 0),
+                    read_tokens=row.sums.get("cache_read_input_tokens", 0),
+                    written_tokens=row.sums.get("cache_creation_input_tokens", 0),
+                    saved_usd=float(row.cache_savings_usd)) for name, row in merged.items()]
+    return sorted(out, key=lambda r: (-r.written_tokens, -r.read_tokens, r.name))
+
+
 def cache_page(filters: Filters, *, projects: QuerySet[Project]) -> Page:
-    """Hit rate, cached share of prompt tokens, savings and 5m/1h writes: all from the series call."""
+    """Hit rate, cached share of prompt tokens, savings and 5m/1h writes (the series call), and the same
+    per service and per model with their read/write ratio (one grouped call over the whole range)."""
     page, project = _page(filters, projects)
     if project is None:
         return page
-    _with_series(page, metrics_query(_query(filters, project)))
+    _with_series(page, _series_result(filters, project))
+    page.data["by_service"], page.data["by_model"] = [], []
+    if not page.per_user:
+        grouped = metrics_query(_query(filters, project, granularity=TOTAL, group_by=["service", "model"]),
+                                with_as_of=False).series
+        page.data["by_service"] = cache_rows(grouped, "service")
+        page.data["by_model"] = cache_rows(grouped, "model")
+    page.data["wasted"] = [r for r in page.data["by_service"] if r.wasted_writes]
     return page
 
 

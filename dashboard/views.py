@@ -30,6 +30,10 @@ def _filters(request: HttpRequest) -> Filters:
 
 def _render(request: HttpRequest, name: str, page: Any, figures: dict[str, Any] | None = None,
             **extra: Any) -> HttpResponse:
+    if figures:
+        # Every chart: the rules in scope and their incidents, the previous period when asked, drill-down.
+        charts.decorate(figures, granularity=page.granularity, overlays=page.overlays, drill=page.drill,
+                        previous=page.previous_series, per_user=page.per_user)
     context = {"page": page, "filters": page.filters, "scope": page.scope, "current_project": page.scope.project,
                "active": name, "ranges": RANGES,
                "figures": figures or {}, "ingest_url": request.build_absolute_uri(reverse("ingest:events")), **extra}
@@ -41,7 +45,7 @@ def _render(request: HttpRequest, name: str, page: Any, figures: dict[str, Any] 
 def overview(request: HttpRequest) -> HttpResponse:
     """The field guide's daily dashboard: six KPIs and their change, charts, breakdowns, top users."""
     page = selectors.overview_page(_filters(request), projects=visible_projects(request.user))
-    figures = None if page.empty else charts.overview_figures(page.series, granularity=page.filters.granularity)
+    figures = None if page.empty else charts.overview_figures(page.series, granularity=page.granularity)
     return _render(request, "overview", page, figures)
 
 
@@ -55,7 +59,7 @@ def spend(request: HttpRequest) -> HttpResponse:
         mtd = page.data["mtd"]
         figures = {
             **charts.spend_figures(page.series.buckets, page.data["by_model"], page.data["by_service"],
-                                   granularity=page.filters.granularity),
+                                   granularity=page.granularity),
             "mtd": charts.month_projection_figure(mtd.days, mtd.cumulative_usd, last_day=mtd.last_day,
                                                   projected_usd=mtd.projected_usd),
         }
@@ -67,7 +71,7 @@ def spend(request: HttpRequest) -> HttpResponse:
 def latency(request: HttpRequest) -> HttpResponse:
     """P50/P95/P99 over time and P95 per model."""
     page = selectors.latency_page(_filters(request), projects=visible_projects(request.user))
-    figures = None if page.empty else charts.latency_figures(page.series, granularity=page.filters.granularity)
+    figures = None if page.empty else charts.latency_figures(page.series, granularity=page.granularity)
     return _render(request, "latency", page, figures)
 
 
@@ -77,7 +81,7 @@ def errors(request: HttpRequest) -> HttpResponse:
     """Error rate, errors by type and calls by HTTP status over time."""
     page = selectors.errors_page(_filters(request), projects=visible_projects(request.user))
     figures = None if page.empty else charts.errors_figures(
-        page.series, page.data["by_type"], page.data["by_status"], granularity=page.filters.granularity)
+        page.series, page.data["by_type"], page.data["by_status"], granularity=page.granularity)
     return _render(request, "errors", page, figures)
 
 
@@ -86,7 +90,7 @@ def errors(request: HttpRequest) -> HttpResponse:
 def cache(request: HttpRequest) -> HttpResponse:
     """Prompt caching: hit rate, cached share of prompt tokens, money saved, 5m vs 1h writes."""
     page = selectors.cache_page(_filters(request), projects=visible_projects(request.user))
-    figures = None if page.empty else charts.cache_figures(page.series, granularity=page.filters.granularity)
+    figures = None if page.empty else charts.cache_figures(page.series, granularity=page.granularity)
     return _render(request, "cache", page, figures)
 
 

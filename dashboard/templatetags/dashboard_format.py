@@ -109,3 +109,21 @@ def query(filters: Any, **overrides: str) -> str:
 def drill(filters: Any, dimension: str, value: str) -> str:
     """The query string that narrows the current filters to one value of a dimension."""
     return query(filters, **{dimension: value})
+
+
+@register.simple_tag
+def calls(filters: Any, start: Any = None, end: Any = None, **extra: Any) -> str:
+    """The events explorer URL of the calls behind a row: the page's range and filters plus `extra`
+    (`{% calls filters model=row.name %}`, `{% calls filters status="error" error_type=name %}`)."""
+    from urllib.parse import urlencode
+
+    from django.urls import reverse
+
+    params = filters.calls_params(start, end, **{k: str(v) for k, v in extra.items() if v not in ("", None)})
+    return f"{reverse('dashboard:events')}?{urlencode(params)}"
+
+
+@register.simple_tag
+def calls_by(filters: Any, dimension: str, value: str) -> str:
+    """The calls behind one value of a dimension (a breakdown row)."""
+    return calls(filters, **{dimension: value})

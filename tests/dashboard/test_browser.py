@@ -110,3 +110,52 @@ def test_empty_project_shows_the_first_event_instructions(live_server, viewer_us
     assert "create_ingest_key --project acme" in text
     page.screenshot(path=str(SCREENSHOTS / "empty.png"), full_page=True)
     assert page.errors == []
+
+
+def test_a_rules_threshold_line_is_in_the_drawn_chart(live_server, seeded, viewer_user, browser_page):
+    from alerts.models import AlertRule
+    from projects.models import Project
+
+    AlertRule.objects.create(project=Project.objects.get(slug="acme"), name="Prod errors", metric="error_rate",
+                             window="hour", condition="above", threshold=0.1, environment="prod",
+                             recipients=["oncall@example.com"])
+    page = browser_page
+    log_in(page, live_server.url, viewer_user.username)
+    page.goto(f"{live_server.url}/errors?project=acme&range=24h&environment=prod")
+    page.wait_for_load_state("networkidle")
+    assert_charts_drawn(page)
+    # What Plotly drew (the graph div's own data), not just the JSON the server sent.
+    drawn = page.evaluate("""() => document.getElementById('fig-error-rate-plot').data
+        .filter(t => t.meta && t.meta.kind === 'threshold').map(t => ({name: t.name, y: t.y}))""")
+    assert drawn == [{"name": "Prod errors (> 10.0%, hourly)", "y": [10, 10]}]
+    assert page.locator("#fig-error-rate-plot .legendtext", has_text="Prod errors").count() == 1
+    page.screenshot(path=str(SCREENSHOTS / "errors-threshold.png"), full_page=True)
+    assert page.errors == []
+
+
+def test_a_click_on_a_bar_opens_the_calls_of_that_bucket_with_the_pages_filters(live_server, seeded, viewer_user,
+                                                                             browser_page):
+    from datetime import timedelta
+    from urllib.parse import parse_qs, urlsplit
+
+    page = browser_page
+    log_in(page, live_server.url, viewer_user.username)
+    page.goto(f"{live_server.url}/?project=acme&range=24h&environment=prod&model=claude-sonnet-4-6")
+    page.wait_for_load_state("networkidle")
+    assert_charts_drawn(page)
+    page.wait_for_selector("#fig-requests-plot[data-drawn]")
+    # Two bars: req_b (3 h ago) and req_a (2 h ago). Click the earlier one, in its middle.
+    boxes = page.evaluate("""() => Array.from(document.querySelectorAll('#fig-requests-plot g.point path'))
+        .map(p => p.getBoundingClientRect()).filter(r => r.height > 0)
+        .map(r => ({x: r.x + r.width / 2, y: r.y + r.height / 2})).sort((a, b) => a.x - b.x)""")
+    assert len(boxes) == 2
+    page.mouse.move(boxes[0]["x"], boxes[0]["y"])
+    page.mouse.click(boxes[0]["x"], boxes[0]["y"])
+    page.wait_for_url("**/events?**")
+    query = parse_qs(urlsplit(page.url).query)
+    bucket = (seeded.now - timedelta(hours=3)).replace(minute=0, second=0)
+    assert query == {"project": ["acme"], "environment": ["prod"], "model": ["claude-sonnet-4-6"],
+                     "from": [bucket.strftime("%Y-%m-%dT%H:%M:%SZ")],
+                     "to": [(bucket + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")]}
+    page.screenshot(path=str(SCREENSHOTS / "drill-down-events.png"), full_page=True)
+    assert page.errors == []

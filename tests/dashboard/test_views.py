@@ -86,10 +86,13 @@ def test_environment_and_range_filters_apply(logged_in, seeded):
 
 
 def test_a_bad_filter_is_ignored_with_a_message(logged_in, seeded):
-    response = logged_in.get("/", {"range": "custom", "from": "2026-02-10"})
+    response = logged_in.get("/", {"from": "2026-02-30", "to": "yesterday"})
     assert response.status_code == 200
     assert response.context["filters"].range == "7d"
-    assert b"A custom range needs both a from and a to date." in response.content
+    assert b"from: &#x27;2026-02-30&#x27; is neither a date" in response.content
+    backwards = logged_in.get("/", {"from": "2026-02-10T05:00:00Z", "to": "2026-02-10T04:00:00Z"})
+    assert backwards.context["filters"].range == "7d"
+    assert b"The range must end after it starts (to is before from)." in backwards.content
 
 
 def test_spend_page_calls_out_unpriced_calls_and_projects_the_month(logged_in, seeded):
