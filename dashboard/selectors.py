@@ -574,6 +574,11 @@ def latency_page(filters: Filters, *, projects: QuerySet[Project]) -> Page:
     page, project = _page(filters, projects)
     if project is None:
         return page
+    if page.per_user:
+        # Latency is not kept per end user: the user's daily requests only, the charts say so.
+        _with_series(page, _series_result(filters, project))
+        page.data["models"] = []
+        return page
     result = metrics_query(_query(filters, project))
     _with_series(page, result)
     # Message Batches results are not in latency: a bucket of batch calls only is a gap, not 0 ms.
