@@ -97,13 +97,12 @@ def windows_judge(rule: AlertRule, windows: list[WindowValue]) -> Judgement:
                              "baseline_values": baseline.values})
 
 
-def _contributors_for(rule: AlertRule, w: WindowValue) -> list[dict[str, Any]]:
+def _contributors_for(rule: AlertRule, w: WindowValue) -> dict[str, Any]:
     length = window_length(rule.window)
-    # Compare with the like window one day (hourly rules) or one day back (daily rules).
+    # Compare with the like window one day earlier (hourly rules: the same hour yesterday).
     before = w.start - timedelta(days=1)
-    found = contributors(rule, start=w.start, end=w.start + length, before_start=before, before_end=before + length)
-    return [{"dimension": c.dimension, "value": c.value, "now": c.now, "before": c.before, "change": c.change}
-            for c in found]
+    return contributors(rule, start=w.start, end=w.start + length, before_start=before,
+                        before_end=before + length).as_detail()
 
 
 def rule_evaluate(*, rule: AlertRule, now: datetime | None = None) -> str:
@@ -126,7 +125,7 @@ def rule_evaluate(*, rule: AlertRule, now: datetime | None = None) -> str:
 def incident_open(*, rule: AlertRule, judgement: Judgement, now: datetime) -> Incident | None:
     assert judgement.window is not None
     detail = dict(judgement.detail or {})
-    detail["contributors"] = _contributors_for(rule, judgement.window)
+    detail.update(_contributors_for(rule, judgement.window))
     detail["window_requests"] = judgement.window.requests
     last = Incident.objects.filter(rule=rule).order_by("-opened_at").first()
     in_cooldown = last is not None and last.notified and now - last.opened_at < timedelta(
@@ -216,8 +215,7 @@ def digest_send(*, day: datetime | None = None) -> int:
         key = f"digest:{sub.pk}:{yesterday:%Y-%m-%d}"
         if Notification.objects.filter(dedupe_key=key).exists():
             continue
-        context = digest_context(project_id=sub.project_id, day=yesterday)
-        context["project"] = sub.project.slug
+        context = digest_context(project_id=sub.project_id, project_slug=sub.project.slug, day=yesterday)
         with transaction.atomic():
             queued += emails.notification_queue(
                 project_id=sub.project_id, kind=Notification.Kind.DIGEST, dedupe_key=key,
@@ -229,7 +227,7 @@ KPIS = [("requests", "Requests"), ("cost_usd", "Spend"), ("latency_avg_ms", "Ave
         ("latency_p95_ms", "P95 latency"), ("error_rate", "Error rate"), ("cache_hit_rate", "Cache hit rate")]
 
 
-def digest_context(*, project_id: int, day: datetime) -> dict[str, Any]:
+def digest_context(*, project_id: int, project_slug: str, day: datetime) -> dict[str, Any]:
     """Yesterday's six KPIs against the trailing 7-day average, and the top movers."""
     day_end = day + timedelta(days=1)
     result = metrics_query(MetricsQuery(project_ids=[project_id], start=day - timedelta(days=7), end=day_end,
@@ -253,8 +251,8 @@ def digest_context(*, project_id: int, day: datetime) -> dict[str, Any]:
     ranked = sorted(spend.items(), key=lambda item: abs(float(item[1][1] - item[1][0])), reverse=True)[:5]
     movers = [{"model": m, "service": s, "before": float(b), "now": float(n), "change": float(n - b)}
               for (m, s), (b, n) in ranked]
-    return {"day": day.strftime("%Y-%m-%d"), "kpis": kpis, "movers": movers,
-            "link": emails.dashboard_link(start=day, end=day_end)}
+    return {"project": project_slug, "day": day.strftime("%Y-%m-%d"), "kpis": kpis, "movers": movers,
+            "link": emails.digest_link(project_slug=project_slug, day=day)}
 
 
 DIGEST_LOCK_NAMESPACE = 0x7A11D  # pg_advisory_xact_lock(namespace, project_id): "tally digest"
