@@ -175,7 +175,7 @@ def explanation_display(metric: str, detail: dict[str, Any]) -> dict[str, Any]:
     errors = []
     for e in detail.get("errors", []):
         label = "error type" if e["kind"] == "type" else "HTTP status"
-        line = f"{e['count']:,} calls, {_share(e['share'])} of errors"
+        line = f"{e['count']:,} call{'' if e['count'] == 1 else 's'}, {_share(e['share'])} of errors"
         versus = "" if e.get("before") is None else f"{e['before']:,} a day earlier"
         errors.append({**e, "label": label, "line": line, "versus": versus, "share_display": _share(e["share"])})
     compared = detail.get("compared")
