@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import Prefetch
 
-from alerts.emails import METRIC_LABELS, explanation_display, format_metric, incident_links
+from alerts.emails import METRIC_LABELS, explanation_display, format_metric, incident_links, incident_window
 from alerts.models import AlertRule, Budget, Condition, DigestSubscription, Incident, Metric, Notification
 from projects.models import Project
 from projects.permissions import is_project_admin, visible_projects
@@ -483,7 +483,7 @@ def rule_history(*, rule: AlertRule, now: datetime) -> list[IncidentRow]:
         explained = explanation_display(rule.metric, incident.detail)
         links = incident_links(incident, now=now, absolute=False)
         rows.append(IncidentRow(
-            incident=incident, window_end=incident.window_start + window_length(rule.window),
+            incident=incident, window_end=incident_window(incident, now=now)[1],
             duration=duration_display((incident.resolved_at or now) - incident.opened_at),
             value=format_metric(rule.metric, incident.value), compared=compared,
             contributors=explained["contributors"], error_counts=explained["error_counts"],

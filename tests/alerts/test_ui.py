@@ -285,7 +285,7 @@ def test_rule_history_shows_each_incident(viewer, rule):
                             value=0.08, threshold=0.05, notified=False, detail={"contributors": []})
     html = viewer.get(f"/alerts/{rule.pk}/").content.decode()
     first = html[html.index(f'data-incident="{resolved.pk}"'):]
-    assert "Mar 4, 10:00 – 11:00" in first
+    assert "Mar 4, 10:00 – 12:00" in first  # the windows that breached (see below)
     assert "2 h 30 min" in first
     assert "12.5%" in first
     assert "threshold 5.0%" in first
