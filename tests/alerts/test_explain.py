@@ -126,6 +126,10 @@ def test_error_rate_anomaly_names_the_error_type_and_http_status(key):
     window = f"from={closed:%Y-%m-%dT%H}:00:00Z&to={closed + timedelta(hours=1):%Y-%m-%dT%H}:00:00Z"
     assert f"See the calls: {BASE}/events?project=acme&{window}&environment=prod&status=error\n" in text
     assert f"Dashboard for this window: {BASE}/errors?project=acme&{window}&environment=prod\n" in text
+    html = notification.body_html.replace("&amp;", "&")
+    assert (f'<a href="{BASE}/errors?project=acme&{window}&environment=prod">Open the dashboard for this window</a> · '
+            f'<a href="{BASE}/events?project=acme&{window}&environment=prod&status=error">See the calls</a>') in html
+    assert "<td>error type</td><td>overloaded_error</td><td>40</td><td>100%</td><td>0</td>" in html
 
 
 def test_two_models_against_a_baseline_give_share_and_change(key):

@@ -9,6 +9,8 @@ the rollup's own connections, so their test commits for real (transaction=True).
 from __future__ import annotations
 
 import io
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -16,10 +18,12 @@ import pytest
 import time_machine
 from django.core import mail
 from django.core.management import call_command
+from django.db import connection
 from django.db.models import Count, Q
 from django.utils import timezone
 
 from alerts.models import AlertRule, Budget, Notification
+from alerts.services import demo_alerts_seed
 from ingest.demo import UNPRICED_MODEL, demo_seed
 from ingest.models import Event
 from projects.models import Environment, Project
@@ -196,3 +200,49 @@ def test_first_seed_adds_rules_a_budget_and_the_incidents_they_open_once():
     assert AlertRule.objects.filter(project=project).count() == 3
     assert Budget.objects.filter(project=project).count() == 1
     assert Notification.objects.filter(project=project).count() == 15
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("clean_events")
+def test_a_crash_midway_leaves_no_demo_alerts_and_the_next_run_seeds_them(monkeypatch):
+    demo_seed(days=3, events=1500, project_slug="crashy", alerts=False)
+    project = Project.objects.get(slug="crashy")
+
+    def broken(**kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("worker killed")
+
+    monkeypatch.setattr("alerts.services.budgets_check", broken)
+    with pytest.raises(RuntimeError, match="worker killed"):
+        demo_alerts_seed(project_id=project.pk)
+    # The rules, their incidents and emails were one transaction: none of it stayed.
+    assert not AlertRule.objects.filter(project=project).exists()
+    assert not Notification.objects.filter(project=project).exists()
+    assert len(mail.outbox) == 0
+
+    monkeypatch.undo()
+    seeded = demo_alerts_seed(project_id=project.pk)
+    assert (seeded.created, seeded.rules) == (True, 3)
+    assert AlertRule.objects.filter(project=project).count() == 3
+    assert Budget.objects.filter(project=project).count() == 1
+    assert Notification.objects.filter(project=project).count() == seeded.notifications == len(mail.outbox)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("clean_events")
+def test_two_seeders_at_once_add_the_demo_alerts_once():
+    demo_seed(days=3, events=1500, project_slug="racy", alerts=False)
+    project = Project.objects.get(slug="racy")
+    barrier = threading.Barrier(2)
+
+    def seed() -> bool:
+        try:
+            barrier.wait()
+            return demo_alerts_seed(project_id=project.pk).created
+        finally:
+            connection.close()  # this thread's own connection
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        created = sorted(pool.map(lambda _: seed(), range(2)))
+    assert created == [False, True]
+    assert AlertRule.objects.filter(project=project).count() == 3
+    assert Budget.objects.filter(project=project).count() == 1
