@@ -228,7 +228,9 @@ def openapi_spec() -> dict[str, Any]:
                 "summary": "Budgets in scope: limit, spent, projection, exceeded",
                 "parameters": _params([("service", "the calling service", _STR),
                                        ("user_id", "the end user", _STR), ("project", "project slug", _STR)]),
-                "responses": {"200": _json(_ref("Budgets"), "budget status"), "401": _401, "503": _503},
+                "responses": {"200": _json(_ref("Budgets"), "budget status"),
+                              "400": _json(_ref("Error"), "a parameter no budget can hold (a NUL byte)"),
+                              "401": _401, "503": _503},
             }},
             "/api/v1/users/forget": {"post": {
                 "summary": "Delete an end user's events and per-user aggregates (admin)",
