@@ -188,12 +188,14 @@ def budget_context(status: Any, level: int) -> dict[str, Any]:
     b = status.budget
     scope = ", ".join(f"{k} {v}" for k, v in (("environment", b.environment), ("service", b.service),
                                                ("user", b.user_id)) if v) or "whole project"
-    link = page_url("/spend", {"project": b.project.slug, "from": rfc3339(status.period_start),
-                               "to": rfc3339(status.period_end), "environment": b.environment,
-                               "service": b.service, "user": b.user_id})
+    params = {"project": b.project.slug, "from": rfc3339(status.period_start), "to": rfc3339(status.period_end),
+              "environment": b.environment, "service": b.service, "user": b.user_id}
     return {"budget": b, "level": level, "scope": scope, "spent": f"${status.spent_usd:,.2f}",
             "limit": f"${b.limit_usd:,.2f}", "projected": f"${status.projected_usd:,.2f}",
-            "period_start": status.period_start, "period_end": status.period_end, "link": link}
+            "period_start": status.period_start, "period_end": status.period_end,
+            "link": page_url("/spend", params),
+            # The period's most expensive calls first: what to look at before the limit is reached.
+            "calls_link": page_url("/events", {**params, "sort": "cost"})}
 
 
 def digest_link(*, project_slug: str, day: datetime) -> str:

@@ -244,8 +244,10 @@ def test_budget_email_links_the_spend_page_over_its_period(key):
     assert budgets_check(now=now) == 1
     status = budget_status(budget, now=now)
     day = f"from={status.period_start:%Y-%m-%d}T00:00:00Z&to={status.period_end:%Y-%m-%d}T00:00:00Z"
-    assert f"Dashboard: {BASE}/spend?project=acme&{day}&environment=prod&service=checkout\n" in \
-        text_of(Notification.objects.get(kind="budget"))
+    text = text_of(Notification.objects.get(kind="budget"))
+    assert f"Dashboard: {BASE}/spend?project=acme&{day}&environment=prod&service=checkout\n" in text
+    assert f"The most expensive calls: {BASE}/events?project=acme&{day}&environment=prod&service=checkout&sort=cost\n" \
+        in text
     assert len(mail.outbox) == 1
 
 
@@ -254,8 +256,9 @@ def test_per_user_budget_links_with_the_user_filter(db):
     budget = Budget(project=project, name="Heavy user", period="month", limit_usd=Decimal(5), user_id="u_0001")
     status = SimpleNamespace(budget=budget, spent_usd=Decimal(4), projected_usd=Decimal(40),
                              period_start=datetime(2026, 12, 1, tzinfo=UTC), period_end=datetime(2027, 1, 1, tzinfo=UTC))
-    assert emails.budget_context(status, 80)["link"] == \
-        f"{BASE}/spend?project=shop&from=2026-12-01T00:00:00Z&to=2027-01-01T00:00:00Z&user=u_0001"
+    context = emails.budget_context(status, 80)
+    month = "project=shop&from=2026-12-01T00:00:00Z&to=2027-01-01T00:00:00Z&user=u_0001"
+    assert (context["link"], context["calls_link"]) == (f"{BASE}/spend?{month}", f"{BASE}/events?{month}&sort=cost")
 
 
 def test_digest_links_the_overview_over_its_eight_days(db):
