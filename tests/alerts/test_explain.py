@@ -115,7 +115,7 @@ def test_error_rate_anomaly_names_the_error_type_and_http_status(key):
     notification = Notification.objects.get(kind="incident_opened")
     assert notification.subject == "[Tally] prod: error rate 40.0% > baseline 0.0%"
     text = text_of(notification)
-    # Each value's error rate, its share of the errors, and its part in the move from 0% (of 20) to 40% (of 100).
+    # Each value's error rate, its share of the errors, and its own move from 0% (of 20 calls) a day earlier.
     assert ("Where it came from (and the change vs the same window a day earlier):\n"
             "  - model claude-sonnet-4-6 40.0%, 100% of errors (0.0% a day earlier, +40.0%)\n"
             "  - service search 40.0%, 100% of errors (0.0% a day earlier, +40.0%)\n"

@@ -186,7 +186,7 @@ def test_first_seed_adds_rules_a_budget_and_the_incidents_they_open_once():
     explained = notifications.get(kind="incident_opened", incident=anomaly)
     assert explained.subject == "[Tally] prod: error rate 54.2% > baseline 0.0%"
     text = explained.body_text.replace("\r\n", "\n")
-    assert "  - model claude-sonnet-4-6 61.9%, 88% of errors (4.2% a day earlier, +45.5%)\n" in text
+    assert "  - model claude-sonnet-4-6 61.9%, 88% of errors (4.2% a day earlier, +57.7%)\n" in text
     assert ("  - error type overloaded_error: 83 calls, 100% of errors (0 a day earlier)\n"
             "  - HTTP status 529: 83 calls, 100% of errors (0 a day earlier)\n") in text
     assert "/events?project=demo&from=2026-11-21T14:00:00Z&to=2026-11-21T15:00:00Z&environment=prod&status=error" \
