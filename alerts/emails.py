@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import smtplib
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -54,10 +54,73 @@ def format_metric(metric: str, value: float | None) -> str:
     return f"{value:,.0f}"
 
 
-def dashboard_link(*, start: datetime, end: datetime, **filters: str | None) -> str:
-    params = {"from": start.strftime("%Y-%m-%dT%H:%M:%SZ"), "to": end.strftime("%Y-%m-%dT%H:%M:%SZ")}
-    params.update({k: v for k, v in filters.items() if v})
-    return f"{settings.TALLY_BASE_URL.rstrip('/')}/?{urlencode(params)}"
+# Agreement 5 (alert email links): the page of the rule's metric. ttft_* (a metric another branch
+# adds) goes with the latencies, so a prefix decides rather than the choices list.
+METRIC_PAGES: dict[str, str] = {
+    Metric.COST_USD: "/spend", Metric.REQUESTS: "/", Metric.ERROR_RATE: "/errors", Metric.CACHE_HIT_RATE: "/cache",
+}
+ADDITIVE_METRICS = {Metric.COST_USD, Metric.REQUESTS}
+# The explorer's order that puts the calls behind the metric first (agreement 2's `sort`).
+CALLS_SORT: dict[str, str] = {Metric.COST_USD: "cost"}
+
+
+def metric_page(metric: str) -> str:
+    if metric.startswith(("latency_", "ttft_")):
+        return "/latency"
+    return METRIC_PAGES.get(metric, "/")
+
+
+def rfc3339(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def page_url(path: str, params: dict[str, str | None], *, absolute: bool = True) -> str:
+    """`path?params`, empty parameters dropped; absolute (TALLY_BASE_URL) for email, relative for pages.
+    `:` stays readable (`from=2026-12-03T01:00:00Z`): it is legal in a query string."""
+    query = urlencode({k: v for k, v in params.items() if v}, safe=":")
+    base = settings.TALLY_BASE_URL.rstrip("/") if absolute else ""
+    return f"{base}{path}?{query}" if query else f"{base}{path}"
+
+
+def _floor(window: str, at: datetime) -> datetime:
+    at = at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    return at.replace(hour=0) if window == "day" else at
+
+
+def incident_window(incident: Incident, *, now: datetime | None = None) -> tuple[datetime, datetime]:
+    """The windows that breached, [start, end). Resolution at T means the window closed at
+    floor(T) was fine, so the last breaching one ended a window before; an open incident
+    (with `now`) runs to the end of the current window; otherwise its first window alone."""
+    rule = incident.rule
+    length = timedelta(days=1) if rule.window == "day" else timedelta(hours=1)
+    start = incident.window_start
+    if incident.resolved_at is not None:
+        end = _floor(rule.window, incident.resolved_at) - length
+    elif now is not None:
+        end = _floor(rule.window, now) + length
+    else:
+        end = start + length
+    return start, max(end, start + length)
+
+
+def _scope_params(rule: Any) -> dict[str, str | None]:
+    return {"environment": rule.environment, "service": rule.service, "model": rule.model}
+
+
+def incident_links(incident: Incident, *, now: datetime | None = None, absolute: bool = True) -> dict[str, str]:
+    """The metric's page at the incident's window (day rules: the 7 days ending with its last day,
+    so the chart has daily buckets) and "the calls": the explorer on the same window and scope."""
+    rule = incident.rule
+    start, end = incident_window(incident, now=now)
+    chart_start = end - timedelta(days=7) if rule.window == "day" else start
+    project = rule.project.slug
+    dashboard = page_url(metric_page(rule.metric), {"project": project, "from": rfc3339(chart_start),
+                                                    "to": rfc3339(end), **_scope_params(rule)}, absolute=absolute)
+    sort = "latency" if metric_page(rule.metric) == "/latency" else CALLS_SORT.get(rule.metric)
+    calls = page_url("/events", {"project": project, "from": rfc3339(start), "to": rfc3339(end), **_scope_params(rule),
+                                 "status": "error" if rule.metric == Metric.ERROR_RATE else None, "sort": sort},
+                     absolute=absolute)
+    return {"dashboard": dashboard, "calls": calls}
 
 
 def incident_context(incident: Incident) -> dict[str, Any]:
@@ -75,31 +138,71 @@ def incident_context(incident: Incident) -> dict[str, Any]:
     where = rule.environment or rule.project.slug
     scope = ", ".join(p for p in (rule.model, rule.service) if p)
     headline = f"{METRIC_LABELS[rule.metric]} {format_metric(rule.metric, incident.value)} {headline_cmp}"
-    contributors = []
-    for c in incident.detail.get("contributors", []):
-        contributors.append({**c, "now_display": format_metric(rule.metric, c["now"]),
-                             "before_display": format_metric(rule.metric, c["before"]),
-                             "change_display": ("+" if c["change"] >= 0 else "-")
-                             + format_metric(rule.metric, abs(c["change"]))})
+    links = incident_links(incident)
     return {
         "rule": rule, "incident": incident, "where": where, "scope": scope, "headline": headline,
         "comparison": comparison, "value_display": format_metric(rule.metric, incident.value),
         "window_start": incident.window_start, "window_end": incident.window_start + length,
-        "contributors": contributors,
-        "link": dashboard_link(start=incident.window_start - length * 6, end=incident.window_start + length,
-                               environment=rule.environment, service=rule.service, model=rule.model),
+        **explanation_display(rule.metric, incident.detail),
+        "link": links["dashboard"], "calls_link": links["calls"],
     }
+
+
+def _share(value: float | None) -> str:
+    return "" if value is None else f"{value * 100:.0f}%"
+
+
+def _signed(metric: str, change: float) -> str:
+    return ("+" if change >= 0 else "-") + format_metric(metric, abs(change))
+
+
+def explanation_display(metric: str, detail: dict[str, Any]) -> dict[str, Any]:
+    """What the email and the incident page print of `detail` (see selectors.contributors):
+    each contributor as "claude-opus-4-7 $8.00, 100%", plus the change a day earlier where
+    there was one. Incidents stored before shares existed still show their changes."""
+    of = "of errors" if metric == Metric.ERROR_RATE else ("of calls" if metric not in ADDITIVE_METRICS else "")
+    contributors = []
+    for c in detail.get("contributors", []):
+        share = _share(c.get("share"))
+        now = format_metric(metric, c["now"])
+        line = f"{now}, {share} {of}".strip() if share else now
+        # The value's own move ("4.5% a day earlier, +51.2%"), which reads at a glance; `change`
+        # (its part in the total move) only ranks the values that vanished.
+        moved = None if c.get("before") is None else _signed(metric, c["now"] - c["before"])
+        versus = f"{format_metric(metric, c['before'])} a day earlier, {moved}" if moved else ""
+        contributors.append({**c, "now_display": now, "share_display": share, "line": line, "versus": versus,
+                             "before_display": "" if c.get("before") is None else format_metric(metric, c["before"]),
+                             "change_display": moved or ""})
+    errors = []
+    for e in detail.get("errors", []):
+        label = "error type" if e["kind"] == "type" else "HTTP status"
+        line = f"{e['count']:,} call{'' if e['count'] == 1 else 's'}, {_share(e['share'])} of errors"
+        versus = "" if e.get("before") is None else f"{e['before']:,} a day earlier"
+        errors.append({**e, "label": label, "line": line, "versus": versus, "share_display": _share(e["share"])})
+    compared = detail.get("compared")
+    return {"contributors": contributors, "error_counts": errors,
+            # None: an incident from before this field; say nothing rather than guess.
+            "no_baseline": compared is False}
 
 
 def budget_context(status: Any, level: int) -> dict[str, Any]:
     b = status.budget
     scope = ", ".join(f"{k} {v}" for k, v in (("environment", b.environment), ("service", b.service),
                                                ("user", b.user_id)) if v) or "whole project"
+    params = {"project": b.project.slug, "from": rfc3339(status.period_start), "to": rfc3339(status.period_end),
+              "environment": b.environment, "service": b.service, "user": b.user_id}
     return {"budget": b, "level": level, "scope": scope, "spent": f"${status.spent_usd:,.2f}",
             "limit": f"${b.limit_usd:,.2f}", "projected": f"${status.projected_usd:,.2f}",
             "period_start": status.period_start, "period_end": status.period_end,
-            "link": dashboard_link(start=status.period_start, end=status.period_end,
-                                   environment=b.environment, service=b.service)}
+            "link": page_url("/spend", params),
+            # The period's most expensive calls first: what to look at before the limit is reached.
+            "calls_link": page_url("/events", {**params, "sort": "cost"})}
+
+
+def digest_link(*, project_slug: str, day: datetime) -> str:
+    """The overview over the digest's eight days: yesterday and the week it is compared with."""
+    return page_url("/", {"project": project_slug, "from": rfc3339(day - timedelta(days=7)),
+                          "to": rfc3339(day + timedelta(days=1))})
 
 
 def notification_queue(*, project_id: int, kind: str, dedupe_key: str, recipients: list[str], template: str,

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import Prefetch
 
-from alerts.emails import METRIC_LABELS, format_metric
+from alerts.emails import METRIC_LABELS, explanation_display, format_metric, incident_links, incident_window
 from alerts.models import AlertRule, Budget, Condition, DigestSubscription, Incident, Metric, Notification
 from projects.models import Project
 from projects.permissions import is_project_admin, visible_projects
@@ -128,45 +128,109 @@ def baseline_for(rule: AlertRule, windows: list[WindowValue], target: WindowValu
     return Baseline(median=median, mad=mad, points=len(values), scale=scale, values=values)
 
 
+TOP_VALUES = 3  # per dimension, by share of the window
+GONE_VALUES = 2  # and the biggest movers that had calls a day earlier but none in the window
+DIMENSIONS = ("model", "service", "feature")
+
+
 @dataclass
 class Contributor:
+    """One value of a dimension in the breaching window: its own metric value, its share of the
+    window (spend, requests or errors; of requests for latencies and cache hit rate) and, when
+    the like window a day earlier had calls, its value then and its part in the change."""
+
     dimension: str
     value: str
     now: float
-    before: float
-    change: float
+    share: float
+    before: float | None = None
+    change: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"dimension": self.dimension, "value": self.value, "now": self.now, "share": self.share,
+                "before": self.before, "change": self.change}
+
+
+@dataclass
+class ErrorCount:
+    kind: str  # "type" (error_type) or "status" (HTTP status)
+    value: str
+    count: int
+    share: float  # of the window's errors
+    before: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "value": self.value, "count": self.count, "share": self.share,
+                "before": self.before}
+
+
+@dataclass
+class Explanation:
+    contributors: list[Contributor]
+    errors: list[ErrorCount]
+    compared: bool  # the window a day earlier had calls, so changes are given
+
+    def as_detail(self) -> dict[str, Any]:
+        return {"contributors": [c.as_dict() for c in self.contributors],
+                "errors": [e.as_dict() for e in self.errors], "compared": self.compared}
 
 
 def contributors(rule: AlertRule, *, start: datetime, end: datetime, before_start: datetime,
-                 before_end: datetime, limit: int = 4) -> list[Contributor]:
-    """Which model / service / feature moved the metric between two windows, and by how much.
+                 before_end: datetime) -> Explanation:
+    """Where the window's value came from, per model / service / feature, and how it moved.
 
-    For sums (spend, requests) a group's change is its own change. For ratios it is the
-    group's share of the overall change (e.g. its errors over all requests), so the
-    contributions add up to the total move. For P95 it is the group's own P95 change
-    weighted by its share of requests.
+    Always: the top values of each dimension by share of the window ("claude-opus-4-7 $8.00,
+    100%"), even a lone value, since "all of it is Opus from checkout" is the explanation.
+    When the window a day earlier had calls, each value also carries its change. For sums
+    (spend, requests) that is its own change; for ratios its share of the overall change
+    (its errors over all requests), so the contributions add up to the total move; for P95
+    its own P95 change weighted by its share of requests. Error-rate rules also get the
+    error types and HTTP statuses of the window's errors.
     """
-    now_rows = _query(rule, start, end, "day" if rule.window == "day" else "hour", ["model", "service", "feature"])
-    before_rows = _query(rule, before_start, before_end, "day" if rule.window == "day" else "hour",
-                         ["model", "service", "feature"])
+    granularity = "day" if rule.window == "day" else "hour"
+    now_rows = _query(rule, start, end, granularity, list(DIMENSIONS))
+    before_rows = _query(rule, before_start, before_end, granularity, list(DIMENSIONS))
+    compared = any(r.requests for r in before_rows)
     found: list[Contributor] = []
-    for dimension in ("model", "service", "feature"):
+    for dimension in DIMENSIONS:
         if getattr(rule, dimension, None):
             continue  # the rule is scoped to one value: it cannot explain anything
         now_by = _by_value(now_rows, dimension)
-        before_by = _by_value(before_rows, dimension)
-        if len(set(now_by) | set(before_by)) < 2:
-            continue  # a single value is just the total again
-        total_now = sum(r.requests for r in now_by.values()) or 1
-        total_before = sum(r.requests for r in before_by.values()) or 1
-        for value in set(now_by) | set(before_by):
-            a = now_by.get(value) or MetricsRow(bucket=None, group={})
-            b = before_by.get(value) or MetricsRow(bucket=None, group={})
-            now_v, before_v, change = _contribution(rule.metric, a, b, total_now, total_before)
-            if change:
-                found.append(Contributor(dimension, value or "(none)", now_v, before_v, change))
-    found.sort(key=lambda c: abs(c.change), reverse=True)
-    return found[:limit]
+        before_by = _by_value(before_rows, dimension) if compared else {}
+        if set(now_by) | set(before_by) <= {""}:
+            continue  # never set (e.g. no feature instrumented): "(none), 100%" would say nothing
+        found += _dimension_contributors(rule.metric, dimension, now_by, before_by, compared)
+    errors = _error_counts(rule, start, end, before_start, before_end, compared) \
+        if rule.metric == Metric.ERROR_RATE else []
+    return Explanation(contributors=found, errors=errors, compared=compared)
+
+
+def _dimension_contributors(metric: str, dimension: str, now_by: dict[str, MetricsRow],
+                            before_by: dict[str, MetricsRow], compared: bool) -> list[Contributor]:
+    total_now = sum(r.requests for r in now_by.values()) or 1
+    total_before = sum(r.requests for r in before_by.values()) or 1
+    weights = {value: _weight(metric, row) for value, row in now_by.items()}
+    total_weight = sum(weights.values())
+    out = []
+    for value in set(now_by) | set(before_by):
+        a = now_by.get(value) or MetricsRow(bucket=None, group={})
+        b = before_by.get(value) or MetricsRow(bucket=None, group={})
+        now_v, before_v, change = _contribution(metric, a, b, total_now, total_before)
+        share = weights.get(value, 0.0) / total_weight if total_weight else 0.0
+        out.append(Contributor(dimension, value or "(none)", now_v, share,
+                               before_v if compared else None, change if compared else None))
+    present = sorted((c for c in out if c.share > 0), key=lambda c: (-c.share, c.value))[:TOP_VALUES]
+    gone = sorted((c for c in out if c.share == 0 and c.change), key=lambda c: (-abs(c.change or 0), c.value))
+    return present + gone[:GONE_VALUES]
+
+
+def _weight(metric: str, row: MetricsRow) -> float:
+    """What a value's share is a share of: the sum itself, the errors, or the requests."""
+    if metric == Metric.COST_USD:
+        return float(row.cost_usd)
+    if metric == Metric.ERROR_RATE:
+        return float(row.sums.get("errors", 0))
+    return float(row.requests)
 
 
 def _by_value(rows: list[MetricsRow], dimension: str) -> dict[str, MetricsRow]:
@@ -191,6 +255,43 @@ def _contribution(metric: str, a: MetricsRow, b: MetricsRow, total_now: int, tot
         return ad[metric], bd[metric], a.latency_sum_ms / total_now - b.latency_sum_ms / total_before
     share = a.requests / total_now
     return ad[metric], bd[metric], (ad[metric] - bd[metric]) * share if a.requests and b.requests else 0.0
+
+
+def _error_maps(rule: AlertRule, start: datetime, end: datetime) -> dict[str, dict[str, int]]:
+    """Errors per type and per HTTP status in [start, end) and the rule's scope, from the hourly
+    aggregates' jsonb maps (the same maps the Errors page reads)."""
+    clauses = ["a.project_id = %s", "a.hour_start >= %s", "a.hour_start < %s"]
+    params: list[Any] = [rule.project_id, start, end]
+    for name, column in (("environment", "env.name"), ("service", "a.service"), ("model", "a.model")):
+        if getattr(rule, name):
+            clauses.append(f"{column} = %s")
+            params.append(getattr(rule, name))
+    where = " AND ".join(clauses)
+    sql = " UNION ALL ".join(
+        f"""SELECT '{kind}', j.key, sum(j.value::bigint)
+            FROM rollups_hourlyaggregate a JOIN projects_environment env ON env.id = a.environment_id,
+                 jsonb_each_text(a.{column}) AS j
+            WHERE {where} GROUP BY j.key"""  # noqa: S608 - the column names are the fixed pair here
+        for kind, column in (("type", "errors_by_type"), ("status", "http_status_counts")))
+    out: dict[str, dict[str, int]] = {"type": {}, "status": {}}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params * 2)
+        for kind, key, count in cursor.fetchall():
+            out[kind][key] = int(count)
+    return out
+
+
+def _error_counts(rule: AlertRule, start: datetime, end: datetime, before_start: datetime, before_end: datetime,
+                  compared: bool) -> list[ErrorCount]:
+    now = _error_maps(rule, start, end)
+    before = _error_maps(rule, before_start, before_end) if compared else {"type": {}, "status": {}}
+    found = []
+    for kind in ("type", "status"):
+        total = sum(now[kind].values())
+        ranked = sorted(now[kind].items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_VALUES]
+        found += [ErrorCount(kind, key, count, count / total, before[kind].get(key, 0) if compared else None)
+                  for key, count in ranked]
+    return found
 
 
 # --- budgets ---------------------------------------------------------------------------
@@ -375,6 +476,10 @@ class IncidentRow:
     value: str
     compared: str
     contributors: list[dict[str, Any]]
+    error_counts: list[dict[str, Any]]
+    no_baseline: bool
+    dashboard_link: str
+    calls_link: str
     notification: Notification | None
 
 
@@ -391,14 +496,14 @@ def rule_history(*, rule: AlertRule, now: datetime) -> list[IncidentRow]:
             compared = f"threshold {format_metric(rule.metric, incident.threshold)}"
         else:
             compared = "—"
-        found = [{**c, "now_display": format_metric(rule.metric, c["now"]),
-                  "before_display": format_metric(rule.metric, c["before"]),
-                  "change_display": ("+" if c["change"] >= 0 else "−") + format_metric(rule.metric, abs(c["change"]))}
-                 for c in incident.detail.get("contributors", [])]
+        explained = explanation_display(rule.metric, incident.detail)
+        links = incident_links(incident, now=now, absolute=False)
         rows.append(IncidentRow(
-            incident=incident, window_end=incident.window_start + window_length(rule.window),
+            incident=incident, window_end=incident_window(incident, now=now)[1],
             duration=duration_display((incident.resolved_at or now) - incident.opened_at),
-            value=format_metric(rule.metric, incident.value), compared=compared, contributors=found,
+            value=format_metric(rule.metric, incident.value), compared=compared,
+            contributors=explained["contributors"], error_counts=explained["error_counts"],
+            no_baseline=explained["no_baseline"], dashboard_link=links["dashboard"], calls_link=links["calls"],
             notification=next(iter(incident.opened_emails), None)))  # type: ignore[attr-defined]
     return rows
 

@@ -17,9 +17,10 @@ Invariants:
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
@@ -97,13 +98,12 @@ def windows_judge(rule: AlertRule, windows: list[WindowValue]) -> Judgement:
                              "baseline_values": baseline.values})
 
 
-def _contributors_for(rule: AlertRule, w: WindowValue) -> list[dict[str, Any]]:
+def _contributors_for(rule: AlertRule, w: WindowValue) -> dict[str, Any]:
     length = window_length(rule.window)
-    # Compare with the like window one day (hourly rules) or one day back (daily rules).
+    # Compare with the like window one day earlier (hourly rules: the same hour yesterday).
     before = w.start - timedelta(days=1)
-    found = contributors(rule, start=w.start, end=w.start + length, before_start=before, before_end=before + length)
-    return [{"dimension": c.dimension, "value": c.value, "now": c.now, "before": c.before, "change": c.change}
-            for c in found]
+    return contributors(rule, start=w.start, end=w.start + length, before_start=before,
+                        before_end=before + length).as_detail()
 
 
 def rule_evaluate(*, rule: AlertRule, now: datetime | None = None) -> str:
@@ -126,7 +126,7 @@ def rule_evaluate(*, rule: AlertRule, now: datetime | None = None) -> str:
 def incident_open(*, rule: AlertRule, judgement: Judgement, now: datetime) -> Incident | None:
     assert judgement.window is not None
     detail = dict(judgement.detail or {})
-    detail["contributors"] = _contributors_for(rule, judgement.window)
+    detail.update(_contributors_for(rule, judgement.window))
     detail["window_requests"] = judgement.window.requests
     last = Incident.objects.filter(rule=rule).order_by("-opened_at").first()
     in_cooldown = last is not None and last.notified and now - last.opened_at < timedelta(
@@ -216,8 +216,7 @@ def digest_send(*, day: datetime | None = None) -> int:
         key = f"digest:{sub.pk}:{yesterday:%Y-%m-%d}"
         if Notification.objects.filter(dedupe_key=key).exists():
             continue
-        context = digest_context(project_id=sub.project_id, day=yesterday)
-        context["project"] = sub.project.slug
+        context = digest_context(project_id=sub.project_id, project_slug=sub.project.slug, day=yesterday)
         with transaction.atomic():
             queued += emails.notification_queue(
                 project_id=sub.project_id, kind=Notification.Kind.DIGEST, dedupe_key=key,
@@ -229,7 +228,7 @@ KPIS = [("requests", "Requests"), ("cost_usd", "Spend"), ("latency_avg_ms", "Ave
         ("latency_p95_ms", "P95 latency"), ("error_rate", "Error rate"), ("cache_hit_rate", "Cache hit rate")]
 
 
-def digest_context(*, project_id: int, day: datetime) -> dict[str, Any]:
+def digest_context(*, project_id: int, project_slug: str, day: datetime) -> dict[str, Any]:
     """Yesterday's six KPIs against the trailing 7-day average, and the top movers."""
     day_end = day + timedelta(days=1)
     result = metrics_query(MetricsQuery(project_ids=[project_id], start=day - timedelta(days=7), end=day_end,
@@ -253,8 +252,8 @@ def digest_context(*, project_id: int, day: datetime) -> dict[str, Any]:
     ranked = sorted(spend.items(), key=lambda item: abs(float(item[1][1] - item[1][0])), reverse=True)[:5]
     movers = [{"model": m, "service": s, "before": float(b), "now": float(n), "change": float(n - b)}
               for (m, s), (b, n) in ranked]
-    return {"day": day.strftime("%Y-%m-%d"), "kpis": kpis, "movers": movers,
-            "link": emails.dashboard_link(start=day, end=day_end)}
+    return {"project": project_slug, "day": day.strftime("%Y-%m-%d"), "kpis": kpis, "movers": movers,
+            "link": emails.digest_link(project_slug=project_slug, day=day)}
 
 
 DIGEST_LOCK_NAMESPACE = 0x7A11D  # pg_advisory_xact_lock(namespace, project_id): "tally digest"
@@ -276,3 +275,119 @@ def digest_subscription_set(*, project_id: int, enabled: bool, recipients: list[
         subscription.enabled, subscription.recipients = enabled, recipients
         subscription.save(update_fields=["enabled", "recipients"])
         return subscription
+
+
+# --- demo rules (the first `make run`) -----------------------------------------------------
+
+DEMO_LOCK_NAMESPACE = 0x7A11E  # pg_advisory_xact_lock(namespace, project_id): "tally demo alerts"
+DEMO_REPLAY = timedelta(days=14)  # long enough to reach the demo month's overload afternoon (day 18 of 30)
+DEMO_THRESHOLD_SPAN = timedelta(days=7)  # thresholds are picked so the last week has breaches to show
+DEMO_SPEND_RULE = "Prod spend per hour"
+
+
+@dataclass
+class DemoAlerts:
+    created: bool
+    rules: int = 0
+    incidents: int = 0
+    notifications: int = 0
+
+
+def _floor_significant(value: float, digits: int) -> float:
+    exponent = math.floor(math.log10(value)) - digits + 1
+    return round(math.floor(value / 10**exponent) * 10**exponent, 12)
+
+
+def nice_between(high: float, low: float) -> float:
+    """The roundest number t with low < t < high ($45 rather than $45.3712): a budget that
+    `high` reaches and `low` does not, and that still reads like one a person chose."""
+    if high <= 0:
+        return high
+    for digits in range(1, 8):
+        t = _floor_significant(high * (1 - 1e-9), digits)
+        if low < t < high:
+            return t
+    return (high + low) / 2
+
+
+def _demo_threshold(rule: AlertRule, *, now: datetime, breaches: int, default: float) -> float:
+    """A round threshold (two significant digits, as a person would set it) that at least the
+    rule's `breaches` highest closed windows of the last week exceed, read from the windows
+    the evaluator itself judges."""
+    count = int(DEMO_THRESHOLD_SPAN / window_length(rule.window)) + 1
+    closed = rule_windows(rule, now=now, count=count)[:-1]
+    floor = rule.min_requests if rule.metric in GUARDED else 1
+    values = sorted((w.value for w in closed if w.requests >= floor), reverse=True)
+    if not values or values[0] <= 0:
+        return default
+    high = values[min(breaches, len(values)) - 1]
+    return _floor_significant(high * (1 - 1e-9), 2)
+
+
+def _replay(rule: AlertRule, *, since: datetime, now: datetime) -> None:
+    """Evaluate the rule as the worker would have, two minutes past each hour since `since`,
+    then at `now`. One query reads every window; the pure decision (windows_judge) over the
+    slice the evaluator would have read skips hours where nothing can happen, and every other
+    hour goes through rule_evaluate itself, so incidents and emails are the service's own."""
+    length = window_length(rule.window)
+    needed = BASELINE_WINDOWS * (24 if rule.window == "hour" else 1) + 2 if rule.condition == Condition.ANOMALY else 2
+    first = window_start(rule.window, since)
+    steps = int((window_start(rule.window, now) - first) / length)
+    windows = rule_windows(rule, now=now, count=steps + needed)
+    index = {w.start: i for i, w in enumerate(windows)}
+    is_open = False
+    for step in range(steps):
+        at = first + length * step + timedelta(minutes=2)
+        end = index[window_start(rule.window, at)] + 1
+        if is_open or windows_judge(rule, windows[max(0, end - needed):end]).breaching:
+            is_open = rule_evaluate(rule=rule, now=at) in ("opened", "open")
+    rule_evaluate(rule=rule, now=now)
+
+
+def demo_alerts_seed(*, project_id: int, now: datetime | None = None) -> DemoAlerts:
+    """Rules, a budget and the incidents they open on the demo data, for a first look.
+
+    Idempotent: keyed by the demo spend rule's name in the project (under a per-project
+    advisory lock), so a second run adds nothing. Rolls the events up first, then evaluates
+    with the real services: the incidents and their emails are genuine, not hand-made rows.
+    """
+    from rollups.services import rollup_until_current
+
+    if AlertRule.objects.filter(project_id=project_id, name=DEMO_SPEND_RULE).exists():
+        return DemoAlerts(created=False)
+    rollup_until_current()
+    now = now or timezone.now()
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [DEMO_LOCK_NAMESPACE, project_id])
+        if AlertRule.objects.filter(project_id=project_id, name=DEMO_SPEND_RULE).exists():
+            return DemoAlerts(created=False)
+        oncall = ["oncall@example.com"]
+        rules = [
+            AlertRule(project_id=project_id, name=DEMO_SPEND_RULE, metric=Metric.COST_USD, window="hour",
+                      condition=Condition.ABOVE, environment="prod", recipients=oncall),
+            # Search has no batch jobs, so its P95 means the same before and after batches left latency.
+            AlertRule(project_id=project_id, name="Search P95 latency", metric=Metric.LATENCY_P95_MS, window="hour",
+                      condition=Condition.ABOVE, environment="prod", service="search", min_requests=10,
+                      recipients=oncall),
+        ]
+        rules[0].threshold = _demo_threshold(rules[0], now=now, breaches=2, default=25.0)
+        rules[1].threshold = _demo_threshold(rules[1], now=now, breaches=1, default=30_000.0)
+        rules.append(AlertRule(project_id=project_id, name="Prod error rate anomaly", metric=Metric.ERROR_RATE,
+                               window="hour", condition=Condition.ANOMALY, environment="prod", recipients=oncall,
+                               # 6 robust sigmas: an outage, not two unlucky calls in a quiet hour.
+                               sensitivity=6.0))
+        for rule in rules:
+            rule.save()
+            _replay(rule, since=now - DEMO_REPLAY, now=now)
+        budget = Budget(project_id=project_id, name="Monthly LLM budget", period=Budget.Period.MONTH,
+                        limit_usd=Decimal(100), recipients=["finance@example.com"])
+        spent = float(budget_status(budget, now=now).spent_usd)
+        if spent > 0:  # about 80% used: between 80% and 85%, so the 80% email goes out
+            limit = Decimal(str(nice_between(spent / 0.80, spent / 0.85))).quantize(Decimal("0.01"), ROUND_DOWN)
+            budget.limit_usd = max(limit, Decimal("0.01"))
+        budget.save()
+        budgets_check(project_ids=[project_id], now=now)
+    return DemoAlerts(created=True, rules=len(rules),
+                      incidents=Incident.objects.filter(rule__project_id=project_id).count(),
+                      notifications=Notification.objects.filter(project_id=project_id).count())

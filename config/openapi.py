@@ -308,7 +308,7 @@ def openapi_spec() -> dict[str, Any]:
                 "parameters": _params([("service", "the calling service", _STR),
                                        ("user_id", "the end user", _STR), ("project", "project slug", _STR)]),
                 "responses": {"200": _json(_ref("Budgets"), "budget status"),
-                              "400": _json(_ref("Error"), "a value PostgreSQL cannot hold (a NUL byte)"),
+                              "400": _json(_ref("Error"), "a parameter no budget can hold (a NUL byte)"),
                               "401": _401, "503": _503},
             }},
             "/api/v1/users/forget": {"post": {

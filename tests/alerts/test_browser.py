@@ -70,11 +70,15 @@ def history(rule: AlertRule) -> Notification:
     email rendered by the real templates, then failed for good."""
     now = timezone.now().replace(second=0, microsecond=0)
     hour = now.replace(minute=0) - timedelta(hours=5)
-    contributors = [{"dimension": "model", "value": "claude-sonnet-4-6", "now": 31.4, "before": 6.2, "change": 25.2},
-                    {"dimension": "service", "value": "search", "now": 12.0, "before": 9.5, "change": 2.5}]
+    contributors = [{"dimension": "model", "value": "claude-sonnet-4-6", "now": 31.4, "share": 0.835, "before": 6.2,
+                     "change": 25.2},
+                    {"dimension": "model", "value": "claude-haiku-4-5", "now": 6.2, "share": 0.165, "before": 6.0,
+                     "change": 0.2},
+                    {"dimension": "service", "value": "search", "now": 37.6, "share": 1.0, "before": 12.2,
+                     "change": 25.4}]
     first = Incident.objects.create(rule=rule, window_start=hour, opened_at=hour + timedelta(hours=1, minutes=1),
                                     resolved_at=hour + timedelta(hours=3, minutes=1), value=37.6, threshold=25,
-                                    detail={"contributors": contributors})
+                                    detail={"contributors": contributors, "errors": [], "compared": True})
     Incident.objects.create(rule=rule, window_start=hour + timedelta(hours=4), opened_at=now, value=28.1,
                             threshold=25, notified=False, detail={"contributors": []})
     with transaction.atomic():
@@ -137,7 +141,15 @@ def test_admin_creates_a_rule_and_works_the_pages(live_server, acme, spent_11_us
     page.wait_for_selector("table.incidents")
     assert page.locator("table.incidents tbody tr").count() == 2
     assert "suppressed by cooldown" in page.text_content("table.incidents")
-    assert "claude-sonnet-4-6" in page.text_content("table.incidents")
+    assert "claude-sonnet-4-6 $31.40, 84% ($6.20 a day earlier, +$25.20)" in " ".join(
+        page.text_content("table.incidents").split())
+    # Resolved two hours after its window opened: the chart and the calls cover 2 hours, in the rule's scope.
+    first = spend.incidents.order_by("window_start").first()
+    span = f"from={first.window_start:%Y-%m-%dT%H}:00:00Z&to={first.window_start + timedelta(hours=2):%Y-%m-%dT%H}:00:00Z"
+    row = page.locator(f"tr[data-incident='{first.pk}']")
+    assert row.locator("[data-link=dashboard]").get_attribute("href") == f"/spend?project=acme&{span}&environment=prod"
+    assert row.locator("[data-link=calls]").get_attribute("href") == \
+        f"/events?project=acme&{span}&environment=prod&sort=cost"
     shot(page, "rule-history")
 
     Budget.objects.create(project=acme, name="Daily cap", period="day", limit_usd=Decimal(10),

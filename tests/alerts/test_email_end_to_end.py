@@ -104,15 +104,19 @@ def test_breach_emails_once_with_contributors_then_resolves_once(transactional_d
     assert message["To"] == "oncall@example.com"
     text = _body(message, "plain")
     assert "Value: $3.00, threshold $0.50" in text
-    # Contributors: checkout went from $0 to $3, search from $0.60 to $0 (vs the same hour yesterday).
-    assert "service checkout: $0.00 -> $3.00 (+$3.00)" in text
-    assert "service search: $0.60 -> $0.00 (-$0.60)" in text
-    # The rule is scoped to one model, and every call had the same (empty) feature: neither explains anything.
-    assert "model claude-sonnet-4-6:" not in text
+    # Where it came from: all of it is checkout; against the same hour yesterday, checkout went
+    # from $0 to $3 and search from $0.60 to $0.
+    assert ("Where it came from (and the change vs the same window a day earlier):\n"
+            "  - service checkout $3.00, 100% ($0.00 a day earlier, +$3.00)\n"
+            "  - service search $0.00, 0% ($0.60 a day earlier, -$0.60)\n\n") in text.replace("\r\n", "\n")
+    # The rule is scoped to one model, and every call had no feature: neither explains anything.
+    assert "model claude-sonnet-4-6 " not in text
     assert "feature" not in text
-    assert f"https://tally.example.com/?from={(closed - timedelta(hours=6)):%Y-%m-%dT%H}%3A00%3A00Z" in text
-    assert "environment=prod" in text
-    assert "model=claude-sonnet-4-6" in text
+    window = f"from={closed:%Y-%m-%dT%H}:00:00Z&to={closed + timedelta(hours=1):%Y-%m-%dT%H}:00:00Z"
+    assert (f"Dashboard for this window: https://tally.example.com/spend?project=acme&{window}"
+            "&environment=prod&model=claude-sonnet-4-6\r\n") in text
+    assert (f"See the calls: https://tally.example.com/events?project=acme&{window}"
+            "&environment=prod&model=claude-sonnet-4-6&sort=cost\r\n") in text
     assert "checkout" in _body(message, "html")
     incident = Incident.objects.get()
     assert incident.value == pytest.approx(3.0)
@@ -128,6 +132,10 @@ def test_breach_emails_once_with_contributors_then_resolves_once(transactional_d
     assert rules_evaluate(now=later) == {"resolved": 1}
     assert len(inbox.messages) == 2
     assert inbox.messages[1]["Subject"] == "[Tally] Resolved: prod: Prod Sonnet spend per hour (claude-sonnet-4-6)"
+    # Resolved when the hour closed at `later` was fine: the link spans the opening window up to that hour.
+    span = f"from={closed:%Y-%m-%dT%H}:00:00Z&to={closed + timedelta(hours=2):%Y-%m-%dT%H}:00:00Z"
+    assert (f"Dashboard for the incident: https://tally.example.com/spend?project=acme&{span}"
+            "&environment=prod&model=claude-sonnet-4-6\r\n") in _body(inbox.messages[1], "plain")
     assert rules_evaluate(now=later + timedelta(minutes=1)) == {"ok": 1}
     assert len(inbox.messages) == 2
     assert Notification.objects.filter(sent_at__isnull=False).count() == 2

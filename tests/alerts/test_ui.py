@@ -285,13 +285,18 @@ def test_rule_history_shows_each_incident(viewer, rule):
                             value=0.08, threshold=0.05, notified=False, detail={"contributors": []})
     html = viewer.get(f"/alerts/{rule.pk}/").content.decode()
     first = html[html.index(f'data-incident="{resolved.pk}"'):]
-    assert "Mar 4, 10:00 – 11:00" in first
+    assert "Mar 4, 10:00 – 12:00" in first  # the windows that breached (see below)
     assert "2 h 30 min" in first
     assert "12.5%" in first
     assert "threshold 5.0%" in first
     assert "claude-haiku-4-5" in first
-    assert "1.0% → 10.0%" in first
-    assert "(+9.0%)" in first
+    # An incident stored before shares existed still shows its change.
+    assert "10.0% <span class=\"subtle\">(1.0% a day earlier, +9.0%)</span>" in first
+    # Resolved at 13:32: the 12:00 window was fine, so the breach was 10:00-12:00.
+    assert ('href="/errors?project=acme&amp;from=2025-03-04T10:00:00Z&amp;to=2025-03-04T12:00:00Z" '
+            'data-link="dashboard"') in first
+    assert ('href="/events?project=acme&amp;from=2025-03-04T10:00:00Z&amp;to=2025-03-04T12:00:00Z&amp;status=error" '
+            'data-link="calls"') in first
     assert "notified · sent" in first
     assert "suppressed by cooldown" in html
     assert "so far" in html  # the open one
