@@ -207,8 +207,10 @@ def contributors(rule: AlertRule, *, start: datetime, end: datetime, before_star
 
 def _dimension_contributors(metric: str, dimension: str, now_by: dict[str, MetricsRow],
                             before_by: dict[str, MetricsRow], compared: bool) -> list[Contributor]:
-    total_now = sum(r.requests for r in now_by.values()) or 1
-    total_before = sum(r.requests for r in before_by.values()) or 1
+    # Latency is judged on online calls only (batch results are not in it): so are their shares.
+    calls = _online if metric in (Metric.LATENCY_AVG_MS, Metric.LATENCY_P95_MS) else (lambda r: r.requests)
+    total_now = sum(calls(r) for r in now_by.values()) or 1
+    total_before = sum(calls(r) for r in before_by.values()) or 1
     weights = {value: _weight(metric, row) for value, row in now_by.items()}
     total_weight = sum(weights.values())
     out = []
@@ -230,7 +232,13 @@ def _weight(metric: str, row: MetricsRow) -> float:
         return float(row.cost_usd)
     if metric == Metric.ERROR_RATE:
         return float(row.sums.get("errors", 0))
+    if metric in (Metric.LATENCY_AVG_MS, Metric.LATENCY_P95_MS):
+        return float(_online(row))
     return float(row.requests)
+
+
+def _online(row: MetricsRow) -> int:
+    return row.online_requests
 
 
 def _by_value(rows: list[MetricsRow], dimension: str) -> dict[str, MetricsRow]:
@@ -253,7 +261,7 @@ def _contribution(metric: str, a: MetricsRow, b: MetricsRow, total_now: int, tot
         return ad[metric], bd[metric], ad["cache_hits"] / total_now - bd["cache_hits"] / total_before
     if metric == Metric.LATENCY_AVG_MS:
         return ad[metric], bd[metric], a.latency_sum_ms / total_now - b.latency_sum_ms / total_before
-    share = a.requests / total_now
+    share = (_online(a) if metric == Metric.LATENCY_P95_MS else a.requests) / total_now
     return ad[metric], bd[metric], (ad[metric] - bd[metric]) * share if a.requests and b.requests else 0.0
 
 
