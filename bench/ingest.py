@@ -1,13 +1,13 @@
 """Ingest benchmark: raw COPY vs batch ingest over HTTP vs single-event requests, one run, one database.
 
-    .venv/bin/python -m core.embedded exec -- .venv/bin/python bench/ingest.py [--quick]
+    .venv/bin/python -m devserver.embedded exec -- .venv/bin/python bench/ingest.py [--quick]
 
 (`make bench` does exactly that.) What is measured, in this order:
 
 (a) COPY    rows/s of psycopg `cursor.copy(...).write_row` into a scratch table with the
             columns, defaults and indexes of `ingest_event` (a plain table, dropped at the end):
             the ceiling for getting rows into PostgreSQL from Python. A new table each time.
-(b) batch   events/s through `POST /api/v1/events` on gunicorn, several client processes
+(b) batch   events/s through `POST /api/v1/events` on the web server, several client processes
             posting `{"events": [500 events]}` over keep-alive connections. This is the whole
             path: HTTP, auth, rate limit, JSON, validation, pricing, dedup keys, dirty hours, COMMIT.
 (c) single  requests/s and p50/p99 latency of one-event posts from concurrent clients.
@@ -21,23 +21,18 @@ any of it, the ingest tables are VACUUMed (see `settle`).
 
 Targets (from the issue) are printed beside the figures: ratio >= 0.5, single >= 1,500 req/s on
 2 cores. Clients run as separate processes (a threaded client would be GIL-bound) and share the
-machine with gunicorn and PostgreSQL, as a real benchmark on one box does. Each speaks HTTP/1.1
+machine with the web server and PostgreSQL, as a real benchmark on one box does. Each speaks HTTP/1.1
 over a plain socket with its requests built beforehand (`_Connection`), as wrk or oha do:
 `http.client` cost about 300 us of CPU per request, taken from the server on a 2-core box.
 
-Server: gunicorn with `core.gunicorn.BalancedThreadWorker` (gthread plus least-connections
-accepting and eager keep-alive), 2 workers x 4 threads by default, as `make run` (core/run.py) and docker use: one
-process per core, and threads to overlap the waits on PostgreSQL and Redis (each COMMIT waits
-for its WAL flush). With plain gthread, the first worker to wake takes each new connection, and
-the clients here connect at the same moment: in two rounds of three all 4 batch clients went to
-one worker, which then ran at one core while the other idled (and single events moved between
-about 1,450 and 2,100 req/s from round to round). `POST /api/v1/events` is served by the lean
-WSGI app of ingest/wsgi.py (config/wsgi.py), without Django's middleware. gthread 2x4 was chosen
-over 2x8, 3x4, 4x2, 4x4 and sync x8 (sync has no keep-alive: a TCP connection per request).
-Override with --workers/--threads/--worker-class.
+Server: granian `--interface wsgi`, started exactly as `make run` starts it
+(`devserver.run.web_command`): 2 worker processes x 4 blocking threads by default, one process
+per core and threads to overlap the waits on PostgreSQL and Redis (each COMMIT waits for its
+WAL flush). Override with --workers/--threads. The results of each change are in
+bench/RESULTS.md.
 
-(floor) is GET /healthz with the same clients: Django's full middleware stack and gunicorn with no
-database and no body. Single events skip that stack (ingest/wsgi.py), so they can pass it.
+(floor) is GET /healthz with the same clients: Django's full middleware stack and the web server
+with no database and no body.
 
 Every run uses fresh request ids (prefixed with a run uuid) and timestamps within the last day.
 Bench events go to project `bench`; afterwards they are deleted and their hours marked dirty so
@@ -254,12 +249,12 @@ def bench_copy(rows: list[tuple[Any, ...]]) -> float:
 class _Connection:
     """A minimal HTTP/1.1 keep-alive client over a blocking socket, for the bench's clients.
 
-    The clients share the 2 cores with gunicorn and PostgreSQL, so what they spend per request
+    The clients share the 2 cores with the web server and PostgreSQL, so what they spend per request
     is taken from the server: `http.client` spent about 300 us of CPU per request (its header
     objects, buffered reader and email-style header parsing), a fifth of all the CPU a single
     event costs. This one sends each pre-built request with one `sendall` and reads the
     answer with `recv` until Content-Length is met, like wrk or oha: about a tenth of that.
-    It speaks only what gunicorn answers here (Content-Length bodies, no chunking) and says so
+    It speaks only what the server answers here (Content-Length bodies, no chunking) and says so
     if it gets anything else."""
 
     def __init__(self, port: int) -> None:
@@ -420,7 +415,7 @@ def run_clients(*, port: int, secret: str, run_id: str, total: int, per_body: in
     )
 
 
-# ---------------------------------------------------------------- gunicorn
+# ---------------------------------------------------------------- the web server
 
 
 def free_port() -> int:
@@ -430,7 +425,9 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def gunicorn(*, workers: int, threads: int, worker_class: str):  # type: ignore[no-untyped-def]
+def web_server(*, workers: int, threads: int):  # type: ignore[no-untyped-def]
+    from devserver.run import web_command
+
     port = free_port()
     env = {
         **os.environ,
@@ -439,24 +436,7 @@ def gunicorn(*, workers: int, threads: int, worker_class: str):  # type: ignore[
         "DJANGO_SETTINGS_MODULE": "config.settings.base",
         "LOG_LEVEL": "WARNING",
     }
-    cmd = [
-        str(Path(sys.executable).parent / "gunicorn"),
-        "config.wsgi:application",
-        "-b",
-        f"127.0.0.1:{port}",
-        "-w",
-        str(workers),
-        "--worker-class",
-        worker_class,
-        "--threads",
-        str(threads),
-        "--keep-alive",
-        "30",
-        "--log-level",
-        "warning",
-        "--backlog",
-        "2048",
-    ]
+    cmd = [*web_command(port=port, workers=workers, threads=threads), "--log-level", "warning", "--backlog", "2048"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
     try:
         deadline = time.monotonic() + 30
@@ -471,7 +451,7 @@ def gunicorn(*, workers: int, threads: int, worker_class: str):  # type: ignore[
             finally:
                 conn.close()  # not left in keep-alive, where it would count as a client
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("gunicorn did not start")
+                raise RuntimeError("the web server did not start")
             time.sleep(0.2)
         yield port
     finally:
@@ -545,8 +525,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="about a tenth of the sizes (smoke run)")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=4)
-    parser.add_argument("--worker-class", default="core.gunicorn.BalancedThreadWorker")
+    parser.add_argument("--threads", type=int, default=4, help="blocking threads per worker")
     parser.add_argument("--keep", action="store_true", help="keep the bench events in the database")
     parser.add_argument("--skip", default="", help="comma list of phases to skip: copy,batch,single,floor,service")
     args = parser.parse_args()
@@ -568,7 +547,7 @@ def main() -> int:
     cores = os.cpu_count()
     log = sys.stderr
     print(
-        f"bench run {run_id}: {cores} cores, gunicorn {args.worker_class} {args.workers}x{args.threads}, "
+        f"bench run {run_id}: {cores} cores, granian wsgi {args.workers}x{args.threads}, "
         f"{'quick' if args.quick else 'full'} sizes",
         file=log,
     )
@@ -582,7 +561,7 @@ def main() -> int:
         if "copy" not in skip:
             rows = copy_rows(run_id, sizes.copy_rows, datetime.now(tz=UTC), key.project_id, key.environment_id)
         settle()
-        with gunicorn(workers=args.workers, threads=args.threads, worker_class=args.worker_class) as port:
+        with web_server(workers=args.workers, threads=args.threads) as port:
             # Warm every worker thread: imports, DB connections, pricing caches.
             run_clients(
                 port=port,
@@ -675,7 +654,7 @@ def main() -> int:
     ]
     print()
     print(
-        f"Tally ingest benchmark ({cores} cores; gunicorn {args.worker_class} {args.workers}x{args.threads}; "
+        f"Tally ingest benchmark ({cores} cores; granian wsgi {args.workers}x{args.threads}; "
         f"batch {sizes.batch_events:,} events/{sizes.batch_size} per post/{sizes.batch_clients} clients; "
         f"single {sizes.single_requests:,} requests/{sizes.single_clients} clients)"
     )

@@ -1,6 +1,6 @@
 """Rollup and page-speed benchmark, one run, one database.
 
-    .venv/bin/python -m core.embedded exec -- .venv/bin/python bench/rollup.py [--small N] [--large N]
+    .venv/bin/python -m devserver.embedded exec -- .venv/bin/python bench/rollup.py [--small N] [--large N]
 
 (`make bench` runs it after bench/ingest.py.) What is measured, in this order:
 

@@ -1,8 +1,8 @@
 """Tally's own telemetry: Prometheus metrics and request IDs in structured logs.
 
-Counters live in the process that counts (ingest in web workers). Under gunicorn with
-several workers, set PROMETHEUS_MULTIPROC_DIR (`make run` does) so /metrics adds them up
-across workers. Pipeline state (rollup lag, pending hours, email failures, alert
+Counters live in the process that counts (ingest in web workers). With several web server
+worker processes, set PROMETHEUS_MULTIPROC_DIR (`make run` and the Docker image do) so /metrics
+adds them up across workers. Pipeline state (rollup lag, pending hours, email failures, alert
 evaluations) is read from PostgreSQL at scrape time, so it is right whichever process
 or container did the work.
 """

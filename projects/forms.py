@@ -19,7 +19,7 @@ MAX_RETENTION_DAYS = 3650
 
 def client_ip(request: Any) -> str:
     # REMOTE_ADDR, not X-Forwarded-For: a client can write any X-Forwarded-For it likes, and
-    # Tally's deployments (gunicorn straight on the port) have no proxy to trust.
+    # Tally's deployments (the web server straight on the port) have no proxy to trust.
     return (request.META.get("REMOTE_ADDR") or "") if request is not None else ""
 
 

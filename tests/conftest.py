@@ -1,5 +1,5 @@
 """Shared fixtures. The suite runs against real PostgreSQL and Redis: `make test` starts the
-embedded ones (core/embedded.py) unless DATABASE_URL / CELERY_BROKER_URL are set."""
+embedded ones (devserver/embedded.py) unless DATABASE_URL / CELERY_BROKER_URL are set."""
 
 from __future__ import annotations
 

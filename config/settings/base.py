@@ -1,7 +1,7 @@
 """Tally settings: everything, env-driven. Production is environment variables.
 
 `make run` / `make test` export DATABASE_URL and CELERY_BROKER_URL for the embedded
-servers (core/embedded.py); in production they come from the environment.
+servers (devserver/embedded.py); in production they come from the environment.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from core.embedded import EmbeddedPostgres, EmbeddedRedis
+from devserver.embedded import EmbeddedPostgres, EmbeddedRedis
 from projects.services import ingest_key_create
 from rollups import services as rollup_services
 from rollups.models import HourlyAggregate

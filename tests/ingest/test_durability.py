@@ -13,7 +13,7 @@ import pytest
 from django.db import connection
 from django.test import Client
 
-from core.embedded import EmbeddedPostgres
+from devserver.embedded import EmbeddedPostgres
 from projects.services import ingest_key_create
 from tests.conftest import committed_event_count, post_events
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
-from core.embedded import PG_BASE_PORT, REDIS_BASE_PORT, EmbeddedPostgres, EmbeddedRedis
+import pytest
+
+from devserver.embedded import PG_BASE_PORT, REDIS_BASE_PORT, EmbeddedPostgres, EmbeddedRedis
 
 
 def test_default_ports_stay_clear_of_system_services():
@@ -38,7 +41,18 @@ def test_stale_postmaster_pid_is_removed(tmp_path: Path):
     assert not (pg.pgdata / "postmaster.pid").exists()
 
 
-def test_embedded_redis_starts_on_its_own_port_and_stops(tmp_path: Path):
+def test_a_fixed_port_in_use_is_refused(tmp_path: Path, monkeypatch):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        monkeypatch.setenv("TALLY_REDIS_PORT", str(busy.getsockname()[1]))
+        with pytest.raises(RuntimeError, match="TALLY_REDIS_PORT=.* is in use"):
+            EmbeddedRedis(tmp_path).start()
+    assert not (tmp_path / "redis" / "redis.port").exists()
+
+
+def test_embedded_redis_starts_on_its_own_port_and_stops(tmp_path: Path, monkeypatch):
+    monkeypatch.delenv("TALLY_REDIS_PORT", raising=False)  # the suite's own Redis may hold that one
     redis = EmbeddedRedis(tmp_path)
     url = redis.start()
     try:

