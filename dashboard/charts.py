@@ -145,7 +145,10 @@ def bar_figure(buckets: Sequence[datetime], traces: Mapping[str, Sequence[Number
     x = x_values(buckets)
     data = [
         {"type": "bar", "name": name, "x": x, "y": _clean(values, unit),
-         "marker": {"color": PALETTE[i % len(PALETTE)]}, "hovertemplate": UNITS[unit]["hover"]}
+         "marker": {"color": PALETTE[i % len(PALETTE)]}, "hovertemplate": UNITS[unit]["hover"],
+         # Explicit (ms on a date axis): Plotly infers a bar's width from the gaps between x values,
+         # and a one-bucket range (an alert email's hour) has none, so its bar was a hairline.
+         **({"width": _STEP_SECONDS[granularity] * 1000 * 0.8} if granularity in _STEP_SECONDS else {})}
         for i, (name, values) in enumerate(traces.items())
     ]
     layout = _layout(y_title=y_title, unit=unit, granularity=granularity, legend=len(data) > 1, stacked=stacked)
