@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock requirements-dev.lock | cksum | cut -d' ' -f1)
 LOCK_VENV := /tmp/tally-lock-venv
 
-.PHONY: run test lint install lock bench clean-data
+.PHONY: run test lint install lock bench clean-data screenshots
 
 $(STAMP): requirements.lock requirements-dev.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,3 +53,7 @@ lock:
 clean-data:
 	$(PY) -m devserver.embedded stop || true
 	rm -rf .tally
+
+## make screenshots: the README's pictures (docs/screenshots/), from a running `make run` (same TALLY_PORT).
+screenshots: $(STAMP)
+	$(PY) -m devserver.screenshots

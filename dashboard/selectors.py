@@ -136,6 +136,9 @@ def summary(row: MetricsRow, *, per_user: bool = False) -> dict[str, Any]:
         d.update(dict.fromkeys(_WHEN_CALLS))
     elif d["unpriced_requests"] == d["requests"]:
         d["cost_usd"] = None  # DESIGN: calls without a known price are shown as unpriced, never as $0
+    if not row.online_requests:
+        # Message Batches results only: latency is of online calls, so there is none (not 0 ms).
+        d.update(dict.fromkeys(("latency_avg_ms", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms")))
     if per_user:
         d.update({name: None for name in d if name not in PER_USER_KNOWN and name not in ("bucket", "group")})
     return d
