@@ -10,6 +10,7 @@ urlpatterns = [
     path("login", projects_views.login, name="login"),
     path("logout", projects_views.logout, name="logout"),
     path("projects/", include("projects.urls")),
+    path("projects/", include("pricing.urls")),
     path("api/v1/openapi.json", openapi_json, name="openapi"),
     path("api/v1/", include("ingest.urls")),
     path("api/v1/", include("rollups.urls")),

@@ -1,12 +1,8 @@
-"""Login and the project admin pages: keys, price overrides, retention, members.
+"""Login and the project admin pages: keys, retention, members (price overrides are pricing's pages).
 
 Every management view starts with `administered_project` (404 for a project the user can't
 see, 403 for one they only view), and every object is then looked up inside that project,
 so an id from another project is a 404. Writes are POST forms with CSRF.
-
-Price overrides are pricing's models, managed here beside the other per-project settings:
-these views import pricing's forms, selectors and services (the one place `projects`
-looks up at `pricing`; nothing below views does).
 """
 
 from __future__ import annotations
@@ -22,10 +18,6 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
-from pricing.forms import PriceOverrideForm
-from pricing.models import PriceOverride
-from pricing.selectors import price_overrides_of
-from pricing.services import price_override_create, price_override_delete
 from projects.forms import KeyCreateForm, LoginForm, MemberAddForm, MemberRoleForm, RetentionForm
 from projects.models import IngestKey, Membership, Project
 from projects.permissions import administered_project
@@ -90,34 +82,6 @@ def key_revoke(request: HttpRequest, slug: str, key_id: int) -> HttpResponse:
     ingest_key_revoke(key=key)
     messages.success(request, f"Key {key.prefix}… is revoked: requests with it are refused from now on.")
     return redirect("projects:keys", slug=project.slug)
-
-
-# --- price overrides ------------------------------------------------------------------------------
-
-REPRICE_HINT = "New events use it within seconds; run `python manage.py reprice` to re-price stored events."
-
-
-@login_required
-@require_http_methods(["GET", "POST"])
-def prices(request: HttpRequest, slug: str) -> HttpResponse:
-    project = administered_project(request.user, slug)
-    form = PriceOverrideForm(request.POST if request.method == "POST" else None, project=project)
-    if not form.is_valid():
-        return _page(request, "prices", project, status=400 if form.is_bound else 200, form=form,
-                     overrides=price_overrides_of(project=project))
-    override = price_override_create(project=project, **form.cleaned_data)
-    messages.success(request, f"Added the override for {override.model}. {REPRICE_HINT}")
-    return redirect("projects:prices", slug=project.slug)
-
-
-@login_required
-@require_POST
-def price_delete(request: HttpRequest, slug: str, override_id: int) -> HttpResponse:
-    project = administered_project(request.user, slug)
-    override = get_object_or_404(PriceOverride, pk=override_id, project=project)
-    price_override_delete(override=override)
-    messages.success(request, f"Deleted the override for {override.model}. {REPRICE_HINT}")
-    return redirect("projects:prices", slug=project.slug)
 
 
 # --- retention ------------------------------------------------------------------------------------

@@ -196,4 +196,4 @@ def reconciliation_page(request: HttpRequest) -> HttpResponse:
     result = selectors.reconciliation(project_id=project.pk, start=start, end=end)
     return _page(request, "reconciliation", project, result=result, range_error=range_error,
                  is_admin=is_project_admin(request.user, project),
-                 prices_url=reverse("projects:prices", args=[project.slug]))
+                 prices_url=reverse("pricing:prices", args=[project.slug]))
