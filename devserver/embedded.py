@@ -303,7 +303,8 @@ class ServiceSet:
 def dev_defaults(root: Path) -> None:
     """What a development process gets when it is not set: mail kept as files under the data
     dir (listed in the UI) rather than printed. `make run` and `manage.py` share it."""
-    os.environ.setdefault("EMAIL_URL", f"filemail://{root / 'mail'}")
+    # django-environ drops one slash of a file URL's path: four make it absolute.
+    os.environ.setdefault("EMAIL_URL", f"filemail:///{(root / 'mail').resolve()}")
 
 
 def dev_environ() -> dict[str, str]:
