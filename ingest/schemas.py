@@ -318,6 +318,16 @@ _EVENT_TYPE = mi.type_info(Event)
 assert isinstance(_EVENT_TYPE, mi.StructType)
 
 
+def max_length(field: str) -> int:
+    """The declared maximum length of a string field of `Event` (of its values, for `metadata`)."""
+    t, _ = _unwrap(next(f.type for f in _EVENT_TYPE.fields if f.name == field))
+    if isinstance(t, mi.DictType):
+        t, _ = _unwrap(t.value_type)
+    if not isinstance(t, mi.StrType) or t.max_length is None:
+        raise ValueError(f"{field} is not a string field with a maximum length")
+    return t.max_length
+
+
 def _errors(raw: dict[str, Any], window: Window) -> list[FieldError]:
     """Every error of an event that `Event` and `_accept` refused, in field order."""
     errors = _object_errors(_EVENT_TYPE, raw)
