@@ -102,10 +102,13 @@ SELECT (SELECT count(*) FROM ins), (SELECT ok FROM live)
 """  # noqa: S608 - column names are the constants above
 
 # A batch's keys are COPYed into this per-session scratch table and claimed from it in one
-# statement, which also empties it (DELETE ... RETURNING): it is empty again at every COMMIT,
-# and a rollback takes its rows away with everything else.
+# statement, which also empties it (DELETE ... RETURNING: inside a caller's transaction, batches
+# may follow each other with no COMMIT between). ON COMMIT DELETE ROWS truncates its storage at
+# every COMMIT: PostgreSQL never vacuums a temp table, and the dead rows of the DELETEs would
+# otherwise pile up for as long as the connection lives, each claim scanning them again.
 _KEY_STAGE = "tally_ingest_keys"
-_KEY_STAGE_DDL = f'CREATE TEMP TABLE IF NOT EXISTS {_KEY_STAGE} (request_id text, "timestamp" timestamptz)'
+_KEY_STAGE_DDL = (f'CREATE TEMP TABLE IF NOT EXISTS {_KEY_STAGE} (request_id text, "timestamp" timestamptz) '
+                  "ON COMMIT DELETE ROWS")
 _KEY_COPY = f'COPY {_KEY_STAGE} (request_id, "timestamp") FROM STDIN (FORMAT BINARY)'
 # COPY.set_types by oid: by name, each call looks every name up again (~30 us a COPY).
 _KEY_COPY_OIDS = [psycopg.adapters.types[kind].oid for kind in ("text", "timestamptz")]
@@ -208,8 +211,9 @@ def _store_one(db: BaseDatabaseWrapper, row: tuple[Any, ...], key_id: int | None
 def _store_batch(db: BaseDatabaseWrapper, rows: list[tuple[Any, ...]], key_id: int | None) -> tuple[int, bool]:
     """The batch write, in one transaction; (events inserted, whether the key was live)."""
     project_id, received_at = rows[0][-3], rows[0][-1]
-    rows.sort(key=itemgetter(0))  # keys in request_id order: two batches racing on the same ids
-    # wait for each other in the same order instead of deadlocking.
+    # Keys in request_id order: two batches racing on the same ids wait for each other in the same
+    # order instead of deadlocking.
+    rows.sort(key=itemgetter(0))
     with transaction.atomic(using=db.alias), db.cursor() as cursor, db.wrap_database_errors:
         raw = cursor.cursor  # the psycopg cursor under Django's wrapper
         raw.execute(_KEY_STAGE_DDL)
@@ -224,13 +228,14 @@ def _store_batch(db: BaseDatabaseWrapper, rows: list[tuple[Any, ...]], key_id: i
             return 0, False
         new = {request_id for (request_id,) in claimed}
         by_day: dict[int, list[tuple[Any, ...]]] = {}
+        hours: set[int] = set()
         for row in rows:
             if row[0] in new:
-                by_day.setdefault(utc_hour_number(row[1]) // 24, []).append(row)
-        hours: set[int] = set()
+                hour = utc_hour_number(row[1])
+                hours.add(hour)
+                by_day.setdefault(hour // 24, []).append(row)
         for day_number, day_rows in by_day.items():
             day_rows.sort(key=itemgetter(1))  # by timestamp: neighbouring index entries go in together
-            hours.update(utc_hour_number(row[1]) for row in day_rows)
             with raw.copy(_EVENT_COPY.format(table=partition_name(utc_day(day_number)))) as copy:
                 copy.set_types(_EVENT_COPY_OIDS)
                 for row in day_rows:
