@@ -37,14 +37,15 @@ SEND_BATCH = 50
 METRIC_LABELS: dict[str, str] = {
     Metric.COST_USD: "spend", Metric.REQUESTS: "requests", Metric.ERROR_RATE: "error rate",
     Metric.LATENCY_P95_MS: "P95 latency", Metric.LATENCY_AVG_MS: "average latency",
-    Metric.CACHE_HIT_RATE: "cache hit rate",
+    Metric.CACHE_HIT_RATE: "cache hit rate", Metric.TTFT_P95_MS: "P95 time to first token",
 }
 
 
 def format_metric(metric: str, value: float | None) -> str:
     if value is None:
         return "n/a"
-    if metric in (Metric.LATENCY_P95_MS, Metric.LATENCY_AVG_MS, "latency_p50_ms", "latency_p99_ms"):
+    if metric in (Metric.LATENCY_P95_MS, Metric.LATENCY_AVG_MS, Metric.TTFT_P95_MS, "latency_p50_ms",
+                  "latency_p99_ms", "ttft_p50_ms"):
         return f"{value / 1000:.1f} s" if value >= 1000 else f"{value:.0f} ms"
     if metric == Metric.COST_USD:
         return f"${value:,.2f}"

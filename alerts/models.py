@@ -19,6 +19,7 @@ class Metric(models.TextChoices):
     LATENCY_P95_MS = "latency_p95_ms", "P95 latency"
     LATENCY_AVG_MS = "latency_avg_ms", "average latency"
     CACHE_HIT_RATE = "cache_hit_rate", "cache hit rate"
+    TTFT_P95_MS = "ttft_p95_ms", "P95 time to first token"
 
 
 class Window(models.TextChoices):

@@ -25,13 +25,18 @@ from projects.permissions import is_project_admin, visible_projects
 from rollups.selectors import MetricsQuery, MetricsRow, metrics_query
 
 # Metrics that are ratios or latencies: judged only with enough requests in the window.
-GUARDED = {Metric.ERROR_RATE, Metric.LATENCY_P95_MS, Metric.LATENCY_AVG_MS, Metric.CACHE_HIT_RATE}
+GUARDED = {Metric.ERROR_RATE, Metric.LATENCY_P95_MS, Metric.LATENCY_AVG_MS, Metric.CACHE_HIT_RATE,
+           Metric.TTFT_P95_MS}
+# Latency is measured on online calls (not Message Batches results), time to first token on the
+# online calls that reported one: those are the requests a latency window is judged on.
+LATENCY = {Metric.LATENCY_P95_MS, Metric.LATENCY_AVG_MS}
 ADDITIVE = {Metric.COST_USD, Metric.REQUESTS}
 # Smallest deviation an anomaly must exceed, whatever the MAD: a flat series (MAD 0) must not
 # page on a change nobody would care about.
 ANOMALY_FLOOR: dict[str, float] = {
     Metric.COST_USD: 0.05, Metric.REQUESTS: 10.0, Metric.ERROR_RATE: 0.02,
     Metric.LATENCY_P95_MS: 50.0, Metric.LATENCY_AVG_MS: 25.0, Metric.CACHE_HIT_RATE: 0.05,
+    Metric.TTFT_P95_MS: 25.0,
 }
 ANOMALY_RELATIVE_FLOOR = 0.10  # and at least 10% of the baseline median
 MIN_HISTORY = 7  # of the 14 baseline windows, at least this many must have data
@@ -49,7 +54,16 @@ def window_length(window: str) -> timedelta:
 
 def metric_value(row: MetricsRow, metric: str) -> float:
     d = row.as_dict()
-    return float(d[metric])
+    return float(d[metric] or 0.0)  # None: no call reported it (TTFT); such a window has no requests to judge
+
+
+def metric_requests(row: MetricsRow, metric: str) -> int:
+    """The calls a window's value is measured on (the volume guard counts these)."""
+    if metric in LATENCY:
+        return row.online_requests
+    if metric == Metric.TTFT_P95_MS:
+        return row.ttft_requests
+    return row.requests
 
 
 def rule_filters(rule: AlertRule) -> dict[str, list[str]]:
@@ -81,7 +95,8 @@ def rule_windows(rule: AlertRule, *, now: datetime, count: int) -> list[WindowVa
     current = window_start(rule.window, now)
     start = current - length * (count - 1)
     rows = _query(rule, start, current + length, rule.window)
-    return [WindowValue(start=r.bucket, requests=r.requests, value=metric_value(r, rule.metric), row=r)  # type: ignore[arg-type]
+    return [WindowValue(start=r.bucket, requests=metric_requests(r, rule.metric), value=metric_value(r, rule.metric),  # type: ignore[arg-type]
+                        row=r)
             for r in rows]
 
 
@@ -165,6 +180,7 @@ def _by_value(rows: list[MetricsRow], dimension: str) -> dict[str, MetricsRow]:
 def _contribution(metric: str, a: MetricsRow, b: MetricsRow, total_now: int, total_before: int
                   ) -> tuple[float, float, float]:
     ad, bd = a.as_dict(), b.as_dict()
+    ad[metric], bd[metric] = ad[metric] or 0.0, bd[metric] or 0.0  # TTFT is None where no call reported it
     if metric in ADDITIVE:
         return ad[metric], bd[metric], ad[metric] - bd[metric]
     if metric == Metric.ERROR_RATE:

@@ -19,8 +19,9 @@
 Events are generated in PostgreSQL (INSERT ... SELECT generate_series) into the bench project
 `bench-rollup`, then VACUUMed (hint bits, visibility map, statistics: what autovacuum has long
 done to past days' events in a running install), and the aggregate tables are VACUUM ANALYZEd
-before the page timings (what autovacuum does within a minute of a pass): 3 environments, 4 services x 3 features, 4 models, latencies lognormal-ish,
-errors, cache reads, a few unpriced calls. The project is deleted at the end (--keep keeps it).
+before the page timings (what autovacuum does within a minute of a pass): 3 environments, 4 services x 3 features,
+4 models, latencies lognormal-ish, errors, cache reads, a few unpriced calls, 5% Message Batches
+results (10-60 min turnaround) and a time to first token on half the online calls. The project is deleted at the end (--keep keeps it).
 """
 
 from __future__ import annotations
@@ -49,8 +50,8 @@ TARGET_GROWTH = 1.5
 # Server-side generation: a row per number, spread uniformly over `days` days before `now`.
 GENERATE_SQL = """
 INSERT INTO ingest_event (project_id, environment_id, request_id, "timestamp", received_at, model, provider,
-    service, feature, user_id, status, error_type, http_status, latency_ms, input_tokens, output_tokens,
-    cache_read_input_tokens, cache_creation_input_tokens, cache_write_5m_tokens, cost_units, cache_savings_units,
+    service, feature, user_id, status, error_type, http_status, batch, latency_ms, time_to_first_token_ms,
+    input_tokens, output_tokens, cache_read_input_tokens, cache_creation_input_tokens, cache_write_5m_tokens, cost_units, cache_savings_units,
     price_source)
 SELECT %(project)s,
        (%(envs)s::bigint[])[1 + (g %% 3)],
@@ -65,7 +66,9 @@ SELECT %(project)s,
        CASE WHEN g %% 37 = 0 THEN 'error' ELSE 'ok' END,
        CASE WHEN g %% 37 = 0 THEN 'overloaded_error' ELSE '' END,
        CASE WHEN g %% 37 = 0 THEN 529 ELSE 200 END,
-       exp(6.5 + random() * 1.5),
+       g %% 20 = 7,
+       CASE WHEN g %% 20 = 7 THEN 600000 + random() * 3000000 ELSE exp(6.5 + random() * 1.5) END,
+       CASE WHEN g %% 2 = 0 AND g %% 20 <> 7 THEN exp(5 + random() * 1.5) END,
        500 + (g %% 3000), 50 + (g %% 700),
        CASE WHEN g %% 3 = 0 THEN 4000 ELSE 0 END,
        CASE WHEN g %% 50 = 0 THEN 1000 ELSE 0 END,

@@ -50,4 +50,12 @@ app.conf.beat_schedule = {
         "schedule": crontab(minute=7),
         "options": {"expires": 3600},
     },
+    # Anthropic's usage and cost reports (CONTRACT §7): daily buckets, so hourly keeps today's
+    # partial day current without asking the Admin API more than needed; each run re-reads the
+    # last 3 days, which the provider revises. Minute 37: away from :00, :07, :10 and :20.
+    "providers.sync_provider_usage": {
+        "task": "providers.sync_provider_usage",
+        "schedule": crontab(minute=37),
+        "options": {"expires": 3600},
+    },
 }

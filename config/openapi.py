@@ -1,8 +1,8 @@
-"""The OpenAPI 3 description of every /api/v1/ endpoint (CONTRACT §3-5), served at
+"""The OpenAPI 3 description of every /api/v1/ endpoint (CONTRACT §3-5, §7), served at
 /api/v1/openapi.json. Written by hand next to the contract, except the ingest `Event`, which is
-generated from its one declaration (ingest.schemas.Event). Tests run schemathesis against it,
-so a response that drifts from it fails the suite. It lives in config/ because it describes
-every app's API (apps import downwards only).
+generated from its one declaration (ingest.schemas.Event), and the metrics row, generated from
+rollups' field list. Tests run schemathesis against it, so a response that drifts from it fails
+the suite. It lives in config/ because it describes every app's API (apps import downwards only).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from django.views.decorators.http import require_GET
 
 from alerts.models import Condition, Metric, Window
 from ingest.schemas import openapi_components as event_components
+from rollups.selectors import METRIC_FIELDS, PER_USER_KNOWN, SUM_FIELDS
 
 _STR = {"type": "string"}
 _NSTR = {"type": ["string", "null"]}
@@ -46,13 +47,27 @@ INGEST_RESULT = {
     },
 }
 
-METRICS_ROW_FIELDS = {
-    "requests": _INT, "errors": _INT, "error_rate": _NUM, "input_tokens": _INT, "output_tokens": _INT,
-    "cache_read_input_tokens": _INT, "cache_creation_input_tokens": _INT, "cache_write_5m_tokens": _INT,
-    "cache_write_1h_tokens": _INT, "cache_hits": _INT, "cache_hit_rate": _NUM, "batch_requests": _INT,
-    "cost_usd": _NUM, "cache_savings_usd": _NUM, "unpriced_requests": _INT, "latency_avg_ms": _NUM,
-    "latency_p50_ms": _NUM, "latency_p95_ms": _NUM, "latency_p99_ms": _NUM,
+_ONLINE = "online calls only: Message Batches results (batch: true) are not in latency"
+_METRIC_NOTES = {
+    "batch_requests": "Message Batches results among requests",
+    "latency_avg_ms": _ONLINE, "latency_p50_ms": _ONLINE, "latency_p95_ms": _ONLINE, "latency_p99_ms": _ONLINE,
+    "ttft_p50_ms": "time to first token of online calls that reported it; null when none did",
+    "ttft_p95_ms": "time to first token of online calls that reported it; null when none did",
+    "batch_latency_avg_ms": "average turnaround of Message Batches results; null when none",
 }
+
+
+def _metric_field(name: str) -> dict[str, Any]:
+    """Null: ttft_* and batch_latency_avg_ms as noted, and every field but PER_USER_KNOWN in rows
+    read per user (a user_id filter or group)."""
+    kind = "integer" if name in SUM_FIELDS else "number"
+    schema: dict[str, Any] = {"type": kind if name in PER_USER_KNOWN else [kind, "null"]}
+    if name in _METRIC_NOTES:
+        schema["description"] = _METRIC_NOTES[name]
+    return schema
+
+
+METRICS_ROW_FIELDS: dict[str, Any] = {name: _metric_field(name) for name in METRIC_FIELDS}
 METRICS = {
     "type": "object", "required": ["granularity", "series", "totals", "as_of"],
     "properties": {
@@ -104,9 +119,64 @@ BUDGETS = {
                        "exceeded": {"type": "boolean"}}}}},
 }
 
+_ID_LIST = {"type": "array", "maxItems": 100, "items": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,128}$"}}
+PROVIDER_CONNECTION_INPUT: dict[str, Any] = {
+    "type": "object", "additionalProperties": False,
+    "properties": {
+        "project": {"type": "string", "description": "project slug (sessions with several projects)"},
+        "provider": {"type": "string", "enum": ["anthropic"]},
+        "admin_key": {"type": "string", "minLength": 8, "maxLength": 512, "pattern": "^[\\x21-\\x7e]+$",
+                      "description": "Anthropic Admin API key; required to create, optional to update"},
+        "api_key_ids": _ID_LIST, "workspace_ids": _ID_LIST,
+    },
+}
+_NDATE = {"type": ["string", "null"], "format": "date"}
+_NTIME = {"type": ["string", "null"], "format": "date-time"}
+PROVIDER_CONNECTION = {
+    "type": "object",
+    "required": ["project", "provider", "admin_key_last4", "api_key_ids", "workspace_ids", "last_synced_at",
+                 "last_error"],
+    "properties": {"project": _STR, "provider": _STR, "admin_key_last4": _STR,
+                   "api_key_ids": {"type": "array", "items": _STR}, "workspace_ids": {"type": "array", "items": _STR},
+                   "last_synced_at": _NTIME, "last_error": _NSTR, "last_error_at": _NTIME,
+                   "covered_from": _NDATE, "covered_to": _NDATE},
+}
+_RECONCILED_SIDE = {
+    "type": "object",
+    "required": ["requests", "uncached_input_tokens", "cache_read_input_tokens", "cache_creation_5m_input_tokens",
+                 "cache_creation_1h_input_tokens", "output_tokens", "cost_usd"],
+    "properties": {"requests": _INT, "uncached_input_tokens": _INT, "cache_read_input_tokens": _INT,
+                   "cache_creation_5m_input_tokens": _INT, "cache_creation_1h_input_tokens": _INT,
+                   "output_tokens": _INT, "cost_usd": _NUM},
+}
+_NNUM = {"type": ["number", "null"]}
+RECONCILIATION = {
+    "type": "object", "required": ["synced_at", "rows", "totals"],
+    "properties": {
+        "synced_at": _NTIME,
+        "rows": {"type": "array", "items": {
+            "type": "object", "required": ["date", "model", "provider", "tally", "coverage", "unmetered_cost_usd"],
+            "properties": {"date": {"type": "string", "format": "date"}, "model": _STR,
+                           "provider": _RECONCILED_SIDE, "tally": _RECONCILED_SIDE, "coverage": _NNUM,
+                           "unmetered_cost_usd": _NUM}}},
+        "totals": {"type": "object",
+                   "required": ["provider_cost_usd", "tally_cost_usd", "coverage", "unmetered_cost_usd"],
+                   "properties": {"provider_cost_usd": _NUM, "tally_cost_usd": _NUM, "coverage": _NNUM,
+                                  "unmetered_cost_usd": _NUM}},
+    },
+}
 _401 = _json(ERROR, "missing, unknown or revoked credentials")
 _503 = {**_json(ERROR, "database unavailable; retry after Retry-After seconds"),
         "headers": {"Retry-After": {"schema": _INT}}}
+
+
+PER_USER_NOTE = (
+    "Per-user numbers are kept per UTC day and environment: a user_id filter or group_by=user_id needs "
+    "granularity=day and whole days (dates, or times at 00:00Z; without `to`, the range ends with today), "
+    "combines only with environment (a model, service or feature filter or group is a 400), counts only calls "
+    "that sent a user_id, and gives requests, errors, error_rate, cost_usd and unpriced_requests; every other "
+    "field of those rows is null."
+)
 
 
 def _params(names: list[tuple[str, str, dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -116,6 +186,7 @@ def _params(names: list[tuple[str, str, dict[str, Any]]]) -> list[dict[str, Any]
 def openapi_spec() -> dict[str, Any]:
     filters = [(n, f"only this {n} (repeatable)", {"type": "array", "items": _STR}) for n in
                ("environment", "service", "model", "feature")]
+    filters.append(("user_id", f"only this end user (repeatable). {PER_USER_NOTE}", {"type": "array", "items": _STR}))
     filter_params = [{**p, "style": "form", "explode": True} for p in _params(filters)]
     return {
         "openapi": "3.1.0",
@@ -128,7 +199,9 @@ def openapi_spec() -> dict[str, Any]:
                                 "session": {"type": "apiKey", "in": "cookie", "name": "sessionid"}},
             "schemas": {**event_components(), "IngestResult": INGEST_RESULT, "Error": ERROR,
                         "FieldErrors": FIELD_ERRORS, "Metrics": METRICS, "AlertRuleInput": RULE_INPUT,
-                        "AlertRule": RULE, "Budgets": BUDGETS},
+                        "AlertRule": RULE, "Budgets": BUDGETS,
+                        "ProviderConnectionInput": PROVIDER_CONNECTION_INPUT,
+                        "ProviderConnection": PROVIDER_CONNECTION, "Reconciliation": RECONCILIATION},
         },
         "security": [{"bearer": []}, {"session": []}],
         "paths": {
@@ -153,15 +226,21 @@ def openapi_spec() -> dict[str, Any]:
             }},
             "/api/v1/metrics": {"get": {
                 "summary": "Series and totals from the aggregates",
+                "description": "Latency and time-to-first-token fields cover online calls only. " + PER_USER_NOTE,
                 "parameters": [
                     *_params([("from", "YYYY-MM-DD (inclusive) or RFC 3339", _STR),
                               ("to", "YYYY-MM-DD (inclusive) or RFC 3339", _STR),
                               ("granularity", "bucket size", {"type": "string", "enum": ["hour", "day"]}),
-                              ("group_by", "comma list of model, service, environment, feature", _STR),
-                              ("project", "project slug (sessions)", _STR)]),
+                              ("group_by", "comma list of model, service, environment, feature, user_id", _STR),
+                              ("project", "project slug (sessions)", _STR),
+                              ("format", "json (default) or csv: the series rows, a header line first "
+                                         "(bucket, the group_by columns, then every row field)",
+                               {"type": "string", "enum": ["json", "csv"]})]),
                     *filter_params,
                 ],
-                "responses": {"200": _json(_ref("Metrics"), "metrics"),
+                "responses": {"200": {"description": "metrics", "content": {
+                                  "application/json": {"schema": _ref("Metrics")},
+                                  "text/csv": {"schema": {"type": "string"}}}},
                               "400": _json({"type": "object", "required": ["error", "field"],
                                             "properties": {"error": _STR, "field": _STR}}, "bad parameter"),
                               "401": _401, "503": _503},
@@ -198,7 +277,9 @@ def openapi_spec() -> dict[str, Any]:
                 "summary": "Budgets in scope: limit, spent, projection, exceeded",
                 "parameters": _params([("service", "the calling service", _STR),
                                        ("user_id", "the end user", _STR), ("project", "project slug", _STR)]),
-                "responses": {"200": _json(_ref("Budgets"), "budget status"), "401": _401, "503": _503},
+                "responses": {"200": _json(_ref("Budgets"), "budget status"),
+                              "400": _json(_ref("Error"), "a value PostgreSQL cannot hold (a NUL byte)"),
+                              "401": _401, "503": _503},
             }},
             "/api/v1/users/forget": {"post": {
                 "summary": "Delete an end user's events and per-user aggregates (admin)",
@@ -209,6 +290,35 @@ def openapi_spec() -> dict[str, Any]:
                     "events_deleted": _INT, "hours_rerolled": _INT, "user_rows_deleted": _INT}}, "done"),
                     "400": _json({"oneOf": [_ref("FieldErrors"), _ref("Error")]}, "invalid"),
                     "401": _401, "503": _503},
+            }},
+            "/api/v1/provider-connection": {
+                "parameters": _params([("project", "project slug (sessions with several projects)", _STR)]),
+                "get": {"summary": "The project's Anthropic connection, minus its key (admin)", "responses": {
+                    "200": _json(_ref("ProviderConnection"), "the connection"),
+                    "400": _json(_ref("Error"), "several projects: name one (`field`: project)"), "401": _401,
+                    "404": _json(_ref("Error"), "no connection, or no such project among yours"), "503": _503}},
+                "put": {"summary": "Store (or update) the Admin API key and scope; the key is never shown again",
+                        "requestBody": {"required": True, "content": {"application/json": {
+                            "schema": _ref("ProviderConnectionInput")}}},
+                        "responses": {
+                            "200": _json(_ref("ProviderConnection"), "stored"),
+                            "400": _json({"anyOf": [_ref("FieldErrors"), _ref("Error")]},
+                                         "every invalid field named; nothing saved"),
+                            "401": _401, "404": _json(_ref("Error"), "no such project among yours"),
+                            "415": _json(_ref("Error"), "not JSON"), "503": _503}},
+                "delete": {"summary": "Remove the connection and the figures read through it", "responses": {
+                    "204": {"description": "deleted"}, "400": _json(_ref("Error"), "several projects: name one"),
+                    "401": _401, "404": _json(_ref("Error"), "no connection"), "503": _503}},
+            },
+            "/api/v1/reconciliation": {"get": {
+                "summary": "Per day and model, Anthropic's usage and cost beside Tally's",
+                "parameters": _params([("from", "YYYY-MM-DD, inclusive (default: 6 days before to)", _STR),
+                                       ("to", "YYYY-MM-DD, inclusive (default: today, UTC)", _STR),
+                                       ("project", "project slug (sessions with several projects)", _STR)]),
+                "responses": {"200": _json(_ref("Reconciliation"), "reconciliation"),
+                              "400": _json(_ref("Error"), "bad parameter (`field` names it)"), "401": _401,
+                              "404": _json(_ref("Error"), "no provider connection, or no such project"),
+                              "503": _503},
             }},
             "/api/v1/openapi.json": {"get": {"summary": "This document", "security": [],
                                              "responses": {"200": {"description": "OpenAPI 3.1"}}}},

@@ -14,8 +14,10 @@ urlpatterns = [
     path("api/v1/", include("ingest.urls")),
     path("api/v1/", include("rollups.urls")),
     path("api/v1/", include("alerts.urls")),
+    path("api/v1/", include("providers.urls")),
     path("admin/", admin.site.urls),
     path("v1/traces", ingest_views.otlp_traces, name="otlp-traces"),
     path("alerts/", include("alerts.urls_ui")),
+    path("", include("providers.urls_ui")),
     path("", include("dashboard.urls")),
 ]

@@ -25,11 +25,12 @@ LATENCY_COLORS = {"P50": "#0d9488", "P95": "#4f46e5", "P99": "#db2777"}
 UNITS: dict[str, dict[str, str]] = {
     "USD": {"tickprefix": "$", "ticksuffix": "", "hover": "$%{y:,.4f}"},
     "ms": {"tickprefix": "", "ticksuffix": " ms", "hover": "%{y:,.1f} ms"},
+    "min": {"tickprefix": "", "ticksuffix": " min", "hover": "%{y:,.1f} min"},
     "%": {"tickprefix": "", "ticksuffix": "%", "hover": "%{y:.2f}%"},
     "requests": {"tickprefix": "", "ticksuffix": "", "hover": "%{y:,d}"},
     "tokens": {"tickprefix": "", "ticksuffix": "", "hover": "%{y:,d} tokens"},
 }
-_ROUND = {"USD": 6, "ms": 2, "%": 4, "requests": 0, "tokens": 0}
+_ROUND = {"USD": 6, "ms": 2, "min": 2, "%": 4, "requests": 0, "tokens": 0}
 
 
 def x_values(buckets: Sequence[datetime]) -> list[str]:
@@ -240,12 +241,32 @@ def overview_figures(s: Series, *, granularity: str) -> dict[str, dict[str, Any]
     }
 
 
+def ttft_figure(buckets: Sequence[datetime], p50: Sequence[Number], p95: Sequence[Number], *,
+                granularity: str) -> dict[str, Any]:
+    """Time to first token of streamed online calls; gaps where no call reported one."""
+    return line_figure(buckets, {"P50": p50, "P95": p95}, unit="ms", y_title="Time to first token (ms)",
+                       granularity=granularity, colors=LATENCY_COLORS,
+                       empty_message="No streamed call reported time to first token")
+
+
+def batch_turnaround_figure(buckets: Sequence[datetime], average_ms: Sequence[Number], *,
+                            granularity: str) -> dict[str, Any]:
+    """Average Message Batches turnaround, in minutes (results come back minutes to hours later)."""
+    minutes = [None if v is None else float(v) / 60_000 for v in average_ms]
+    return line_figure(buckets, {"Average turnaround": minutes}, unit="min", y_title="Batch turnaround (min)",
+                       granularity=granularity, colors={"Average turnaround": PALETTE[2]},
+                       empty_message="No Message Batches calls in this range")
+
+
 def latency_figures(s: Series, *, granularity: str) -> dict[str, dict[str, Any]]:
+    """The Latency page: online calls' percentiles, TTFT and average; batch turnaround apart."""
     return {
         "percentiles": latency_figure(s.buckets, s["latency_p50_ms"], s["latency_p95_ms"], s["latency_p99_ms"],
                                       granularity=granularity),
+        "ttft": ttft_figure(s.buckets, s["ttft_p50_ms"], s["ttft_p95_ms"], granularity=granularity),
         "average": line_figure(s.buckets, {"Average": s["latency_avg_ms"]}, unit="ms",
                                y_title="Average latency (ms)", granularity=granularity),
+        "batch": batch_turnaround_figure(s.buckets, s["batch_latency_avg_ms"], granularity=granularity),
     }
 
 

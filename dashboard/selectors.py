@@ -402,14 +402,58 @@ def spend_page(filters: Filters, *, projects: QuerySet[Project]) -> Page:
     return page
 
 
+@dataclass
+class LatencyRow:
+    """A model's latency over the range: online calls, their time to first token, and batch turnaround."""
+
+    name: str
+    online_requests: int
+    batch_requests: int
+    latency_avg_ms: float | None
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    latency_p99_ms: float | None
+    ttft_p50_ms: float | None
+    ttft_p95_ms: float | None
+    batch_latency_avg_ms: float | None
+
+
+_ONLINE_LATENCY = ("latency_avg_ms", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms")
+
+
+def latency_numbers(row: MetricsRow) -> dict[str, Any]:
+    """A row's latency fields, None where there is nothing to measure: latency without online calls,
+    TTFT without a streamed call that reported it, turnaround without batch calls."""
+    d = row.as_dict()
+    out = {name: d[name] for name in (*_ONLINE_LATENCY, "ttft_p50_ms", "ttft_p95_ms", "batch_latency_avg_ms",
+                                      "batch_requests")}
+    out["online_requests"] = row.online_requests
+    if not row.online_requests:
+        out.update(dict.fromkeys(_ONLINE_LATENCY))
+    return out
+
+
 def latency_page(filters: Filters, *, projects: QuerySet[Project]) -> Page:
-    """Percentiles over time (series call) and per model (grouped call over the whole range)."""
+    """Online latency percentiles, time to first token and batch turnaround over time (series call),
+    and the same per model (grouped call over the whole range)."""
     page, project = _page(filters, projects)
     if project is None:
         return page
-    _with_series(page, metrics_query(_query(filters, project)))
+    result = metrics_query(_query(filters, project))
+    _with_series(page, result)
+    # Message Batches results are not in latency: a bucket of batch calls only is a gap, not 0 ms.
+    per_bucket = [latency_numbers(row) for row in result.series]
+    for name in (*_ONLINE_LATENCY, "ttft_p50_ms", "ttft_p95_ms", "batch_latency_avg_ms", "batch_requests",
+                 "online_requests"):
+        page.series.values[name] = [numbers[name] for numbers in per_bucket]
+    page.totals.update(latency_numbers(result.totals))
     grouped = metrics_query(_query(filters, project, granularity=TOTAL, group_by=["model"]), with_as_of=False)
-    page.data["models"] = sorted(breakdown_of(grouped.series, "model"), key=lambda r: -(r.latency_p95_ms or 0))
+    merged: dict[str, MetricsRow] = {}
+    for row in grouped.series:
+        merged.setdefault(row.group["model"], MetricsRow(bucket=None, group=row.group)).add(row)
+    rows = [LatencyRow(name=name or "(none)", **latency_numbers(row)) for name, row in merged.items()]
+    page.data["models"] = sorted(rows, key=lambda r: (-(r.latency_p95_ms or 0), -(r.batch_latency_avg_ms or 0),
+                                                      r.name))
     return page
 
 

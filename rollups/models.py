@@ -6,6 +6,12 @@ that add across rows, plus a mergeable latency histogram: `latency_hist_idx[i]` 
 DDSketch-style log bucket index ceil(log_gamma(latency_ms)) with gamma = 1.01/0.99 (1%
 relative accuracy) and `latency_hist_cnt[i]` its count, so P50/P95/P99 for any filter
 and range come from summing counts per index (rollups/sketch.py).
+
+Latency covers online calls only: Message Batches results (`batch`) count in `requests`,
+`batch_requests`, tokens and cost, but their turnaround (minutes to hours) would drown
+interactive latency, so it goes to `batch_latency_sum_ms` instead of `latency_sum_ms` and
+the histogram. `ttft_hist_*` is the same kind of histogram over the online calls that
+reported a time to first token (streamed calls).
 """
 
 from __future__ import annotations
@@ -30,9 +36,12 @@ class AggregateValues(models.Model):
     cost_usd = models.DecimalField(max_digits=24, decimal_places=10)
     cache_savings_usd = models.DecimalField(max_digits=24, decimal_places=10)
     unpriced_requests = models.BigIntegerField()
-    latency_sum_ms = models.FloatField()
+    latency_sum_ms = models.FloatField()  # online calls only
     latency_hist_idx = ArrayField(models.IntegerField())
     latency_hist_cnt = ArrayField(models.BigIntegerField())
+    batch_latency_sum_ms = models.FloatField(default=0.0)
+    ttft_hist_idx = ArrayField(models.IntegerField(), default=list)
+    ttft_hist_cnt = ArrayField(models.BigIntegerField(), default=list)
     errors_by_type = models.JSONField(default=dict)
     http_status_counts = models.JSONField(default=dict)
 

@@ -7,10 +7,11 @@ from datetime import UTC, datetime, timedelta
 from django.http import QueryDict
 from django.utils import timezone
 
-from rollups.selectors import FILTERS, GRANULARITIES, GROUPS, MetricsQuery
+from rollups.selectors import FILTERS, GRANULARITIES, GROUPS, MetricsQuery, per_user_problem
 
 MAX_HOURLY_BUCKETS = 24 * 93  # about three months of hours per series
 MAX_RANGE = timedelta(days=800)
+FORMATS = ("json", "csv")
 
 
 class QueryError(ValueError):
@@ -34,8 +35,15 @@ def parse_time(value: str, *, param: str, end: bool) -> datetime:
     return parsed
 
 
+def metrics_format_parse(params: QueryDict) -> str:
+    value = params.get("format", "json")
+    if value not in FORMATS:
+        raise QueryError("format", "must be json or csv")
+    return value
+
+
 def metrics_query_parse(params: QueryDict, *, project_ids: list[int]) -> MetricsQuery:
-    known = {"from", "to", "granularity", "group_by", *FILTERS, "project"}
+    known = {"from", "to", "granularity", "group_by", *FILTERS, "project", "format"}
     for name in params:
         if name not in known:
             raise QueryError(name, "unknown parameter")
@@ -44,6 +52,11 @@ def metrics_query_parse(params: QueryDict, *, project_ids: list[int]) -> Metrics
         raise QueryError("granularity", "must be hour or day")
     now = timezone.now()
     to_value, from_value = params.get("to"), params.get("from")
+    per_user = "user_id" in params or any(
+        part.strip() == "user_id" for raw in params.getlist("group_by") for part in raw.split(","))
+    if per_user and not to_value:
+        # Per-user numbers are per UTC day: the default range ends with today, whole.
+        now = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
     end = parse_time(to_value, param="to", end=True) if to_value else now
     if from_value:
         start = parse_time(from_value, param="from", end=False)
@@ -70,5 +83,9 @@ def metrics_query_parse(params: QueryDict, *, project_ids: list[int]) -> Metrics
     for name, values in filters.items():
         if any("\x00" in value for value in values):
             raise QueryError(name, "must not contain a NUL character")
-    return MetricsQuery(project_ids=project_ids, start=start, end=end, granularity=granularity, group_by=group_by,
-                        filters=filters)
+    query = MetricsQuery(project_ids=project_ids, start=start, end=end, granularity=granularity, group_by=group_by,
+                         filters=filters)
+    problem = per_user_problem(query)
+    if problem:
+        raise QueryError(*problem)
+    return query

@@ -1,15 +1,18 @@
 """Reads of the aggregates (never of raw events): the query API and every chart use these.
 
-Sums add across aggregate rows; latency percentiles come from merging the rows' log
-histograms (rollups/sketch.py), so they are within 1% for any filter and range.
+Sums add across aggregate rows; latency and time-to-first-token percentiles come from
+merging the rows' log histograms (rollups/sketch.py), so they are within 1% for any filter
+and range. Latency covers online calls only (Message Batches results are counted in
+requests, tokens and cost, and their turnaround is averaged apart).
 A range that is whole UTC days at day granularity reads the daily table; anything
 else reads the hourly table (bucketed by day if asked), so partial days stay exact.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -19,19 +22,35 @@ from django.utils import timezone
 from rollups import sketch
 from rollups.services import SLICE_ENV, SLICE_MODEL, SLICE_SERVICE
 
-GROUPS = ("model", "service", "environment", "feature")
+GROUPS = ("model", "service", "environment", "feature", "user_id")
 FILTERS = GROUPS
+# End users are many, so per-user numbers are kept apart, per UTC day and environment
+# (rollups_dailyuserspend): a query that filters or groups by user_id can use only these
+# dimensions, whole days, and gets only PER_USER_KNOWN; the other fields are None.
+PER_USER_DIMENSIONS = ("environment", "user_id")
+PER_USER_KNOWN = ("requests", "errors", "error_rate", "cost_usd", "unpriced_requests")
 GRANULARITIES = ("hour", "day")
 # Internal granularity for breakdown tables: one row per group over the whole range (no
 # buckets), so a grouped call costs groups x histogram buckets rows, not days x that.
 TOTAL = "total"
-_GROUP_SQL = {"model": "a.model", "service": "a.service", "environment": "env.name", "feature": "a.feature"}
+_GROUP_SQL = {"model": "a.model", "service": "a.service", "environment": "env.name", "feature": "a.feature",
+              "user_id": "a.user_id"}
 
 SUM_FIELDS = (
     "requests", "errors", "input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens",
     "cache_write_5m_tokens", "cache_write_1h_tokens", "cache_hits", "batch_requests", "unpriced_requests",
 )
 DECIMAL_FIELDS = ("cost_usd", "cache_savings_usd")
+
+
+# Every row's fields (CONTRACT §4), in the order of MetricsRow.as_dict and of the CSV columns.
+METRIC_FIELDS = (
+    "requests", "errors", "error_rate", "input_tokens", "output_tokens", "cache_read_input_tokens",
+    "cache_creation_input_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens", "cache_hits", "cache_hit_rate",
+    "batch_requests", "cost_usd", "cache_savings_usd", "unpriced_requests", "latency_avg_ms", "latency_p50_ms",
+    "latency_p95_ms", "latency_p99_ms", "ttft_p50_ms", "ttft_p95_ms", "batch_latency_avg_ms",
+)
+PER_USER_UNKNOWN = tuple(name for name in METRIC_FIELDS if name not in PER_USER_KNOWN)
 
 
 @dataclass
@@ -51,6 +70,10 @@ class MetricsQuery:
 
         return self.granularity in ("day", TOTAL) and midnight(self.start) and midnight(self.end)
 
+    @property
+    def per_user(self) -> bool:
+        return "user_id" in self.group_by or bool(self.filters.get("user_id"))
+
 
 @dataclass
 class MetricsRow:
@@ -59,12 +82,25 @@ class MetricsRow:
     sums: dict[str, int] = field(default_factory=dict)
     cost_usd: Decimal = Decimal(0)
     cache_savings_usd: Decimal = Decimal(0)
-    latency_sum_ms: float = 0.0
-    histogram: dict[int, int] = field(default_factory=dict)
+    latency_sum_ms: float = 0.0  # online calls
+    batch_latency_sum_ms: float = 0.0
+    histogram: dict[int, int] = field(default_factory=dict)  # online latency
+    ttft_histogram: dict[int, int] = field(default_factory=dict)
+    # Read from per-user spend (rollups_dailyuserspend): only requests, errors and spend are known.
+    per_user: bool = False
 
     @property
     def requests(self) -> int:
         return self.sums.get("requests", 0)
+
+    @property
+    def online_requests(self) -> int:
+        """The calls latency is measured on: every call but Message Batches results."""
+        return self.requests - self.sums.get("batch_requests", 0)
+
+    @property
+    def ttft_requests(self) -> int:
+        return sum(self.ttft_histogram.values())
 
     def add(self, other: MetricsRow) -> None:
         for name in SUM_FIELDS:
@@ -72,8 +108,12 @@ class MetricsRow:
         self.cost_usd += other.cost_usd
         self.cache_savings_usd += other.cache_savings_usd
         self.latency_sum_ms += other.latency_sum_ms
+        self.batch_latency_sum_ms += other.batch_latency_sum_ms
         for index, count in other.histogram.items():
             self.histogram[index] = self.histogram.get(index, 0) + count
+        for index, count in other.ttft_histogram.items():
+            self.ttft_histogram[index] = self.ttft_histogram.get(index, 0) + count
+        self.per_user = self.per_user or other.per_user
 
     def percentiles(self) -> tuple[float, float, float]:
         values = sketch.quantiles(self.histogram, (0.5, 0.95, 0.99))
@@ -82,7 +122,10 @@ class MetricsRow:
 
     def as_dict(self) -> dict[str, Any]:
         requests = self.requests
+        online = self.online_requests
+        batch = self.sums.get("batch_requests", 0)
         p50, p95, p99 = self.percentiles()
+        ttft_p50, ttft_p95 = sketch.quantiles(self.ttft_histogram, (0.5, 0.95))
         out: dict[str, Any] = {}
         if self.bucket is not None:
             out["bucket"] = self.bucket.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -104,12 +147,23 @@ class MetricsRow:
             cost_usd=float(self.cost_usd),
             cache_savings_usd=float(self.cache_savings_usd),
             unpriced_requests=self.sums.get("unpriced_requests", 0),
-            latency_avg_ms=self.latency_sum_ms / requests if requests else 0.0,
+            latency_avg_ms=self.latency_sum_ms / online if online else 0.0,
             latency_p50_ms=p50,
             latency_p95_ms=p95,
             latency_p99_ms=p99,
+            ttft_p50_ms=ttft_p50,
+            ttft_p95_ms=ttft_p95,
+            batch_latency_avg_ms=self.batch_latency_sum_ms / batch if batch else None,
         )
+        if self.per_user:
+            out.update(dict.fromkeys(PER_USER_UNKNOWN))
         return out
+
+
+def _csv_value(value: Any) -> str:
+    if value is None:
+        return ""  # not measured (no call reported it, or not kept per user)
+    return repr(value) if isinstance(value, float) else str(value)
 
 
 @dataclass
@@ -118,6 +172,15 @@ class MetricsResult:
     series: list[MetricsRow]
     totals: MetricsRow
     as_of: datetime | None
+    groups: list[str] = field(default_factory=list)
+
+    def csv_rows(self) -> Iterator[list[str]]:
+        """The series as CSV rows, a header first: bucket, the group columns, then METRIC_FIELDS."""
+        yield ["bucket", *self.groups, *METRIC_FIELDS]
+        for row in self.series:
+            d = row.as_dict()
+            yield [d.get("bucket", ""), *(row.group.get(g, "") for g in self.groups),
+                   *(_csv_value(d[name]) for name in METRIC_FIELDS)]
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -201,19 +264,19 @@ def _fetch(cursor, query: MetricsQuery, groups: list[str], rows: dict[tuple[Any,
     sums = ", ".join(f"sum(a.{name})::bigint" for name in SUM_FIELDS)
     sums_sql = f"""
         SELECT {bucket} AS bucket{group_cols}, {sums}, sum(a.cost_usd), sum(a.cache_savings_usd),
-               sum(a.latency_sum_ms)
+               sum(a.latency_sum_ms), sum(a.batch_latency_sum_ms)
         FROM {table}
         WHERE {where} GROUP BY bucket{group_by} ORDER BY bucket{group_by}
     """  # noqa: S608 - identifiers come from the fixed maps above
-    # One row per (bucket, group) with the merged histogram as two arrays: a row per histogram
-    # bucket would cost a timestamp parse each on the way back.
-    hist_sql = f"""
-        SELECT bucket{group_by}, array_agg(i), array_agg(n) FROM (
+    # One row per (bucket, group, histogram) with the merged histogram as two arrays: a row per
+    # histogram bucket would cost a timestamp parse each on the way back. Latency (kind 0) and
+    # time to first token (kind 1) in one statement, one round trip.
+    hist_sql = " UNION ALL ".join(f"""
+        SELECT bucket{group_by}, {kind} AS kind, array_agg(i), array_agg(n) FROM (
             SELECT {bucket} AS bucket{group_cols}, u.i, sum(u.n)::bigint AS n
-            FROM {table}, unnest(a.latency_hist_idx, a.latency_hist_cnt) AS u(i, n)
+            FROM {table}, unnest(a.{column}_idx, a.{column}_cnt) AS u(i, n)
             WHERE {where} GROUP BY bucket{group_by}, u.i
-        ) h GROUP BY bucket{group_by}
-    """  # noqa: S608
+        ) h GROUP BY bucket{group_by}""" for kind, column in ((0, "latency_hist"), (1, "ttft_hist")))  # noqa: S608
     fetched: dict[tuple[Any, ...], MetricsRow] = {}
     cursor.execute(sums_sql, params)
     for record in cursor.fetchall():
@@ -221,12 +284,16 @@ def _fetch(cursor, query: MetricsQuery, groups: list[str], rows: dict[tuple[Any,
         values = record[1 + len(groups):]
         row = MetricsRow(bucket=key[0], group=dict(zip(groups, key[1:], strict=True)))
         row.sums = dict(zip(SUM_FIELDS, (int(v) for v in values[: len(SUM_FIELDS)]), strict=True))
-        row.cost_usd, row.cache_savings_usd, row.latency_sum_ms = values[len(SUM_FIELDS):]
+        row.cost_usd, row.cache_savings_usd, row.latency_sum_ms, row.batch_latency_sum_ms = values[len(SUM_FIELDS):]
         fetched[key] = row
-    cursor.execute(hist_sql, params)
+    cursor.execute(hist_sql, params * 2)
     for record in cursor.fetchall():
         key = tuple(record[: 1 + len(groups)])
-        fetched[key].histogram = dict(zip(record[-2], record[-1], strict=True))
+        histogram = dict(zip(record[-2], record[-1], strict=True))
+        if record[-3] == 0:
+            fetched[key].histogram = histogram
+        else:
+            fetched[key].ttft_histogram = histogram
     for key, row in fetched.items():
         if key in rows:
             rows[key].add(row)
@@ -234,25 +301,89 @@ def _fetch(cursor, query: MetricsQuery, groups: list[str], rows: dict[tuple[Any,
             rows[key] = row
 
 
+def _user_days(query: MetricsQuery) -> tuple[date, date]:
+    """The UTC days [first, last) a per-user query reads: every day the range touches."""
+    first = query.start.astimezone(UTC).date()
+    end = query.end.astimezone(UTC)
+    last = end.date() if end.time() == time(0) and end.microsecond == 0 else end.date() + timedelta(days=1)
+    return first, last
+
+
+def per_user_problem(query: MetricsQuery) -> tuple[str, str] | None:
+    """Why per-user spend (one row per user, environment and UTC day) cannot answer `query`, as
+    (parameter, message); None when it can, or when the query is not per user."""
+    if not query.per_user:
+        return None
+    if query.granularity == "hour":
+        return "granularity", "user_id is kept per UTC day: use granularity=day"
+    used = {*query.group_by, *(name for name, values in query.filters.items() if values)}
+    others = sorted(used - set(PER_USER_DIMENSIONS))
+    if others:
+        return ("user_id" if query.filters.get("user_id") else "group_by",
+                f"user_id can be combined only with environment (per-user numbers are not kept per "
+                f"{', '.join(others)})")
+    if not query.uses_daily_table and query.granularity != TOTAL:
+        whole_start = query.start.astimezone(UTC).time() == time(0)
+        return ("to" if whole_start else "from",
+                "user_id is kept per UTC day: give whole days (YYYY-MM-DD, or times at 00:00Z)")
+    return None
+
+
+def _fetch_users(cursor, query: MetricsQuery, groups: list[str], rows: dict[tuple[Any, ...], MetricsRow]) -> None:  # type: ignore[no-untyped-def]
+    """Per-user spend rows (one per user, environment and UTC day) summed per bucket and group.
+    A TOTAL query reads every UTC day its range touches (top users of "the last 24 hours")."""
+    problem = per_user_problem(query)
+    if problem:
+        raise ValueError(problem[1])
+    first, last = _user_days(query)
+    where = ["a.project_id = ANY(%s)", "a.day >= %s", "a.day < %s"]
+    params: list[Any] = [query.project_ids, first, last]
+    for name, values in query.filters.items():
+        if values:
+            where.append(f"{_GROUP_SQL[name]} = ANY(%s)")
+            params.append(list(values))
+    bucket = "NULL::timestamptz" if query.granularity == TOTAL else "(a.day::timestamp AT TIME ZONE 'UTC')"
+    group_cols = "".join(f", {_GROUP_SQL[g]} AS g_{g}" for g in groups)
+    group_by = "".join(f", g_{g}" for g in groups)
+    cursor.execute(f"""
+        SELECT {bucket} AS bucket{group_cols}, sum(a.requests)::bigint, sum(a.errors)::bigint,
+               sum(a.unpriced_requests)::bigint, sum(a.cost_usd)
+        FROM rollups_dailyuserspend a JOIN projects_environment env ON env.id = a.environment_id
+        WHERE {" AND ".join(where)} GROUP BY bucket{group_by} ORDER BY bucket{group_by}
+    """, params)  # noqa: S608 - identifiers come from the fixed maps above
+    for record in cursor.fetchall():
+        key = tuple(record[: 1 + len(groups)])
+        requests, errors, unpriced, cost = record[1 + len(groups):]
+        rows[key] = MetricsRow(bucket=key[0], group=dict(zip(groups, key[1:], strict=True)), per_user=True,
+                               sums={"requests": int(requests), "errors": int(errors),
+                                     "unpriced_requests": int(unpriced)}, cost_usd=cost)
+
+
 def metrics_query(query: MetricsQuery, *, with_as_of: bool = True) -> MetricsResult:
     """Series per bucket (and group) plus totals, from the aggregates only (and "data as of",
-    unless the caller already has it: `with_as_of=False` leaves `as_of` None)."""
+    unless the caller already has it: `with_as_of=False` leaves `as_of` None).
+
+    A query that filters or groups by user_id reads per-user spend (see PER_USER_DIMENSIONS and
+    `per_user_problem`, whose message a ValueError carries when it cannot)."""
     groups = [g for g in GROUPS if g in query.group_by]
     rows: dict[tuple[Any, ...], MetricsRow] = {}
-    pieces = _pieces(query)
+    pieces = [query] if query.per_user else _pieces(query)
     with connection.cursor() as cursor:
-        for piece in pieces:
-            _fetch(cursor, piece, groups, rows)
+        if query.per_user:
+            _fetch_users(cursor, query, groups, rows)
+        else:
+            for piece in pieces:
+                _fetch(cursor, piece, groups, rows)
         as_of = _as_of(cursor, query.project_ids) if with_as_of else None
     series = list(rows.values())
     if len(pieces) > 1:
         series.sort(key=lambda r: (r.bucket.timestamp() if r.bucket else 0.0, [r.group[g] for g in groups]))
     if not groups and query.granularity != TOTAL:
         series = _zero_filled(series, query)
-    totals = MetricsRow(bucket=None, group={})
+    totals = MetricsRow(bucket=None, group={}, per_user=query.per_user)
     for row in series:
         totals.add(row)
-    return MetricsResult(granularity=query.granularity, series=series, totals=totals, as_of=as_of)
+    return MetricsResult(granularity=query.granularity, series=series, totals=totals, as_of=as_of, groups=groups)
 
 
 def _zero_filled(series: list[MetricsRow], query: MetricsQuery) -> list[MetricsRow]:
@@ -266,7 +397,7 @@ def _zero_filled(series: list[MetricsRow], query: MetricsQuery) -> list[MetricsR
     filled = []
     bucket = start
     while bucket < query.end:
-        filled.append(by_bucket.get(bucket) or MetricsRow(bucket=bucket, group={}))
+        filled.append(by_bucket.get(bucket) or MetricsRow(bucket=bucket, group={}, per_user=query.per_user))
         bucket += step
     return filled
 

@@ -14,6 +14,9 @@ Invariants (each has a test in tests/rollups/):
   COMMITTED it sees every hour another pass committed before it.
 - Daily rows are sums of the day's hourly rows (histograms merge exactly), so a day is
   as right as its hours.
+- Latency sums and histograms (latency, time to first token) cover online calls only;
+  Message Batches results are counted everywhere else and their turnaround is summed
+  apart (`batch_latency_sum_ms`).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from rollups.models import RollupState
-from rollups.sketch import BUCKET_SQL
+from rollups.sketch import bucket_sql
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +45,7 @@ _DIMS = "project_id, environment_id, service, model, feature"
 _SUMS = """
     requests, errors, input_tokens, output_tokens, cache_read_input_tokens, cache_creation_input_tokens,
     cache_write_5m_tokens, cache_write_1h_tokens, cache_hits, batch_requests, cost_usd, cache_savings_usd,
-    unpriced_requests, latency_sum_ms
+    unpriced_requests, latency_sum_ms, batch_latency_sum_ms
 """
 
 _RAW_SUMS = """
@@ -57,10 +60,12 @@ _RAW_SUMS = """
            count(*) FILTER (WHERE batch) AS batch_requests,
            sum(cost_usd) AS cost_usd, sum(cache_savings_usd) AS cache_savings_usd,
            count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced_requests,
-           sum(latency_ms::numeric) AS latency_sum"""
-_SUM_NAMES = _SUMS.replace("latency_sum_ms", "latency_sum").split(",")
-_SUM_NAMES = [n.strip() for n in _SUM_NAMES]
+           coalesce(sum(latency_ms::numeric) FILTER (WHERE NOT batch), 0) AS latency_sum,
+           coalesce(sum(latency_ms::numeric) FILTER (WHERE batch), 0) AS batch_latency_sum"""
+_SUM_NAMES = [n.strip().removesuffix("_ms") for n in _SUMS.split(",")]
 _RESUM = ", ".join(f"sum({n}) AS {n}" for n in _SUM_NAMES)
+# The float sums (latency), re-summed from stored float8 values: (expression in _RESUM, stored column).
+_FLOAT_SUMS = (("sum(latency_sum)", "latency_sum_ms"), ("sum(batch_latency_sum)", "batch_latency_sum_ms"))
 
 # One statement per dirty (project, day). The day's raw events are read once (one range
 # scan, which is one partition) and grouped once by (hour, dimensions, latency bucket, error
@@ -83,15 +88,19 @@ SLICE_ENV, SLICE_SERVICE, SLICE_MODEL = 4, 2, 1
 _X_KEYS = "hour_start, environment_id, service, model, feature"
 
 
-def _rows(name: str, sums: str, hist: str, errors: str, keys: str, table: str, columns: str,
+def _rows(name: str, sums: str, hist: str, ttft: str, errors: str, keys: str, table: str, columns: str,
           select_keys: str) -> str:
-    """CTEs writing rows of `table` from three sources keyed by `keys`: `sums` (one row per key),
-    `hist` (one row per key and latency bucket, count n) and `errors` (per key, err_type and
-    err_code, count n)."""
+    """CTEs writing rows of `table` from four sources keyed by `keys`: `sums` (one row per key),
+    `hist` and `ttft` (one row per key and latency / time-to-first-token bucket, count n) and
+    `errors` (per key, err_type and err_code, count n). A key may have no histogram rows (only
+    batch calls, no streamed call): its arrays are empty."""
     return f"""
 {name}_h AS (
     SELECT {keys}, array_agg(bucket ORDER BY bucket) AS idx, array_agg(n ORDER BY bucket) AS cnt
     FROM {hist} GROUP BY {keys}
+), {name}_t AS (
+    SELECT {keys}, array_agg(bucket ORDER BY bucket) AS tidx, array_agg(n ORDER BY bucket) AS tcnt
+    FROM {ttft} GROUP BY {keys}
 ), {name}_e AS (
     SELECT {keys}, jsonb_object_agg(err_type, n) AS m
     FROM (SELECT {keys}, err_type, sum(n) AS n FROM {errors} WHERE err_type IS NOT NULL
@@ -101,12 +110,17 @@ def _rows(name: str, sums: str, hist: str, errors: str, keys: str, table: str, c
     FROM (SELECT {keys}, err_code, sum(n) AS n FROM {errors} WHERE err_code IS NOT NULL
           GROUP BY {keys}, err_code) c GROUP BY {keys}
 ), {name}_ins AS (
-    INSERT INTO {table} ({columns}, {_SUMS}, latency_hist_idx, latency_hist_cnt, errors_by_type, http_status_counts)
+    INSERT INTO {table} ({columns}, {_SUMS}, latency_hist_idx, latency_hist_cnt, ttft_hist_idx, ttft_hist_cnt,
+                         errors_by_type, http_status_counts)
     SELECT {select_keys}, requests, errors, input_tokens, output_tokens, cache_read_input_tokens,
            cache_creation_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, cache_hits, batch_requests,
            coalesce(cost_usd, 0), coalesce(cache_savings_usd, 0), unpriced_requests, latency_sum::float8,
-           idx, cnt, coalesce({name}_e.m, '{{}}'::jsonb), coalesce({name}_c.m, '{{}}'::jsonb)
-    FROM {sums} JOIN {name}_h USING ({keys}) LEFT JOIN {name}_e USING ({keys}) LEFT JOIN {name}_c USING ({keys})
+           batch_latency_sum::float8, coalesce(idx, '{{}}'), coalesce(cnt, '{{}}'), coalesce(tidx, '{{}}'),
+           coalesce(tcnt, '{{}}'), coalesce({name}_e.m, '{{}}'::jsonb), coalesce({name}_c.m, '{{}}'::jsonb)
+    FROM {sums} LEFT JOIN {name}_h USING ({keys}) LEFT JOIN {name}_t USING ({keys})
+         LEFT JOIN {name}_e USING ({keys}) LEFT JOIN {name}_c USING ({keys})
+    -- GROUPING SETS give the empty set a row even when there is nothing to group: no calls, no row.
+    WHERE requests > 0
     RETURNING 1
 )"""
 
@@ -135,9 +149,12 @@ _, _SLICE_ERROR_SETS = _slice_sets("err_type, err_code")
 
 # Sums and histograms are grouped apart: the sums by (hour, dimensions) are few groups with
 # many aggregates, the histogram by (hour, dimensions, bucket) many groups with one count.
+# Batch calls get no latency bucket and no TTFT bucket (NULL): they stay out of both histograms.
 _EV_SELECT = f"""
     SELECT date_trunc('hour', "timestamp" AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS hour_start,
-           environment_id, service, model, feature, user_id, status, cost_usd, {BUCKET_SQL} AS bucket,
+           environment_id, service, model, feature, user_id, status, cost_usd,
+           CASE WHEN NOT batch THEN {bucket_sql("latency_ms")} END AS bucket,
+           CASE WHEN NOT batch THEN {bucket_sql("time_to_first_token_ms")} END AS tbucket,
            error_type, http_status, batch, latency_ms, input_tokens, output_tokens, cache_read_input_tokens,
            cache_creation_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, cache_savings_usd
     FROM ingest_event
@@ -146,7 +163,9 @@ _HOUR_GROUPS = f"""
 hs AS (
     SELECT {_X_KEYS}, {_RAW_SUMS} FROM ev GROUP BY {_X_KEYS}
 ), hb AS (
-    SELECT {_X_KEYS}, bucket, count(*) AS n FROM ev GROUP BY {_X_KEYS}, bucket
+    SELECT {_X_KEYS}, bucket, count(*) AS n FROM ev WHERE bucket IS NOT NULL GROUP BY {_X_KEYS}, bucket
+), ht AS (
+    SELECT {_X_KEYS}, tbucket AS bucket, count(*) AS n FROM ev WHERE tbucket IS NOT NULL GROUP BY {_X_KEYS}, tbucket
 ), he AS (
     SELECT {_X_KEYS}, coalesce(nullif(error_type, ''), 'unknown') AS err_type, http_status AS err_code,
            count(*) AS n
@@ -155,17 +174,24 @@ hs AS (
 # A day's latency sum is the sum of its hours' stored (float8) sums, taken exactly: the same
 # number whether the day is summed here from the hours just computed or, in DAY_FROM_HOURS_SQL,
 # from the hourly rows stored.
-_DAY_RESUM = _RESUM.replace("sum(latency_sum)", "sum(latency_sum::float8::numeric)")
+_DAY_RESUM = _RESUM
+_STORED_RESUM = _RESUM
+for _expr, _column in _FLOAT_SUMS:
+    _DAY_RESUM = _DAY_RESUM.replace(_expr, _expr.replace(")", "::float8::numeric)"))
+    # Sums read back from stored aggregate rows (the day from its hours).
+    _STORED_RESUM = _STORED_RESUM.replace(_expr, f"sum({_column}::numeric)")
 _SLICES_AND_ROWS = f"""
 ss AS (
     SELECT {_SLICE_HEAD}, {_RESUM} FROM ds GROUP BY {_SLICE_SETS}
 ), sb AS (
     SELECT {_SLICE_HEAD}, bucket, sum(n) AS n FROM db GROUP BY {_SLICE_BUCKET_SETS}
+), st AS (
+    SELECT {_SLICE_HEAD}, bucket, sum(n) AS n FROM dt GROUP BY {_SLICE_BUCKET_SETS}
 ), se AS (
     SELECT {_SLICE_HEAD}, err_type, err_code, sum(n) AS n FROM de GROUP BY {_SLICE_ERROR_SETS}
-),{_rows("d", "ds", "db", "de", _DAY_KEYS, "rollups_dailyaggregate", f"day, {_DIMS}",
+),{_rows("d", "ds", "db", "dt", "de", _DAY_KEYS, "rollups_dailyaggregate", f"day, {_DIMS}",
          "%(day)s, %(project)s, environment_id, service, model, feature")},
-{_rows("sl", "ss", "sb", "se", _SLICE_KEYS, "rollups_dailyslice", "day, project_id, dims, environment_id, service, model",
+{_rows("sl", "ss", "sb", "st", "se", _SLICE_KEYS, "rollups_dailyslice", "day, project_id, dims, environment_id, service, model",
        "%(day)s, %(project)s, dims, environment_id, service, model")},
 u_ins AS (
     INSERT INTO rollups_dailyuserspend (day, project_id, environment_id, user_id, requests, errors, cost_usd,
@@ -183,16 +209,20 @@ WITH ev AS MATERIALIZED ({_EV_SELECT}
     SELECT * FROM hs WHERE hour_start = ANY(%(hours)s::timestamptz[])
 ), thb AS (
     SELECT * FROM hb WHERE hour_start = ANY(%(hours)s::timestamptz[])
+), tht AS (
+    SELECT * FROM ht WHERE hour_start = ANY(%(hours)s::timestamptz[])
 ), the AS (
     SELECT * FROM he WHERE hour_start = ANY(%(hours)s::timestamptz[])
 ), ds AS (
     SELECT {_DAY_KEYS}, {_DAY_RESUM} FROM hs WHERE %(whole_day)s GROUP BY {_DAY_KEYS}
 ), db AS (
     SELECT {_DAY_KEYS}, bucket, sum(n) AS n FROM hb WHERE %(whole_day)s GROUP BY {_DAY_KEYS}, bucket
+), dt AS (
+    SELECT {_DAY_KEYS}, bucket, sum(n) AS n FROM ht WHERE %(whole_day)s GROUP BY {_DAY_KEYS}, bucket
 ), de AS (
     SELECT {_DAY_KEYS}, err_type, err_code, sum(n) AS n FROM he WHERE %(whole_day)s
     GROUP BY {_DAY_KEYS}, err_type, err_code
-),{_rows("h", "ths", "thb", "the", _X_KEYS, "rollups_hourlyaggregate", f"hour_start, {_DIMS}",
+),{_rows("h", "ths", "thb", "tht", "the", _X_KEYS, "rollups_hourlyaggregate", f"hour_start, {_DIMS}",
          "hour_start, %(project)s, environment_id, service, model, feature")},
 {_SLICES_AND_ROWS.replace("{users}", "ev")}
 SELECT (SELECT count(*) FROM h_ins), (SELECT count(*) FROM d_ins), (SELECT count(*) FROM sl_ins),
@@ -204,14 +234,13 @@ SELECT (SELECT count(*) FROM h_ins), (SELECT count(*) FROM d_ins), (SELECT count
 HOURS_SQL = f"""
 WITH ev AS MATERIALIZED ({_EV_SELECT} AND date_trunc('hour', "timestamp" AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
                                           = ANY(%(hours)s::timestamptz[])
-),{_HOUR_GROUPS},{_rows("h", "hs", "hb", "he", _X_KEYS, "rollups_hourlyaggregate", f"hour_start, {_DIMS}",
+),{_HOUR_GROUPS},{_rows("h", "hs", "hb", "ht", "he", _X_KEYS, "rollups_hourlyaggregate", f"hour_start, {_DIMS}",
                        "hour_start, %(project)s, environment_id, service, model, feature")}
 SELECT count(*) FROM h_ins
 """  # noqa: S608
 
 # Sums and error counts read back from stored aggregate rows `a` (the day from its hours, or
 # slices from days): the jsonb maps become (err_type, err_code, n) rows again.
-_STORED_RESUM = _RESUM.replace("sum(latency_sum)", "sum(latency_sum_ms::numeric)")
 _STORED_ERRORS = """(SELECT a.*, j.key AS err_type, NULL::int AS err_code, j.value::bigint AS n
           FROM a, jsonb_each_text(errors_by_type) AS j
           UNION ALL
@@ -228,6 +257,9 @@ WITH a AS (
 ), db AS (
     SELECT {_DAY_KEYS}, u.bucket, sum(u.n) AS n
     FROM a, unnest(latency_hist_idx, latency_hist_cnt) AS u(bucket, n) GROUP BY {_DAY_KEYS}, u.bucket
+), dt AS (
+    SELECT {_DAY_KEYS}, u.bucket, sum(u.n) AS n
+    FROM a, unnest(ttft_hist_idx, ttft_hist_cnt) AS u(bucket, n) GROUP BY {_DAY_KEYS}, u.bucket
 ), de AS (
     SELECT {_DAY_KEYS}, err_type, err_code, sum(n) AS n
     FROM {_STORED_ERRORS}
@@ -242,27 +274,6 @@ SELECT (SELECT count(*) FROM d_ins), (SELECT count(*) FROM sl_ins), (SELECT coun
 # Up to this many dirty hours, a day takes the HOURS_SQL + DAY_FROM_HOURS_SQL path; more, and
 # reading the whole day once (DAY_SQL) is cheaper.
 PARTIAL_DAY_MAX_HOURS = 6
-
-# Slices of every stored day, from its daily rows (the migration that added slices runs this
-# once; days past raw retention have no events to recompute them from).
-SLICES_FROM_DAYS_SQL = f"""
-WITH a AS (
-    SELECT * FROM rollups_dailyaggregate
-), ss AS (
-    SELECT project_id, day, {_SLICE_HEAD}, {_STORED_RESUM}
-    FROM a GROUP BY project_id, day, {_SLICE_SETS}
-), sb AS (
-    SELECT project_id, day, {_SLICE_HEAD}, bucket, sum(n) AS n
-    FROM (SELECT a.*, u.bucket, u.n FROM a, unnest(latency_hist_idx, latency_hist_cnt) AS u(bucket, n)) h
-    GROUP BY project_id, day, {_SLICE_BUCKET_SETS}
-), se AS (
-    SELECT project_id, day, {_SLICE_HEAD}, err_type, err_code, sum(n) AS n
-    FROM {_STORED_ERRORS}
-    GROUP BY project_id, day, {_SLICE_ERROR_SETS}
-),{_rows("sl", "ss", "sb", "se", "project_id, day, " + _SLICE_KEYS, "rollups_dailyslice",
-         "day, project_id, dims, environment_id, service, model", "day, project_id, dims, environment_id, service, model")}
-SELECT count(*) FROM sl_ins
-"""  # noqa: S608
 
 # Rows of the buckets being recomputed go first, in their own statement: a DELETE in a CTE
 # and the INSERT of the same keys in one statement would collide on the unique index.
@@ -474,9 +485,10 @@ class VerifyResult:
 _VERIFY_COLUMNS = [
     "requests", "errors", "input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens",
     "cache_write_5m_tokens", "cache_write_1h_tokens", "cache_hits", "batch_requests", "cost_usd",
-    "cache_savings_usd", "unpriced_requests", "latency_hist_idx", "latency_hist_cnt", "errors_by_type",
-    "http_status_counts",
+    "cache_savings_usd", "unpriced_requests", "latency_hist_idx", "latency_hist_cnt", "ttft_hist_idx",
+    "ttft_hist_cnt", "errors_by_type", "http_status_counts",
 ]
+_VERIFY_FLOATS = ["latency_sum_ms", "batch_latency_sum_ms"]
 
 
 def _compare_sql(stored: str, fresh: str, bucket: str, keys: list[str], columns: list[str],
@@ -552,11 +564,11 @@ def rollups_verify(*, start: datetime | None = None, end: datetime | None = None
         dims = ["project_id", "environment_id", "service", "model", "feature"]
         checks = [
             ("hourly", "rollups_hourlyaggregate", "verify_hourly", "hour_start", [*dims, "hour_start"],
-             _VERIFY_COLUMNS, ["latency_sum_ms"]),
+             _VERIFY_COLUMNS, _VERIFY_FLOATS),
             ("daily", "rollups_dailyaggregate", "verify_daily", "day", [*dims, "day"], _VERIFY_COLUMNS,
-             ["latency_sum_ms"]),
+             _VERIFY_FLOATS),
             ("daily slices", "rollups_dailyslice", "verify_slice", "day",
-             ["project_id", "dims", "environment_id", "service", "model", "day"], _VERIFY_COLUMNS, ["latency_sum_ms"]),
+             ["project_id", "dims", "environment_id", "service", "model", "day"], _VERIFY_COLUMNS, _VERIFY_FLOATS),
             ("daily users", "rollups_dailyuserspend", "verify_daily_users", "day",
              ["project_id", "environment_id", "user_id", "day"],
              ["requests", "errors", "cost_usd", "unpriced_requests"], []),

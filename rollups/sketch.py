@@ -1,10 +1,10 @@
-"""Mergeable latency histograms: DDSketch's logarithmic mapping with fixed gamma.
+"""Mergeable latency (and time-to-first-token) histograms: DDSketch's logarithmic mapping with fixed gamma.
 
 bucket(v) = ceil(log_gamma(v)) for v > 0, gamma = (1 + a) / (1 - a) with a = 0.01, and the
 bucket's representative value 2 * gamma^i / (1 + gamma) is within a relative error a of
 every value in (gamma^(i-1), gamma^i]. Histograms merge by summing counts per index, so
 a quantile over any set of aggregate rows is exact to 1%. The same mapping is written in
-SQL by the rollup (`BUCKET_SQL`); tests check the two agree.
+SQL by the rollup (`bucket_sql`); tests check the two agree.
 
 Quantile rank follows DDSketch: the value of rank floor(q * (n - 1)) in sorted order
 (numpy's method="lower").
@@ -20,10 +20,14 @@ GAMMA = (1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY)
 LN_GAMMA = math.log(GAMMA)
 ZERO_BUCKET = -(2**31)  # latency 0 (or below the smallest positive double we care about)
 
-BUCKET_SQL = (
-    f"CASE WHEN latency_ms <= 0 THEN {ZERO_BUCKET} "
-    f"ELSE ceil(ln(latency_ms) / {LN_GAMMA!r})::int END"
-)
+
+
+def bucket_sql(column: str) -> str:
+    """`bucket_of(column)` in SQL (NULL stays NULL)."""
+    return f"CASE WHEN {column} <= 0 THEN {ZERO_BUCKET} ELSE ceil(ln({column}) / {LN_GAMMA!r})::int END"
+
+
+BUCKET_SQL = bucket_sql("latency_ms")
 
 
 def bucket_of(value: float) -> int:

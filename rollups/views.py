@@ -1,31 +1,40 @@
 from __future__ import annotations
 
+import csv
 import json
 
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from core.http import database_unavailable_as_503, json_error
 from projects.models import Project
 from projects.selectors import admin_project_ids, api_project_ids
-from rollups.schemas import QueryError, metrics_query_parse
+from rollups.schemas import QueryError, metrics_format_parse, metrics_query_parse
 from rollups.selectors import metrics_query
 from rollups.services import user_forget_everywhere
 
 
 @require_GET
 @database_unavailable_as_503
-def metrics(request: HttpRequest) -> JsonResponse:
-    """CONTRACT §4: series and totals from the aggregates, for a session or a read key."""
+def metrics(request: HttpRequest) -> HttpResponse:
+    """CONTRACT §4: series and totals from the aggregates, for a session or a read key;
+    `format=csv`: the series rows as CSV, a header line first."""
     project_ids = api_project_ids(request, project_slug=request.GET.get("project"))
     if project_ids is None:
         return json_error(401, "log in, or send Authorization: Bearer <read key>")
     try:
         query = metrics_query_parse(request.GET, project_ids=project_ids)
+        output = metrics_format_parse(request.GET)
     except QueryError as exc:
         return JsonResponse({"error": str(exc), "field": exc.param}, status=400)
-    return JsonResponse(metrics_query(query).as_dict())
+    result = metrics_query(query)
+    if output == "json":
+        return JsonResponse(result.as_dict())
+    response = HttpResponse(content_type="text/csv; charset=utf-8",
+                            headers={"Content-Disposition": 'attachment; filename="metrics.csv"'})
+    csv.writer(response, lineterminator="\n").writerows(result.csv_rows())
+    return response
 
 
 @csrf_exempt

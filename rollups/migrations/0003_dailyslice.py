@@ -4,7 +4,52 @@ import django.contrib.postgres.fields
 import django.db.models.deletion
 from django.db import migrations, models
 
-from rollups.services import SLICES_FROM_DAYS_SQL
+# rollups.services.SLICES_FROM_DAYS_SQL as it was when slices were added, frozen here: today's
+# statement names columns that later migrations add (0004), which do not exist yet at this point.
+SLICES_FROM_DAYS_SQL = """
+WITH a AS (
+    SELECT * FROM rollups_dailyaggregate
+), ss AS (
+    SELECT project_id, day, 4 * (1 - GROUPING(environment_id)) + 2 * (1 - GROUPING(service)) + 1 * (1 - GROUPING(model)) AS dims, coalesce(environment_id, 0) AS environment_id, coalesce(service, '') AS service, coalesce(model, '') AS model, sum(requests) AS requests, sum(errors) AS errors, sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, sum(cache_read_input_tokens) AS cache_read_input_tokens, sum(cache_creation_input_tokens) AS cache_creation_input_tokens, sum(cache_write_5m_tokens) AS cache_write_5m_tokens, sum(cache_write_1h_tokens) AS cache_write_1h_tokens, sum(cache_hits) AS cache_hits, sum(batch_requests) AS batch_requests, sum(cost_usd) AS cost_usd, sum(cache_savings_usd) AS cache_savings_usd, sum(unpriced_requests) AS unpriced_requests, sum(latency_sum_ms::numeric) AS latency_sum
+    FROM a GROUP BY project_id, day, GROUPING SETS ((environment_id, service, model), (environment_id, service), (environment_id, model), (environment_id), (service, model), (service), (model), ())
+), sb AS (
+    SELECT project_id, day, 4 * (1 - GROUPING(environment_id)) + 2 * (1 - GROUPING(service)) + 1 * (1 - GROUPING(model)) AS dims, coalesce(environment_id, 0) AS environment_id, coalesce(service, '') AS service, coalesce(model, '') AS model, bucket, sum(n) AS n
+    FROM (SELECT a.*, u.bucket, u.n FROM a, unnest(latency_hist_idx, latency_hist_cnt) AS u(bucket, n)) h
+    GROUP BY project_id, day, GROUPING SETS ((environment_id, service, model, bucket), (environment_id, service, bucket), (environment_id, model, bucket), (environment_id, bucket), (service, model, bucket), (service, bucket), (model, bucket), (bucket))
+), se AS (
+    SELECT project_id, day, 4 * (1 - GROUPING(environment_id)) + 2 * (1 - GROUPING(service)) + 1 * (1 - GROUPING(model)) AS dims, coalesce(environment_id, 0) AS environment_id, coalesce(service, '') AS service, coalesce(model, '') AS model, err_type, err_code, sum(n) AS n
+    FROM (SELECT a.*, j.key AS err_type, NULL::int AS err_code, j.value::bigint AS n
+          FROM a, jsonb_each_text(errors_by_type) AS j
+          UNION ALL
+          SELECT a.*, NULL, j.key::int, j.value::bigint FROM a, jsonb_each_text(http_status_counts) AS j) e
+    GROUP BY project_id, day, GROUPING SETS ((environment_id, service, model, err_type, err_code), (environment_id, service, err_type, err_code), (environment_id, model, err_type, err_code), (environment_id, err_type, err_code), (service, model, err_type, err_code), (service, err_type, err_code), (model, err_type, err_code), (err_type, err_code))
+),
+sl_h AS (
+    SELECT project_id, day, dims, environment_id, service, model, array_agg(bucket ORDER BY bucket) AS idx, array_agg(n ORDER BY bucket) AS cnt
+    FROM sb GROUP BY project_id, day, dims, environment_id, service, model
+), sl_e AS (
+    SELECT project_id, day, dims, environment_id, service, model, jsonb_object_agg(err_type, n) AS m
+    FROM (SELECT project_id, day, dims, environment_id, service, model, err_type, sum(n) AS n FROM se WHERE err_type IS NOT NULL
+          GROUP BY project_id, day, dims, environment_id, service, model, err_type) e GROUP BY project_id, day, dims, environment_id, service, model
+), sl_c AS (
+    SELECT project_id, day, dims, environment_id, service, model, jsonb_object_agg(err_code::text, n) AS m
+    FROM (SELECT project_id, day, dims, environment_id, service, model, err_code, sum(n) AS n FROM se WHERE err_code IS NOT NULL
+          GROUP BY project_id, day, dims, environment_id, service, model, err_code) c GROUP BY project_id, day, dims, environment_id, service, model
+), sl_ins AS (
+    INSERT INTO rollups_dailyslice (day, project_id, dims, environment_id, service, model, 
+    requests, errors, input_tokens, output_tokens, cache_read_input_tokens, cache_creation_input_tokens,
+    cache_write_5m_tokens, cache_write_1h_tokens, cache_hits, batch_requests, cost_usd, cache_savings_usd,
+    unpriced_requests, latency_sum_ms
+, latency_hist_idx, latency_hist_cnt, errors_by_type, http_status_counts)
+    SELECT day, project_id, dims, environment_id, service, model, requests, errors, input_tokens, output_tokens, cache_read_input_tokens,
+           cache_creation_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, cache_hits, batch_requests,
+           coalesce(cost_usd, 0), coalesce(cache_savings_usd, 0), unpriced_requests, latency_sum::float8,
+           idx, cnt, coalesce(sl_e.m, '{}'::jsonb), coalesce(sl_c.m, '{}'::jsonb)
+    FROM ss JOIN sl_h USING (project_id, day, dims, environment_id, service, model) LEFT JOIN sl_e USING (project_id, day, dims, environment_id, service, model) LEFT JOIN sl_c USING (project_id, day, dims, environment_id, service, model)
+    RETURNING 1
+)
+SELECT count(*) FROM sl_ins
+"""  # noqa: E501
 
 
 class Migration(migrations.Migration):

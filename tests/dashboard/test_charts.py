@@ -101,7 +101,8 @@ def test_page_figure_sets_are_json_serialisable_and_complete():
                 latency_p99_ms=[5, 6], latency_avg_ms=[2, 3], error_rate=[0, 0.5], cache_hit_rate=[0.25, None],
                 cached_share=[0.1, 0.2], cache_savings_usd=[0.5, -0.1], cache_write_5m_tokens=[10, 0],
                 cache_write_1h_tokens=[0, 5], input_tokens=[1, 1], output_tokens=[2, 2],
-                cache_read_input_tokens=[3, 3], cache_creation_input_tokens=[4, 4])
+                cache_read_input_tokens=[3, 3], cache_creation_input_tokens=[4, 4], ttft_p50_ms=[1, None],
+                ttft_p95_ms=[2, None], batch_latency_avg_ms=[None, 600_000])
     sets = {
         "overview": charts.overview_figures(s, granularity="day"),
         "latency": charts.latency_figures(s, granularity="day"),

@@ -55,6 +55,8 @@ def _side(prefix: str, name: str, marker: str, users: Any) -> Side:
     from pricing.models import PriceOverride
     from projects.models import Membership
     from projects.services import ingest_key_create, project_get_or_create
+    from providers.models import ProviderConnection
+    from providers.services import provider_connection_set
 
     project = project_get_or_create(slug=prefix, name=name)
     admin = users.objects.create_user(f"{prefix}_boss", f"{prefix}-boss@example.com", PASSWORD)
@@ -85,6 +87,12 @@ def _side(prefix: str, name: str, marker: str, users: Any) -> Side:
     side.budget_id = Budget.objects.create(project=project, name=f"{marker.title()} budget", period="month",
                                            limit_usd=Decimal(100), recipients=[f"{marker}-ops@example.com"]).pk
     DigestSubscription.objects.create(project=project, recipients=[f"{marker}-ops@example.com"])
+    # A provider connection whose figures cover the last week, so /reconciliation shows the
+    # project's own models and /api/v1/provider-connection its scope (a marker).
+    connection = provider_connection_set(project=project, admin_key=f"sk-ant-admin01-{marker}-key",
+                                         api_key_ids=[], workspace_ids=[f"{marker}-svc"])
+    ProviderConnection.objects.filter(pk=connection.pk).update(covered_from=now.date() - timedelta(days=6),
+                                                               covered_to=now.date())
     side.notification_id = Notification.objects.create(
         project=project, kind="budget", dedupe_key=f"{marker}-1", recipients=[f"{marker}-ops@example.com"],
         subject=f"{marker.title()} mail", body_text=f"{marker.title()} mail", body_html=f"<p>{marker.title()} mail</p>",
@@ -110,6 +118,7 @@ def project_state(project: Any) -> dict[str, Any]:
     from ingest.models import EventKey
     from pricing.models import PriceOverride
     from projects.models import IngestKey, Membership, Project
+    from providers.models import ProviderConnection
 
     return {
         "retention": Project.objects.get(pk=project.pk).raw_retention_days,
@@ -123,4 +132,6 @@ def project_state(project: Any) -> dict[str, Any]:
                                                                                          "recipients")),
         "notifications": sorted(Notification.objects.filter(project=project).values_list("pk", "subject")),
         "events": EventKey.objects.filter(project_id=project.pk).count(),
+        "provider": sorted(ProviderConnection.objects.filter(project=project).values_list(
+            "admin_key_encrypted", "api_key_ids", "workspace_ids")),
     }

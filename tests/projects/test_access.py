@@ -90,6 +90,17 @@ RULES: dict[str, Rule] = {
     "projects/<slug:slug>/members/<int:membership_id>": Rule(PAGE, ("POST",), body={"role": "admin"},
                                                              viewer_refused=("POST",)),
     "projects/<slug:slug>/members/<int:membership_id>/remove": Rule(PAGE, ("POST",), viewer_refused=("POST",)),
+    # --- provider connection and reconciliation (providers/) -------------------------------------------
+    "api/v1/provider-connection": Rule(API, ("GET", "PUT", "DELETE"), query="?project={slug}",
+                                       body={"admin_key": "sk-ant-admin01-injected", "workspace_ids": ["injected"],
+                                             "project": "{slug}"},
+                                       keys=("admin",), viewer_refused=("GET", "PUT", "DELETE")),
+    "api/v1/reconciliation": Rule(API, query="?project={slug}", keys=("read", "admin")),
+    "projects/<slug:slug>/provider": Rule(PAGE, ("GET", "POST"), body={"admin_key": "sk-ant-admin01-injected"},
+                                          viewer_refused=("GET", "POST")),
+    "projects/<slug:slug>/provider/delete": Rule(PAGE, ("POST",), viewer_refused=("POST",)),
+    "projects/<slug:slug>/provider/sync": Rule(PAGE, ("POST",), viewer_refused=("POST",)),
+    "reconciliation": Rule(PAGE, query="?project={slug}"),
     # --- alerts pages ----------------------------------------------------------------------------------
     "alerts/": Rule(PAGE, query="?project={slug}"),
     "alerts/new": Rule(PAGE, ("GET", "POST"), query="?project={slug}", body=RULE_FORM,

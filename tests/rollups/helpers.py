@@ -11,6 +11,7 @@ from typing import Any
 from django.db import connection
 
 from ingest.models import Event
+from rollups.sketch import bucket_of
 
 
 def ingest(key, events: list[dict[str, Any]]):  # type: ignore[no-untyped-def]
@@ -33,7 +34,8 @@ def snapshot() -> dict[str, list[tuple]]:
 
 
 def exact_hourly() -> dict[tuple, dict[str, Any]]:
-    """(project, env, service, model, feature, hour) -> exact sums from raw events."""
+    """(project, env, service, model, feature, hour) -> exact sums from raw events, and the latency and
+    time-to-first-token histograms of the online calls (bucket -> count)."""
     out: dict[tuple, dict[str, Any]] = defaultdict(lambda: defaultdict(int))
     for e in Event.objects.all():
         hour = e.timestamp.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
@@ -46,6 +48,16 @@ def exact_hourly() -> dict[tuple, dict[str, Any]]:
         row["cache_hits"] += e.cache_read_input_tokens > 0
         row["cost_usd"] += e.cost_usd or Decimal(0)
         row["unpriced_requests"] += e.cost_usd is None
+        row["batch_requests"] += e.batch
+        if e.batch:
+            row["batch_latency_sum_ms"] += e.latency_ms
+            continue
+        row["latency_sum_ms"] += e.latency_ms
+        hist = row.setdefault("hist", {})
+        hist[bucket_of(e.latency_ms)] = hist.get(bucket_of(e.latency_ms), 0) + 1
+        if e.time_to_first_token_ms is not None:
+            ttft = row.setdefault("ttft", {})
+            ttft[bucket_of(e.time_to_first_token_ms)] = ttft.get(bucket_of(e.time_to_first_token_ms), 0) + 1
     return out
 
 

@@ -40,6 +40,10 @@ def make_events(prefix: str, n: int, *, start: datetime = NOW - timedelta(days=2
             "error_type": "overloaded_error" if i % 9 == 0 else "",
             "http_status": 529 if i % 9 == 0 else 200,
             "user_id": f"u{i % 7}" if i % 5 else "",
+            # Every 11th a Message Batches result (minutes later), every other online one streamed.
+            "batch": i % 11 == 0,
+            **({"latency_ms": 600_000 + i * 1000} if i % 11 == 0 else {}),
+            **({"time_to_first_token_ms": 20 + (i * 31) % 700} if i % 2 == 0 else {}),
         })
     return events
 
@@ -64,7 +68,13 @@ def assert_matches_raw() -> None:
                      "cache_hits", "unpriced_requests"):
             assert getattr(got, name) == want[name], (k, name)
         assert got.cost_usd == want["cost_usd"], k
-        assert sum(got.latency_hist_cnt) == want["requests"]
+        assert got.batch_requests == want["batch_requests"], k
+        assert got.latency_sum_ms == pytest.approx(want["latency_sum_ms"], rel=1e-12), k
+        assert got.batch_latency_sum_ms == pytest.approx(want["batch_latency_sum_ms"], rel=1e-12), k
+        # Only online calls are in the histograms; batch results are not.
+        assert dict(zip(got.latency_hist_idx, got.latency_hist_cnt, strict=True)) == want.get("hist", {}), k
+        assert sum(got.latency_hist_cnt) == want["requests"] - want["batch_requests"]
+        assert dict(zip(got.ttft_hist_idx, got.ttft_hist_cnt, strict=True)) == want.get("ttft", {}), k
     assert rollups_verify().differences == []
 
 
@@ -98,6 +108,12 @@ def test_days_are_the_sums_of_their_hours(key):
             for i, c in zip(h.latency_hist_idx, h.latency_hist_cnt, strict=True):
                 merged[i] = merged.get(i, 0) + c
         assert dict(zip(day.latency_hist_idx, day.latency_hist_cnt, strict=True)) == merged
+        ttft: dict[int, int] = {}
+        for h in hours:
+            for i, c in zip(h.ttft_hist_idx, h.ttft_hist_cnt, strict=True):
+                ttft[i] = ttft.get(i, 0) + c
+        assert dict(zip(day.ttft_hist_idx, day.ttft_hist_cnt, strict=True)) == ttft
+        assert day.batch_latency_sum_ms == pytest.approx(sum(h.batch_latency_sum_ms for h in hours), rel=1e-12)
 
 
 def test_slices_are_the_days_rolled_up_over_every_subset_of_dimensions(key):
@@ -113,11 +129,14 @@ def test_slices_are_the_days_rolled_up_over_every_subset_of_dimensions(key):
             kept = tuple(getattr(d, name) if dims & bit else (0 if name == "environment_id" else "")
                          for bit, name in bits.items())
             row = expected.setdefault((d.day, dims, *kept), {"requests": 0, "cost_usd": Decimal(0), "hist": {},
-                                                             "errors": {}})
+                                                             "ttft": {}, "errors": {}, "batch": 0.0})
             row["requests"] += d.requests
             row["cost_usd"] += d.cost_usd
+            row["batch"] += d.batch_latency_sum_ms
             for i, c in zip(d.latency_hist_idx, d.latency_hist_cnt, strict=True):
                 row["hist"][i] = row["hist"].get(i, 0) + c
+            for i, c in zip(d.ttft_hist_idx, d.ttft_hist_cnt, strict=True):
+                row["ttft"][i] = row["ttft"].get(i, 0) + c
             for t, c in d.errors_by_type.items():
                 row["errors"][t] = row["errors"].get(t, 0) + c
     slices = {(s.day, s.dims, s.environment_id, s.service, s.model): s for s in DailySlice.objects.all()}
@@ -130,6 +149,8 @@ def test_slices_are_the_days_rolled_up_over_every_subset_of_dimensions(key):
         assert got.cost_usd == want["cost_usd"], k
         assert dict(zip(got.latency_hist_idx, got.latency_hist_cnt, strict=True)) == want["hist"], k
         assert got.latency_hist_idx == sorted(got.latency_hist_idx)
+        assert dict(zip(got.ttft_hist_idx, got.ttft_hist_cnt, strict=True)) == want["ttft"], k
+        assert got.batch_latency_sum_ms == pytest.approx(want["batch"], rel=1e-12), k
         assert got.errors_by_type == want["errors"], k
     totals = [s for s in slices.values() if s.dims == 0]
     assert sum(s.requests for s in totals) == 620
@@ -312,6 +333,24 @@ def test_verify_rollups_reports_a_tampered_aggregate(key):
     assert any("missing from stored aggregates" in d for d in differences)
 
 
+@pytest.mark.parametrize("column", ["batch_latency_sum_ms", "ttft_hist_cnt", "ttft_hist_idx"])
+def test_verify_rollups_compares_batch_turnaround_and_ttft(key, column):
+    ingest(key, make_events("vb", 60))
+    rollup_until_current()
+    rows = HourlyAggregate.objects.order_by("hour_start", "model", "service", "feature")
+    if column == "batch_latency_sum_ms":
+        row = rows.filter(batch_requests__gt=0).first()
+        value: object = row.batch_latency_sum_ms + 1.0
+    else:
+        row = rows.exclude(ttft_hist_idx=[]).first()
+        value = [v + 1 for v in getattr(row, column)]
+    HourlyAggregate.objects.filter(pk=row.pk).update(**{column: value})
+    differences = rollups_verify().differences
+    assert len(differences) == 1
+    assert differences[0].startswith("hourly ")
+    assert differences[0].endswith(": values differ")
+
+
 def test_verify_skips_hours_still_pending(key):
     ingest(key, make_events("p", 30, start=hour(NOW - timedelta(hours=5)), span_hours=2))
     result = rollups_verify()
@@ -334,3 +373,15 @@ def test_a_pass_with_a_time_budget_leaves_the_rest_for_the_next(key):
         services.CLAIM_BATCH = original
     rollup_until_current()
     assert_matches_raw()
+
+
+def test_sql_and_python_bucket_the_same_values():
+    from rollups.sketch import bucket_of, bucket_sql
+
+    values = [0.0, 0.001, 0.5, 1.0, 1.01, 7.3, 99.999, 100.0, 812.5, 65_535.0, 3_599_999.9]
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {bucket_sql('v')} FROM unnest(%s::float8[]) WITH ORDINALITY AS t(v, o) ORDER BY o",
+                       [values])
+        assert [b for (b,) in cursor.fetchall()] == [bucket_of(v) for v in values]
+        cursor.execute(f"SELECT {bucket_sql('v')} FROM (SELECT NULL::float8 AS v) t")
+        assert cursor.fetchone() == (None,)
