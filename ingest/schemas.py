@@ -47,6 +47,9 @@ Timestamp = Annotated[str, msgspec.Meta(
                                                             "back (or the project's raw retention); default: now"},
     extra={"type_error": "must be an RFC 3339 string with offset"})]
 Status = Annotated[Literal["ok", "error"], msgspec.Meta(extra={"type_error": 'must be "ok" or "error"'})]
+# An `anthropic-ratelimit-*` header value; stored as bigint, hence the bound.
+MAX_RATELIMIT = 2**63 - 1
+RateLimit = Annotated[int, msgspec.Meta(ge=0, le=MAX_RATELIMIT)]
 HttpStatus = Annotated[int, msgspec.Meta(ge=100, le=599,
                                          extra={"type_error": "must be an integer between 100 and 599"})]
 
@@ -87,6 +90,20 @@ class Event(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     time_to_first_token_ms: Millis | None = None
     cost_usd: Annotated[float, msgspec.Meta(ge=0, le=MAX_CLIENT_COST_USD)] | None = None
     metadata: Annotated[dict[MetadataKey, MetadataValue], msgspec.Meta(max_length=MAX_METADATA_KEYS)] | None = None
+    ratelimit_requests_limit: RateLimit | None = None
+    ratelimit_requests_remaining: RateLimit | None = None
+    ratelimit_tokens_limit: RateLimit | None = None
+    ratelimit_tokens_remaining: RateLimit | None = None
+    ratelimit_input_tokens_limit: RateLimit | None = None
+    ratelimit_input_tokens_remaining: RateLimit | None = None
+    ratelimit_output_tokens_limit: RateLimit | None = None
+    ratelimit_output_tokens_remaining: RateLimit | None = None
+
+
+# The `ratelimit_*` fields of `Event`, in declaration order: also the order of `ValidEvent.ratelimit`
+# and of their columns in ingest_event.
+RATELIMIT_FIELDS = tuple(name for name in Event.__struct_fields__ if name.startswith("ratelimit_"))
+NO_RATELIMIT: tuple[int | None, ...] = (None,) * len(RATELIMIT_FIELDS)
 
 
 class _Batch(msgspec.Struct, forbid_unknown_fields=True, gc=False):
@@ -140,6 +157,7 @@ class ValidEvent(NamedTuple):
     time_to_first_token_ms: float | None
     client_cost_usd: float | None
     metadata: dict[str, str] | None
+    ratelimit: tuple[int | None, ...] = NO_RATELIMIT  # the `ratelimit_*` values, in RATELIMIT_FIELDS order
 
 
 class BodyError(ValueError):
@@ -236,7 +254,11 @@ def _accept(e: Event, window: Window) -> ValidEvent | None:
     return ValidEvent(e.request_id, e.model, timestamp, e.latency_ms, e.input_tokens or 0, e.output_tokens or 0,
                       e.cache_read_input_tokens or 0, *writes, e.status or "ok", error_type, e.http_status,
                       stop_reason, service, feature, user_id, provider, e.batch or False, service_tier,
-                      e.time_to_first_token_ms, e.cost_usd, metadata)
+                      e.time_to_first_token_ms, e.cost_usd, metadata,
+                      (e.ratelimit_requests_limit, e.ratelimit_requests_remaining, e.ratelimit_tokens_limit,
+                       e.ratelimit_tokens_remaining, e.ratelimit_input_tokens_limit,
+                       e.ratelimit_input_tokens_remaining, e.ratelimit_output_tokens_limit,
+                       e.ratelimit_output_tokens_remaining))
 
 
 # --- field errors, from the declaration ----------------------------------------------------------

@@ -42,7 +42,7 @@ from psycopg.types.numeric import Int8
 
 from core.timeutil import utc_day, utc_hour_number
 from ingest.partitions import forget_known_partitions, partition_name, partitions_ensure
-from ingest.schemas import ValidEvent, Window, body_validate
+from ingest.schemas import RATELIMIT_FIELDS, ValidEvent, Window, body_validate
 from pricing.services import Pricer, pricer_for
 
 _COLUMNS: list[tuple[str, str]] = [
@@ -72,6 +72,7 @@ _COLUMNS: list[tuple[str, str]] = [
     ("client_cost_usd", "numeric"),
     ("price_source", "text"),
     ("metadata", "jsonb"),
+    *((name, "int8") for name in RATELIMIT_FIELDS),
     ("project_id", "int8"),
     ("environment_id", "int8"),
     ("received_at", "timestamptz"),
@@ -153,7 +154,7 @@ def _rows(events: list[ValidEvent], pricer: Pricer, tail: tuple[int, int, dateti
     append = rows.append
     for (request_id, model, timestamp, latency_ms, input_tokens, output_tokens, cache_read, cache_total, cache_5m,
          cache_1h, status, error_type, http_status, stop_reason, service, feature, user_id, provider, batch,
-         service_tier, ttft, client_cost, metadata) in events:
+         service_tier, ttft, client_cost, metadata, ratelimit) in events:
         cost_units, savings_units, source = price(model, provider, timestamp, input_tokens, output_tokens, cache_read,
                                                   cache_5m, cache_1h, batch)
         append((
@@ -161,7 +162,7 @@ def _rows(events: list[ValidEvent], pricer: Pricer, tail: tuple[int, int, dateti
             stop_reason, service_tier, batch, latency_ms, ttft, input_tokens, output_tokens, cache_read, cache_total,
             cache_5m, cache_1h, cost_units, savings_units,
             None if client_cost is None else Decimal(repr(client_cost)), source,
-            None if metadata is None else json.dumps(metadata), *tail,
+            None if metadata is None else json.dumps(metadata), *ratelimit, *tail,
         ))
     return rows
 

@@ -52,7 +52,7 @@ GOOD = {
     "timestamp": "2026-11-24T18:00:00Z", "status": "error", "http_status": 529, "error_type": "overloaded_error",
     "stop_reason": "end_turn", "service": "checkout", "feature": "cart", "user_id": "u_1", "provider": "anthropic",
     "batch": True, "service_tier": "standard", "time_to_first_token_ms": 120, "cost_usd": 0.01,
-    "metadata": {"region": "eu"},
+    "metadata": {"region": "eu"}, "ratelimit_requests_limit": 50, "ratelimit_requests_remaining": 0,
 }
 
 
@@ -124,6 +124,9 @@ def test_defaults_apply_and_the_cache_split_is_worked_out():
         ("metadata", "keys must be 1..64 characters"), ("metadata.k", "must be a string"),
         ("metadata.n", "must not contain NUL characters")]),
     ({"metadata": []}, [("metadata", "must be an object of strings")]),
+    ({"ratelimit_tokens_remaining": -1, "ratelimit_output_tokens_limit": 2.5}, [
+        ("ratelimit_tokens_remaining", "must be between 0 and 9,223,372,036,854,775,807"),
+        ("ratelimit_output_tokens_limit", "must be an integer")]),
     ({"user_id": "\ud800", "prompt": "x"}, [
         ("prompt", "is not a known field (prompt and response text are never accepted)"),
         ("user_id", "must be valid Unicode (no lone surrogate escapes such as \\ud800)")]),

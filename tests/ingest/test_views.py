@@ -159,6 +159,11 @@ BAD_FIELDS = [
     ({"metadata": {f"k{i}": "v" for i in range(21)}}, "metadata", "at most 20 keys"),
     ({"metadata": {"k": 1}}, "metadata.k", "must be a string"),
     ({"metadata": {"k": "v" * 201}}, "metadata.k", "at most 200"),
+    ({"ratelimit_requests_remaining": -1}, "ratelimit_requests_remaining", "between 0"),
+    ({"ratelimit_tokens_limit": 1.5}, "ratelimit_tokens_limit", "must be an integer"),
+    ({"ratelimit_output_tokens_limit": "80000"}, "ratelimit_output_tokens_limit", "must be an integer"),
+    ({"ratelimit_input_tokens_remaining": True}, "ratelimit_input_tokens_remaining", "must be an integer"),
+    ({"ratelimit_requests_limit": 2**63}, "ratelimit_requests_limit", "between 0"),
     ({"prompt": "tell me a secret"}, "prompt", "not a known field"),
     ({"response_text": "..."}, "response_text", "not a known field"),
 ]
@@ -481,3 +486,27 @@ def test_a_lone_surrogate_rejects_its_event_by_field_and_keeps_the_others(client
     assert [r["errors"][0]["field"] for r in body["rejected"]] == ["user_id", "metadata.k"]
     assert "Unicode" in body["rejected"][0]["errors"][0]["message"]
     assert Event.objects.filter(request_id__startswith="s").count() == size - 1
+
+
+RATELIMIT = {
+    "ratelimit_requests_limit": 4000, "ratelimit_requests_remaining": 3999,
+    "ratelimit_tokens_limit": 480_000, "ratelimit_tokens_remaining": 0,
+    "ratelimit_input_tokens_limit": 400_000, "ratelimit_input_tokens_remaining": 398_800,
+    "ratelimit_output_tokens_limit": 80_000, "ratelimit_output_tokens_remaining": 79_700,
+}
+
+
+def _ratelimit_of(request_id: str) -> dict[str, int | None]:
+    return dict(Event.objects.filter(request_id=request_id).values(*RATELIMIT).get())
+
+
+def test_ratelimit_headers_are_stored_by_the_single_and_the_batch_write(client, ingest_key):
+    secret, _ = ingest_key
+    assert post_events(client, secret, ev("rl-one", **RATELIMIT)).json()["accepted"] == 1
+    partial = {"ratelimit_requests_limit": 50, "ratelimit_requests_remaining": 12}
+    batch = [ev("rl-b1", **RATELIMIT), ev("rl-b2", **partial), ev("rl-b3")]
+    assert post_events(client, secret, {"events": batch}).json()["accepted"] == 3
+    assert _ratelimit_of("rl-one") == RATELIMIT
+    assert _ratelimit_of("rl-b1") == RATELIMIT
+    assert _ratelimit_of("rl-b2") == {name: partial.get(name) for name in RATELIMIT}
+    assert _ratelimit_of("rl-b3") == dict.fromkeys(RATELIMIT)
