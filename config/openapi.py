@@ -15,6 +15,7 @@ from django.views.decorators.http import require_GET
 from alerts.models import Condition, Metric, Window
 from ingest.schemas import openapi_components as event_components
 from rollups.selectors import METRIC_FIELDS, PER_USER_KNOWN, SUM_FIELDS
+from rollups.services import HEADROOM_MINS
 
 _STR = {"type": "string"}
 _NSTR = {"type": ["string", "null"]}
@@ -54,6 +55,9 @@ _METRIC_NOTES = {
     "ttft_p50_ms": "time to first token of online calls that reported it; null when none did",
     "ttft_p95_ms": "time to first token of online calls that reported it; null when none did",
     "batch_latency_avg_ms": "average turnaround of Message Batches results; null when none",
+    "rate_limited_requests": "calls answered HTTP 429",
+    **{name: "lowest remaining/limit (0..1) of the anthropic-ratelimit-* headers reported; null when none"
+       for name in HEADROOM_MINS},
 }
 
 
