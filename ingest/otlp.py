@@ -251,6 +251,10 @@ def span_event(span: Span, *, scope: str, service: str | None) -> dict[str, Any]
     event["service_tier"] = _text(attrs.get("anthropic.response.service_tier"), "service_tier")
     event["feature"] = _text(attrs.get("tally.feature"), "feature")
     event["user_id"] = _text(attrs.get("user.id") or attrs.get("enduser.id"), "user_id")
+    # Rate-limit headroom (the ratelimit_* fields) is not mapped: no instrumentation puts the
+    # `anthropic-ratelimit-*` headers on its spans (the anthropic SDK's native spans, anthropic
+    # 2.14 `_tracing.py`, keep only request, organization and workspace ids; OpenLLMetry 0.62.4 and
+    # OpenLIT 1.45 none). A 429 still arrives here as http_status 429, which rollups count.
     status_code = attrs.get("http.response.status_code")
     if isinstance(status_code, int) and not isinstance(status_code, bool) and 100 <= status_code <= 599:
         event["http_status"] = status_code
