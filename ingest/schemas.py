@@ -336,8 +336,9 @@ def _object_errors(t: mi.StructType, raw: dict[str, Any], *, prefix: str = "") -
     return errors
 
 
-_EVENT_TYPE = mi.type_info(Event)
-assert isinstance(_EVENT_TYPE, mi.StructType)
+_EVENT_INFO = mi.type_info(Event)
+assert isinstance(_EVENT_INFO, mi.StructType)
+_EVENT_TYPE: mi.StructType = _EVENT_INFO  # narrowed once, for the functions below
 
 
 def max_length(field: str) -> int:
