@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import anthropic
@@ -514,9 +514,15 @@ def _raw(kwargs: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     `anthropic-ratelimit-*` headers; the application still gets `parse()`'s Message, which is what
     the SDK itself returns from a non-raw call."""
     headers = kwargs.get("extra_headers")
-    if kwargs.get("stream") or (isinstance(headers, dict) and RAW_RESPONSE_HEADER in headers):
+    if kwargs.get("stream"):
         return kwargs, False
-    return {**kwargs, "extra_headers": {**(headers or {}), RAW_RESPONSE_HEADER: "raw"}}, True
+    if not isinstance(headers, Mapping):
+        if headers:  # not a mapping, yet given: leave the call exactly as the application made it
+            return kwargs, False
+        headers = {}  # None, NOT_GIVEN or omit
+    if any(str(name).lower() == RAW_RESPONSE_HEADER.lower() for name in headers):
+        return kwargs, False  # the application asked for the raw response itself
+    return {**kwargs, "extra_headers": {**headers, RAW_RESPONSE_HEADER: "raw"}}, True
 
 
 class _Messages(_Proxy):

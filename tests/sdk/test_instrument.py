@@ -363,7 +363,10 @@ def test_ratelimit_headers_of_every_call_reach_the_events_and_the_metrics_headro
     ids: dict[str, str] = {}
     try:
         fake_anthropic.ratelimit = calls["plain"]
-        ids["plain"] = client.messages.create(model=MODEL, max_tokens=100, messages=user("hello"))._request_id
+        plain = client.messages.create(model=MODEL, max_tokens=100, messages=user("hello"),
+                                       extra_headers={"x-app": "1"})
+        assert type(plain) is anthropic.types.Message  # read through the raw response, handed over parsed
+        ids["plain"] = plain._request_id
         fake_anthropic.ratelimit = calls["stream"]
         stream = client.messages.create(model=MODEL, max_tokens=100, messages=user("hello"), stream=True)
         list(stream)
