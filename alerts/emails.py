@@ -38,7 +38,14 @@ METRIC_LABELS: dict[str, str] = {
     Metric.COST_USD: "spend", Metric.REQUESTS: "requests", Metric.ERROR_RATE: "error rate",
     Metric.LATENCY_P95_MS: "P95 latency", Metric.LATENCY_AVG_MS: "average latency",
     Metric.CACHE_HIT_RATE: "cache hit rate", Metric.TTFT_P95_MS: "P95 time to first token",
+    Metric.RATELIMIT_REQUESTS_HEADROOM_MIN: "rate-limit headroom (requests)",
+    Metric.RATELIMIT_INPUT_TOKENS_HEADROOM_MIN: "rate-limit headroom (input tokens)",
+    Metric.RATELIMIT_OUTPUT_TOKENS_HEADROOM_MIN: "rate-limit headroom (output tokens)",
+    Metric.RATE_LIMITED_REQUESTS: "rate-limited calls (429)",
 }
+_PERCENT = (Metric.ERROR_RATE, Metric.CACHE_HIT_RATE, Metric.RATELIMIT_REQUESTS_HEADROOM_MIN,
+            Metric.RATELIMIT_INPUT_TOKENS_HEADROOM_MIN, Metric.RATELIMIT_OUTPUT_TOKENS_HEADROOM_MIN)
+_LOWER_IS_WORSE = (Metric.CACHE_HIT_RATE, *_PERCENT[2:])
 
 
 def format_metric(metric: str, value: float | None) -> str:
@@ -49,7 +56,7 @@ def format_metric(metric: str, value: float | None) -> str:
         return f"{value / 1000:.1f} s" if value >= 1000 else f"{value:.0f} ms"
     if metric == Metric.COST_USD:
         return f"${value:,.2f}"
-    if metric in (Metric.ERROR_RATE, Metric.CACHE_HIT_RATE):
+    if metric in _PERCENT:
         return f"{value * 100:.1f}%"
     return f"{value:,.0f}"
 
@@ -129,7 +136,7 @@ def incident_context(incident: Incident) -> dict[str, Any]:
     if rule.condition == "anomaly":
         comparison = f"baseline {format_metric(rule.metric, incident.baseline)} (median of the last 14 " \
                      f"{'days' if rule.window == 'day' else 'like hours'})"
-        sign = "<" if rule.metric == Metric.CACHE_HIT_RATE else ">"
+        sign = "<" if rule.metric in _LOWER_IS_WORSE else ">"
         headline_cmp = f"{sign} baseline {format_metric(rule.metric, incident.baseline)}"
     else:
         sign = ">" if rule.condition == "above" else "<"

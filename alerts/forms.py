@@ -95,7 +95,9 @@ class AlertRuleForm(forms.ModelForm):
         if threshold is not None:
             if threshold < 0:
                 self.add_error("threshold", "must not be negative")
-            elif data.get("metric") in (Metric.ERROR_RATE, Metric.CACHE_HIT_RATE) and threshold > 1:
+            elif data.get("metric") in (Metric.ERROR_RATE, Metric.CACHE_HIT_RATE, Metric.RATELIMIT_REQUESTS_HEADROOM_MIN,
+                                        Metric.RATELIMIT_INPUT_TOKENS_HEADROOM_MIN,
+                                        Metric.RATELIMIT_OUTPUT_TOKENS_HEADROOM_MIN) and threshold > 1:
                 self.add_error("threshold", "rates are fractions between 0 and 1 (0.05 = 5%)")
         if data.get("cooldown_minutes") is None and "cooldown_minutes" not in self.errors:
             data["cooldown_minutes"] = 60

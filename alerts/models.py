@@ -20,6 +20,10 @@ class Metric(models.TextChoices):
     LATENCY_AVG_MS = "latency_avg_ms", "average latency"
     CACHE_HIT_RATE = "cache_hit_rate", "cache hit rate"
     TTFT_P95_MS = "ttft_p95_ms", "P95 time to first token"
+    RATELIMIT_REQUESTS_HEADROOM_MIN = "ratelimit_requests_headroom_min", "rate-limit headroom: requests"
+    RATELIMIT_INPUT_TOKENS_HEADROOM_MIN = "ratelimit_input_tokens_headroom_min", "rate-limit headroom: input tokens"
+    RATELIMIT_OUTPUT_TOKENS_HEADROOM_MIN = "ratelimit_output_tokens_headroom_min", "rate-limit headroom: output tokens"
+    RATE_LIMITED_REQUESTS = "rate_limited_requests", "rate-limited calls (HTTP 429)"
 
 
 class Window(models.TextChoices):
@@ -36,7 +40,7 @@ class Condition(models.TextChoices):
 class AlertRule(models.Model):
     project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="alert_rules")
     name = models.CharField(max_length=200)
-    metric = models.CharField(max_length=32, choices=Metric.choices)
+    metric = models.CharField(max_length=40, choices=Metric.choices)  # the longest rate-limit name is 36
     window = models.CharField(max_length=8, choices=Window.choices)
     condition = models.CharField(max_length=16, choices=Condition.choices)
     threshold = models.FloatField(null=True, blank=True)

@@ -30,13 +30,18 @@ GUARDED = {Metric.ERROR_RATE, Metric.LATENCY_P95_MS, Metric.LATENCY_AVG_MS, Metr
 # Latency is measured on online calls (not Message Batches results), time to first token on the
 # online calls that reported one: those are the requests a latency window is judged on.
 LATENCY = {Metric.LATENCY_P95_MS, Metric.LATENCY_AVG_MS}
-ADDITIVE = {Metric.COST_USD, Metric.REQUESTS}
+ADDITIVE = {Metric.COST_USD, Metric.REQUESTS, Metric.RATE_LIMITED_REQUESTS}
+# The lowest remaining/limit of the rate-limit headers: bad when it drops, like the cache hit rate.
+HEADROOM = {Metric.RATELIMIT_REQUESTS_HEADROOM_MIN, Metric.RATELIMIT_INPUT_TOKENS_HEADROOM_MIN,
+            Metric.RATELIMIT_OUTPUT_TOKENS_HEADROOM_MIN}
+LOWER_IS_WORSE = {Metric.CACHE_HIT_RATE, *HEADROOM}
 # Smallest deviation an anomaly must exceed, whatever the MAD: a flat series (MAD 0) must not
 # page on a change nobody would care about.
 ANOMALY_FLOOR: dict[str, float] = {
     Metric.COST_USD: 0.05, Metric.REQUESTS: 10.0, Metric.ERROR_RATE: 0.02,
     Metric.LATENCY_P95_MS: 50.0, Metric.LATENCY_AVG_MS: 25.0, Metric.CACHE_HIT_RATE: 0.05,
-    Metric.TTFT_P95_MS: 25.0,
+    Metric.TTFT_P95_MS: 25.0, Metric.RATE_LIMITED_REQUESTS: 5.0,
+    **dict.fromkeys(HEADROOM, 0.05),
 }
 ANOMALY_RELATIVE_FLOOR = 0.10  # and at least 10% of the baseline median
 MIN_HISTORY = 7  # of the 14 baseline windows, at least this many must have data
@@ -54,6 +59,8 @@ def window_length(window: str) -> timedelta:
 
 def metric_value(row: MetricsRow, metric: str) -> float:
     d = row.as_dict()
+    if metric in HEADROOM and d[metric] is None:
+        return 1.0  # no call reported its limits: nothing says the window was near one
     return float(d[metric] or 0.0)  # None: no call reported it (TTFT); such a window has no requests to judge
 
 

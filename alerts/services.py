@@ -33,6 +33,7 @@ from alerts.selectors import (
     ADDITIVE,
     BASELINE_WINDOWS,
     GUARDED,
+    LOWER_IS_WORSE,
     WindowValue,
     baseline_for,
     budget_status,
@@ -92,7 +93,7 @@ def windows_judge(rule: AlertRule, windows: list[WindowValue]) -> Judgement:
     sensitivity = rule.sensitivity or 3.0
     deviation = (closed.value - baseline.median) / baseline.scale
     # Cache hit rate is bad when it drops; every other metric when it rises.
-    breaching = deviation < -sensitivity if rule.metric == Metric.CACHE_HIT_RATE else deviation > sensitivity
+    breaching = deviation < -sensitivity if rule.metric in LOWER_IS_WORSE else deviation > sensitivity
     return Judgement(breaching, closed, baseline=baseline.median,
                      detail={"deviation": round(deviation, 2), "mad": baseline.mad, "points": baseline.points,
                              "baseline_values": baseline.values})

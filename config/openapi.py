@@ -1,7 +1,8 @@
 """The OpenAPI 3 description of every /api/v1/ endpoint (CONTRACT §3-5, §7), served at
-/api/v1/openapi.json. Written by hand next to the contract; tests run schemathesis
-against it, so a response that drifts from it fails the suite. It lives in config/ because
-it describes every app's API (apps import downwards only).
+/api/v1/openapi.json. Written by hand next to the contract, except the ingest `Event`, which is
+generated from its one declaration (ingest.schemas.Event), and the metrics row, generated from
+rollups' field list. Tests run schemathesis against it, so a response that drifts from it fails
+the suite. It lives in config/ because it describes every app's API (apps import downwards only).
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
 from alerts.models import Condition, Metric, Window
+from ingest.schemas import openapi_components as event_components
 from rollups.selectors import METRIC_FIELDS, PER_USER_KNOWN, SUM_FIELDS
+from rollups.services import HEADROOM_MINS
 
 _STR = {"type": "string"}
 _NSTR = {"type": ["string", "null"]}
 _INT = {"type": "integer"}
 _NUM = {"type": "number"}
-_TOKENS = {"type": "integer", "minimum": 0, "maximum": 10_000_000}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -34,37 +36,6 @@ FIELD_ERRORS: dict[str, Any] = {
     "type": "object", "required": ["errors"],
     "properties": {"errors": {"type": "array", "items": {
         "type": "object", "required": ["field", "message"], "properties": {"field": _STR, "message": _STR}}}},
-}
-
-EVENT = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["request_id", "model", "latency_ms"],
-    "properties": {
-        "request_id": {"type": "string", "minLength": 1, "maxLength": 128},
-        "model": {"type": "string", "minLength": 1, "maxLength": 128},
-        "timestamp": {"type": "string", "format": "date-time",
-                      "description": "RFC 3339 with offset; at most 5 min ahead, 30 days back"},
-        "latency_ms": {"type": "number", "minimum": 0, "maximum": 3_600_000},
-        "input_tokens": _TOKENS, "output_tokens": _TOKENS,
-        "cache_read_input_tokens": _TOKENS, "cache_creation_input_tokens": _TOKENS,
-        "cache_creation": {"type": "object", "additionalProperties": False, "properties": {
-            "ephemeral_5m_input_tokens": _TOKENS, "ephemeral_1h_input_tokens": _TOKENS}},
-        "status": {"type": "string", "enum": ["ok", "error"]},
-        "error_type": {"type": "string", "maxLength": 64},
-        "http_status": {"type": "integer", "minimum": 100, "maximum": 599},
-        "stop_reason": {"type": "string", "maxLength": 64},
-        "service": {"type": "string", "maxLength": 128},
-        "feature": {"type": "string", "maxLength": 128},
-        "user_id": {"type": "string", "maxLength": 256},
-        "provider": {"type": "string", "maxLength": 64},
-        "batch": {"type": "boolean"},
-        "service_tier": {"type": "string", "maxLength": 32},
-        "time_to_first_token_ms": {"type": "number", "minimum": 0, "maximum": 3_600_000},
-        "cost_usd": {"type": "number", "minimum": 0, "maximum": 1_000_000},
-        "metadata": {"type": "object", "maxProperties": 20,
-                     "additionalProperties": {"type": "string", "maxLength": 200}},
-    },
 }
 
 INGEST_RESULT = {
@@ -84,6 +55,9 @@ _METRIC_NOTES = {
     "ttft_p50_ms": "time to first token of online calls that reported it; null when none did",
     "ttft_p95_ms": "time to first token of online calls that reported it; null when none did",
     "batch_latency_avg_ms": "average turnaround of Message Batches results; null when none",
+    "rate_limited_requests": "calls answered HTTP 429",
+    **{name: "lowest remaining/limit (0..1) of the anthropic-ratelimit-* headers reported; null when none"
+       for name in HEADROOM_MINS},
 }
 
 
@@ -227,7 +201,7 @@ def openapi_spec() -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
                                            "description": "ingest, read or admin key"},
                                 "session": {"type": "apiKey", "in": "cookie", "name": "sessionid"}},
-            "schemas": {"Event": EVENT, "IngestResult": INGEST_RESULT, "Error": ERROR,
+            "schemas": {**event_components(), "IngestResult": INGEST_RESULT, "Error": ERROR,
                         "FieldErrors": FIELD_ERRORS, "Metrics": METRICS, "AlertRuleInput": RULE_INPUT,
                         "AlertRule": RULE, "Budgets": BUDGETS,
                         "ProviderConnectionInput": PROVIDER_CONNECTION_INPUT,

@@ -1,9 +1,4 @@
-"""WSGI entry point (gunicorn `config.wsgi:application`).
-
-`POST /api/v1/events` is answered by `ingest.wsgi.IngestApp` without Django's middleware
-(ingest authenticates by bearer key, never by session: see that module); every other request
-goes to Django as usual.
-"""
+"""WSGI entry point (gunicorn `config.wsgi:application`)."""
 
 import gc
 import os
@@ -11,11 +6,7 @@ import os
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
-django_application = get_wsgi_application()
-
-from ingest.wsgi import IngestApp  # noqa: E402 - needs the apps loaded by get_wsgi_application
-
-application = IngestApp(django_application)
+application = get_wsgi_application()
 
 # The cyclic garbage collector was ~8% of a web worker's CPU under batch ingest, which allocates
 # tens of thousands of short-lived objects per request (and frees them by reference counting).

@@ -274,8 +274,11 @@ def latency_figures(s: Series, *, granularity: str) -> dict[str, dict[str, Any]]
 
 
 def errors_figures(s: Series, by_type: Mapping[str, Sequence[Number]], by_status: Mapping[str, Sequence[Number]],
-                   *, granularity: str) -> dict[str, dict[str, Any]]:
+                   *, granularity: str, headroom: Mapping[str, Sequence[Number]] | None = None,
+                   rate_limited: Sequence[int] | None = None) -> dict[str, dict[str, Any]]:
     return {
+        "ratelimit": ratelimit_figure(s.buckets, headroom or {}, rate_limited or [0] * len(s.buckets),
+                                      granularity=granularity),
         "error_rate": error_rate_figure(s.buckets, s["error_rate"], granularity=granularity),
         "by_type": stacked_figure(s.buckets, by_type, unit="requests", y_title="Errors",
                                   granularity=granularity, empty_message="No errors in this range"),
@@ -283,6 +286,27 @@ def errors_figures(s: Series, by_type: Mapping[str, Sequence[Number]], by_status
                                     unit="requests", y_title="Calls", granularity=granularity,
                                     empty_message="No HTTP statuses reported in this range"),
     }
+
+
+def ratelimit_figure(buckets: Sequence[datetime], headroom: Mapping[str, Sequence[Number]],
+                     rate_limited: Sequence[int], *, granularity: str) -> dict[str, Any]:
+    """Rate-limit headroom (%) per model over time, with the buckets that had HTTP 429s marked
+    on the 0% line (how close the limit came, and when it was hit)."""
+    figure = line_figure(buckets, {name: _percent(values) for name, values in headroom.items()}, unit="%",
+                         y_title="Lowest headroom (%)", granularity=granularity,
+                         empty_message="No call reported rate-limit headers in this range")
+    hits = [(x, n) for x, n in zip(x_values(buckets), rate_limited, strict=True) if n]
+    if hits:
+        figure["data"].append({
+            "type": "scatter", "mode": "markers", "name": "HTTP 429", "x": [x for x, _ in hits], "y": [0] * len(hits),
+            "text": [f"{n:,} rate-limited call{'s' if n != 1 else ''}" for _, n in hits],
+            "marker": {"symbol": "x", "size": 11, "color": "#dc2626"}, "hovertemplate": "%{text}<extra></extra>",
+        })
+        figure["layout"]["showlegend"] = True
+        figure["layout"]["margin"]["t"] = 36
+        figure["layout"].pop("annotations", None)
+    figure["layout"]["yaxis"]["range"] = [-5, 105]
+    return figure
 
 
 def cache_figures(s: Series, *, granularity: str) -> dict[str, dict[str, Any]]:

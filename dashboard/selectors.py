@@ -654,6 +654,10 @@ def errors_page(filters: Filters, *, projects: QuerySet[Project]) -> Page:
     page.data["type_totals"] = [(name, sum(counts)) for name, counts in maps["type"].items()]
     page.data["status_totals"] = sorted(((code, sum(counts)) for code, counts in maps["status"].items()),
                                         key=lambda kv: kv[0])
+    page.data["headroom"], page.data["rate_limited"] = {}, [0] * len(page.series.buckets)
+    if not page.per_user:  # rate-limit headers are not kept per end user either
+        page.data["headroom"], page.data["rate_limited"] = ratelimit_series(
+            metrics_query(_query(filters, project, group_by=["model"]), with_as_of=False), page.series.buckets)
     return page
 
 
@@ -697,6 +701,30 @@ def cache_rows(rows: Iterable[MetricsRow], dimension: str) -> list[CacheRow]:
                     written_tokens=row.sums.get("cache_creation_input_tokens", 0),
                     saved_usd=float(row.cache_savings_usd)) for name, row in merged.items()]
     return sorted(out, key=lambda r: (-r.written_tokens, -r.read_tokens, r.name))
+
+
+_HEADROOM_FIELDS = ("ratelimit_requests_headroom_min", "ratelimit_input_tokens_headroom_min",
+                    "ratelimit_output_tokens_headroom_min")
+
+
+def ratelimit_series(by_model: MetricsResult, buckets: list[datetime]
+                     ) -> tuple[dict[str, list[float | None]], list[int]]:
+    """({model: the tightest rate-limit headroom per bucket, the lowest of requests, input and output
+    tokens; None where no call reported the headers}, HTTP 429s per bucket). Models that never
+    reported headers are left out."""
+    index = {b.timestamp(): i for i, b in enumerate(buckets)}
+    headroom: dict[str, list[float | None]] = {}
+    limited = [0] * len(buckets)
+    for row in by_model.series:
+        i = index.get(row.bucket.timestamp()) if row.bucket else None
+        if i is None:
+            continue
+        d = row.as_dict()
+        limited[i] += d["rate_limited_requests"] or 0
+        reported = [d[name] for name in _HEADROOM_FIELDS if d[name] is not None]
+        if reported:
+            headroom.setdefault(row.group["model"], [None] * len(buckets))[i] = min(reported)
+    return dict(sorted(headroom.items())), limited
 
 
 def cache_page(filters: Filters, *, projects: QuerySet[Project]) -> Page:

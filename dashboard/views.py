@@ -81,7 +81,8 @@ def errors(request: HttpRequest) -> HttpResponse:
     """Error rate, errors by type and calls by HTTP status over time."""
     page = selectors.errors_page(_filters(request), projects=visible_projects(request.user))
     figures = None if page.empty else charts.errors_figures(
-        page.series, page.data["by_type"], page.data["by_status"], granularity=page.granularity)
+        page.series, page.data["by_type"], page.data["by_status"], granularity=page.granularity,
+        headroom=page.data["headroom"], rate_limited=page.data["rate_limited"])
     return _render(request, "errors", page, figures)
 
 

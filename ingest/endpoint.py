@@ -1,8 +1,5 @@
-"""`POST /api/v1/events` (CONTRACT §3) as a plain function of the request's few inputs.
-
-Both adapters call it: the Django view (`ingest.views.events_post`) and the lean WSGI app that
-serves this one endpoint without Django's middleware (`ingest.wsgi`). Keeping the whole
-decision here (status, body, Retry-After) is what makes the two answer byte for byte alike.
+"""`POST /api/v1/events` (CONTRACT §3) as a plain function of the request's few inputs; the
+view (`ingest.views.events_post`) adapts it to Django.
 
 Order of checks, as CONTRACT §3 has them: key (401), rate limit (429), content type (415),
 body size (413), JSON (400), shape (400), events (202 or 400). A key this process has seen
@@ -18,16 +15,14 @@ import logging
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-import orjson
 from django.conf import settings
 
 from core.http import CLIENT_INPUT_ERRORS, UNAVAILABLE_ERRORS, database_error_answer
 from core.observability import ingest_observe
 from ingest.ratelimit import rate_limit_check
 from ingest.schemas import BodyError
-from ingest.services import KeyNotLive, events_ingest, events_ingest_json
+from ingest.services import KeyNotLive, events_ingest
 from projects.selectors import IngestKeyRef, ingest_key_from_bearer, ingest_key_is_live
 
 logger = logging.getLogger(__name__)
@@ -73,16 +68,6 @@ def body_read(read: Callable[[int], bytes], *, content_length: str | None, conte
     return raw
 
 
-def _parse(data: bytes) -> tuple[Any, Callable[[], Any] | None]:
-    """(body, exact_body for events_ingest). orjson first (several times faster); whatever it
-    refuses (NaN, lone surrogates, invalid JSON) goes to the json module, which decides alone:
-    same errors, same values as before orjson."""
-    try:
-        return orjson.loads(data), lambda: json.loads(data)
-    except orjson.JSONDecodeError:
-        return json.loads(data), None
-
-
 def _recheck(key: IngestKeyRef, reply: Reply) -> Reply:
     """A non-2xx answer for a key taken from memory: a key revoked meanwhile gets its 401."""
     if key.from_cache and not ingest_key_is_live(key_id=key.id):
@@ -124,15 +109,8 @@ def _handle(authorization: str | None, content_type: str, content_encoding: str 
     except (ValueError, zlib.error) as exc:
         return _recheck(key, _error(400, f"malformed JSON or gzip: {exc}"))
     try:
-        result = events_ingest_json(project_id=key.project_id, environment_id=key.environment_id, data=data,
-                                    max_batch=max_batch, key_id=key.id)
-        if result is None:
-            try:
-                body, exact_body = _parse(data)
-            except ValueError as exc:
-                return _recheck(key, _error(400, f"malformed JSON or gzip: {exc}"))
-            result = events_ingest(project_id=key.project_id, environment_id=key.environment_id, body=body,
-                                   max_batch=max_batch, key_id=key.id, exact_body=exact_body)
+        result = events_ingest(project_id=key.project_id, environment_id=key.environment_id, body=data,
+                               max_batch=max_batch, key_id=key.id)
     except BodyError as exc:
         return _recheck(key, _error(400, str(exc)))
     except KeyNotLive:

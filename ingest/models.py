@@ -56,6 +56,15 @@ class Event(models.Model):
     client_cost_usd = models.DecimalField(max_digits=20, decimal_places=10, null=True)
     price_source = models.CharField(max_length=128)
     metadata = models.JSONField(null=True)
+    # The call's `anthropic-ratelimit-*` response headers, when the client sent them (migration 0006).
+    ratelimit_requests_limit = models.BigIntegerField(null=True)
+    ratelimit_requests_remaining = models.BigIntegerField(null=True)
+    ratelimit_tokens_limit = models.BigIntegerField(null=True)
+    ratelimit_tokens_remaining = models.BigIntegerField(null=True)
+    ratelimit_input_tokens_limit = models.BigIntegerField(null=True)
+    ratelimit_input_tokens_remaining = models.BigIntegerField(null=True)
+    ratelimit_output_tokens_limit = models.BigIntegerField(null=True)
+    ratelimit_output_tokens_remaining = models.BigIntegerField(null=True)
 
     class Meta:
         managed = False

@@ -43,7 +43,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from ingest.schemas import BodyError
+from ingest.schemas import BodyError, max_length
 from ingest.services import IngestResult, events_ingest
 
 PROTOBUF = "application/x-protobuf"
@@ -180,15 +180,16 @@ def _is_model_call(attrs: dict[str, Any]) -> bool:
     return any(name.startswith("gen_ai.usage.") for name in attrs) or "gen_ai.request.model" in attrs
 
 
-def _text(value: Any, limit: int) -> str | None:
+def _text(value: Any, field: str) -> str | None:
+    """`value` as the event's `field`, cut to that field's declared length."""
     if value is None or value == "":
         return None
-    return str(value)[:limit]
+    return str(value)[:max_length(field)]
 
 
 def _error_type(value: Any) -> str:
     text = str(value) if value not in (None, "") else "error"
-    return _ERROR_TYPES.get(text, text)[:64]
+    return _ERROR_TYPES.get(text, text)[:max_length("error_type")]
 
 
 def _tokens(attrs: dict[str, Any], scope: str) -> dict[str, Any]:
@@ -228,7 +229,7 @@ def span_event(span: Span, *, scope: str, service: str | None) -> dict[str, Any]
     request_id = attrs.get("gen_ai.response.id") or attrs.get("anthropic.request.id") or f"otel-{trace_id}-{span_id}"
     event: dict[str, Any] = {
         "request_id": str(request_id), "model": model, "provider": _text(attrs.get("gen_ai.provider.name")
-                                                                         or attrs.get("gen_ai.system"), 64),
+                                                                         or attrs.get("gen_ai.system"), "provider"),
         "service": service, **_tokens(attrs, scope),
         "metadata": {"trace_id": trace_id, "span_id": span_id},
     }
@@ -246,10 +247,14 @@ def span_event(span: Span, *, scope: str, service: str | None) -> dict[str, Any]
         stop = reasons[0] if isinstance(reasons, list) and reasons else reasons
         if scope == OPENLLMETRY_SCOPE and isinstance(stop, str):
             stop = _OPENLLMETRY_FINISH.get(stop, stop)
-    event["stop_reason"] = _text(stop, 64)
-    event["service_tier"] = _text(attrs.get("anthropic.response.service_tier"), 32)
-    event["feature"] = _text(attrs.get("tally.feature"), 128)
-    event["user_id"] = _text(attrs.get("user.id") or attrs.get("enduser.id"), 256)
+    event["stop_reason"] = _text(stop, "stop_reason")
+    event["service_tier"] = _text(attrs.get("anthropic.response.service_tier"), "service_tier")
+    event["feature"] = _text(attrs.get("tally.feature"), "feature")
+    event["user_id"] = _text(attrs.get("user.id") or attrs.get("enduser.id"), "user_id")
+    # Rate-limit headroom (the ratelimit_* fields) is not mapped: no instrumentation puts the
+    # `anthropic-ratelimit-*` headers on its spans (the anthropic SDK's native spans, anthropic
+    # 2.14 `_tracing.py`, keep only request, organization and workspace ids; OpenLLMetry 0.62.4 and
+    # OpenLIT 1.45 none). A 429 still arrives here as http_status 429, which rollups count.
     status_code = attrs.get("http.response.status_code")
     if isinstance(status_code, int) and not isinstance(status_code, bool) and 100 <= status_code <= 599:
         event["http_status"] = status_code
@@ -257,7 +262,7 @@ def span_event(span: Span, *, scope: str, service: str | None) -> dict[str, Any]
         event["status"] = "error"
         event["error_type"] = _error_type(attrs.get("error.type"))
     if attrs.get("anthropic.request.id") and attrs.get("anthropic.request.id") != request_id:
-        event["metadata"]["anthropic_request_id"] = str(attrs["anthropic.request.id"])[:200]
+        event["metadata"]["anthropic_request_id"] = str(attrs["anthropic.request.id"])[:max_length("metadata")]
     return {name: value for name, value in event.items() if value is not None}
 
 
@@ -271,7 +276,7 @@ def spans_events(request: ExportTraceServiceRequest) -> tuple[list[dict[str, Any
     rejected: list[str] = []
     seen = 0
     for resource_spans in request.resource_spans:
-        service = _text(_attributes(resource_spans.resource.attributes).get("service.name"), 128)
+        service = _text(_attributes(resource_spans.resource.attributes).get("service.name"), "service")
         for scope_spans in resource_spans.scope_spans:
             scope = scope_spans.scope.name
             for span in scope_spans.spans:

@@ -25,11 +25,7 @@ def _read_body(request: HttpRequest, limit: int) -> bytes:
 @csrf_exempt
 @require_POST
 def events_post(request: HttpRequest) -> HttpResponse:
-    """CONTRACT §3: one event or {"events": [...]}; 202 once the accepted ones are committed.
-
-    The same answer as the lean WSGI app gives (`ingest.wsgi`, which serves this URL under
-    gunicorn): both are `events_post_handle`.
-    """
+    """CONTRACT §3: one event or {"events": [...]}; 202 once the accepted ones are committed."""
     reply = events_post_handle(authorization=request.headers.get("Authorization"),
                                content_type=request.content_type or "",
                                content_encoding=request.headers.get("Content-Encoding"),

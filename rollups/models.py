@@ -44,6 +44,12 @@ class AggregateValues(models.Model):
     ttft_hist_cnt = ArrayField(models.BigIntegerField(), default=list)
     errors_by_type = models.JSONField(default=dict)
     http_status_counts = models.JSONField(default=dict)
+    # Calls answered HTTP 429, and the lowest remaining/limit (0..1) of the `anthropic-ratelimit-*`
+    # headers the row's calls reported (null when none did): a minimum, so rows merge by min().
+    rate_limited_requests = models.BigIntegerField(default=0)
+    ratelimit_requests_headroom_min = models.FloatField(null=True)
+    ratelimit_input_tokens_headroom_min = models.FloatField(null=True)
+    ratelimit_output_tokens_headroom_min = models.FloatField(null=True)
 
     class Meta:
         abstract = True

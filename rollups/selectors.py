@@ -20,7 +20,7 @@ from django.db import connection
 from django.utils import timezone
 
 from rollups import sketch
-from rollups.services import SLICE_ENV, SLICE_MODEL, SLICE_SERVICE
+from rollups.services import HEADROOM_MINS, SLICE_ENV, SLICE_MODEL, SLICE_SERVICE
 
 GROUPS = ("model", "service", "environment", "feature", "user_id")
 FILTERS = GROUPS
@@ -39,6 +39,7 @@ _GROUP_SQL = {"model": "a.model", "service": "a.service", "environment": "env.na
 SUM_FIELDS = (
     "requests", "errors", "input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens",
     "cache_write_5m_tokens", "cache_write_1h_tokens", "cache_hits", "batch_requests", "unpriced_requests",
+    "rate_limited_requests",
 )
 DECIMAL_FIELDS = ("cost_usd", "cache_savings_usd")
 
@@ -49,6 +50,7 @@ METRIC_FIELDS = (
     "cache_creation_input_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens", "cache_hits", "cache_hit_rate",
     "batch_requests", "cost_usd", "cache_savings_usd", "unpriced_requests", "latency_avg_ms", "latency_p50_ms",
     "latency_p95_ms", "latency_p99_ms", "ttft_p50_ms", "ttft_p95_ms", "batch_latency_avg_ms",
+    "rate_limited_requests", *HEADROOM_MINS,
 )
 PER_USER_UNKNOWN = tuple(name for name in METRIC_FIELDS if name not in PER_USER_KNOWN)
 
@@ -86,6 +88,8 @@ class MetricsRow:
     batch_latency_sum_ms: float = 0.0
     histogram: dict[int, int] = field(default_factory=dict)  # online latency
     ttft_histogram: dict[int, int] = field(default_factory=dict)
+    # The lowest remaining/limit per HEADROOM_MINS name; a name is absent when no call reported it.
+    headroom: dict[str, float] = field(default_factory=dict)
     # Read from per-user spend (rollups_dailyuserspend): only requests, errors and spend are known.
     per_user: bool = False
 
@@ -113,6 +117,8 @@ class MetricsRow:
             self.histogram[index] = self.histogram.get(index, 0) + count
         for index, count in other.ttft_histogram.items():
             self.ttft_histogram[index] = self.ttft_histogram.get(index, 0) + count
+        for name, low in other.headroom.items():
+            self.headroom[name] = min(low, self.headroom.get(name, low))
         self.per_user = self.per_user or other.per_user
 
     def percentiles(self) -> tuple[float, float, float]:
@@ -154,7 +160,9 @@ class MetricsRow:
             ttft_p50_ms=ttft_p50,
             ttft_p95_ms=ttft_p95,
             batch_latency_avg_ms=self.batch_latency_sum_ms / batch if batch else None,
+            rate_limited_requests=self.sums.get("rate_limited_requests", 0),
         )
+        out.update((name, self.headroom.get(name)) for name in HEADROOM_MINS)
         if self.per_user:
             out.update(dict.fromkeys(PER_USER_UNKNOWN))
         return out
@@ -262,9 +270,10 @@ def _fetch(cursor, query: MetricsQuery, groups: list[str], rows: dict[tuple[Any,
     group_by = "".join(f", g_{g}" for g in groups)
     bucket = _bucket_sql(query)
     sums = ", ".join(f"sum(a.{name})::bigint" for name in SUM_FIELDS)
+    mins = ", ".join(f"min(a.{name})" for name in HEADROOM_MINS)
     sums_sql = f"""
         SELECT {bucket} AS bucket{group_cols}, {sums}, sum(a.cost_usd), sum(a.cache_savings_usd),
-               sum(a.latency_sum_ms), sum(a.batch_latency_sum_ms)
+               sum(a.latency_sum_ms), sum(a.batch_latency_sum_ms), {mins}
         FROM {table}
         WHERE {where} GROUP BY bucket{group_by} ORDER BY bucket{group_by}
     """  # noqa: S608 - identifiers come from the fixed maps above
@@ -284,7 +293,9 @@ def _fetch(cursor, query: MetricsQuery, groups: list[str], rows: dict[tuple[Any,
         values = record[1 + len(groups):]
         row = MetricsRow(bucket=key[0], group=dict(zip(groups, key[1:], strict=True)))
         row.sums = dict(zip(SUM_FIELDS, (int(v) for v in values[: len(SUM_FIELDS)]), strict=True))
-        row.cost_usd, row.cache_savings_usd, row.latency_sum_ms, row.batch_latency_sum_ms = values[len(SUM_FIELDS):]
+        rest = values[len(SUM_FIELDS):]
+        row.cost_usd, row.cache_savings_usd, row.latency_sum_ms, row.batch_latency_sum_ms = rest[:4]
+        row.headroom = {name: low for name, low in zip(HEADROOM_MINS, rest[4:], strict=True) if low is not None}
         fetched[key] = row
     cursor.execute(hist_sql, params * 2)
     for record in cursor.fetchall():

@@ -45,8 +45,14 @@ _DIMS = "project_id, environment_id, service, model, feature"
 _SUMS = """
     requests, errors, input_tokens, output_tokens, cache_read_input_tokens, cache_creation_input_tokens,
     cache_write_5m_tokens, cache_write_1h_tokens, cache_hits, batch_requests, cost_usd, cache_savings_usd,
-    unpriced_requests, latency_sum_ms, batch_latency_sum_ms
+    unpriced_requests, latency_sum_ms, batch_latency_sum_ms, rate_limited_requests
 """
+# The lowest remaining/limit ratio (0..1) of the `anthropic-ratelimit-*` headers reported in a row;
+# NULL when no call reported that pair. A minimum of minimums is the minimum: days and slices
+# merge them exactly, like the sums.
+HEADROOM_MINS = ("ratelimit_requests_headroom_min", "ratelimit_input_tokens_headroom_min",
+                 "ratelimit_output_tokens_headroom_min")
+_MINS = ", ".join(f"min({n}) AS {n}" for n in HEADROOM_MINS)
 
 _RAW_SUMS = """
            count(*) AS requests,
@@ -61,9 +67,13 @@ _RAW_SUMS = """
            sum(cost_usd) AS cost_usd, sum(cache_savings_usd) AS cache_savings_usd,
            count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced_requests,
            coalesce(sum(latency_ms::numeric) FILTER (WHERE NOT batch), 0) AS latency_sum,
-           coalesce(sum(latency_ms::numeric) FILTER (WHERE batch), 0) AS batch_latency_sum"""
+           coalesce(sum(latency_ms::numeric) FILTER (WHERE batch), 0) AS batch_latency_sum,
+           count(*) FILTER (WHERE http_status = 429) AS rate_limited_requests,
+           min(requests_headroom) AS ratelimit_requests_headroom_min,
+           min(input_tokens_headroom) AS ratelimit_input_tokens_headroom_min,
+           min(output_tokens_headroom) AS ratelimit_output_tokens_headroom_min"""
 _SUM_NAMES = [n.strip().removesuffix("_ms") for n in _SUMS.split(",")]
-_RESUM = ", ".join(f"sum({n}) AS {n}" for n in _SUM_NAMES)
+_RESUM = ", ".join(f"sum({n}) AS {n}" for n in _SUM_NAMES) + ", " + _MINS
 # The float sums (latency), re-summed from stored float8 values: (expression in _RESUM, stored column).
 _FLOAT_SUMS = (("sum(latency_sum)", "latency_sum_ms"), ("sum(batch_latency_sum)", "batch_latency_sum_ms"))
 
@@ -111,12 +121,13 @@ def _rows(name: str, sums: str, hist: str, ttft: str, errors: str, keys: str, ta
           GROUP BY {keys}, err_code) c GROUP BY {keys}
 ), {name}_ins AS (
     INSERT INTO {table} ({columns}, {_SUMS}, latency_hist_idx, latency_hist_cnt, ttft_hist_idx, ttft_hist_cnt,
-                         errors_by_type, http_status_counts)
+                         errors_by_type, http_status_counts, {", ".join(HEADROOM_MINS)})
     SELECT {select_keys}, requests, errors, input_tokens, output_tokens, cache_read_input_tokens,
            cache_creation_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, cache_hits, batch_requests,
            coalesce(cost_usd, 0), coalesce(cache_savings_usd, 0), unpriced_requests, latency_sum::float8,
-           batch_latency_sum::float8, coalesce(idx, '{{}}'), coalesce(cnt, '{{}}'), coalesce(tidx, '{{}}'),
-           coalesce(tcnt, '{{}}'), coalesce({name}_e.m, '{{}}'::jsonb), coalesce({name}_c.m, '{{}}'::jsonb)
+           batch_latency_sum::float8, rate_limited_requests, coalesce(idx, '{{}}'), coalesce(cnt, '{{}}'), coalesce(tidx, '{{}}'),
+           coalesce(tcnt, '{{}}'), coalesce({name}_e.m, '{{}}'::jsonb), coalesce({name}_c.m, '{{}}'::jsonb),
+           {", ".join(HEADROOM_MINS)}
     FROM {sums} LEFT JOIN {name}_h USING ({keys}) LEFT JOIN {name}_t USING ({keys})
          LEFT JOIN {name}_e USING ({keys}) LEFT JOIN {name}_c USING ({keys})
     -- GROUPING SETS give the empty set a row even when there is nothing to group: no calls, no row.
@@ -147,6 +158,14 @@ _SLICE_HEAD, _SLICE_SETS = _slice_sets("")
 _, _SLICE_BUCKET_SETS = _slice_sets("bucket")
 _, _SLICE_ERROR_SETS = _slice_sets("err_type, err_code")
 
+def _headroom_sql(kind: str) -> str:
+    """remaining / limit of one `anthropic-ratelimit-<kind>-*` pair, at most 1 (remaining above the
+    limit would be a client's mistake); NULL when either is missing or the limit is 0 (says nothing)."""
+    # Not least/greatest alone: they ignore a NULL argument. Ingest keeps both values >= 0.
+    return (f"CASE WHEN ratelimit_{kind}_limit > 0 AND ratelimit_{kind}_remaining IS NOT NULL "
+            f"THEN least(ratelimit_{kind}_remaining::float8 / ratelimit_{kind}_limit, 1) END")
+
+
 # Sums and histograms are grouped apart: the sums by (hour, dimensions) are few groups with
 # many aggregates, the histogram by (hour, dimensions, bucket) many groups with one count.
 # Batch calls get no latency bucket and no TTFT bucket (NULL): they stay out of both histograms.
@@ -156,7 +175,10 @@ _EV_SELECT = f"""
            CASE WHEN NOT batch THEN {bucket_sql("latency_ms")} END AS bucket,
            CASE WHEN NOT batch THEN {bucket_sql("time_to_first_token_ms")} END AS tbucket,
            error_type, http_status, batch, latency_ms, input_tokens, output_tokens, cache_read_input_tokens,
-           cache_creation_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, cache_savings_usd
+           cache_creation_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, cache_savings_usd,
+           {_headroom_sql("requests")} AS requests_headroom,
+           {_headroom_sql("input_tokens")} AS input_tokens_headroom,
+           {_headroom_sql("output_tokens")} AS output_tokens_headroom
     FROM ingest_event
     WHERE project_id = %(project)s AND "timestamp" >= %(start)s AND "timestamp" < %(end)s"""
 _HOUR_GROUPS = f"""
@@ -486,7 +508,7 @@ _VERIFY_COLUMNS = [
     "requests", "errors", "input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens",
     "cache_write_5m_tokens", "cache_write_1h_tokens", "cache_hits", "batch_requests", "cost_usd",
     "cache_savings_usd", "unpriced_requests", "latency_hist_idx", "latency_hist_cnt", "ttft_hist_idx",
-    "ttft_hist_cnt", "errors_by_type", "http_status_counts",
+    "ttft_hist_cnt", "errors_by_type", "http_status_counts", "rate_limited_requests", *HEADROOM_MINS,
 ]
 _VERIFY_FLOATS = ["latency_sum_ms", "batch_latency_sum_ms"]
 

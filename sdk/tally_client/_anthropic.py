@@ -26,16 +26,17 @@ from __future__ import annotations
 import contextlib
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import anthropic
 from anthropic import AsyncStream, Stream
+from anthropic._constants import RAW_RESPONSE_HEADER
 from anthropic._decoders.jsonl import AsyncJSONLDecoder, JSONLDecoder
 from anthropic.resources.messages import AsyncMessagesWithRawResponse, MessagesWithRawResponse
 
 from tally_client import _context
-from tally_client._events import error_fields, message_into, new_request_id, usage_into
+from tally_client._events import error_fields, message_into, new_request_id, ratelimit_into, usage_into
 
 F = TypeVar("F", bound=Callable[..., Any])
 _MARK = "_tally_instrumented"
@@ -121,6 +122,8 @@ class _Call:
         if self.done:
             return
         fields = error_fields(exc, anthropic)
+        if isinstance(exc, anthropic.APIStatusError):  # a 429 says how far over the limit it is, too
+            ratelimit_into(self.event, getattr(exc.response, "headers", None))
         if fields is None:
             if not in_stream:
                 return  # not an API call that failed (e.g. a TypeError from bad arguments)
@@ -138,8 +141,13 @@ class _Call:
         self._emit()
 
     @_safe
-    def begin_stream(self, request_id: str | None) -> None:
+    def begin_stream(self, request_id: str | None, headers: Any = None) -> None:
         self.event["request_id"] = request_id or new_request_id()
+        ratelimit_into(self.event, headers)
+
+    @_safe
+    def headers(self, headers: Any) -> None:
+        ratelimit_into(self.event, headers)
 
     def item(self, item: Any) -> None:
         # The hot path of a stream (once per event): guarded inline rather than through `_safe`.
@@ -172,11 +180,13 @@ class _Call:
     def result(self, result: Any, *, stream: bool) -> Any:
         """Observe what create()/parse() returned (sync)."""
         if isinstance(result, Stream):
-            _observe(result, self, request_id=result.response.headers.get("request-id"))
+            _observe(result, self, request_id=result.response.headers.get("request-id"),
+                     headers=result.response.headers)
         elif isinstance(result, anthropic.APIResponse):  # client.with_raw_response.messages.create
             if stream:
                 self.done = True  # a raw stream's body is the caller's to read: not observed
             else:
+                ratelimit_into(self.event, result.headers)
                 self.message(result.parse(), result.request_id)
         else:
             self.message(result)
@@ -186,13 +196,15 @@ class _Call:
         """Observe what create()/parse() returned (async)."""
         try:
             if isinstance(result, anthropic.AsyncAPIResponse) and not stream:
+                ratelimit_into(self.event, result.headers)
                 self.message(await result.parse(), result.request_id)  # parse() is cached for the caller
                 return
         except Exception:
             self.tally._warn.warning("hook", "tally_client: instrumentation error (call unaffected)", exc_info=True)
             return
         if isinstance(result, AsyncStream):
-            _observe(result, self, request_id=result.response.headers.get("request-id"))
+            _observe(result, self, request_id=result.response.headers.get("request-id"),
+                     headers=result.response.headers)
         elif isinstance(result, anthropic.AsyncAPIResponse):
             self.done = True
         else:
@@ -324,7 +336,7 @@ _MIXINS = ((AsyncStream, _ObservedAsyncStream), (Stream, _ObservedStream),
            (AsyncJSONLDecoder, _ObservedAsyncResults), (JSONLDecoder, _ObservedResults))
 
 
-def _observe(obj: Any, observer: Any, *, request_id: str | None = None) -> None:
+def _observe(obj: Any, observer: Any, *, request_id: str | None = None, headers: Any = None) -> None:
     """Give `obj` (this instance only) a subclass of its own class that reports to `observer`.
     Never raises: an object that cannot be observed is left exactly as it was."""
     try:
@@ -335,7 +347,7 @@ def _observe(obj: Any, observer: Any, *, request_id: str | None = None) -> None:
                 own: type = type(obj)
                 cls = _observed_class(own, mixin)
                 if isinstance(observer, _Call):
-                    observer.begin_stream(request_id)
+                    observer.begin_stream(request_id, headers)
                 obj.__dict__[_CALL] = observer
                 obj.__class__ = cls
                 return
@@ -464,7 +476,7 @@ class _StreamManager:
             raise
         raw = getattr(stream, "_raw_stream", None)
         if raw is not None:
-            _observe(raw, call, request_id=stream.request_id)
+            _observe(raw, call, request_id=stream.request_id, headers=_response_headers(raw))
         return stream
 
     def __exit__(self, *exc_info: Any) -> Any:
@@ -479,7 +491,7 @@ class _StreamManager:
             raise
         raw = getattr(stream, "_raw_stream", None)
         if raw is not None:
-            _observe(raw, call, request_id=stream.request_id)
+            _observe(raw, call, request_id=stream.request_id, headers=_response_headers(raw))
         return stream
 
     async def __aexit__(self, *exc_info: Any) -> Any:
@@ -487,6 +499,30 @@ class _StreamManager:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._manager, name)
+
+
+def _response_headers(stream: Any) -> Any:
+    response = getattr(stream, "response", None)
+    return getattr(response, "headers", None)
+
+
+def _raw(kwargs: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """(the kwargs to call the SDK with, whether we asked for the raw response ourselves).
+
+    A plain Message carries no response headers, so a non-streamed call that the application did
+    not ask raw is made raw here (the SDK's own `with_raw_response` does just this) to read the
+    `anthropic-ratelimit-*` headers; the application still gets `parse()`'s Message, which is what
+    the SDK itself returns from a non-raw call."""
+    headers = kwargs.get("extra_headers")
+    if kwargs.get("stream"):
+        return kwargs, False
+    if not isinstance(headers, Mapping):
+        if headers:  # not a mapping, yet given: leave the call exactly as the application made it
+            return kwargs, False
+        headers = {}  # None, NOT_GIVEN or omit
+    if any(str(name).lower() == RAW_RESPONSE_HEADER.lower() for name in headers):
+        return kwargs, False  # the application asked for the raw response itself
+    return {**kwargs, "extra_headers": {**headers, RAW_RESPONSE_HEADER: "raw"}}, True
 
 
 class _Messages(_Proxy):
@@ -499,23 +535,24 @@ class _Messages(_Proxy):
         return MessagesWithRawResponse(self)  # type: ignore[arg-type]
 
     def create(self, *args: Any, **kwargs: Any) -> Any:
-        call = _Call(self.tally, kwargs.get("model"))
-        try:
-            result = self._inner.create(*args, **kwargs)
-        except Exception as exc:
-            call.error(exc)
-            raise
-        call.result(result, stream=bool(kwargs.get("stream")))
-        return result
+        return self._call(self._inner.create, args, kwargs)
 
     def parse(self, *args: Any, **kwargs: Any) -> Any:
+        return self._call(self._inner.parse, args, kwargs)
+
+    def _call(self, method: Any, args: Any, kwargs: dict[str, Any]) -> Any:
         call = _Call(self.tally, kwargs.get("model"))
+        sent, made_raw = _raw(kwargs)
         try:
-            result = self._inner.parse(*args, **kwargs)
+            result = method(*args, **sent)
         except Exception as exc:
             call.error(exc)
             raise
-        call.result(result, stream=False)
+        if made_raw and isinstance(result, anthropic.APIResponse):
+            message = result.parse()  # as the SDK would have; cached, so the hook below reads the same
+            call.result(result, stream=False)
+            return message
+        call.result(result, stream=bool(kwargs.get("stream")))
         return result
 
     def stream(self, *args: Any, **kwargs: Any) -> Any:
@@ -535,21 +572,22 @@ class _AsyncMessages(_Messages):
         return AsyncMessagesWithRawResponse(self)  # type: ignore[arg-type]
 
     async def create(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
-        call = _Call(self.tally, kwargs.get("model"))
-        try:
-            result = await self._inner.create(*args, **kwargs)
-        except Exception as exc:
-            call.error(exc)
-            raise
-        await call.aresult(result, stream=bool(kwargs.get("stream")))
-        return result
+        return await self._acall(self._inner.create, args, kwargs)
 
     async def parse(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        return await self._acall(self._inner.parse, args, kwargs)
+
+    async def _acall(self, method: Any, args: Any, kwargs: dict[str, Any]) -> Any:
         call = _Call(self.tally, kwargs.get("model"))
+        sent, made_raw = _raw(kwargs)
         try:
-            result = await self._inner.parse(*args, **kwargs)
+            result = await method(*args, **sent)
         except Exception as exc:
             call.error(exc)
             raise
-        await call.aresult(result, stream=False)
+        if made_raw and isinstance(result, anthropic.AsyncAPIResponse):
+            message = await result.parse()  # as the SDK would have; cached for the hook below
+            await call.aresult(result, stream=False)
+            return message
+        await call.aresult(result, stream=bool(kwargs.get("stream")))
         return result

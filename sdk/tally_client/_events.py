@@ -25,8 +25,17 @@ FIELDS = frozenset(
         "cache_read_input_tokens", "cache_creation_input_tokens", "cache_creation", "status", "error_type",
         "http_status", "stop_reason", "service", "feature", "user_id", "provider", "batch", "service_tier",
         "time_to_first_token_ms", "cost_usd", "metadata",
+        "ratelimit_requests_limit", "ratelimit_requests_remaining", "ratelimit_tokens_limit",
+        "ratelimit_tokens_remaining", "ratelimit_input_tokens_limit", "ratelimit_input_tokens_remaining",
+        "ratelimit_output_tokens_limit", "ratelimit_output_tokens_remaining",
     }
 )
+# `anthropic-ratelimit-<kind>-<limit|remaining>` response header -> event field.
+RATELIMIT_HEADERS = {
+    f"anthropic-ratelimit-{kind}-{which}": f"ratelimit_{kind.replace('-', '_')}_{which}"
+    for kind in ("requests", "tokens", "input-tokens", "output-tokens") for which in ("limit", "remaining")
+}
+_MAX_RATELIMIT = 2**63 - 1  # the server's bound (stored as bigint)
 # Server-side length limits of the string fields (ingest/schemas.py); longer values are cut
 # here rather than having the whole event rejected.
 _MAX_LEN = {
@@ -64,6 +73,20 @@ def usage_into(event: dict[str, Any], usage: Any) -> None:
     tier = getattr(usage, "service_tier", None)
     if tier:
         event["service_tier"] = tier
+
+
+def ratelimit_into(event: dict[str, Any], headers: Any) -> None:
+    """Copy the `anthropic-ratelimit-*` limit/remaining headers of a response into `event`. A value
+    that is not a non-negative integer is left out (the server would reject the whole event)."""
+    if headers is None:
+        return
+    get = headers.get
+    for header, name in RATELIMIT_HEADERS.items():
+        value = get(header)
+        if value is not None:
+            value = value.strip()
+            if value.isdigit() and value.isascii() and int(value) <= _MAX_RATELIMIT:
+                event[name] = int(value)
 
 
 def message_into(event: dict[str, Any], message: Any) -> None:
@@ -157,7 +180,8 @@ def wire_service(service: Any) -> str:
 
 _KIND = {**dict.fromkeys(_MAX_LEN, "str"), **dict.fromkeys(_TOKENS, "tokens"), "timestamp": "timestamp",
          "latency_ms": "ms", "time_to_first_token_ms": "ms", "metadata": "metadata", "cache_creation": "split",
-         "status": "any", "http_status": "any", "batch": "any", "cost_usd": "any"}
+         "status": "any", "http_status": "any", "batch": "any", "cost_usd": "any",
+         **dict.fromkeys(RATELIMIT_HEADERS.values(), "any")}  # ints checked by ratelimit_into
 
 
 def to_wire(event: dict[str, Any], *, user_id_key: bytes | None) -> dict[str, Any]:

@@ -64,11 +64,12 @@ def seeded(transactional_db, clean_events):  # type: ignore[no-untyped-def]
     dev = ingest_key_create(project_slug="acme", environment_name="dev").key
     prod_events = [
         _event("req_a", now - timedelta(hours=2), latency_ms=100, user_id="u_1",
-               cache_read_input_tokens=3000, metadata={"region": "eu-west"}, feature="summarize"),
+               cache_read_input_tokens=3000, metadata={"region": "eu-west"}, feature="summarize",
+               ratelimit_requests_limit=50, ratelimit_requests_remaining=35),
         _event("req_b", now - timedelta(hours=3), latency_ms=300, status="error", error_type="overloaded_error",
                http_status=529, service="search", user_id="u_2", feature="summarize"),
         _event("req_c", now - timedelta(hours=1), model="claude-haiku-4-5", latency_ms=50, http_status=200,
-               feature="chat",
+               feature="chat", ratelimit_input_tokens_limit=400_000, ratelimit_input_tokens_remaining=120_000,
                cache_creation_input_tokens=2000, cache_creation={"ephemeral_5m_input_tokens": 1500,
                                                                 "ephemeral_1h_input_tokens": 500}),
         _event("req_x", now - timedelta(hours=4), model="claude-experimental-x", latency_ms=900),

@@ -12,7 +12,7 @@ from tests.dashboard.conftest import PASSWORD, SCREENSHOTS
 pytestmark = pytest.mark.browser
 
 # page name -> (path, number of charts on it)
-PAGES = {"overview": ("/", 6), "spend": ("/spend", 3), "latency": ("/latency", 4), "errors": ("/errors", 3),
+PAGES = {"overview": ("/", 6), "spend": ("/spend", 3), "latency": ("/latency", 4), "errors": ("/errors", 4),
          "cache": ("/cache", 3), "events": ("/events", 0)}
 
 

@@ -119,6 +119,45 @@ def test_errors_page_splits_errors_by_type_and_status(logged_in, seeded):
     assert {t["name"] for t in figures["by_status"]["data"]} == {"HTTP 529"}
 
 
+def test_errors_page_charts_rate_limit_headroom_per_model_and_marks_429s(logged_in, clean_events):
+    from ingest.services import events_ingest
+    from projects.services import ingest_key_create
+    from rollups.services import rollup_until_current
+
+    hour = datetime.now(tz=UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
+    key = ingest_key_create(project_slug="acme", environment_name="prod").key
+    base = {"latency_ms": 300, "input_tokens": 10}
+    events = [
+        {**base, "request_id": "s1", "model": "claude-sonnet-4-6", "timestamp": hour.isoformat(),
+         "ratelimit_requests_limit": 50, "ratelimit_requests_remaining": 40,  # 0.8
+         "ratelimit_output_tokens_limit": 8000, "ratelimit_output_tokens_remaining": 2000},  # 0.25: the tightest
+        {**base, "request_id": "s2", "model": "claude-sonnet-4-6", "timestamp": (hour + timedelta(hours=1)).isoformat(),
+         "status": "error", "http_status": 429, "error_type": "rate_limit_error",
+         "ratelimit_requests_limit": 50, "ratelimit_requests_remaining": 0},
+        {**base, "request_id": "h1", "model": "claude-haiku-4-5", "timestamp": hour.isoformat(),
+         "ratelimit_input_tokens_limit": 400_000, "ratelimit_input_tokens_remaining": 300_000},  # 0.75
+        {**base, "request_id": "x1", "model": "claude-opus-4-1", "timestamp": hour.isoformat()},  # no headers
+    ]
+    events_ingest(project_id=key.project_id, environment_id=key.environment_id, body={"events": events},
+                  max_batch=1000)
+    rollup_until_current()
+    response = logged_in.get("/errors?range=24h")  # hourly buckets
+    page = response.context["page"]
+    buckets = page.series.buckets
+    at, after = buckets.index(hour), buckets.index(hour + timedelta(hours=1))
+    haiku, sonnet = [None] * len(buckets), [None] * len(buckets)
+    haiku[at], sonnet[at], sonnet[after] = 0.75, 0.25, 0.0
+    assert page.data["headroom"] == {"claude-haiku-4-5": haiku, "claude-sonnet-4-6": sonnet}
+    assert page.data["rate_limited"] == [int(i == after) for i in range(len(buckets))]
+    figure = response.context["figures"]["ratelimit"]
+    assert [(t["name"], t["y"]) for t in figure["data"]] == [
+        ("claude-haiku-4-5", [None if v is None else v * 100 for v in haiku]),
+        ("claude-sonnet-4-6", [None if v is None else v * 100 for v in sonnet]), ("HTTP 429", [0])]
+    assert figure["data"][2]["x"] == [(hour + timedelta(hours=1)).strftime("%Y-%m-%d %H:%M")]
+    assert figure["data"][2]["text"] == ["1 rate-limited call"]
+    assert b"Rate limits" in response.content
+
+
 def test_cache_page_shows_hit_rate_cached_share_and_ttl_writes(logged_in, seeded):
     totals = logged_in.get("/cache").context["page"].totals
     assert totals["cache_hit_rate"] == pytest.approx(1 / 6)

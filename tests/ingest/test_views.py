@@ -1,7 +1,4 @@
-"""POST /api/v1/events against CONTRACT §3: every field rule and status code.
-
-Each test runs twice: through Django's test client (the view) and through the WSGI app gunicorn
-serves (`config.wsgi.application`, whose lean ingest path skips Django's middleware)."""
+"""POST /api/v1/events against CONTRACT §3: every field rule and status code."""
 
 from __future__ import annotations
 
@@ -16,7 +13,6 @@ from ingest.models import DirtyHour, Event
 from projects.models import IngestKey
 from projects.services import ingest_key_create, ingest_key_revoke
 from tests.conftest import post_events
-from tests.ingest.wsgi_client import WsgiClient
 
 NOW = datetime.now(tz=UTC)
 
@@ -28,9 +24,9 @@ def ev(request_id: str = "req_1", **fields):  # type: ignore[no-untyped-def]
     return event
 
 
-@pytest.fixture(params=["django", "wsgi"])
-def client(request):  # type: ignore[no-untyped-def]
-    return Client() if request.param == "django" else WsgiClient()
+@pytest.fixture
+def client():  # type: ignore[no-untyped-def]
+    return Client()
 
 
 def test_single_event_is_accepted_with_every_field_stored(client, ingest_key):
@@ -163,6 +159,11 @@ BAD_FIELDS = [
     ({"metadata": {f"k{i}": "v" for i in range(21)}}, "metadata", "at most 20 keys"),
     ({"metadata": {"k": 1}}, "metadata.k", "must be a string"),
     ({"metadata": {"k": "v" * 201}}, "metadata.k", "at most 200"),
+    ({"ratelimit_requests_remaining": -1}, "ratelimit_requests_remaining", "between 0"),
+    ({"ratelimit_tokens_limit": 1.5}, "ratelimit_tokens_limit", "must be an integer"),
+    ({"ratelimit_output_tokens_limit": "80000"}, "ratelimit_output_tokens_limit", "must be an integer"),
+    ({"ratelimit_input_tokens_remaining": True}, "ratelimit_input_tokens_remaining", "must be an integer"),
+    ({"ratelimit_requests_limit": 2**63}, "ratelimit_requests_limit", "between 0"),
     ({"prompt": "tell me a secret"}, "prompt", "not a known field"),
     ({"response_text": "..."}, "response_text", "not a known field"),
 ]
@@ -377,11 +378,8 @@ def test_rate_limiter_fails_open_when_redis_is_unreachable(client, ingest_key, s
         assert post_events(client, secret, ev(f"open{i}")).status_code == 202
 
 
-def test_large_batches_take_the_copy_path_with_the_same_results(client, ingest_key):
-    from ingest import services
-
+def test_large_batches_are_stored_like_single_events(client, ingest_key):
     secret, _ = ingest_key
-    assert services.COPY_THRESHOLD <= 100
     events = [ev(f"big{i}", metadata={"i": str(i)}, cache_creation={"ephemeral_5m_input_tokens": 1,
                                                                    "ephemeral_1h_input_tokens": 2})
               for i in range(100)]
@@ -396,7 +394,7 @@ def test_large_batches_take_the_copy_path_with_the_same_results(client, ingest_k
     assert (stored.cache_write_5m_tokens, stored.cache_write_1h_tokens) == (1, 2)
     assert stored.cost_usd is not None
     assert stored.price_source.startswith("genai-prices")
-    # The same event through the small (array) path is stored identically.
+    # The same event posted alone (the single-event write) is stored identically.
     post_events(client, secret, ev("small-twin", metadata={"i": "42"}, cache_creation={
         "ephemeral_5m_input_tokens": 1, "ephemeral_1h_input_tokens": 2}))
     twin = Event.objects.get(request_id="small-twin")
@@ -406,7 +404,7 @@ def test_large_batches_take_the_copy_path_with_the_same_results(client, ingest_k
 
 
 def test_a_large_batch_over_two_days_goes_into_each_days_partition(client, ingest_key):
-    # The COPY path writes each day's events straight into that day's partition.
+    # A batch's events are COPYed straight into each day's partition.
     from django.db import connection
 
     secret, key = ingest_key
@@ -426,8 +424,8 @@ def test_a_large_batch_over_two_days_goes_into_each_days_partition(client, inges
 
 def test_a_partition_dropped_behind_the_process_back_is_made_again(client, ingest_key):
     # This process remembers which day partitions exist; if one is dropped by other means, the
-    # COPY straight into it fails, and the batch is written through the parent after the
-    # partition is made again: nothing is lost and nothing is half-written.
+    # COPY straight into it fails, the transaction rolls back, and the batch is written again
+    # once the partition is made again: nothing is lost and nothing is half-written.
     from django.db import connection
 
     from ingest.partitions import existing_partition_days, partitions_ensure
@@ -461,7 +459,7 @@ def test_events_older_than_the_projects_retention_are_refused(client, ingest_key
     services._retention.clear()
 
 
-def test_request_ids_with_tabs_newlines_and_backslashes_survive_the_copy_path(client, ingest_key):
+def test_request_ids_with_tabs_newlines_and_backslashes_survive_the_batch_copy(client, ingest_key):
     from ingest.models import EventKey
 
     secret, key = ingest_key
@@ -488,3 +486,27 @@ def test_a_lone_surrogate_rejects_its_event_by_field_and_keeps_the_others(client
     assert [r["errors"][0]["field"] for r in body["rejected"]] == ["user_id", "metadata.k"]
     assert "Unicode" in body["rejected"][0]["errors"][0]["message"]
     assert Event.objects.filter(request_id__startswith="s").count() == size - 1
+
+
+RATELIMIT = {
+    "ratelimit_requests_limit": 4000, "ratelimit_requests_remaining": 3999,
+    "ratelimit_tokens_limit": 480_000, "ratelimit_tokens_remaining": 0,
+    "ratelimit_input_tokens_limit": 400_000, "ratelimit_input_tokens_remaining": 398_800,
+    "ratelimit_output_tokens_limit": 80_000, "ratelimit_output_tokens_remaining": 79_700,
+}
+
+
+def _ratelimit_of(request_id: str) -> dict[str, int | None]:
+    return dict(Event.objects.filter(request_id=request_id).values(*RATELIMIT).get())
+
+
+def test_ratelimit_headers_are_stored_by_the_single_and_the_batch_write(client, ingest_key):
+    secret, _ = ingest_key
+    assert post_events(client, secret, ev("rl-one", **RATELIMIT)).json()["accepted"] == 1
+    partial = {"ratelimit_requests_limit": 50, "ratelimit_requests_remaining": 12}
+    batch = [ev("rl-b1", **RATELIMIT), ev("rl-b2", **partial), ev("rl-b3")]
+    assert post_events(client, secret, {"events": batch}).json()["accepted"] == 3
+    assert _ratelimit_of("rl-one") == RATELIMIT
+    assert _ratelimit_of("rl-b1") == RATELIMIT
+    assert _ratelimit_of("rl-b2") == {name: partial.get(name) for name in RATELIMIT}
+    assert _ratelimit_of("rl-b3") == dict.fromkeys(RATELIMIT)

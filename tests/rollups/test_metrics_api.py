@@ -20,7 +20,7 @@ from projects.models import Environment, IngestKey
 from projects.services import ingest_key_create
 from rollups import sketch
 from rollups.selectors import TOTAL, MetricsQuery, metrics_query, per_user_problem
-from rollups.services import rollup_until_current
+from rollups.services import rollup_until_current, rollups_verify
 from tests.rollups.helpers import exact_quantile, ingest
 
 pytestmark = pytest.mark.usefixtures("clean_events")
@@ -413,6 +413,64 @@ def test_ttft_percentiles_of_many_streamed_calls_are_within_one_percent(keys):
     assert totals["ttft_p50_ms"] == sketch.bucket_value(sketch.bucket_of(100.0))
 
 
+# --- rate-limit headroom and 429s --------------------------------------------------------------------
+
+
+def _limits(requests: tuple[int, int] | None = None, input_tokens: tuple[int, int] | None = None,
+            output_tokens: tuple[int, int] | None = None) -> dict[str, int]:
+    """The ratelimit_* event fields of (remaining, limit) pairs."""
+    out: dict[str, int] = {}
+    for kind, pair in (("requests", requests), ("input_tokens", input_tokens), ("output_tokens", output_tokens)):
+        if pair is not None:
+            out[f"ratelimit_{kind}_remaining"], out[f"ratelimit_{kind}_limit"] = pair
+    return out
+
+
+HEADROOM = ("ratelimit_requests_headroom_min", "ratelimit_input_tokens_headroom_min",
+            "ratelimit_output_tokens_headroom_min")
+
+
+def test_headroom_is_the_lowest_ratio_reported_and_429s_are_counted(keys):
+    prod, dev, read = keys
+    day = TODAY - timedelta(days=1)
+    ingest(prod, [
+        event("r1", day + timedelta(hours=1), **_limits((30, 40), (300_000, 400_000), (60_000, 80_000))),
+        event("r2", day + timedelta(hours=1, minutes=5), **_limits((10, 40), (350_000, 400_000))),
+        event("r3", day + timedelta(hours=2), model="claude-haiku-4-5", status="error", http_status=429,
+              error_type="rate_limit_error", **_limits((0, 40), (100_000, 400_000), (80_000, 80_000))),
+        event("r4", day + timedelta(hours=3), status="error", http_status=529, error_type="overloaded_error"),
+        event("r5", day + timedelta(hours=3), **_limits((0, 0), (500, 400))),  # limit 0 says nothing; 500/400 -> 1
+    ])
+    ingest(dev, [event("r6", day + timedelta(hours=1), status="error", http_status=429,
+                       error_type="rate_limit_error", **_limits(output_tokens=(20_000, 80_000))),
+                 event("r7", day - timedelta(hours=1), **_limits((1, 100)))])  # the day before
+    rollup_until_current()
+    iso = day.date().isoformat()
+    client = Client()
+    # A whole day: the daily slice (no filter), the daily rows (a feature filter) and the hours agree.
+    for params in ({}, {"feature": ""}, {"granularity": "hour"}):
+        totals = get(client, read, **params, **{"from": iso, "to": iso}).json()["totals"]
+        assert totals["rate_limited_requests"] == 2
+        assert [totals[name] for name in HEADROOM] == [0.0, 0.25, 0.25], params
+    hours = get(client, read, granularity="hour", **{"from": (day + timedelta(hours=1)).isoformat(),
+                                                     "to": (day + timedelta(hours=4)).isoformat()}).json()
+    assert [[row[name] for name in ("rate_limited_requests", *HEADROOM)] for row in hours["series"]] == [
+        [1, 0.25, 0.75, 0.25], [1, 0.0, 0.25, 1.0], [0, None, 1.0, None]]
+    by_model = get(client, read, group_by="model", environment="prod", **{"from": iso, "to": iso}).json()
+    assert {row["group"]["model"]: [row[name] for name in ("rate_limited_requests", *HEADROOM)]
+            for row in by_model["series"]} == {"claude-haiku-4-5": [1, 0.0, 0.25, 1.0],
+                                               "claude-sonnet-4-6": [0, 0.25, 0.75, 0.75]}
+    # A range that is not whole days: the ragged edge from hourly rows merges with the whole day by min().
+    ragged = get(client, read, **{"from": (day - timedelta(hours=2)).isoformat(),
+                                  "to": (day + timedelta(days=1)).isoformat()}).json()
+    assert [row["ratelimit_requests_headroom_min"] for row in ragged["series"]] == [0.01, 0.0]
+    assert [ragged["totals"][name] for name in ("rate_limited_requests", *HEADROOM)] == [2, 0.0, 0.25, 0.25]
+    # Per user, headroom is not kept.
+    per_user = get(client, read, group_by="user_id", **{"from": iso, "to": iso}).json()["totals"]
+    assert [per_user[name] for name in ("rate_limited_requests", *HEADROOM)] == [None, None, None, None]
+    assert rollups_verify().differences == []
+
+
 # --- format=csv ---------------------------------------------------------------------------------
 
 
@@ -436,11 +494,13 @@ def test_csv_gives_the_series_rows_with_a_header_and_group_columns(keys):
         "bucket,model,environment,requests,errors,error_rate,input_tokens,output_tokens,cache_read_input_tokens,"
         "cache_creation_input_tokens,cache_write_5m_tokens,cache_write_1h_tokens,cache_hits,cache_hit_rate,"
         "batch_requests,cost_usd,cache_savings_usd,unpriced_requests,latency_avg_ms,latency_p50_ms,latency_p95_ms,"
-        "latency_p99_ms,ttft_p50_ms,ttft_p95_ms,batch_latency_avg_ms",
-        f"{bucket},claude-haiku-4-5,prod,1,0,0.0,1000,100,0,0,0,0,0,0.0,1,0.00075,0.0,0,0.0,0.0,0.0,0.0,,,50.0",
-        f"{bucket},claude-sonnet-4-6,dev,1,1,1.0,1000,100,0,0,0,0,0,0.0,0,0.0045,0.0,0,100.0,{p100},{p100},{p100},,,",
+        "latency_p99_ms,ttft_p50_ms,ttft_p95_ms,batch_latency_avg_ms,rate_limited_requests,"
+        "ratelimit_requests_headroom_min,ratelimit_input_tokens_headroom_min,ratelimit_output_tokens_headroom_min",
+        f"{bucket},claude-haiku-4-5,prod,1,0,0.0,1000,100,0,0,0,0,0,0.0,1,0.00075,0.0,0,0.0,0.0,0.0,0.0,,,50.0,0,,,",
+        f"{bucket},claude-sonnet-4-6,dev,1,1,1.0,1000,100,0,0,0,0,0,0.0,0,0.0045,0.0,0,100.0,{p100},{p100},{p100},,,,"
+        "0,,,",
         f"{bucket},claude-sonnet-4-6,prod,1,0,0.0,1000,100,0,0,0,0,0,0.0,0,0.0045,0.0,0,100.0,{p100},{p100},{p100},"
-        f"{p40},{p40},",
+        f"{p40},{p40},,0,,,",
     ]
 
 
@@ -500,7 +560,7 @@ def test_group_by_and_filter_user_id_from_per_user_spend(keys):
         (day2.date().isoformat(), "dev", "alice", 1), (day2.date().isoformat(), "prod", "alice", 1)]
     csv_lines = get(client, read, group_by="user_id", format="csv", **rng).content.decode().splitlines()
     assert csv_lines[0].startswith("bucket,user_id,requests,errors,error_rate,input_tokens,")
-    assert csv_lines[1] == f"{day1.date().isoformat()}T00:00:00Z,alice,1,0,0.0,,,,,,,,,,0.0045,,0,,,,,,,"
+    assert csv_lines[1] == f"{day1.date().isoformat()}T00:00:00Z,alice,1,0,0.0,,,,,,,,,,0.0045,,0,,,,,,,,,,,"
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,9 @@ The last user message picks the behaviour (so one server serves every test):
 | `batch-error`      | (batches) an errored result                                               |
 
 `"stream": true` gets SSE. Every response has a unique `request-id` header (`req_<n>`), and
-every request is logged in `.requests` as (method, path, retry count, request id).
+every request is logged in `.requests` as (method, path, retry count, request id). While
+`.ratelimit` is set ({"requests-remaining": "3", ...}), every POST's response (ok, error or
+stream) also carries it as `anthropic-ratelimit-<name>` headers, as the real API does.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ class FakeAnthropic:
         self.server.fake = self  # type: ignore[attr-defined]
         self.requests: list[tuple[str, str, int, str]] = []
         self.batches: dict[str, dict[str, Any]] = {}
+        self.ratelimit: dict[str, str] | None = None
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
@@ -121,6 +124,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("request-id", request_id)
         for name, value in headers.items():
             self.send_header(name.replace("_", "-"), value)
+        if self.command == "POST":
+            for name, value in (self.fake.ratelimit or {}).items():
+                self.send_header(f"anthropic-ratelimit-{name}", value)
         self.end_headers()
         with contextlib.suppress(OSError):  # the client gave up (timeout tests)
             self.wfile.write(body)

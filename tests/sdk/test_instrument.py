@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import hmac
 import threading
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import anthropic
@@ -323,3 +324,86 @@ def test_a_failing_telemetry_hook_never_breaks_the_call(collector, fake_anthropi
         assert stream.get_final_text() == "Hello from the fake."
     assert "instrumentation error (call unaffected)" in caplog.text
     tally.close(0)
+
+
+# --- rate-limit headers -------------------------------------------------------------------------
+
+
+def _limits(requests: tuple[int, int], input_tokens: tuple[int, int], output_tokens: tuple[int, int]
+            ) -> dict[str, str]:
+    """The fake's anthropic-ratelimit-* headers for (remaining, limit) pairs; `tokens` is input + output."""
+    headers: dict[str, str] = {}
+    tokens = (input_tokens[0] + output_tokens[0], input_tokens[1] + output_tokens[1])
+    for kind, (remaining, limit) in (("requests", requests), ("tokens", tokens), ("input-tokens", input_tokens),
+                                     ("output-tokens", output_tokens)):
+        headers[f"{kind}-limit"], headers[f"{kind}-remaining"] = str(limit), str(remaining)
+    return headers
+
+
+def _stored_limits(event) -> tuple[int | None, ...]:  # type: ignore[no-untyped-def]
+    return tuple(getattr(event, f"ratelimit_{kind}_{which}")
+                 for kind in ("requests", "tokens", "input_tokens", "output_tokens") for which in ("limit", "remaining"))
+
+
+def test_ratelimit_headers_of_every_call_reach_the_events_and_the_metrics_headroom(tally, client, aclient,
+                                                                                 fake_anthropic):
+    from django.test import Client
+
+    from projects.models import IngestKey
+    from projects.services import ingest_key_create
+    from rollups.services import rollup_until_current
+
+    calls = {
+        "plain": _limits((45, 50), (36_000, 40_000), (7_200, 8_000)),  # 0.9 / 0.9 / 0.9
+        "stream": _limits((20, 50), (10_000, 40_000), (6_000, 8_000)),  # 0.4 / 0.25 / 0.75
+        "helper": _limits((40, 50), (30_000, 40_000), (1_000, 8_000)),  # 0.8 / 0.75 / 0.125
+        "429": _limits((0, 50), (40_000, 40_000), (8_000, 8_000)),  # 0 / 1 / 1
+        "async": _limits((49, 50), (20_000, 40_000), (4_000, 8_000)),  # 0.98 / 0.5 / 0.5
+    }
+    ids: dict[str, str] = {}
+    try:
+        fake_anthropic.ratelimit = calls["plain"]
+        plain = client.messages.create(model=MODEL, max_tokens=100, messages=user("hello"),
+                                       extra_headers={"x-app": "1"})
+        assert type(plain) is anthropic.types.Message  # read through the raw response, handed over parsed
+        ids["plain"] = plain._request_id
+        fake_anthropic.ratelimit = calls["stream"]
+        stream = client.messages.create(model=MODEL, max_tokens=100, messages=user("hello"), stream=True)
+        list(stream)
+        ids["stream"] = stream.response.headers["request-id"]
+        fake_anthropic.ratelimit = calls["helper"]
+        with client.messages.stream(model=MODEL, max_tokens=100, messages=user("hello")) as helper:
+            helper.until_done()
+            ids["helper"] = helper.request_id
+        fake_anthropic.ratelimit = calls["429"]
+        with pytest.raises(anthropic.RateLimitError) as raised:
+            client.with_options(max_retries=0).messages.create(model=MODEL, max_tokens=100,
+                                                               messages=user("fail:429:1"))
+        ids["429"] = raised.value.request_id
+        fake_anthropic.ratelimit = calls["async"]
+
+        async def one() -> str:
+            return (await aclient.messages.create(model=MODEL, max_tokens=100, messages=user("hello")))._request_id
+
+        ids["async"] = asyncio.run(one())
+    finally:
+        fake_anthropic.ratelimit = None
+    events = delivered(tally)
+    assert sorted(events) == sorted(ids.values())
+    for name, headers in calls.items():
+        want = tuple(int(headers[f"{kind}-{which}"]) for kind in ("requests", "tokens", "input-tokens",
+                                                                  "output-tokens") for which in ("limit", "remaining"))
+        assert _stored_limits(events[ids[name]]) == want, name
+    assert (events[ids["429"]].status, events[ids["429"]].http_status) == ("error", 429)
+
+    rollup_until_current()
+    read = ingest_key_create(project_slug="acme", environment_name="prod", scope=IngestKey.Scope.READ).secret
+    now = datetime.now(tz=UTC).replace(minute=0, second=0, microsecond=0)
+    window = {"granularity": "hour", "from": (now - timedelta(hours=1)).isoformat(),
+              "to": (now + timedelta(hours=2)).isoformat()}
+    totals = Client().get("/api/v1/metrics", window, HTTP_AUTHORIZATION=f"Bearer {read}").json()["totals"]
+    assert totals["requests"] == 5
+    assert totals["rate_limited_requests"] == 1
+    # The lowest remaining/limit sent: requests 0/50, input 10000/40000, output 1000/8000.
+    assert (totals["ratelimit_requests_headroom_min"], totals["ratelimit_input_tokens_headroom_min"],
+            totals["ratelimit_output_tokens_headroom_min"]) == (0.0, 0.25, 0.125)
