@@ -74,6 +74,8 @@ CALLS_SORT: dict[str, str] = {Metric.COST_USD: "cost"}
 def metric_page(metric: str) -> str:
     if metric.startswith(("latency_", "ttft_")):
         return "/latency"
+    if metric.startswith("ratelimit_") or metric == "rate_limited_requests":
+        return "/errors"  # the Rate limits chart
     return METRIC_PAGES.get(metric, "/")
 
 
