@@ -1,4 +1,4 @@
-"""The filter bar (GET query string) shared by every page, and the explorer's extra fields.
+"""The filter bar (GET query string) shared by every page (the explorer's own fields: dashboard/explorer.py).
 
 Forms only parse; the choices shown in the selects come from the page's selector (the
 aggregates seen in the range), so a filter value is checked for shape here, not for
@@ -8,9 +8,8 @@ these are links people paste around.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from urllib.parse import urlencode
 
@@ -23,8 +22,6 @@ MAX_CUSTOM_DAYS = 400
 # Hourly buckets up to two days, daily beyond (a chart of 720 hourly bars reads as noise).
 HOURLY_UP_TO = timedelta(hours=48)
 DIMENSIONS = ("environment", "service", "model")
-STATUSES = (("", "Any status"), ("ok", "ok"), ("error", "error"))
-_CURSOR = re.compile(r"^(?P<ts>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d))_(?P<id>\d{1,19})$")
 
 
 class FilterForm(forms.Form):
@@ -33,6 +30,8 @@ class FilterForm(forms.Form):
     environment = forms.CharField(required=False, max_length=128)
     service = forms.CharField(required=False, max_length=128)
     model = forms.CharField(required=False, max_length=128)
+    feature = forms.CharField(required=False, max_length=128)
+    user = forms.CharField(required=False, max_length=256)
 
     def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*args, **kwargs)
@@ -53,12 +52,6 @@ class FilterForm(forms.Form):
         return data
 
 
-class ExplorerForm(forms.Form):
-    status = forms.ChoiceField(choices=STATUSES, required=False)
-    request_id = forms.CharField(required=False, max_length=128, strip=True)
-    before = forms.RegexField(regex=_CURSOR, required=False)
-
-
 @dataclass(frozen=True)
 class Filters:
     """What every page shows: a project, a half-open UTC range [start, end) and dimension filters."""
@@ -71,6 +64,8 @@ class Filters:
     environment: str = ""
     service: str = ""
     model: str = ""
+    feature: str = ""
+    user: str = ""
     errors: tuple[str, ...] = ()
 
     @property
@@ -167,32 +162,6 @@ def filters_parse(params: QueryDict, *, now: datetime) -> Filters:
     return Filters(
         project_slug=data.get("project") or "", range=range_, start=start, end=end, now=now,
         environment=data.get("environment") or "", service=data.get("service") or "", model=data.get("model") or "",
+        feature=data.get("feature") or "", user=data.get("user") or "",
         errors=tuple(errors),
     )
-
-
-@dataclass(frozen=True)
-class Explorer:
-    status: str = ""
-    request_id: str = ""
-    before: tuple[datetime, int] | None = None
-    errors: tuple[str, ...] = field(default_factory=tuple)
-
-
-def explorer_parse(params: QueryDict) -> Explorer:
-    form = ExplorerForm(params)
-    form.is_valid()
-    data = form.cleaned_data
-    before = None
-    if data.get("before"):
-        match = _CURSOR.match(data["before"])
-        if match:
-            ts = datetime.fromisoformat(match["ts"].replace("Z", "+00:00"))
-            before = (ts, int(match["id"]))
-    errors = tuple(_message(name, messages) for name, messages in form.errors.items())
-    return Explorer(status=data.get("status") or "", request_id=data.get("request_id") or "", before=before,
-                    errors=errors)
-
-
-def cursor_format(timestamp: datetime, event_id: int) -> str:
-    return f"{timestamp.astimezone(UTC).isoformat().replace('+00:00', 'Z')}_{event_id}"
