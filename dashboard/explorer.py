@@ -90,7 +90,7 @@ class ExplorerForm(forms.Form):
                 self.add_error("cursor", f"not a cursor of the {sort!r} order; starting from the first page.")
             else:
                 key = match["key"]
-                value: Any = (datetime.fromisoformat(key.replace("Z", "+00:00")) if sort == "time"
+                value = (datetime.fromisoformat(key.replace("Z", "+00:00")) if sort == "time"
                               else float(key) if sort == "latency" else int(key))
                 data["cursor_key"] = (value, int(match["id"]))
         return data
@@ -125,10 +125,6 @@ class Explorer:
     @property
     def sort_label(self) -> str:
         return dict(SORTS)[self.sort]
-
-    @property
-    def narrowed(self) -> bool:
-        return any(self.params(sort=""))
 
 
 def _param(value: Any) -> str:
@@ -475,8 +471,10 @@ def events_csv(filters: Filters, explorer: Explorer, *, projects: QuerySet[Proje
     if errors:
         return Export(errors=errors)
     scope = scope_resolve(filters, projects=projects)
-    if scope.project is None:
-        return Export(errors=("no project that you can see",))
+    if scope.project is None or (filters.project_slug and scope.project.slug != filters.project_slug):
+        # The page falls back to another project with a note; a file must not.
+        name = f" {filters.project_slug!r}" if filters.project_slug else ""
+        return Export(errors=(f"no project{name} that you can see",))
     project = scope.project
     environments = _environments(project.pk)
     selection = selection_of(filters, explorer, project_id=project.pk, environments=environments)

@@ -14,6 +14,7 @@ from typing import Any
 
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
@@ -92,7 +93,7 @@ def cache(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
-def events(request: HttpRequest) -> HttpResponse:
+def events(request: HttpRequest) -> HttpResponseBase:
     """The explorer: filter, sort and page through calls (dashboard/explorer.py), or `format=csv` for all of them."""
     filters, params = _filters(request), explorer.explorer_parse(request.GET)
     if params.csv:

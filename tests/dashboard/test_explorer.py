@@ -320,6 +320,13 @@ def test_an_empty_project_exports_no_project_message(client, django_user_model):
     assert response.content.decode() == "Cannot export: no project that you can see\n"
 
 
+def test_csv_of_a_project_you_cannot_see_is_refused_not_swapped(logged_in, calls):
+    response, _ = csv_of(logged_in, project="someone-elses")
+    assert response.status_code == 400
+    assert response.content.decode() == (
+        "Cannot export: no project 'someone-elses' that you can see\n")
+
+
 # --- the page -------------------------------------------------------------------------------------
 
 
