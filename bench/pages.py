@@ -60,7 +60,7 @@ def cases(yesterday: str, deep_cursor: str | None) -> list[tuple[str, dict[str, 
             (f"  http_status=529 sort={sort}", {"http_status": "529", "sort": sort}),
             (f"  kind=online sort={sort}", {"kind": "online", "sort": sort}),
             (f"  min_latency_ms=2000 sort={sort}", {"min_latency_ms": "2000", "sort": sort}),
-            (f"  min_cost_usd=0.1 sort={sort}", {"min_cost_usd": "0.1", "sort": sort}),
+            (f"  min_cost_usd=0.01 sort={sort}", {"min_cost_usd": "0.01", "sort": sort}),
         ]
     ev += [
         (f"  user={RARE_USER} sort=latency", {"user": RARE_USER, "sort": "latency"}),
