@@ -1,4 +1,4 @@
-"""The filter bar (GET query string) shared by every page, and the explorer's extra fields.
+"""The filter bar (GET query string) shared by every page (the explorer's own fields: dashboard/explorer.py).
 
 Forms only parse; the choices shown in the selects come from the page's selector (the
 aggregates seen in the range), so a filter value is checked for shape here, not for
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from urllib.parse import urlencode
 
@@ -28,8 +28,6 @@ HOURLY_UP_TO = timedelta(hours=48)
 DIMENSIONS = ("environment", "service", "model")
 # Filters that metrics_query answers from the aggregates (user_id is kept per day apart).
 METRIC_DIMENSIONS = (*DIMENSIONS, "feature")
-STATUSES = (("", "Any status"), ("ok", "ok"), ("error", "error"))
-_CURSOR = re.compile(r"^(?P<ts>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d))_(?P<id>\d{1,19})$")
 _DATE = re.compile(r"^\d{4}-\d\d-\d\d$")
 
 
@@ -93,12 +91,6 @@ class FilterForm(forms.Form):
             if end_at - start.at > timedelta(days=MAX_CUSTOM_DAYS):
                 raise forms.ValidationError(f"A custom range may span at most {MAX_CUSTOM_DAYS} days.")
         return data
-
-
-class ExplorerForm(forms.Form):
-    status = forms.ChoiceField(choices=STATUSES, required=False)
-    request_id = forms.CharField(required=False, max_length=128, strip=True)
-    before = forms.RegexField(regex=_CURSOR, required=False)
 
 
 def rfc3339(at: datetime) -> str:
@@ -277,30 +269,3 @@ def filters_parse(params: QueryDict, *, now: datetime) -> Filters:
         feature=data.get("feature") or "", user=data.get("user") or "", compare=bool(data.get("compare")),
         errors=tuple(errors),
     )
-
-
-@dataclass(frozen=True)
-class Explorer:
-    status: str = ""
-    request_id: str = ""
-    before: tuple[datetime, int] | None = None
-    errors: tuple[str, ...] = field(default_factory=tuple)
-
-
-def explorer_parse(params: QueryDict) -> Explorer:
-    form = ExplorerForm(params)
-    form.is_valid()
-    data = form.cleaned_data
-    before = None
-    if data.get("before"):
-        match = _CURSOR.match(data["before"])
-        if match:
-            ts = datetime.fromisoformat(match["ts"].replace("Z", "+00:00"))
-            before = (ts, int(match["id"]))
-    errors = tuple(_message(name, messages) for name, messages in form.errors.items())
-    return Explorer(status=data.get("status") or "", request_id=data.get("request_id") or "", before=before,
-                    errors=errors)
-
-
-def cursor_format(timestamp: datetime, event_id: int) -> str:
-    return f"{timestamp.astimezone(UTC).isoformat().replace('+00:00', 'Z')}_{event_id}"

@@ -7,8 +7,8 @@ previous period. What `metrics_query` does not offer yet is read here straight f
 aggregate tables (error/status maps, per-user spend, the filter choices); those reads
 belong in rollups/selectors.py once it grows them.
 
-The explorer and the event detail read `ingest_event`, always bounded by project and
-time so partition pruning and the (project_id, "timestamp") index do the work.
+The event detail (and the explorer, dashboard/explorer.py) read `ingest_event`, always
+bounded by project and time so partition pruning and the indexes do the work.
 """
 
 from __future__ import annotations
@@ -22,17 +22,16 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.db import connection
-from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
+from django.db.models import Exists, OuterRef, QuerySet, Sum
 from django.urls import reverse
 
 from alerts.selectors import ChartAlerts, chart_alerts
-from dashboard.forms import METRIC_DIMENSIONS, Explorer, Filters, cursor_format, rfc3339
+from dashboard.forms import METRIC_DIMENSIONS, Filters, rfc3339
 from ingest.models import Event, EventKey
-from projects.models import Environment, Project
+from projects.models import Project
 from rollups.models import DailyAggregate, DailyUserSpend
 from rollups.selectors import TOTAL, MetricsQuery, MetricsResult, MetricsRow, aggregate_table, metrics_query
 
-PAGE_SIZE = 50
 TOP_STACKS = 8  # more series than this in a stacked bar is unreadable: the rest become "other"
 TOP_USERS = 10
 # Raw events are dropped after the project's retention; ingest accepts timestamps up to 30
@@ -744,59 +743,7 @@ def cache_page(filters: Filters, *, projects: QuerySet[Project]) -> Page:
     return page
 
 
-# --- raw events: the explorer and the detail page -------------------------------------------------
-
-
-@dataclass
-class EventsPage:
-    filters: Filters
-    scope: Scope
-    explorer: Explorer
-    events: list[Event] = field(default_factory=list)
-    next_cursor: str = ""
-    searched_request_id: bool = False
-
-    @property
-    def empty(self) -> bool:
-        return not self.scope.has_events
-
-
-def events_page(filters: Filters, explorer: Explorer, *, projects: QuerySet[Project]) -> EventsPage:
-    """50 events, newest first, keyset-paginated on (timestamp desc, id desc); or one request id."""
-    scope = scope_resolve(filters, projects=projects)
-    page = EventsPage(filters=filters, scope=scope, explorer=explorer)
-    if scope.project is None or not scope.has_events:
-        return page
-    project_id = scope.project.pk
-    events = Event.objects.select_related("environment").filter(project_id=project_id)
-    if explorer.request_id:
-        # The key table gives the timestamp, so the event is found in its one partition.
-        page.searched_request_id = True
-        at = EventKey.objects.filter(project_id=project_id, request_id=explorer.request_id).values_list(
-            "timestamp", flat=True).first()
-        page.events = [] if at is None else list(events.filter(timestamp=at, request_id=explorer.request_id))
-        return page
-    events = events.filter(timestamp__gte=filters.start, timestamp__lt=filters.end)
-    if filters.environment:
-        events = events.filter(environment_id__in=Environment.objects.filter(
-            project_id=project_id, name=filters.environment).values("pk"))
-    if filters.service:
-        events = events.filter(service=filters.service)
-    if filters.model:
-        events = events.filter(model=filters.model)
-    if explorer.status:
-        events = events.filter(status=explorer.status)
-    if explorer.before:
-        ts, event_id = explorer.before
-        # The plain `timestamp <= ts` is what the index and partition pruning can use; the OR
-        # (a row comparison, which the ORM can't spell) then breaks ties on id.
-        events = events.filter(timestamp__lte=ts).filter(Q(timestamp__lt=ts) | Q(timestamp=ts, id__lt=event_id))
-    rows = list(events.order_by("-timestamp", "-id")[: PAGE_SIZE + 1])
-    page.events = rows[:PAGE_SIZE]
-    if len(rows) > PAGE_SIZE:
-        last = page.events[-1]
-        page.next_cursor = cursor_format(last.timestamp, last.pk)
-    return page
+# --- raw events: the detail page (the explorer: dashboard/explorer.py) -------------------------------------------------
 
 
 @dataclass

@@ -13,14 +13,15 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from dashboard import charts, selectors
-from dashboard.forms import RANGES, STATUSES, Filters, explorer_parse, filters_parse
+from dashboard import charts, explorer, selectors
+from dashboard.forms import RANGES, Filters, filters_parse
 from projects.permissions import visible_projects
 
 
@@ -97,11 +98,19 @@ def cache(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
-def events(request: HttpRequest) -> HttpResponse:
-    """Find a call by request id, or browse the range newest first (50 a page)."""
-    page = selectors.events_page(_filters(request), explorer_parse(request.GET),
-                                projects=visible_projects(request.user))
-    return _render(request, "events", page, statuses=STATUSES)
+def events(request: HttpRequest) -> HttpResponseBase:
+    """The explorer: filter, sort and page through calls (dashboard/explorer.py), or `format=csv` for all of them."""
+    filters, params = _filters(request), explorer.explorer_parse(request.GET)
+    if params.csv:
+        export = explorer.events_csv(filters, params, projects=visible_projects(request.user))
+        if export.lines is None:
+            return HttpResponse("Cannot export: " + "; ".join(export.errors) + "\n", status=400,
+                                content_type="text/plain; charset=utf-8")
+        response = StreamingHttpResponse(export.lines, content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="{export.filename}"'
+        return response
+    page = explorer.events_page(filters, params, projects=visible_projects(request.user))
+    return _render(request, "events", page, statuses=explorer.STATUSES, kinds=explorer.KINDS, sorts=explorer.SORTS)
 
 
 @login_required

@@ -18,6 +18,6 @@ REVERSE = "ALTER TABLE ingest_event " + ", ".join(f"DROP COLUMN {name}" for name
 
 
 class Migration(migrations.Migration):
-    dependencies = [("ingest", "0004_event_cost_units")]
+    dependencies = [("ingest", "0005_event_explorer_indexes")]
 
     operations = [migrations.RunSQL(FORWARD, REVERSE)]

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.http import QueryDict
 
-from dashboard.forms import explorer_parse, filters_parse
+from dashboard.forms import filters_parse
 from dashboard.selectors import Kpi
 
 NOW = datetime(2026, 11, 26, 14, 35, tzinfo=UTC)
@@ -61,13 +61,6 @@ def test_filters_round_trip_through_the_query_string():
     assert (again.start, again.end, again.environment, again.service, again.model, again.project_slug) == (
         f.start, f.end, "prod", "search", "claude-haiku-4-5", "acme")
     assert f.metric_filters == {"environment": ["prod"], "service": ["search"], "model": ["claude-haiku-4-5"]}
-
-
-def test_explorer_cursor_is_parsed_and_junk_ignored():
-    e = explorer_parse(QueryDict("before=2026-11-26T10:00:00.123456Z_42&status=error"))
-    assert e.before == (datetime(2026, 11, 26, 10, 0, 0, 123456, tzinfo=UTC), 42)
-    assert e.status == "error"
-    assert explorer_parse(QueryDict("before=nonsense")).before is None
 
 
 def test_kpi_change_direction_and_tone():

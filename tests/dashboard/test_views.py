@@ -260,7 +260,7 @@ def test_explorer_paginates_newest_first_with_a_keyset_cursor(logged_in, transac
         if not page.next_cursor:
             break
         assert b'rel="next"' in response.content
-        params = {"before": page.next_cursor}
+        params = {"cursor": page.next_cursor}
     assert pages == 3
     assert len(seen) == len(set(seen)) == 120
 
