@@ -94,6 +94,7 @@ class RequestIdMiddleware:
         incoming = request.headers.get("X-Request-ID", "")
         request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
         token = REQUEST_ID.set(request_id)
+        request.request_id = request_id  # type: ignore[attr-defined]
         started = time.perf_counter()
         try:
             response = self.get_response(request)
@@ -107,5 +108,10 @@ class RequestIdMiddleware:
 
 class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = REQUEST_ID.get()
+        request_id = REQUEST_ID.get()
+        # Django logs a 4xx/5xx answer (django.request) after the middleware has returned and the
+        # context variable is reset; that record carries the request, which carries its ID.
+        if request_id == "-":
+            request_id = getattr(getattr(record, "request", None), "request_id", "-")
+        record.request_id = request_id
         return True
