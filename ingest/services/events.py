@@ -150,7 +150,7 @@ def _rows(events: list[ValidEvent], pricer: Pricer, tail: tuple[int, int, dateti
     """One tuple per event, in `_COLUMNS` order, priced. Runs for every event of every batch:
     the fields are unpacked in one step rather than read one attribute at a time."""
     price = pricer.price_units
-    rows = []
+    rows: list[tuple[Any, ...]] = []
     append = rows.append
     for (request_id, model, timestamp, latency_ms, input_tokens, output_tokens, cache_read, cache_total, cache_5m,
          cache_1h, status, error_type, http_status, stop_reason, service, feature, user_id, provider, batch,
