@@ -336,9 +336,10 @@ def _object_errors(t: mi.StructType, raw: dict[str, Any], *, prefix: str = "") -
     return errors
 
 
-_EVENT_INFO = mi.type_info(Event)
-assert isinstance(_EVENT_INFO, mi.StructType)
-_EVENT_TYPE: mi.StructType = _EVENT_INFO  # narrowed once, for the functions below
+_event_info = mi.type_info(Event)
+if not isinstance(_event_info, mi.StructType):  # pragma: no cover - Event is a Struct
+    raise TypeError("Event must be a msgspec Struct")
+_EVENT_TYPE: mi.StructType = _event_info
 
 
 def max_length(field: str) -> int:

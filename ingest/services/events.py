@@ -120,6 +120,7 @@ WITH {_LIVE}, staged AS (
 ), k AS (
     INSERT INTO ingest_eventkey (project_id, request_id, "timestamp")
     SELECT %s::int8, request_id, "timestamp" FROM staged, live WHERE live.ok
+    ORDER BY request_id COLLATE "C"  -- see _store_batch: the same order in every transaction
     ON CONFLICT DO NOTHING
     RETURNING request_id
 )
@@ -212,8 +213,9 @@ def _store_one(db: BaseDatabaseWrapper, row: tuple[Any, ...], key_id: int | None
 def _store_batch(db: BaseDatabaseWrapper, rows: list[tuple[Any, ...]], key_id: int | None) -> tuple[int, bool]:
     """The batch write, in one transaction; (events inserted, whether the key was live)."""
     project_id, received_at = rows[0][-3], rows[0][-1]
-    # Keys in request_id order: two batches racing on the same ids wait for each other in the same
-    # order instead of deadlocking.
+    # Keys in request_id order (code points: COLLATE "C"): two batches racing on the same ids wait
+    # for each other in the same order instead of deadlocking. The claim sorts them again: after a
+    # rollback the stage's free space may take rows out of COPY order.
     rows.sort(key=itemgetter(0))
     with transaction.atomic(using=db.alias), db.cursor() as cursor, db.wrap_database_errors:
         raw = cursor.cursor  # the psycopg cursor under Django's wrapper
