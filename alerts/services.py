@@ -42,6 +42,7 @@ from alerts.selectors import (
     window_length,
     window_start,
 )
+from ingest.demo import demo_seed
 from rollups.selectors import MetricsQuery, metrics_query
 
 logger = logging.getLogger(__name__)
@@ -392,3 +393,15 @@ def demo_alerts_seed(*, project_id: int, now: datetime | None = None) -> DemoAle
     return DemoAlerts(created=True, rules=len(rules),
                       incidents=Incident.objects.filter(rule__project_id=project_id).count(),
                       notifications=Notification.objects.filter(project_id=project_id).count())
+
+
+def demo_seed_with_alerts(*, alerts: bool = True, now: datetime | None = None, **options: Any) -> dict[str, Any]:
+    """`seed_demo` and the first `make run`: demo events (ingest.demo.demo_seed, with `options`), then,
+    with `alerts`, the demo rules, budget and incidents over them (demo_alerts_seed). It lives here,
+    above ingest, because it composes the whole pipeline. Idempotent: both halves add nothing twice."""
+    summary = demo_seed(now=now, **options)
+    if alerts:
+        seeded = demo_alerts_seed(project_id=summary["project_id"], now=now)
+        summary["alerts"] = {"created": seeded.created, "rules": seeded.rules, "incidents": seeded.incidents,
+                             "notifications": seeded.notifications}
+    return summary

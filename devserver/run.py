@@ -162,10 +162,10 @@ def main() -> int:
             print("web server did not come up; see the log above", file=sys.stderr)
             return 1
         if first_start:
-            from ingest.demo import demo_seed
+            from alerts.services import demo_seed_with_alerts
 
             print("Seeding demo data (first start only)...", flush=True)
-            summary = demo_seed(progress=lambda done, total: print(f"  {done:,} / {total:,} events", flush=True))
+            summary = demo_seed_with_alerts(progress=lambda done, total: print(f"  {done:,} / {total:,} events", flush=True))
             print(f"  seeded {summary['accepted']:,} demo events", flush=True)
         print(
             f"\n  Tally is running at http://127.0.0.1:{port}/\n"

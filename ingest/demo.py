@@ -449,15 +449,13 @@ def demo_seed(
     seed: int = 42,
     progress: Callable[[int, int], None] | None = None,
     now: datetime | None = None,
-    alerts: bool = True,
 ) -> dict[str, Any]:
     """Write `events` demo events over the last `days` days into project `project_slug`.
 
     Returns a summary: accepted / duplicates / rejected counts overall and per environment,
     and the time range covered. `progress(done, total)` is called after each batch.
-    With `alerts` (the default, as on the first `make run`), the events are then rolled up
-    and the project gets demo alert rules and a budget, evaluated over the demo data (see
-    alerts.services.demo_alerts_seed); like the events, they are added only once.
+    Events only: alerts.services.demo_seed_with_alerts (what `seed_demo` and the first `make run`
+    call) adds the demo rules, budget and incidents on top, since alerts sit above ingest.
     """
     if days < 1 or events < 1:
         raise ValueError("days and events must be at least 1")
@@ -475,6 +473,7 @@ def demo_seed(
 
     summary: dict[str, Any] = {
         "project": project_slug,
+        "project_id": project.pk,
         "events": len(generated),
         "accepted": 0,
         "duplicates": 0,
@@ -504,12 +503,4 @@ def demo_seed(
         summary["environments"][env] = {"events": len(env_events), **counts}
         for name in ("accepted", "duplicates", "rejected"):
             summary[name] += counts[name]
-    if alerts:
-        # Imported here: ingest sits below alerts (STYLE 3); this seeding entry point is the one
-        # place that composes the whole pipeline, as `make run` does.
-        from alerts.services import demo_alerts_seed
-
-        seeded = demo_alerts_seed(project_id=project.pk, now=now)
-        summary["alerts"] = {"created": seeded.created, "rules": seeded.rules, "incidents": seeded.incidents,
-                             "notifications": seeded.notifications}
     return summary

@@ -23,7 +23,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from alerts.models import AlertRule, Budget, Notification
-from alerts.services import demo_alerts_seed
+from alerts.services import demo_alerts_seed, demo_seed_with_alerts
 from ingest.demo import UNPRICED_MODEL, demo_seed
 from ingest.models import Event
 from projects.models import Environment, Project
@@ -94,8 +94,8 @@ def test_seed_demo_writes_every_kind_of_event_and_a_rerun_adds_nothing():
 
 def test_same_seed_and_now_give_the_same_events():
     now = datetime.now(tz=UTC).replace(microsecond=0)
-    demo_seed(days=2, events=300, project_slug="twin-a", seed=7, now=now, alerts=False)
-    demo_seed(days=2, events=300, project_slug="twin-b", seed=7, now=now, alerts=False)
+    demo_seed(days=2, events=300, project_slug="twin-a", seed=7, now=now)
+    demo_seed(days=2, events=300, project_slug="twin-b", seed=7, now=now)
     fields = (
         "request_id",
         "timestamp",
@@ -120,14 +120,14 @@ def test_same_seed_and_now_give_the_same_events():
 
 
 def test_more_than_30_days_stays_inside_the_ingest_window():
-    summary = demo_seed(days=45, events=300, project_slug="long", alerts=False)
+    summary = demo_seed(days=45, events=300, project_slug="long")
     assert summary["rejected"] == 0, summary["first_rejection"]
     assert summary["accepted"] == 300
 
 
 def test_invalid_sizes_are_refused():
     with pytest.raises(ValueError, match="at least 1"):
-        demo_seed(days=0, events=10, alerts=False)
+        demo_seed(days=0, events=10)
 
 
 # A fixed "now", so the month of demo events (now-relative) and everything evaluated on it are
@@ -140,7 +140,7 @@ DEMO_NOW = datetime(2026, 12, 3, 9, 30, tzinfo=UTC)
 def test_first_seed_adds_rules_a_budget_and_the_incidents_they_open_once():
     """Issue 12 item 9: thresholds, incidents and an explained alert on the first `make run`."""
     with time_machine.travel(DEMO_NOW, tick=True):
-        summary = demo_seed(now=DEMO_NOW)
+        summary = demo_seed_with_alerts(now=DEMO_NOW)
     assert summary["accepted"] == 20000
     assert summary["alerts"] == {"created": True, "rules": 3, "incidents": 7, "notifications": 15}
     project = Project.objects.get(slug="demo")
@@ -194,7 +194,7 @@ def test_first_seed_adds_rules_a_budget_and_the_incidents_they_open_once():
 
     # A second run (a restart, or seed_demo by hand) adds nothing.
     with time_machine.travel(DEMO_NOW + timedelta(minutes=5), tick=True):
-        again = demo_seed(now=DEMO_NOW)
+        again = demo_seed_with_alerts(now=DEMO_NOW)
     assert (again["accepted"], again["duplicates"]) == (0, 20000)
     assert again["alerts"] == {"created": False, "rules": 0, "incidents": 0, "notifications": 0}
     assert AlertRule.objects.filter(project=project).count() == 3
@@ -205,7 +205,7 @@ def test_first_seed_adds_rules_a_budget_and_the_incidents_they_open_once():
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("clean_events")
 def test_a_crash_midway_leaves_no_demo_alerts_and_the_next_run_seeds_them(monkeypatch):
-    demo_seed(days=3, events=1500, project_slug="crashy", alerts=False)
+    demo_seed(days=3, events=1500, project_slug="crashy")
     project = Project.objects.get(slug="crashy")
 
     def broken(**kwargs):  # type: ignore[no-untyped-def]
@@ -230,7 +230,7 @@ def test_a_crash_midway_leaves_no_demo_alerts_and_the_next_run_seeds_them(monkey
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("clean_events")
 def test_two_seeders_at_once_add_the_demo_alerts_once():
-    demo_seed(days=3, events=1500, project_slug="racy", alerts=False)
+    demo_seed(days=3, events=1500, project_slug="racy")
     project = Project.objects.get(slug="racy")
     barrier = threading.Barrier(2)
 

@@ -1,4 +1,5 @@
-"""`manage.py seed_demo`: realistic demo events through the ingest code path (CONTRACT §2)."""
+"""`manage.py seed_demo`: realistic demo events through the ingest code path (CONTRACT §2), and the demo's
+alert rules, budget and incidents over them (here, in alerts, because that composes every layer)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from ingest.demo import demo_seed
+from alerts.services import demo_seed_with_alerts
 
 
 class Command(BaseCommand):
@@ -25,7 +26,7 @@ class Command(BaseCommand):
             self.stderr.write(f"seed_demo: {done}/{total} events")
 
         try:
-            summary = demo_seed(
+            summary = demo_seed_with_alerts(
                 days=options["days"],
                 events=options["events"],
                 project_slug=options["project"],
