@@ -418,3 +418,35 @@ def _as_of(cursor, project_ids: list[int]) -> datetime:  # type: ignore[no-untyp
     cursor.execute("SELECT min(created_at) FROM ingest_dirtyhour WHERE project_id = ANY(%s)", [project_ids])
     pending = cursor.fetchone()[0]
     return pending if pending is not None else timezone.now()
+
+
+# One statement, so one snapshot: an hour is either still marked dirty (its events not yet in
+# the aggregates) or its rows are committed, never neither (a rollup deletes the marker in the
+# transaction that writes the rows).
+_HOURS_WITH_CALLS_SQL = """
+SELECT hour_start FROM (
+    SELECT hour_start FROM ingest_dirtyhour
+    WHERE project_id = %(project)s AND hour_start >= %(first)s AND hour_start < %(end)s
+    UNION
+    SELECT a.hour_start FROM rollups_hourlyaggregate a
+    WHERE a.project_id = %(project)s AND a.hour_start >= %(first)s AND a.hour_start < %(end)s {where}
+    GROUP BY a.hour_start
+) h ORDER BY hour_start LIMIT %(limit)s
+"""
+
+
+def hours_with_calls(*, project_id: int, start: datetime, end: datetime, filters: dict[str, str],
+                     limit: int) -> list[datetime] | None:
+    """The UTC hours of [start, end) that can hold calls matching `filters` (environment_id,
+    service, model, feature: equality), from the hourly aggregates plus the hours not yet rolled
+    up; None when more than `limit` hours do. Lets a search for a rare value (a feature used a
+    handful of times in a month) read those hours' raw events only, not the whole range."""
+    allowed = ("environment_id", "service", "model", "feature")
+    where = "".join(f" AND a.{name} = %({name})s" for name in allowed if name in filters)
+    first = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    with connection.cursor() as cursor:
+        cursor.execute(_HOURS_WITH_CALLS_SQL.format(where=where),  # noqa: S608 - names from `allowed`
+                       {"project": project_id, "first": first, "end": end, "limit": limit + 1,
+                        **{k: v for k, v in filters.items() if k in allowed}})
+        hours = [row[0] for row in cursor.fetchall()]
+    return None if len(hours) > limit else hours

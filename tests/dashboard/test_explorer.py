@@ -361,3 +361,32 @@ def test_page_offers_the_questions_and_the_export_of_its_selection(logged_in, ca
         "project": "acme", "feature": "refund", "range": "custom", "from": yesterday, "to": yesterday,
         "sort": "cost"}
     assert page.features == ["answer", "refund"]
+
+
+def test_a_rare_feature_is_read_from_its_hours_only_including_hours_not_yet_rolled_up(logged_in, calls):
+    from ingest.services import events_ingest
+    from projects.services import ingest_key_create
+    from rollups.selectors import hours_with_calls
+
+    key = ingest_key_create(project_slug="acme", environment_name="prod").key
+    # Committed but not rolled up: only its dirty-hour marker says where it is.
+    late = _call("e9", 3.5, calls.now, feature="refund", input_tokens=10)
+    assert events_ingest(project_id=key.project_id, environment_id=key.environment_id,
+                         body={"events": [late]}, max_batch=1000).accepted == 1
+    start, end = calls.now - timedelta(days=7), calls.now + timedelta(hours=1)
+    hours = hours_with_calls(project_id=key.project_id, start=start, end=end, filters={"feature": "refund"}, limit=48)
+    hour = calls.now.replace(minute=0)
+    assert hours == [hour - timedelta(hours=30), hour - timedelta(hours=6), hour - timedelta(hours=3),
+                     hour - timedelta(hours=2), hour - timedelta(hours=1)]
+    assert hours_with_calls(project_id=key.project_id, start=start, end=end, filters={"feature": "refund"},
+                            limit=4) is None  # more hours than the limit: not rare
+    assert ids(logged_in, feature="refund") == ["e1", "e2", "e9", "e6", "e8"]  # e9: 3.5 h ago
+    assert ids(logged_in, feature="nobody-uses-this") == []
+
+
+@pytest.mark.parametrize("sort", ["time", "latency", "cost", "tokens"])
+def test_reading_a_features_hours_gives_what_the_whole_range_gives(logged_in, calls, monkeypatch, sort):
+    expected = [rid for rid in ORDERS[sort] if rid in ("e3", "e4", "e7")]  # feature "answer"
+    assert ids(logged_in, feature="answer", sort=sort) == expected
+    monkeypatch.setattr(explorer, "RARE_HOURS", 0)  # every feature is "common": the range is read whole
+    assert ids(logged_in, feature="answer", sort=sort) == expected

@@ -43,8 +43,9 @@ def test_csv_export_has_as_many_rows_as_the_metrics_api_counts(live_server, call
     assert [r[1] for r in rows[1:]] == ["e8", "e1", "e2", "e6"]
 
     # The same filters and range, asked of the aggregates.
-    first = page.locator("input[name=from]").input_value()
-    last = page.locator("input[name=to]").input_value()
+    # The filter bar's datetime-local inputs are UTC (labelled so): the API takes them with their offset.
+    first = page.locator("input[name=from]").input_value() + ":00Z"
+    last = page.locator("input[name=to]").input_value() + ":00Z"
     api = page.request.get(f"{live_server.url}/api/v1/metrics?project=acme&feature=refund&from={first}&to={last}")
     assert api.ok, api.text()
     assert len(rows) - 1 == api.json()["totals"]["requests"] == 4
