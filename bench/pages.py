@@ -1,6 +1,6 @@
 """Page-speed benchmark: every dashboard page and the explorer's filters and orders, on one big project.
 
-    .venv/bin/python -m core.embedded exec -- .venv/bin/python bench/pages.py [--events N] [--reuse] [--keep]
+    .venv/bin/python -m devserver.embedded exec -- .venv/bin/python bench/pages.py [--events N] [--reuse] [--keep]
 
 Builds the bench project `bench-pages` with --events events (default 10M) over 29 days with
 bench/rollup.py's generator (3 environments, 4 services x 3 features, 4 models, 997 users,

@@ -277,7 +277,7 @@ def selection_of(filters: Filters, explorer: Explorer, *, project_id: int,
         where.append(f"{SORT_SQL['cost']} >= %s")
         params.append(int(explorer.min_cost_usd * COST_UNITS_PER_USD))
     few_rows = bool(filters.user or explorer.request_id)
-    dimensions = {name: value for name, value in (("service", filters.service), ("model", filters.model),
+    dimensions: dict[str, str | int] = {name: value for name, value in (("service", filters.service), ("model", filters.model),
                                                    ("feature", filters.feature)) if value}
     if dimensions and not few_rows:
         # A rare service, model or feature (bench/pages.py: a feature with 6 calls in 30 days took

@@ -435,7 +435,7 @@ SELECT hour_start FROM (
 """
 
 
-def hours_with_calls(*, project_id: int, start: datetime, end: datetime, filters: dict[str, str],
+def hours_with_calls(*, project_id: int, start: datetime, end: datetime, filters: dict[str, str | int],
                      limit: int) -> list[datetime] | None:
     """The UTC hours of [start, end) that can hold calls matching `filters` (environment_id,
     service, model, feature: equality), from the hourly aggregates plus the hours not yet rolled
