@@ -63,6 +63,10 @@ class MetricsQuery:
     granularity: str = "day"
     group_by: list[str] = field(default_factory=list)
     filters: dict[str, list[str]] = field(default_factory=dict)
+    # False: sums only, no latency/TTFT histograms (their percentiles are then None). Merging
+    # histograms is most of a grouped query's time; a page that shows no percentile skips it.
+    histograms: bool = True
+    ttft: bool = True  # False: the latency histogram only (a breakdown's P95, no time to first token)
 
     @property
     def uses_daily_table(self) -> bool:
@@ -285,7 +289,8 @@ def _fetch(cursor, query: MetricsQuery, groups: list[str], rows: dict[tuple[Any,
             SELECT {bucket} AS bucket{group_cols}, u.i, sum(u.n)::bigint AS n
             FROM {table}, unnest(a.{column}_idx, a.{column}_cnt) AS u(i, n)
             WHERE {where} GROUP BY bucket{group_by}, u.i
-        ) h GROUP BY bucket{group_by}""" for kind, column in ((0, "latency_hist"), (1, "ttft_hist")))  # noqa: S608
+        ) h GROUP BY bucket{group_by}""" for kind, column in ((0, "latency_hist"), (1, "ttft_hist"))
+        if kind == 0 or query.ttft)  # noqa: S608
     fetched: dict[tuple[Any, ...], MetricsRow] = {}
     cursor.execute(sums_sql, params)
     for record in cursor.fetchall():
@@ -297,8 +302,9 @@ def _fetch(cursor, query: MetricsQuery, groups: list[str], rows: dict[tuple[Any,
         row.cost_usd, row.cache_savings_usd, row.latency_sum_ms, row.batch_latency_sum_ms = rest[:4]
         row.headroom = {name: low for name, low in zip(HEADROOM_MINS, rest[4:], strict=True) if low is not None}
         fetched[key] = row
-    cursor.execute(hist_sql, params * 2)
-    for record in cursor.fetchall():
+    if query.histograms:
+        cursor.execute(hist_sql, params * (2 if query.ttft else 1))
+    for record in cursor.fetchall() if query.histograms else []:
         key = tuple(record[: 1 + len(groups)])
         histogram = dict(zip(record[-2], record[-1], strict=True))
         if record[-3] == 0:
