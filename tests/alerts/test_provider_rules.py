@@ -137,3 +137,27 @@ def test_the_digest_has_a_provider_line_only_with_a_connection(key):
 def test_provider_metric_format():
     assert format_metric(Metric.COVERAGE, 0.667) == "66.7%"
     assert format_metric(Metric.UNMETERED_COST_USD, 1234.5) == "$1,234.50"
+
+
+def test_the_pages_show_a_provider_incident_and_the_form_names_the_window(key, django_user_model):
+    from django.test import Client
+
+    tally_spends_3_dollars(key)
+    provider_read(key, covered=True)
+    gap = rule(key, Metric.COVERAGE, 0.9, "below")
+    rules_evaluate(now=NOW)
+    client = Client()
+    client.force_login(django_user_model.objects.create_superuser("root", "root@example.com", "pw-0123456789"))
+    listing = client.get("/alerts/?project=acme")
+    assert listing.status_code == 200
+    assert "provider coverage" in listing.content.decode()
+    assert "90.0%" in listing.content.decode()
+    history = client.get(f"/alerts/{gap.pk}/?project=acme")
+    assert history.status_code == 200
+    assert "66.7%" in history.content.decode()
+    form = client.post("/alerts/new?project=acme", {
+        "name": "gap", "metric": "unmetered_cost_usd", "window": "hour", "condition": "above", "threshold": "1",
+        "recipients": "finops@example.com"})
+    assert form.status_code == 200
+    assert "unmetered_cost_usd is judged per UTC day: the window must be day, not hour" in form.content.decode()
+    assert AlertRule.objects.count() == 1
