@@ -18,7 +18,14 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import Prefetch
 
-from alerts.emails import METRIC_LABELS, explanation_display, format_metric, incident_links, incident_window
+from alerts.emails import (
+    METRIC_LABELS,
+    explanation_display,
+    format_metric,
+    incident_links,
+    incident_window,
+    provider_display,
+)
 from alerts.models import AlertRule, Budget, Condition, DigestSubscription, Incident, Metric, Notification
 from projects.models import Project
 from projects.permissions import is_project_admin, visible_projects
@@ -552,6 +559,7 @@ class IncidentRow:
     dashboard_link: str
     calls_link: str
     notification: Notification | None
+    provider: dict[str, Any] | None = None  # provider metrics: the day's reconciliation (emails.provider_display)
 
 
 def rule_history(*, rule: AlertRule, now: datetime) -> list[IncidentRow]:
@@ -575,7 +583,8 @@ def rule_history(*, rule: AlertRule, now: datetime) -> list[IncidentRow]:
             value=format_metric(rule.metric, incident.value), compared=compared,
             contributors=explained["contributors"], error_counts=explained["error_counts"],
             no_baseline=explained["no_baseline"], dashboard_link=links["dashboard"], calls_link=links["calls"],
-            notification=next(iter(incident.opened_emails), None)))  # type: ignore[attr-defined]
+            notification=next(iter(incident.opened_emails), None),  # type: ignore[attr-defined]
+            provider=provider_display((incident.detail or {}).get("provider"))))
     return rows
 
 

@@ -154,7 +154,7 @@ def test_the_pages_show_a_provider_incident_and_the_form_names_the_window(key, d
     assert "90.0%" in listing.content.decode()
     history = client.get(f"/alerts/{gap.pk}/?project=acme")
     assert history.status_code == 200
-    assert "66.7%" in history.content.decode()
+    assert "Anthropic billed $4.50; Tally saw $3.00: coverage 66.7%, unmetered $1.50" in history.content.decode()
     form = client.post("/alerts/new?project=acme", {
         "name": "gap", "metric": "unmetered_cost_usd", "window": "hour", "condition": "above", "threshold": "1",
         "recipients": "finops@example.com"})
