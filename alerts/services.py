@@ -45,7 +45,7 @@ from alerts.selectors import (
     window_start,
 )
 from ingest.demo import demo_seed
-from providers.selectors import reconciliation
+from providers.selectors import connection_of, reconciliation
 from rollups.selectors import MetricsQuery, metrics_query
 
 logger = logging.getLogger(__name__)
@@ -193,6 +193,12 @@ def rules_evaluate(*, project_ids: list[int] | None = None, now: datetime | None
     rules = AlertRule.objects.filter(enabled=True).select_related("project")
     for rule in rules:
         due = rule.last_evaluated_at is None or rule.last_evaluated_at < window_start(rule.window, now)
+        if rule.metric in PROVIDER and not due:
+            # The provider's report arrives by its own sync, not by a rollup: a day read since the
+            # last evaluation is new data for the rule.
+            synced = connection_of(project_id=rule.project_id)
+            due = synced is not None and synced.last_synced_at is not None \
+                and synced.last_synced_at > rule.last_evaluated_at  # type: ignore[operator]
         if project_ids is not None and not due and rule.project_id not in project_ids:
             continue  # no new data for it and no window closed since its last evaluation
         try:

@@ -161,3 +161,14 @@ def test_the_pages_show_a_provider_incident_and_the_form_names_the_window(key, d
     assert form.status_code == 200
     assert "unmetered_cost_usd is judged per UTC day: the window must be day, not hour" in form.content.decode()
     assert AlertRule.objects.count() == 1
+
+
+def test_a_sync_after_the_days_evaluation_gets_the_rule_judged_again(key):
+    tally_spends_3_dollars(key)
+    connection = provider_read(key, covered=False)
+    rule(key, Metric.COVERAGE, 0.9, "below")
+    assert rules_evaluate(now=NOW) == {"ok": 1}  # not read yet
+    assert rules_evaluate(project_ids=[], now=NOW + timedelta(minutes=30)) == {}  # nothing new: not due
+    provider_read(key, covered=True)  # the sync reads the day...
+    type(connection).objects.filter(pk=connection.pk).update(last_synced_at=NOW + timedelta(hours=1))
+    assert rules_evaluate(project_ids=[], now=NOW + timedelta(hours=1, minutes=5)) == {"opened": 1}
