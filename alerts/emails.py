@@ -42,10 +42,12 @@ METRIC_LABELS: dict[str, str] = {
     Metric.RATELIMIT_INPUT_TOKENS_HEADROOM_MIN: "rate-limit headroom (input tokens)",
     Metric.RATELIMIT_OUTPUT_TOKENS_HEADROOM_MIN: "rate-limit headroom (output tokens)",
     Metric.RATE_LIMITED_REQUESTS: "rate-limited calls (429)",
+    Metric.COVERAGE: "provider coverage", Metric.UNMETERED_COST_USD: "unmetered spend",
 }
 _PERCENT = (Metric.ERROR_RATE, Metric.CACHE_HIT_RATE, Metric.RATELIMIT_REQUESTS_HEADROOM_MIN,
-            Metric.RATELIMIT_INPUT_TOKENS_HEADROOM_MIN, Metric.RATELIMIT_OUTPUT_TOKENS_HEADROOM_MIN)
+            Metric.RATELIMIT_INPUT_TOKENS_HEADROOM_MIN, Metric.RATELIMIT_OUTPUT_TOKENS_HEADROOM_MIN, Metric.COVERAGE)
 _LOWER_IS_WORSE = (Metric.CACHE_HIT_RATE, *_PERCENT[2:])
+PROVIDER_METRICS = (Metric.COVERAGE, Metric.UNMETERED_COST_USD)
 
 
 def format_metric(metric: str, value: float | None) -> str:
@@ -54,7 +56,7 @@ def format_metric(metric: str, value: float | None) -> str:
     if metric in (Metric.LATENCY_P95_MS, Metric.LATENCY_AVG_MS, Metric.TTFT_P95_MS, "latency_p50_ms",
                   "latency_p99_ms", "ttft_p50_ms"):
         return f"{value / 1000:.1f} s" if value >= 1000 else f"{value:.0f} ms"
-    if metric == Metric.COST_USD:
+    if metric in (Metric.COST_USD, Metric.UNMETERED_COST_USD):
         return f"${value:,.2f}"
     if metric in _PERCENT:
         return f"{value * 100:.1f}%"
@@ -123,6 +125,14 @@ def incident_links(incident: Incident, *, now: datetime | None = None, absolute:
     start, end = incident_window(incident, now=now)
     chart_start = end - timedelta(days=7) if rule.window == "day" else start
     project = rule.project.slug
+    if rule.metric in PROVIDER_METRICS:
+        # The Reconciliation page on the incident's days (its `from`/`to` are inclusive dates).
+        last = (end - timedelta(days=1)).strftime("%Y-%m-%d")
+        dashboard = page_url("/reconciliation", {"project": project, "from": start.strftime("%Y-%m-%d"),
+                                                 "to": last}, absolute=absolute)
+        calls = page_url("/events", {"project": project, "from": rfc3339(start), "to": rfc3339(end)},
+                         absolute=absolute)
+        return {"dashboard": dashboard, "calls": calls}
     dashboard = page_url(metric_page(rule.metric), {"project": project, "from": rfc3339(chart_start),
                                                     "to": rfc3339(end), **_scope_params(rule)}, absolute=absolute)
     sort = "latency" if metric_page(rule.metric) == "/latency" else CALLS_SORT.get(rule.metric)
@@ -153,8 +163,21 @@ def incident_context(incident: Incident) -> dict[str, Any]:
         "comparison": comparison, "value_display": format_metric(rule.metric, incident.value),
         "window_start": incident.window_start, "window_end": incident.window_start + length,
         **explanation_display(rule.metric, incident.detail),
+        "provider": provider_display((incident.detail or {}).get("provider")),
         "link": links["dashboard"], "calls_link": links["calls"],
     }
+
+
+def provider_display(figures: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The day's reconciliation as the email prints it (provider metrics only)."""
+    if not figures:
+        return None
+    return {"summary": f"Anthropic billed {format_metric(Metric.COST_USD, figures['provider_cost_usd'])}; "
+                       f"Tally saw {format_metric(Metric.COST_USD, figures['tally_cost_usd'])}: coverage "
+                       f"{format_metric(Metric.COVERAGE, figures['coverage'])}, unmetered "
+                       f"{format_metric(Metric.UNMETERED_COST_USD, figures['unmetered_cost_usd'])}",
+            "models": [f"{m['model']}: {format_metric(Metric.COST_USD, m['cost_usd'])} unmetered"
+                       for m in figures.get("unmetered_models", [])]}
 
 
 def _share(value: float | None) -> str:

@@ -99,6 +99,17 @@ class AlertRuleForm(forms.ModelForm):
                                         Metric.RATELIMIT_INPUT_TOKENS_HEADROOM_MIN,
                                         Metric.RATELIMIT_OUTPUT_TOKENS_HEADROOM_MIN) and threshold > 1:
                 self.add_error("threshold", "rates are fractions between 0 and 1 (0.05 = 5%)")
+        if data.get("metric") in (Metric.COVERAGE, Metric.UNMETERED_COST_USD):
+            # The provider reports per UTC day, for the whole project: nothing finer to judge.
+            if data.get("window") and data.get("window") != "day":
+                self.add_error("window", f"{data['metric']} is judged per UTC day: the window must be day, "
+                                         f"not {data['window']}")
+            if condition == Condition.ANOMALY:
+                self.add_error("condition", f"{data['metric']} takes a threshold (above / below), not anomaly")
+            for name in ("environment", "service", "model"):
+                if data.get(name):
+                    self.add_error(name, f"{data['metric']} is the provider's figure for the whole project: "
+                                         f"it has no {name} scope")
         if data.get("cooldown_minutes") is None and "cooldown_minutes" not in self.errors:
             data["cooldown_minutes"] = 60
         if data.get("min_requests") is None and "min_requests" not in self.errors:

@@ -24,6 +24,10 @@ class Metric(models.TextChoices):
     RATELIMIT_INPUT_TOKENS_HEADROOM_MIN = "ratelimit_input_tokens_headroom_min", "rate-limit headroom: input tokens"
     RATELIMIT_OUTPUT_TOKENS_HEADROOM_MIN = "ratelimit_output_tokens_headroom_min", "rate-limit headroom: output tokens"
     RATE_LIMITED_REQUESTS = "rate_limited_requests", "rate-limited calls (HTTP 429)"
+    # From the provider's own report (providers app), per UTC day: Tally's cost / the provider's,
+    # and the provider's spend Tally never saw.
+    COVERAGE = "coverage", "provider coverage (Tally / provider cost)"
+    UNMETERED_COST_USD = "unmetered_cost_usd", "unmetered spend (provider cost Tally did not see)"
 
 
 class Window(models.TextChoices):

@@ -18,10 +18,18 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import Prefetch
 
-from alerts.emails import METRIC_LABELS, explanation_display, format_metric, incident_links, incident_window
+from alerts.emails import (
+    METRIC_LABELS,
+    explanation_display,
+    format_metric,
+    incident_links,
+    incident_window,
+    provider_display,
+)
 from alerts.models import AlertRule, Budget, Condition, DigestSubscription, Incident, Metric, Notification
 from projects.models import Project
 from projects.permissions import is_project_admin, visible_projects
+from providers.selectors import Reconciliation, reconciliation
 from rollups.selectors import MetricsQuery, MetricsRow, metrics_query
 
 # Metrics that are ratios or latencies: judged only with enough requests in the window.
@@ -34,7 +42,11 @@ ADDITIVE = {Metric.COST_USD, Metric.REQUESTS, Metric.RATE_LIMITED_REQUESTS}
 # The lowest remaining/limit of the rate-limit headers: bad when it drops, like the cache hit rate.
 HEADROOM = {Metric.RATELIMIT_REQUESTS_HEADROOM_MIN, Metric.RATELIMIT_INPUT_TOKENS_HEADROOM_MIN,
             Metric.RATELIMIT_OUTPUT_TOKENS_HEADROOM_MIN}
-LOWER_IS_WORSE = {Metric.CACHE_HIT_RATE, *HEADROOM}
+LOWER_IS_WORSE = {Metric.CACHE_HIT_RATE, *HEADROOM, Metric.COVERAGE}
+# Judged on the provider's reconciliation (providers.selectors), per closed UTC day, not on rollups.
+PROVIDER = {Metric.COVERAGE, Metric.UNMETERED_COST_USD}
+# How far back a day may be the "latest day read": the sync reads hourly, so a week means it is broken.
+PROVIDER_LOOKBACK_DAYS = 7
 # Smallest deviation an anomaly must exceed, whatever the MAD: a flat series (MAD 0) must not
 # page on a change nobody would care about.
 ANOMALY_FLOOR: dict[str, float] = {
@@ -105,6 +117,57 @@ def rule_windows(rule: AlertRule, *, now: datetime, count: int) -> list[WindowVa
     return [WindowValue(start=r.bucket, requests=metric_requests(r, rule.metric), value=metric_value(r, rule.metric),  # type: ignore[arg-type]
                         row=r)
             for r in rows]
+
+
+@dataclass
+class ProviderDay:
+    """The latest closed UTC day the provider's report has been read for, reconciled."""
+
+    day: datetime  # midnight UTC
+    result: Reconciliation
+    metric: str
+
+    @property
+    def value(self) -> float | None:
+        if self.metric == Metric.COVERAGE:
+            return self.result.coverage  # None: the provider reports no cost, nothing to cover
+        return float(self.result.unmetered_cost_usd)
+
+    def window(self) -> WindowValue | None:
+        value = self.value
+        if value is None:
+            return None
+        requests = sum(r.provider.requests for r in self.result.rows)
+        return WindowValue(start=self.day, requests=requests, value=value, row=MetricsRow(bucket=self.day, group={}))
+
+    def detail(self) -> dict[str, Any]:
+        """What the email prints: the day's totals and the models with spend Tally did not see."""
+        return {"provider": {
+            "provider_cost_usd": float(self.result.provider_cost_usd),
+            "tally_cost_usd": float(self.result.tally_cost_usd),
+            "unmetered_cost_usd": float(self.result.unmetered_cost_usd),
+            "coverage": self.result.coverage,
+            "unmetered_models": [{"model": m, "cost_usd": float(c)} for m, c in self.result.unmetered_models],
+        }}
+
+
+def provider_day(rule: AlertRule, *, now: datetime) -> ProviderDay | None:
+    """The rule's project's latest closed UTC day whose provider report has been read (within
+    PROVIDER_LOOKBACK_DAYS); None when there is none: no reading, no judgement. The current day
+    is never judged: both sides are still filling in, and a lagging report would be a false alarm."""
+    today = window_start("day", now).date()
+    last = today - timedelta(days=1)
+    result = reconciliation(project_id=rule.project_id, start=last - timedelta(days=PROVIDER_LOOKBACK_DAYS - 1),
+                            end=last)
+    conn = result.connection
+    if conn is None or conn.covered_from is None or conn.covered_to is None:
+        return None
+    day = min(last, conn.covered_to)
+    if day < conn.covered_from or day < result.start:
+        return None
+    rows = [r for r in result.rows if r.day == day]
+    return ProviderDay(day=datetime(day.year, day.month, day.day, tzinfo=UTC), metric=rule.metric,
+                       result=Reconciliation(start=day, end=day, connection=conn, rows=rows))
 
 
 @dataclass
@@ -496,6 +559,7 @@ class IncidentRow:
     dashboard_link: str
     calls_link: str
     notification: Notification | None
+    provider: dict[str, Any] | None = None  # provider metrics: the day's reconciliation (emails.provider_display)
 
 
 def rule_history(*, rule: AlertRule, now: datetime) -> list[IncidentRow]:
@@ -519,7 +583,8 @@ def rule_history(*, rule: AlertRule, now: datetime) -> list[IncidentRow]:
             value=format_metric(rule.metric, incident.value), compared=compared,
             contributors=explained["contributors"], error_counts=explained["error_counts"],
             no_baseline=explained["no_baseline"], dashboard_link=links["dashboard"], calls_link=links["calls"],
-            notification=next(iter(incident.opened_emails), None)))  # type: ignore[attr-defined]
+            notification=next(iter(incident.opened_emails), None),  # type: ignore[attr-defined]
+            provider=provider_display((incident.detail or {}).get("provider"))))
     return rows
 
 

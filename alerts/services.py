@@ -34,15 +34,18 @@ from alerts.selectors import (
     BASELINE_WINDOWS,
     GUARDED,
     LOWER_IS_WORSE,
+    PROVIDER,
     WindowValue,
     baseline_for,
     budget_status,
     contributors,
+    provider_day,
     rule_windows,
     window_length,
     window_start,
 )
 from ingest.demo import demo_seed
+from providers.selectors import connection_of, reconciliation
 from rollups.selectors import MetricsQuery, metrics_query
 
 logger = logging.getLogger(__name__)
@@ -57,6 +60,7 @@ class Judgement:
     threshold: float | None = None
     baseline: float | None = None
     detail: dict[str, Any] | None = None
+    judged: bool = True  # False: nothing to judge (no provider reading): leave any incident as it is
 
 
 def _judge_threshold(rule: AlertRule, w: WindowValue) -> bool:
@@ -69,8 +73,20 @@ def _judge_threshold(rule: AlertRule, w: WindowValue) -> bool:
 def rule_judge(rule: AlertRule, *, now: datetime) -> Judgement:
     """Is the rule breached now? Looks at the last closed window (and the current one where a
     partial window is already conclusive)."""
+    if rule.metric in PROVIDER:
+        return provider_judge(rule, now=now)
     count = BASELINE_WINDOWS * (24 if rule.window == "hour" else 1) + 2 if rule.condition == Condition.ANOMALY else 2
     return windows_judge(rule, rule_windows(rule, now=now, count=count))
+
+
+def provider_judge(rule: AlertRule, *, now: datetime) -> Judgement:
+    """Coverage / unmetered spend of the latest closed UTC day the provider's report was read
+    for. No reading (or, for coverage, no provider cost that day): no judgement, never an alarm."""
+    found = provider_day(rule, now=now)
+    window = found.window() if found is not None else None
+    if found is None or window is None:
+        return Judgement(False, None, judged=False)
+    return Judgement(_judge_threshold(rule, window), window, threshold=rule.threshold, detail=found.detail())
 
 
 def windows_judge(rule: AlertRule, windows: list[WindowValue]) -> Judgement:
@@ -113,6 +129,8 @@ def rule_evaluate(*, rule: AlertRule, now: datetime | None = None) -> str:
     now = now or timezone.now()
     judgement = rule_judge(rule, now=now)
     AlertRule.objects.filter(pk=rule.pk).update(last_evaluated_at=now, evaluations=F("evaluations") + 1)
+    if not judgement.judged:
+        return "ok"
     open_incident = Incident.objects.filter(rule=rule, resolved_at__isnull=True).first()
     if judgement.breaching and judgement.window is not None:
         if open_incident is not None:
@@ -128,7 +146,8 @@ def rule_evaluate(*, rule: AlertRule, now: datetime | None = None) -> str:
 def incident_open(*, rule: AlertRule, judgement: Judgement, now: datetime) -> Incident | None:
     assert judgement.window is not None
     detail = dict(judgement.detail or {})
-    detail.update(_contributors_for(rule, judgement.window))
+    if rule.metric not in PROVIDER:  # provider metrics carry the day's reconciliation instead
+        detail.update(_contributors_for(rule, judgement.window))
     detail["window_requests"] = judgement.window.requests
     last = Incident.objects.filter(rule=rule).order_by("-opened_at").first()
     in_cooldown = last is not None and last.notified and now - last.opened_at < timedelta(
@@ -174,6 +193,12 @@ def rules_evaluate(*, project_ids: list[int] | None = None, now: datetime | None
     rules = AlertRule.objects.filter(enabled=True).select_related("project")
     for rule in rules:
         due = rule.last_evaluated_at is None or rule.last_evaluated_at < window_start(rule.window, now)
+        if rule.metric in PROVIDER and not due:
+            # The provider's report arrives by its own sync, not by a rollup: a day read since the
+            # last evaluation is new data for the rule.
+            synced = connection_of(project_id=rule.project_id)
+            due = synced is not None and synced.last_synced_at is not None \
+                and synced.last_synced_at > rule.last_evaluated_at  # type: ignore[operator]
         if project_ids is not None and not due and rule.project_id not in project_ids:
             continue  # no new data for it and no window closed since its last evaluation
         try:
@@ -255,7 +280,26 @@ def digest_context(*, project_id: int, project_slug: str, day: datetime) -> dict
     movers = [{"model": m, "service": s, "before": float(b), "now": float(n), "change": float(n - b)}
               for (m, s), (b, n) in ranked]
     return {"project": project_slug, "day": day.strftime("%Y-%m-%d"), "kpis": kpis, "movers": movers,
-            "link": emails.digest_link(project_slug=project_slug, day=day)}
+            "link": emails.digest_link(project_slug=project_slug, day=day),
+            "provider": _digest_provider(project_id=project_id, project_slug=project_slug, day=day)}
+
+
+def _digest_provider(*, project_id: int, project_slug: str, day: datetime) -> dict[str, str] | None:
+    """Yesterday against the provider's report, when the project has a provider connection:
+    None without one; "not read yet" when the sync has not covered the day (no guess of zero)."""
+    result = reconciliation(project_id=project_id, start=day.date(), end=day.date())
+    conn = result.connection
+    if conn is None:
+        return None
+    link = emails.page_url("/reconciliation", {"project": project_slug, "from": day.strftime("%Y-%m-%d"),
+                                               "to": day.strftime("%Y-%m-%d")})
+    if conn.covered_from is None or conn.covered_to is None or not conn.covered_from <= day.date() <= conn.covered_to:
+        return {"line": "the provider's report for this day has not been read yet", "link": link}
+    coverage = emails.format_metric(Metric.COVERAGE, result.coverage)
+    unmetered = emails.format_metric(Metric.UNMETERED_COST_USD, float(result.unmetered_cost_usd))
+    return {"line": f"coverage {coverage} (Tally {emails.format_metric(Metric.COST_USD, float(result.tally_cost_usd))}"
+                    f" of {emails.format_metric(Metric.COST_USD, float(result.provider_cost_usd))} billed), "
+                    f"unmetered spend {unmetered}", "link": link}
 
 
 DIGEST_LOCK_NAMESPACE = 0x7A11D  # pg_advisory_xact_lock(namespace, project_id): "tally digest"
