@@ -25,7 +25,7 @@ import base64
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -40,6 +40,7 @@ from django.utils import timezone
 
 from projects.models import Project
 from providers.models import ProviderConnection, ProviderDailyUsage
+from providers.selectors import Side  # one (day, model)'s figures, the shape both sides share
 
 logger = logging.getLogger(__name__)
 
@@ -115,17 +116,6 @@ class SyncError(Exception):
 
 
 @dataclass
-class DayFigures:
-    requests: int = 0
-    uncached_input_tokens: int = 0
-    cache_read_input_tokens: int = 0
-    cache_creation_5m_input_tokens: int = 0
-    cache_creation_1h_input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: Decimal = field(default_factory=Decimal)
-
-
-@dataclass
 class SyncResult:
     project_slug: str
     ok: bool
@@ -192,10 +182,10 @@ def _all_pages(list_page: Callable[..., Any], params: dict[str, Any], *,
 
 
 def _read_reports(client: anthropic.Anthropic, *, connection: ProviderConnection, start: date, today: date,
-                  sleep: Callable[[float], None]) -> dict[tuple[date, str], DayFigures]:
+                  sleep: Callable[[float], None]) -> dict[tuple[date, str], Side]:
     """The usage and cost reports for [start, today], daily, per model, summed per (day, model)."""
     analytics = client.beta.organization.analytics
-    figures: dict[tuple[date, str], DayFigures] = {}
+    figures: dict[tuple[date, str], Side] = {}
     cost_only: set[tuple[date, str]] = set()
     chunk = start
     while chunk <= today:
@@ -210,7 +200,7 @@ def _read_reports(client: anthropic.Anthropic, *, connection: ProviderConnection
             day = item.starting_at.astimezone(UTC).date()
             if not start <= day <= today:
                 continue
-            row = figures.setdefault((day, item.group.model or ""), DayFigures())
+            row = figures.setdefault((day, item.group.model or ""), Side())
             usage = item.usage
             row.requests += usage.requests or 0
             row.uncached_input_tokens += usage.uncached_input_tokens
@@ -227,7 +217,7 @@ def _read_reports(client: anthropic.Anthropic, *, connection: ProviderConnection
             key = (day, item.group.model or "")
             if key not in figures:
                 cost_only.add(key)
-            row = figures.setdefault(key, DayFigures())
+            row = figures.setdefault(key, Side())
             # `amount` is post-discount fractional cents, as a decimal string: exact to the cent's fraction.
             row.cost_usd += Decimal(item.cost.amount) / 100
             if key in cost_only:  # the usage report had no row for it: the cost report's count is all there is
@@ -261,7 +251,7 @@ def _failure_message(exc: BaseException) -> str:
     return f"the sync failed unexpectedly ({type(exc).__name__}); see the worker log"
 
 
-def _store(*, connection_id: int, start: date, today: date, figures: dict[tuple[date, str], DayFigures],
+def _store(*, connection_id: int, start: date, today: date, figures: dict[tuple[date, str], Side],
            now: datetime) -> int:
     with transaction.atomic():
         # Serialises syncs of one connection: each replaces its days whole, never interleaved.
