@@ -8,7 +8,7 @@ quarter of the time.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
@@ -29,3 +29,18 @@ def utc_day_number(ts: datetime) -> int:
 
 def utc_day(day_number: int) -> date:
     return date.fromordinal(EPOCH_ORDINAL + day_number)
+
+
+def parse_bound(value: str, *, end: bool) -> datetime:
+    """A `--from`/`--to` bound: YYYY-MM-DD (an inclusive UTC day, so as `end` the next midnight)
+    or an RFC 3339 time with its offset. ValueError names what is wrong with `value`."""
+    try:
+        if len(value) == 10:
+            day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)  # noqa: DTZ007 - tz set here
+            return day + timedelta(days=1) if end else day
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is neither YYYY-MM-DD nor an RFC 3339 time") from exc
+    if parsed.tzinfo is None:
+        raise ValueError(f"{value!r} needs a UTC offset")
+    return parsed

@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from django import forms
@@ -39,10 +39,12 @@ from django.http import QueryDict
 
 from dashboard.forms import Filters
 from dashboard.selectors import Scope, scope_resolve
-from ingest.models import EventKey
-from projects.models import Environment, Project
-from rollups.models import DailyAggregate
-from rollups.selectors import hours_with_calls
+from ingest.selectors import request_timestamp
+from projects.selectors import environment_ids
+from rollups.selectors import features_seen, hours_with_calls
+
+if TYPE_CHECKING:
+    from projects.models import Project
 
 PAGE_SIZE = 50
 CSV_CHUNK = 2000  # rows per keyset read of the export: a few hundred KB in memory at a time
@@ -244,8 +246,7 @@ def selection_of(filters: Filters, explorer: Explorer, *, project_id: int,
     if explorer.request_id:
         # The key table gives the timestamp, so the event is read from its one partition; the
         # range does not apply (a request id is looked up wherever it is).
-        at = EventKey.objects.filter(project_id=project_id, request_id=explorer.request_id).values_list(
-            "timestamp", flat=True).first()
+        at = request_timestamp(project_id=project_id, request_id=explorer.request_id)
         if at is None:
             return None
         where += ['"timestamp" = %s', "request_id = %s"]
@@ -399,14 +400,12 @@ class EventsPage:
 
 
 def _environments(project_id: int) -> dict[str, int]:
-    return dict(Environment.objects.filter(project_id=project_id).values_list("name", "pk"))
+    return environment_ids(project_id=project_id)
 
 
 def _features(project_id: int, filters: Filters) -> list[str]:
     """Features seen in the range (daily aggregates: a few rows a day), for the feature box's suggestions."""
-    seen = set(DailyAggregate.objects.filter(project_id=project_id, day__gte=filters.from_date,
-                                             day__lte=filters.to_date).exclude(feature="")
-               .values_list("feature", flat=True).distinct())
+    seen = features_seen(project_id=project_id, first_day=filters.from_date, last_day=filters.to_date)
     return sorted(seen | ({filters.feature} if filters.feature else set()))
 
 

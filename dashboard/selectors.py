@@ -3,12 +3,12 @@
 Every page except the events explorer reads aggregates only (DESIGN: never scan raw
 events for a chart), through `rollups.selectors.metrics_query` where it can: the
 series call (zero-filled buckets) plus at most one grouped call and one call for the
-previous period. What `metrics_query` does not offer yet is read here straight from the
-aggregate tables (error/status maps, per-user spend, the filter choices); those reads
-belong in rollups/selectors.py once it grows them.
+previous period. What `metrics_query` does not offer (error/status maps, per-user spend,
+the filter choices) comes from rollups.selectors' other reads; this module only shapes.
 
-The event detail (and the explorer, dashboard/explorer.py) read `ingest_event`, always
-bounded by project and time so partition pruning and the indexes do the work.
+The event detail reads one raw event through ingest.selectors; the explorer
+(dashboard/explorer.py) reads `ingest_event` itself, always bounded by project and time so
+partition pruning and the indexes do the work.
 """
 
 from __future__ import annotations
@@ -18,19 +18,33 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from django.db import connection
-from django.db.models import Exists, OuterRef, QuerySet, Sum
+from django.db.models import QuerySet
 from django.urls import reverse
 
 from alerts.selectors import ChartAlerts, chart_alerts
 from dashboard.forms import METRIC_DIMENSIONS, Filters, rfc3339
-from ingest.models import Event, EventKey
-from projects.models import Project
-from rollups.models import DailyAggregate, DailyUserSpend
-from rollups.selectors import TOTAL, MetricsQuery, MetricsResult, MetricsRow, aggregate_table, metrics_query
+from ingest.selectors import event_fields, event_get, events_exist
+from rollups.selectors import (
+    TOTAL,
+    MetricsQuery,
+    MetricsResult,
+    MetricsRow,
+    UserSpend,
+    dimension_values,
+    error_maps,
+    first_project_with_aggregates,
+    metrics_query,
+    project_has_aggregates,
+    user_spend_by_day,
+    user_spend_top,
+)
+
+if TYPE_CHECKING:
+    from ingest.models import Event
+    from projects.models import Project
 
 TOP_STACKS = 8  # more series than this in a stacked bar is unreadable: the rest become "other"
 TOP_USERS = 10
@@ -60,13 +74,11 @@ def scope_resolve(filters: Filters, *, projects: QuerySet[Project]) -> Scope:
     if project is None and filters.project_slug:
         notes.append(f"No project {filters.project_slug!r} that you can see; showing the default one.")
     if project is None and visible:
-        with_data = projects.filter(Exists(DailyAggregate.objects.filter(project=OuterRef("pk"))))
-        project = with_data.order_by("slug").first() or visible[0]
+        project = first_project_with_aggregates(projects=projects) or visible[0]
     if project is None:
         return Scope(projects=[], project=None, has_events=False, notes=notes)
     # EventKey covers events not rolled up yet; aggregates cover events past raw retention.
-    has_events = (DailyAggregate.objects.filter(project=project).exists()
-                  or EventKey.objects.filter(project_id=project.pk).exists())
+    has_events = project_has_aggregates(project_id=project.pk) or events_exist(project_id=project.pk)
     scope = Scope(projects=visible, project=project, has_events=has_events, notes=notes)
     if has_events:
         scope.choices = _choices(project.pk, filters)
@@ -76,8 +88,7 @@ def scope_resolve(filters: Filters, *, projects: QuerySet[Project]) -> Scope:
 def _choices(project_id: int, filters: Filters) -> dict[str, list[str]]:
     """Environments, services, models and features seen in the range (daily rows: a few per day).
     End users are too many for a select: the filter bar has a search box for them."""
-    rows = (DailyAggregate.objects.filter(project_id=project_id, day__gte=filters.from_date, day__lte=filters.to_date)
-            .values_list("environment__name", "service", "model", "feature").distinct())
+    rows = dimension_values(project_id=project_id, first_day=filters.from_date, last_day=filters.to_date)
     seen: dict[str, set[str]] = {name: set() for name in METRIC_DIMENSIONS}
     for environment, service, model, feature in rows:
         seen["environment"].add(environment)
@@ -380,11 +391,8 @@ def user_metrics(project: Project, filters: Filters, *, start: datetime, end: da
     """
     first = start.astimezone(UTC).date()
     last = (end - timedelta(microseconds=1)).astimezone(UTC).date()
-    qs = DailyUserSpend.objects.filter(project=project, user_id=filters.user, day__gte=first, day__lte=last)
-    if filters.environment:
-        qs = qs.filter(environment__name=filters.environment)
-    per_day = {r["day"]: r for r in qs.values("day").annotate(
-        requests=Sum("requests"), errors=Sum("errors"), cost=Sum("cost_usd"), unpriced=Sum("unpriced_requests"))}
+    per_day = user_spend_by_day(project_id=project.pk, user_id=filters.user, first_day=first, last_day=last,
+                                environment=filters.environment)
     series, totals = [], MetricsRow(bucket=None, group={})
     for bucket in buckets_of(start, end, "day"):
         row = MetricsRow(bucket=bucket, group={})
@@ -411,31 +419,13 @@ def _series_result(filters: Filters, project: Project, *, start: datetime | None
                          with_as_of=with_as_of)
 
 
-@dataclass
-class UserSpend:
-    user_id: str
-    requests: int
-    errors: int
-    cost_usd: float
-    unpriced_requests: int
-
-
 def top_users(project: Project, filters: Filters, limit: int = TOP_USERS) -> list[UserSpend]:
     """Top end users by spend, over the UTC days the range touches (user spend is kept per day and
     environment, so a 24-hour range counts two calendar days, and service/model/feature filters can't
     apply). Under a user filter, that user only."""
     last_day = (filters.end - timedelta(microseconds=1)).astimezone(UTC).date()
-    qs = DailyUserSpend.objects.filter(project=project, day__gte=filters.start.astimezone(UTC).date(),
-                                       day__lte=last_day)
-    if filters.environment:
-        qs = qs.filter(environment__name=filters.environment)
-    if filters.user:
-        qs = qs.filter(user_id=filters.user)
-    rows = (qs.values("user_id").annotate(requests=Sum("requests"), errors=Sum("errors"), cost=Sum("cost_usd"),
-                                          unpriced=Sum("unpriced_requests"))
-            .order_by("-cost", "-requests", "user_id")[:limit])
-    return [UserSpend(user_id=r["user_id"], requests=r["requests"], errors=r["errors"], cost_usd=float(r["cost"]),
-                      unpriced_requests=r["unpriced"]) for r in rows]
+    return user_spend_top(project_id=project.pk, first_day=filters.start.astimezone(UTC).date(), last_day=last_day,
+                          environment=filters.environment, user_id=filters.user, limit=limit)
 
 
 BREAKDOWN_DIMENSIONS = ("model", "service", "feature", "environment")
@@ -602,45 +592,6 @@ def latency_page(filters: Filters, *, projects: QuerySet[Project]) -> Page:
     return page
 
 
-def _dimension_sql(query: MetricsQuery) -> tuple[str, str, str, list[Any]]:
-    """(FROM clause, bucket expression, WHERE, params) with metrics_query's table and bucket rules."""
-    table, dims_where, dims_params = aggregate_table(query)
-    if query.uses_daily_table:
-        bucket = "(a.day::timestamp AT TIME ZONE 'UTC')"
-        where = ["a.project_id = ANY(%s)", "a.day >= %s", "a.day < %s"]
-        params: list[Any] = [query.project_ids, query.start.astimezone(UTC).date(), query.end.astimezone(UTC).date()]
-    else:
-        bucket = ("a.hour_start" if query.granularity == "hour"
-                  else "(date_trunc('day', a.hour_start AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')")
-        where = ["a.project_id = ANY(%s)", "a.hour_start >= %s", "a.hour_start < %s"]
-        params = [query.project_ids, query.start, query.end]
-    columns = {"environment": "env.name", "service": "a.service", "model": "a.model", "feature": "a.feature"}
-    for name, values in query.filters.items():
-        where.append(f"{columns[name]} = ANY(%s)")
-        params.append(list(values))
-    return table, bucket, " AND ".join(where) + dims_where, params + dims_params
-
-
-def error_maps(query: MetricsQuery, buckets: list[datetime]) -> dict[str, dict[str, list[int]]]:
-    """Errors per type and per HTTP status, per bucket, summed from the aggregates' jsonb maps."""
-    table, bucket, where, params = _dimension_sql(query)
-    parts = [
-        f"""SELECT {bucket} AS bucket, '{kind}' AS kind, j.key, sum(j.value::bigint)
-            FROM {table}, jsonb_each_text(a.{column}) AS j
-            WHERE {where} GROUP BY 1, 3"""
-        for kind, column in (("type", "errors_by_type"), ("status", "http_status_counts"))
-    ]
-    index = {b.timestamp(): i for i, b in enumerate(buckets)}
-    out: dict[str, dict[str, list[int]]] = {"type": {}, "status": {}}
-    with connection.cursor() as cursor:
-        cursor.execute(" UNION ALL ".join(parts), params * 2)
-        for when, kind, key, count in cursor.fetchall():
-            i = index.get(when.timestamp())
-            if i is not None:
-                out[kind].setdefault(key, [0] * len(buckets))[i] += int(count)
-    return {kind: dict(sorted(maps.items(), key=lambda kv: (-sum(kv[1]), kv[0]))) for kind, maps in out.items()}
-
-
 def errors_page(filters: Filters, *, projects: QuerySet[Project]) -> Page:
     """Error rate over time (series call) and errors by type / by HTTP status (the jsonb maps; not
     kept per user, so empty under a user filter)."""
@@ -765,17 +716,11 @@ def event_detail(*, project_slug: str, event_id: int, at: datetime | None, now: 
     project = projects.filter(slug=project_slug).first() if project_slug else projects.first()
     if project is None:
         return None
-    events = Event.objects.select_related("environment").filter(project_id=project.pk, pk=event_id)
-    if at is not None:
-        events = events.filter(timestamp=at)
-    else:
-        lookback = timedelta(days=max(project.raw_retention_days, 30)) + DETAIL_LOOKBACK_SLACK
-        events = events.filter(timestamp__gte=now - lookback, timestamp__lt=now + timedelta(days=1))
-    event = events.first()
+    lookback = timedelta(days=max(project.raw_retention_days, 30)) + DETAIL_LOOKBACK_SLACK
+    event = event_get(project_id=project.pk, event_id=event_id, at=at, start=now - lookback,
+                      end=now + timedelta(days=1))
     if event is None:
         return None
-    fields = [("project", project.slug), ("environment", event.environment.name if event.environment else "")]
-    for f in Event._meta.concrete_fields:
-        if f.name not in ("project", "environment"):
-            fields.append((f.name, getattr(event, f.attname)))
+    fields = [("project", project.slug), ("environment", event.environment.name if event.environment else ""),
+              *event_fields(event)]
     return EventDetail(project=project, event=event, fields=fields)

@@ -66,11 +66,10 @@ def _prepare(root: Path) -> tuple[str, str, str, bool]:
     # A viewer of project demo, to see what a non-admin sees (no Keys/Prices/... links). Also
     # made on a data dir from before viewers existed.
     if not user_model.objects.filter(username="viewer").exists():
-        from projects.models import Membership
         from projects.services import membership_add, project_get_or_create
 
         viewer = user_model.objects.create_user("viewer", "viewer@localhost", viewer_password)
-        membership_add(project=project_get_or_create(slug="demo"), user=viewer, role=Membership.Role.VIEWER)
+        membership_add(project=project_get_or_create(slug="demo"), user=viewer, role="viewer")
     return password, viewer_password, key_file.read_text().strip(), first_start
 
 

@@ -23,7 +23,8 @@ from core.observability import ingest_observe
 from ingest.ratelimit import rate_limit_check
 from ingest.schemas import BodyError
 from ingest.services import KeyNotLive, events_ingest
-from projects.selectors import IngestKeyRef, ingest_key_from_bearer, ingest_key_is_live
+from projects.selectors import ingest_key_is_live
+from projects.services import IngestKeyRef, ingest_key_from_bearer
 
 logger = logging.getLogger(__name__)
 

@@ -12,8 +12,7 @@ from core.observability import ingest_observe
 from ingest import otlp
 from ingest.endpoint import BodyTooLarge, body_read, events_post_handle
 from ingest.ratelimit import rate_limit_check
-from projects.models import IngestKey
-from projects.selectors import key_from_bearer
+from projects.services import INGEST_SCOPES, key_from_bearer
 
 
 def _read_body(request: HttpRequest, limit: int) -> bytes:
@@ -45,7 +44,7 @@ def otlp_traces(request: HttpRequest) -> HttpResponse:
     Answers in the request's encoding: 200 + ExportTraceServiceResponse once the events are
     committed (rejected spans in partial_success), 400 + google.rpc.Status for a bad body.
     """
-    key = key_from_bearer(authorization=request.headers.get("Authorization"), scopes=(IngestKey.Scope.INGEST,))
+    key = key_from_bearer(authorization=request.headers.get("Authorization"), scopes=INGEST_SCOPES)
     if key is None:
         return json_error(401, "missing, unknown or revoked ingest key (Authorization: Bearer <key>)")
     retry_after = rate_limit_check(key_id=key.pk)

@@ -6,13 +6,15 @@ from __future__ import annotations
 import re
 from datetime import UTC
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.core.exceptions import ValidationError
 
 from pricing.models import PriceOverride
-from projects.models import Project
+
+if TYPE_CHECKING:
+    from projects.models import Project
 
 _USD: dict[str, Any] = {"max_digits": 14, "decimal_places": 6, "min_value": Decimal(0)}
 

@@ -8,8 +8,6 @@ from decimal import Decimal
 from django.db import models
 from django.db.models import Q
 
-from projects.models import Project
-
 
 class PriceOverride(models.Model):
     """A negotiated or custom per-MTok price for one model (or a model-id prefix) in one project.
@@ -20,7 +18,7 @@ class PriceOverride(models.Model):
     precedence over genai-prices. Existing events keep their stored cost until `manage.py reprice`.
     """
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="price_overrides")
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="price_overrides")
     model = models.CharField(
         max_length=128,
         help_text='Exact model id, or a prefix ending in "*" (e.g. "claude-sonnet-4-6*").',

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pricing.models import PriceOverride
 from pricing.services import DEFAULT_PROVIDER, _model_info
-from projects.models import Project
+
+if TYPE_CHECKING:
+    from projects.models import Project
 
 
 def price_overrides_of(*, project: Project) -> list[PriceOverride]:

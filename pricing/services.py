@@ -37,6 +37,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 import genai_prices
 from django.db import transaction
@@ -44,7 +45,9 @@ from genai_prices.types import ModelInfo, ModelPrice, StartDateConstraint, Tiere
 
 from core.timeutil import utc_day_number
 from pricing.models import PriceOverride
-from projects.models import Project
+
+if TYPE_CHECKING:
+    from projects.models import Project
 
 PRICES_VERSION = f"genai-prices {genai_prices.__version__}"
 UNPRICED = "unpriced"

@@ -1,142 +1,17 @@
-"""Reads for projects and keys."""
+"""Reads for projects and keys. Authenticating a bearer key is in services: it records the
+key's use (last_used_at)."""
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 
-from django.db import connection
-from django.db.models import F, Q
-from django.utils import timezone
+from django.db.models import F
 
-from projects.models import IngestKey, Membership, Project
-from projects.services import key_hash
-
-# last_used_at is a hint for humans; writing it on every request would turn each ingest
-# into an extra UPDATE on a hot row, so it is refreshed at most once a minute.
-LAST_USED_RESOLUTION = timedelta(minutes=1)
-
-
-def key_from_bearer(*, authorization: str | None, scopes: tuple[str, ...]) -> IngestKey | None:
-    """The live key named by an `Authorization: Bearer ...` header, if it has one of `scopes`."""
-    if not authorization or not authorization.startswith("Bearer "):
-        return None
-    secret = authorization[7:].strip()
-    if not secret:
-        return None
-    # One indexed probe in plain SQL: this runs on every ingest request, where the ORM's
-    # select_related machinery cost more than the query itself.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT k.id, k.project_id, k.environment_id, k.scope, k.last_used_at, p.slug "
-            "FROM projects_ingestkey k JOIN projects_project p ON p.id = k.project_id "
-            "WHERE k.key_hash = %s AND k.revoked_at IS NULL AND k.scope = ANY(%s)",
-            [key_hash(secret), list(scopes)],
-        )
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    key_id, project_id, environment_id, scope, last_used_at, slug = row
-    key = IngestKey(id=key_id, project_id=project_id, environment_id=environment_id, scope=scope,
-                    last_used_at=last_used_at)
-    key.project = Project(id=project_id, slug=slug)
-    now = timezone.now()
-    if last_used_at is None or now - last_used_at > LAST_USED_RESOLUTION:
-        IngestKey.objects.filter(pk=key_id).update(last_used_at=now)
-    return key
-
-
-@dataclass(frozen=True, slots=True)
-class IngestKeyRef:
-    """What ingest needs of a live ingest key. `from_cache`: read from this process's memory, so
-    the key may have been revoked since; the writer re-checks it (`ingest_key_is_live`)."""
-
-    id: int
-    project_id: int
-    environment_id: int
-    project_slug: str
-    from_cache: bool
-
-
-# key hash -> (the key as found live, when this process last refreshed its last_used_at).
-# A key's project, environment and scope never change, and revocation is checked again where
-# it matters (in the statement that writes the events), so a hit skips the lookup query that
-# every ingest request made. Unknown keys are never remembered: a key created a moment ago
-# works at once. Bounded, since anyone can send any bearer token.
-_ingest_keys: dict[str, tuple[IngestKeyRef, float]] = {}
-INGEST_KEY_CACHE_MAX = 10_000
-
-
-def ingest_key_from_bearer(*, authorization: str | None) -> IngestKeyRef | None:
-    """The ingest key named by an `Authorization: Bearer ...` header: remembered if seen live
-    before in this process, else looked up (None when missing, unknown, revoked or not ingest)."""
-    if not authorization or not authorization.startswith("Bearer "):
-        return None
-    secret = authorization[7:].strip()
-    if not secret:
-        return None
-    digest = key_hash(secret)
-    cached = _ingest_keys.get(digest)
-    if cached is not None:
-        ref, touched = cached
-        if time.monotonic() - touched > LAST_USED_RESOLUTION.total_seconds():
-            _ingest_keys[digest] = (ref, time.monotonic())
-            IngestKey.objects.filter(pk=ref.id, revoked_at__isnull=True).filter(
-                Q(last_used_at__isnull=True) | Q(last_used_at__lt=timezone.now() - LAST_USED_RESOLUTION)
-            ).update(last_used_at=timezone.now())
-        return ref
-    key = key_from_bearer(authorization=authorization, scopes=(IngestKey.Scope.INGEST,))
-    if key is None:
-        return None
-    ref = IngestKeyRef(id=key.pk, project_id=key.project_id, environment_id=key.environment_id,
-                       project_slug=key.project.slug, from_cache=True)
-    if len(_ingest_keys) >= INGEST_KEY_CACHE_MAX:
-        _ingest_keys.clear()
-    _ingest_keys[digest] = (ref, time.monotonic())
-    return IngestKeyRef(id=ref.id, project_id=ref.project_id, environment_id=ref.environment_id,
-                        project_slug=ref.project_slug, from_cache=False)
+from projects.models import Environment, IngestKey, Membership, Project
 
 
 def ingest_key_is_live(*, key_id: int) -> bool:
     return IngestKey.objects.filter(pk=key_id, revoked_at__isnull=True).exists()
-
-
-def ingest_keys_forget() -> None:
-    """Drop remembered keys (tests)."""
-    _ingest_keys.clear()
-
-
-READ_SCOPES = (IngestKey.Scope.READ, IngestKey.Scope.ADMIN)
-
-
-def api_project_ids(request, *, project_slug: str | None = None) -> list[int] | None:  # type: ignore[no-untyped-def]
-    """Projects an API request may read: a read/admin key's own project, or, for a logged-in
-    user, every project (narrowed by `project_slug`). None when the request is anonymous."""
-    if request.headers.get("Authorization"):
-        key = key_from_bearer(authorization=request.headers["Authorization"], scopes=READ_SCOPES)
-        return None if key is None else [key.project_id]
-    if not request.user.is_authenticated:
-        return None
-    from projects.permissions import visible_projects
-
-    projects = visible_projects(request.user)
-    if project_slug:
-        projects = projects.filter(slug=project_slug)
-    return list(projects.values_list("pk", flat=True))
-
-
-def admin_project_ids(request) -> list[int] | None:  # type: ignore[no-untyped-def]
-    """Projects an admin request may manage: an admin key's project, or the projects a logged-in
-    user administers (superusers: all). None when neither."""
-    if request.headers.get("Authorization"):
-        key = key_from_bearer(authorization=request.headers["Authorization"], scopes=(IngestKey.Scope.ADMIN,))
-        return None if key is None else [key.project_id]
-    if request.user.is_authenticated:
-        from projects.permissions import admin_projects
-
-        return list(admin_projects(request.user).values_list("pk", flat=True)) or None
-    return None
 
 
 def project_keys(*, project: Project) -> list[IngestKey]:
@@ -147,3 +22,39 @@ def project_keys(*, project: Project) -> list[IngestKey]:
 
 def project_members(*, project: Project) -> list[Membership]:
     return list(Membership.objects.filter(project=project).select_related("user").order_by("user__username"))
+
+
+def project_by_slug(*, slug: str) -> Project | None:
+    return Project.objects.filter(slug=slug).first()
+
+
+def projects_among(*, project_ids: list[int], slug: str | None = None) -> list[Project]:
+    """The projects of `project_ids` (what the caller may reach), only the one `slug` names if
+    given; at most two, enough for a caller that needs exactly one to tell none from several."""
+    projects = Project.objects.filter(pk__in=project_ids)
+    if slug:
+        projects = projects.filter(slug=slug)
+    return list(projects[:2])
+
+
+def projects_by_id(*, project_id: int | None = None) -> list[Project]:
+    """Every project, or the one `project_id` names (none if it is gone)."""
+    return list(Project.objects.all() if project_id is None else Project.objects.filter(pk=project_id))
+
+
+def project_raw_retention_days(*, project_id: int) -> int | None:
+    return Project.objects.filter(pk=project_id).values_list("raw_retention_days", flat=True).first()
+
+
+def raw_retention_cutoffs(*, today: date) -> dict[int, date]:
+    """Per project, the first day its raw events are still kept."""
+    return {p.pk: today - timedelta(days=p.raw_retention_days) for p in Project.objects.all()}
+
+
+def environment_ids(*, project_id: int) -> dict[str, int]:
+    """The project's environments, name -> id."""
+    return dict(Environment.objects.filter(project_id=project_id).values_list("name", "pk"))
+
+
+def environment_name(*, environment_id: int) -> str | None:
+    return Environment.objects.filter(pk=environment_id).values_list("name", flat=True).first()

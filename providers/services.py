@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anthropic
 from cryptography.fernet import Fernet, InvalidToken
@@ -38,9 +38,11 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from projects.models import Project
 from providers.models import ProviderConnection, ProviderDailyUsage
 from providers.selectors import Side  # one (day, model)'s figures, the shape both sides share
+
+if TYPE_CHECKING:
+    from projects.models import Project
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -24,12 +24,15 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from kombu.exceptions import OperationalError as BrokerError
 
 from core.http import database_unavailable_as_503, json_error
-from projects.models import Project
 from projects.permissions import administered_project, is_project_admin, visible_projects
-from projects.selectors import admin_project_ids, api_project_ids
+from projects.selectors import projects_among
+from projects.services import admin_project_ids, api_project_ids
 from providers import selectors, services
 from providers.forms import ProviderConnectionForm, range_parse
 from providers.tasks import provider_usage_sync_task
+
+if TYPE_CHECKING:
+    from projects.models import Project
 
 logger = logging.getLogger(__name__)
 
@@ -39,10 +42,7 @@ _BODY_FIELDS = {"provider": (str,), "admin_key": (str,), "api_key_ids": (list,),
 
 def _one_project(project_ids: list[int], slug: str | None) -> Project | JsonResponse:
     """The project an API call is about: the only one the credentials reach, or the one `slug` names."""
-    projects = Project.objects.filter(pk__in=project_ids)
-    if slug:
-        projects = projects.filter(slug=slug)
-    found = list(projects[:2])
+    found = projects_among(project_ids=project_ids, slug=slug)
     if len(found) == 1:
         return found[0]
     if not found:

@@ -14,13 +14,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import connection
+from django.db.models import Exists, OuterRef, QuerySet, Sum
 from django.utils import timezone
 
 from rollups import sketch
+from rollups.models import DailyAggregate, DailyUserSpend
 from rollups.services import HEADROOM_MINS, SLICE_ENV, SLICE_MODEL, SLICE_SERVICE
+
+if TYPE_CHECKING:
+    from projects.models import Project
 
 GROUPS = ("model", "service", "environment", "feature", "user_id")
 FILTERS = GROUPS
@@ -456,3 +461,103 @@ def hours_with_calls(*, project_id: int, start: datetime, end: datetime, filters
                         **{k: v for k, v in filters.items() if k in allowed}})
         hours = [row[0] for row in cursor.fetchall()]
     return None if len(hours) > limit else hours
+
+
+# --- the dashboard's other reads: which projects have data, filter choices, per-user spend, error maps ---
+
+
+def first_project_with_aggregates(*, projects: QuerySet[Project]) -> Project | None:
+    """The first of `projects`, by slug, that has any daily aggregate."""
+    return projects.filter(Exists(DailyAggregate.objects.filter(project=OuterRef("pk")))).order_by("slug").first()
+
+
+def project_has_aggregates(*, project_id: int) -> bool:
+    return DailyAggregate.objects.filter(project_id=project_id).exists()
+
+
+def dimension_values(*, project_id: int, first_day: date, last_day: date) -> list[tuple[str, str, str, str]]:
+    """The distinct (environment, service, model, feature) of the project's daily rows over
+    [first_day, last_day] (a few rows per day)."""
+    return list(DailyAggregate.objects.filter(project_id=project_id, day__gte=first_day, day__lte=last_day)
+                .values_list("environment__name", "service", "model", "feature").distinct())
+
+
+def features_seen(*, project_id: int, first_day: date, last_day: date) -> set[str]:
+    """The non-empty features of the project's daily rows over [first_day, last_day]."""
+    return set(DailyAggregate.objects.filter(project_id=project_id, day__gte=first_day, day__lte=last_day)
+               .exclude(feature="").values_list("feature", flat=True).distinct())
+
+
+def user_spend_by_day(*, project_id: int, user_id: str, first_day: date, last_day: date,
+                      environment: str | None) -> dict[date, dict[str, Any]]:
+    """One end user's requests, errors, cost and unpriced requests per UTC day over
+    [first_day, last_day] (days without calls are absent), in one environment if named."""
+    qs = DailyUserSpend.objects.filter(project_id=project_id, user_id=user_id, day__gte=first_day, day__lte=last_day)
+    if environment:
+        qs = qs.filter(environment__name=environment)
+    return {r["day"]: r for r in qs.values("day").annotate(
+        requests=Sum("requests"), errors=Sum("errors"), cost=Sum("cost_usd"), unpriced=Sum("unpriced_requests"))}
+
+
+@dataclass
+class UserSpend:
+    user_id: str
+    requests: int
+    errors: int
+    cost_usd: float
+    unpriced_requests: int
+
+
+def user_spend_top(*, project_id: int, first_day: date, last_day: date, environment: str | None,
+                   user_id: str | None, limit: int) -> list[UserSpend]:
+    """The end users with the most spend over [first_day, last_day], in one environment and of
+    one user if named."""
+    qs = DailyUserSpend.objects.filter(project_id=project_id, day__gte=first_day, day__lte=last_day)
+    if environment:
+        qs = qs.filter(environment__name=environment)
+    if user_id:
+        qs = qs.filter(user_id=user_id)
+    rows = (qs.values("user_id").annotate(requests=Sum("requests"), errors=Sum("errors"), cost=Sum("cost_usd"),
+                                          unpriced=Sum("unpriced_requests"))
+            .order_by("-cost", "-requests", "user_id")[:limit])
+    return [UserSpend(user_id=r["user_id"], requests=r["requests"], errors=r["errors"], cost_usd=float(r["cost"]),
+                      unpriced_requests=r["unpriced"]) for r in rows]
+
+
+def _dimension_sql(query: MetricsQuery) -> tuple[str, str, str, list[Any]]:
+    """(FROM clause, bucket expression, WHERE, params) with metrics_query's table and bucket rules."""
+    table, dims_where, dims_params = aggregate_table(query)
+    if query.uses_daily_table:
+        bucket = "(a.day::timestamp AT TIME ZONE 'UTC')"
+        where = ["a.project_id = ANY(%s)", "a.day >= %s", "a.day < %s"]
+        params: list[Any] = [query.project_ids, query.start.astimezone(UTC).date(), query.end.astimezone(UTC).date()]
+    else:
+        bucket = ("a.hour_start" if query.granularity == "hour"
+                  else "(date_trunc('day', a.hour_start AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')")
+        where = ["a.project_id = ANY(%s)", "a.hour_start >= %s", "a.hour_start < %s"]
+        params = [query.project_ids, query.start, query.end]
+    columns = {"environment": "env.name", "service": "a.service", "model": "a.model", "feature": "a.feature"}
+    for name, values in query.filters.items():
+        where.append(f"{columns[name]} = ANY(%s)")
+        params.append(list(values))
+    return table, bucket, " AND ".join(where) + dims_where, params + dims_params
+
+
+def error_maps(query: MetricsQuery, buckets: list[datetime]) -> dict[str, dict[str, list[int]]]:
+    """Errors per type and per HTTP status, per bucket, summed from the aggregates' jsonb maps."""
+    table, bucket, where, params = _dimension_sql(query)
+    parts = [
+        f"""SELECT {bucket} AS bucket, '{kind}' AS kind, j.key, sum(j.value::bigint)
+            FROM {table}, jsonb_each_text(a.{column}) AS j
+            WHERE {where} GROUP BY 1, 3"""
+        for kind, column in (("type", "errors_by_type"), ("status", "http_status_counts"))
+    ]
+    index = {b.timestamp(): i for i, b in enumerate(buckets)}
+    out: dict[str, dict[str, list[int]]] = {"type": {}, "status": {}}
+    with connection.cursor() as cursor:
+        cursor.execute(" UNION ALL ".join(parts), params * 2)
+        for when, kind, key, count in cursor.fetchall():
+            i = index.get(when.timestamp())
+            if i is not None:
+                out[kind].setdefault(key, [0] * len(buckets))[i] += int(count)
+    return {kind: dict(sorted(maps.items(), key=lambda kv: (-sum(kv[1]), kv[0]))) for kind, maps in out.items()}

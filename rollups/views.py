@@ -8,8 +8,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from core.http import database_unavailable_as_503, json_error
-from projects.models import Project
-from projects.selectors import admin_project_ids, api_project_ids
+from projects.selectors import projects_among
+from projects.services import admin_project_ids, api_project_ids
 from rollups.schemas import QueryError, metrics_format_parse, metrics_query_parse
 from rollups.selectors import metrics_query
 from rollups.services import user_forget_everywhere
@@ -53,12 +53,10 @@ def user_forget(request: HttpRequest) -> JsonResponse:
     if not isinstance(user_id, str) or not user_id or "\x00" in user_id:
         return JsonResponse({"errors": [{"field": "user_id", "message": "a non-empty string is required"}]},
                             status=400)
-    projects = Project.objects.filter(pk__in=project_ids)
-    if body.get("project"):
-        projects = projects.filter(slug=body["project"])
-    if projects.count() != 1:
+    projects = projects_among(project_ids=project_ids, slug=body.get("project"))
+    if len(projects) != 1:
         return JsonResponse({"errors": [{"field": "project", "message": "name one project you administer"}]},
                             status=400)
-    result = user_forget_everywhere(project_id=projects.get().pk, user_id=user_id)
+    result = user_forget_everywhere(project_id=projects[0].pk, user_id=user_id)
     return JsonResponse({"events_deleted": result.events_deleted, "hours_rerolled": result.hours_rerolled,
                          "user_rows_deleted": result.user_rows_deleted})

@@ -290,9 +290,9 @@ def _retention_days(project_id: int) -> int:
     now = time.monotonic()
     cached = _retention.get(project_id)
     if cached is None or now - cached[0] > RETENTION_TTL_S:
-        from projects.models import Project
+        from projects.selectors import project_raw_retention_days
 
-        days = Project.objects.filter(pk=project_id).values_list("raw_retention_days", flat=True).first() or 30
+        days = project_raw_retention_days(project_id=project_id) or 30
         cached = _retention[project_id] = (now, days)
     return cached[1]
 

@@ -55,11 +55,10 @@ def events_reprice(
     the hours whose cost moved. Safe to interrupt and re-run (idempotent: an event whose
     price is already current is left alone).
     """
-    from projects.models import Project
+    from projects.selectors import projects_by_id
 
     result = RepriceResult()
-    projects = Project.objects.all() if project_id is None else Project.objects.filter(pk=project_id)
-    for project in projects:
+    for project in projects_by_id(project_id=project_id):
         pricer = Pricer(project_id=project.pk)
         day_start = start
         while day_start < end:

@@ -33,12 +33,12 @@ def events_apply_retention(*, now: datetime | None = None) -> RetentionResult:
     counted). Idempotent: keyed by the cutoff date of each project.
     """
 
-    from projects.models import Project
+    from projects.selectors import raw_retention_cutoffs
 
     now = now or timezone.now()
     result = RetentionResult()
     today = now.astimezone(UTC).date()
-    cutoffs = {p.pk: today - timedelta(days=p.raw_retention_days) for p in Project.objects.all()}
+    cutoffs = raw_retention_cutoffs(today=today)
     # A partition can go when no project still keeps that day.
     oldest_kept = min(cutoffs.values(), default=today - timedelta(days=30))
     with connection.cursor() as cursor:

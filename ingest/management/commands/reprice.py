@@ -1,25 +1,10 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 from django.core.management.base import BaseCommand, CommandError
 
+from core.timeutil import parse_bound
 from ingest.services import events_reprice
-from projects.models import Project
-
-
-def parse_bound(value: str, *, end: bool) -> datetime:
-    """YYYY-MM-DD (inclusive day, UTC) or an RFC 3339 time."""
-    try:
-        if len(value) == 10:
-            day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)  # noqa: DTZ007 - tz set here
-            return day + timedelta(days=1) if end else day
-        parsed = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise CommandError(f"{value!r} is neither YYYY-MM-DD nor an RFC 3339 time") from exc
-    if parsed.tzinfo is None:
-        raise CommandError(f"{value!r} needs a UTC offset")
-    return parsed
+from projects.selectors import project_by_slug
 
 
 class Command(BaseCommand):
@@ -31,12 +16,15 @@ class Command(BaseCommand):
         parser.add_argument("--project", help="project slug (default: all projects)")
 
     def handle(self, *args, **options):  # type: ignore[no-untyped-def]
-        start, end = parse_bound(options["start"], end=False), parse_bound(options["end"], end=True)
+        try:
+            start, end = parse_bound(options["start"], end=False), parse_bound(options["end"], end=True)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
         if end <= start:
             raise CommandError("--to must not be before --from")
         project_id = None
         if options["project"]:
-            project = Project.objects.filter(slug=options["project"]).first()
+            project = project_by_slug(slug=options["project"])
             if project is None:
                 raise CommandError(f"no project {options['project']!r}")
             project_id = project.pk

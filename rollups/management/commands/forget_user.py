@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from projects.models import Project
+from projects.selectors import project_by_slug
 from rollups.services import user_forget_everywhere
 
 
@@ -12,7 +12,7 @@ class Command(BaseCommand):
         parser.add_argument("--user-id", required=True, help="the user_id as sent in events (or its hash)")
 
     def handle(self, *args, **options):  # type: ignore[no-untyped-def]
-        project = Project.objects.filter(slug=options["project"]).first()
+        project = project_by_slug(slug=options["project"])
         if project is None:
             raise CommandError(f"no project {options['project']!r}")
         if not options["user_id"]:

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from ingest.management.commands.reprice import parse_bound
+from core.timeutil import parse_bound
 from rollups.services import rollups_verify
 
 
@@ -12,8 +12,11 @@ class Command(BaseCommand):
         parser.add_argument("--to", dest="end", help="YYYY-MM-DD (inclusive) or RFC 3339; default: all")
 
     def handle(self, *args, **options):  # type: ignore[no-untyped-def]
-        start = parse_bound(options["start"], end=False) if options["start"] else None
-        end = parse_bound(options["end"], end=True) if options["end"] else None
+        try:
+            start = parse_bound(options["start"], end=False) if options["start"] else None
+            end = parse_bound(options["end"], end=True) if options["end"] else None
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
         result = rollups_verify(start=start, end=end)
         for line in result.differences or []:
             self.stdout.write(line)
