@@ -12,7 +12,7 @@ import statistics
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import connection
@@ -27,10 +27,12 @@ from alerts.emails import (
     provider_display,
 )
 from alerts.models import AlertRule, Budget, Condition, DigestSubscription, Incident, Metric, Notification
-from projects.models import Project
 from projects.permissions import is_project_admin, visible_projects
 from providers.selectors import Reconciliation, reconciliation
 from rollups.selectors import MetricsQuery, MetricsRow, metrics_query
+
+if TYPE_CHECKING:
+    from projects.models import Project
 
 # Metrics that are ratios or latencies: judged only with enough requests in the window.
 GUARDED = {Metric.ERROR_RATE, Metric.LATENCY_P95_MS, Metric.LATENCY_AVG_MS, Metric.CACHE_HIT_RATE,
@@ -722,3 +724,9 @@ def _anomaly_band(rule: AlertRule, *, start: datetime, end: datetime) -> list[tu
             band.append((target.start, baseline.median - sensitivity * baseline.scale,
                          baseline.median + sensitivity * baseline.scale))
     return band
+
+
+def incident_latest(*, project_slug: str, metric: str, window: str) -> Incident | None:
+    """The latest incident of the project's rules on `metric` per `window` (make screenshots)."""
+    return (Incident.objects.filter(rule__project__slug=project_slug, rule__metric=metric, rule__window=window)
+            .order_by("-window_start").first())

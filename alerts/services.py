@@ -44,7 +44,7 @@ from alerts.selectors import (
     window_length,
     window_start,
 )
-from ingest.demo import demo_seed
+from ingest.services import demo_seed
 from providers.selectors import connection_of, reconciliation
 from rollups.selectors import MetricsQuery, metrics_query
 
@@ -440,7 +440,7 @@ def demo_alerts_seed(*, project_id: int, now: datetime | None = None) -> DemoAle
 
 
 def demo_seed_with_alerts(*, alerts: bool = True, now: datetime | None = None, **options: Any) -> dict[str, Any]:
-    """`seed_demo` and the first `make run`: demo events (ingest.demo.demo_seed, with `options`), then,
+    """`seed_demo` and the first `make run`: demo events (ingest.services.demo_seed, with `options`), then,
     with `alerts`, the demo rules, budget and incidents over them (demo_alerts_seed). It lives here,
     above ingest, because it composes the whole pipeline. Idempotent: both halves add nothing twice."""
     summary = demo_seed(now=now, **options)

@@ -8,7 +8,7 @@ GET or POST, before any form is looked at.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -25,9 +25,12 @@ from alerts.forms import AlertRuleForm, BudgetForm, DigestForm, form_errors, rul
 from alerts.models import AlertRule, Budget, Notification
 from alerts.selectors import UiScope, budgets_status, ui_scope
 from core.http import database_unavailable_as_503, json_error
-from projects.models import Environment, IngestKey, Project
 from projects.permissions import visible_projects
-from projects.selectors import admin_project_ids, api_project_ids, key_from_bearer
+from projects.selectors import environment_name, projects_among
+from projects.services import INGEST_SCOPES, admin_project_ids, api_project_ids, key_from_bearer
+
+if TYPE_CHECKING:
+    from projects.models import Project
 
 _TYPES: dict[str, tuple[type, ...]] = {
     "name": (str,), "metric": (str,), "window": (str,), "condition": (str,), "threshold": (int, float),
@@ -78,13 +81,11 @@ def alert_rules(request: HttpRequest) -> JsonResponse:
     if error:
         return error
     assert body is not None
-    projects = Project.objects.filter(pk__in=project_ids)
-    if body.get("project"):
-        projects = projects.filter(slug=body["project"])
-    if projects.count() != 1:
+    projects = projects_among(project_ids=project_ids, slug=body.get("project"))
+    if len(projects) != 1:
         return JsonResponse({"errors": [{"field": "project", "message": "name one project you administer"}]},
                             status=400)
-    return _save(body, AlertRule(project=projects.get()))
+    return _save(body, AlertRule(project=projects[0]))
 
 
 @csrf_exempt
@@ -121,10 +122,10 @@ def budget_status(request: HttpRequest) -> JsonResponse:
     project_ids = api_project_ids(request, project_slug=request.GET.get("project"))
     environment = None
     if project_ids is None and request.headers.get("Authorization"):
-        key = key_from_bearer(authorization=request.headers["Authorization"], scopes=(IngestKey.Scope.INGEST,))
+        key = key_from_bearer(authorization=request.headers["Authorization"], scopes=INGEST_SCOPES)
         project_ids = None if key is None else [key.project_id]
         if key is not None:  # a client asking "may I call?": only its own environment's budgets apply
-            environment = Environment.objects.filter(pk=key.environment_id).values_list("name", flat=True).first()
+            environment = environment_name(environment_id=key.environment_id)
     if project_ids is None:
         return json_error(401, "log in, or send Authorization: Bearer <key>")
     statuses = budgets_status(project_ids=project_ids, now=timezone.now(), service=request.GET.get("service"),

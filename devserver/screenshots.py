@@ -29,10 +29,9 @@ def _pages() -> dict[str, str]:
     import django
 
     django.setup()
-    from alerts.models import Incident, Metric
+    from alerts.selectors import incident_latest
 
-    incident = (Incident.objects.filter(rule__project__slug="demo", rule__metric=Metric.COST_USD,
-                                        rule__window="hour").order_by("-window_start").first())
+    incident = incident_latest(project_slug="demo", metric="cost_usd", window="hour")
     if incident is None:
         raise SystemExit("no spend incident in project demo: start `make run` on a fresh data dir first")
     rule = incident.rule

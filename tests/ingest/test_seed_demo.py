@@ -1,4 +1,4 @@
-"""`manage.py seed_demo` and `ingest.demo.demo_seed`: realistic, deterministic, idempotent demo data.
+"""`manage.py seed_demo` and `ingest.services.demo_seed`: realistic, deterministic, idempotent demo data.
 
 Plain `django_db` (not transaction=True) is enough for the events: `events_ingest`'s atomic block becomes a
 savepoint inside the test transaction, and the day partitions the demo needs already exist
@@ -24,8 +24,8 @@ from django.utils import timezone
 
 from alerts.models import AlertRule, Budget, Notification
 from alerts.services import demo_alerts_seed, demo_seed_with_alerts
-from ingest.demo import UNPRICED_MODEL, demo_seed
 from ingest.models import Event
+from ingest.services.demo import UNPRICED_MODEL, demo_seed
 from projects.models import Environment, Project
 
 pytestmark = pytest.mark.django_db

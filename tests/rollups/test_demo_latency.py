@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db.models import Avg
 
-from ingest.demo import demo_seed
 from ingest.models import Event
+from ingest.services import demo_seed
 from projects.models import Project
 from rollups.selectors import MetricsQuery, metrics_query
 from rollups.services import rollup_until_current

@@ -31,7 +31,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from ingest.schemas import MAX_PAST
-from ingest.services import events_ingest
+from ingest.services.events import events_ingest
 from projects.services import environment_get_or_create, project_get_or_create
 
 BATCH_SIZE = 1000
