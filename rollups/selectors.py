@@ -10,7 +10,7 @@ else reads the hourly table (bucketed by day if asked), so partial days stay exa
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -489,7 +489,7 @@ def features_seen(*, project_id: int, first_day: date, last_day: date) -> set[st
 
 
 def user_spend_by_day(*, project_id: int, user_id: str, first_day: date, last_day: date,
-                      environment: str | None) -> dict[date, dict[str, Any]]:
+                      environment: str | None) -> dict[date, Mapping[str, Any]]:
     """One end user's requests, errors, cost and unpriced requests per UTC day over
     [first_day, last_day] (days without calls are absent), in one environment if named."""
     qs = DailyUserSpend.objects.filter(project_id=project_id, user_id=user_id, day__gte=first_day, day__lte=last_day)
