@@ -456,3 +456,44 @@ def hours_with_calls(*, project_id: int, start: datetime, end: datetime, filters
                         **{k: v for k, v in filters.items() if k in allowed}})
         hours = [row[0] for row in cursor.fetchall()]
     return None if len(hours) > limit else hours
+
+
+# What a per-user alert rule can judge from per-user spend rows (alerts.selectors): each as the SQL
+# expression over the summed columns of one user's day.
+USER_RULE_METRICS = {
+    "cost_usd": "sum(a.cost_usd)",
+    "requests": "sum(a.requests)",
+    "error_rate": "sum(a.errors)::float8 / nullif(sum(a.requests), 0)",
+}
+
+
+@dataclass
+class UserDayValue:
+    user_id: str
+    day: date
+    value: float
+    requests: int
+
+
+def users_breaching(*, project_id: int, days: list[date], metric: str, above: bool, threshold: float,
+                    environment: str | None = None, min_requests: int = 0, limit: int | None = None
+                    ) -> list[UserDayValue]:
+    """The (user, UTC day) pairs among `days` whose metric is above (or below) `threshold`, worst
+    first, from per-user spend rows in one grouped query: the comparison is a HAVING, so a day of
+    100k users returns only the few that breach, never 100k rows to Python. `min_requests`: days
+    with fewer requests are not judged. Users with no calls on a day have no row and are not judged
+    (a `below` rule sees only users active that day). Reads rows by the (project, day, ...) unique
+    index, one day's rows per day."""
+    expression = USER_RULE_METRICS[metric]
+    env_join = "JOIN projects_environment env ON env.id = a.environment_id AND env.name = %s" if environment else ""
+    params: list[Any] = [*([environment] if environment else []), project_id, days, min_requests, threshold]
+    with connection.cursor() as cursor:
+        cursor.execute(f"""
+            SELECT a.user_id, a.day, ({expression})::float8 AS value, sum(a.requests)::bigint
+            FROM rollups_dailyuserspend a {env_join}
+            WHERE a.project_id = %s AND a.day = ANY(%s::date[])
+            GROUP BY a.user_id, a.day
+            HAVING sum(a.requests) >= %s AND ({expression}) {'>' if above else '<'} %s
+            ORDER BY value {'DESC' if above else 'ASC'}, a.user_id, a.day {'LIMIT %s' if limit else ''}
+        """, [*params, *([limit] if limit else [])])  # noqa: S608 - the expression comes from USER_RULE_METRICS
+        return [UserDayValue(user_id=u, day=d, value=float(v), requests=int(r)) for u, d, v, r in cursor.fetchall()]
