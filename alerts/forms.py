@@ -8,7 +8,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
-from alerts.models import AlertRule, Budget, Condition, Metric, Window
+from alerts.models import AlertRule, Budget, Condition, Metric, Per, Window
 from alerts.selectors import per_problem
 
 RULE_FIELDS = ["name", "metric", "window", "condition", "threshold", "sensitivity", "environment", "service",
@@ -63,6 +63,8 @@ class AlertRuleForm(forms.ModelForm):
                                           help_text="No new email for this rule within this many minutes.")
     min_requests = forms.IntegerField(required=False, min_value=0,
                                       help_text="Windows with fewer requests are not judged (rates, latency).")
+    per = forms.ChoiceField(required=False, choices=[("", "nothing: the whole scope as one"),
+                                                     *((v, f"each {label}") for v, label in Per.choices)])
 
     class Meta:
         model = AlertRule

@@ -523,6 +523,7 @@ class RuleRow:
     threshold: str
     scope: str
     open_incident: Incident | None
+    open_count: int = 0  # a rule with `per` has an open incident per breaching value
 
 
 def rules_list(*, project_id: int) -> list[RuleRow]:
@@ -530,8 +531,10 @@ def rules_list(*, project_id: int) -> list[RuleRow]:
     rules = AlertRule.objects.filter(project_id=project_id).prefetch_related(
         Prefetch("incidents", queryset=Incident.objects.filter(resolved_at__isnull=True), to_attr="open_incidents"))
     return [RuleRow(rule=r, metric_label=METRIC_LABELS[Metric(r.metric)], threshold=threshold_display(r),
-                    scope=scope_display(environment=r.environment, service=r.service, model=r.model),
-                    open_incident=next(iter(r.open_incidents), None))  # type: ignore[attr-defined]
+                    scope=scope_display(environment=r.environment, service=r.service, model=r.model)
+                    + (f" · per {r.get_per_display()}" if r.per else ""),
+                    open_incident=next(iter(r.open_incidents), None),  # type: ignore[attr-defined]
+                    open_count=len(r.open_incidents))  # type: ignore[attr-defined]
             for r in rules]
 
 
@@ -585,7 +588,21 @@ def rule_history(*, rule: AlertRule, now: datetime) -> list[IncidentRow]:
             no_baseline=explained["no_baseline"], dashboard_link=links["dashboard"], calls_link=links["calls"],
             notification=next(iter(incident.opened_emails), None),  # type: ignore[attr-defined]
             provider=provider_display((incident.detail or {}).get("provider"))))
+    _per_notifications(rows)
     return rows
+
+
+def _per_notifications(rows: list[IncidentRow]) -> None:
+    """A per-dimension pass sends one message for all the values it opened, attached to the worst
+    one; the others name its key in `detail["notification_key"]` (alerts/per_rules.py): one query."""
+    keys = {row.incident.detail.get("notification_key") for row in rows if row.notification is None}
+    keys.discard(None)
+    if not keys:
+        return
+    by_key = {n.dedupe_key: n for n in Notification.objects.filter(dedupe_key__in=keys)}
+    for row in rows:
+        if row.notification is None:
+            row.notification = by_key.get(row.incident.detail.get("notification_key", ""))
 
 
 @dataclass

@@ -227,3 +227,44 @@ def test_per_is_saved_read_and_cleared_through_the_api(db):
     assert AlertRule.objects.get().per is None
     assert api(secret, "post", "/api/v1/alert-rules", {**RULE, "per": 5}).json()["errors"] == [
         {"field": "per", "message": "must be a str"}]
+
+
+FORM = {"name": "Any single user over $5 a day", "metric": "cost_usd", "window": "day", "condition": "above",
+        "threshold": "5", "sensitivity": "", "environment": "", "service": "", "model": "", "per": "user_id",
+        "recipients": "oncall@example.com", "cooldown_minutes": "60", "min_requests": "20", "enabled": "true"}
+
+
+def test_the_form_saves_per_and_the_pages_show_it_with_each_value(key, django_user_model):
+    from projects.models import Membership
+
+    user = django_user_model.objects.create_user("ada", "ada@example.com", "alerts-test-pass-42")
+    Membership.objects.create(user=user, project=key.project, role="admin")
+    admin = Client()
+    admin.force_login(user)
+    form = admin.get("/alerts/new?project=acme").content.decode()
+    assert '<option value="user_id">each user</option>' in form
+    assert '<option value="" selected>nothing: the whole scope as one</option>' in form
+    bad = admin.post("/alerts/new?project=acme", {**FORM, "window": "hour"})
+    assert bad.status_code == 200
+    assert 'data-error-for="per"' in bad.content.decode()
+    assert admin.post("/alerts/new?project=acme", FORM).status_code == 302
+    rule = AlertRule.objects.get()
+    assert rule.per == "user_id"
+    assert '<option value="user_id" selected>each user</option>' in admin.get(f"/alerts/{rule.pk}/edit").content.decode()
+
+    now = datetime.now(tz=UTC).replace(microsecond=0)
+    spend(key, "a-", user_id="u_a", dimes=60, when=now)
+    spend(key, "b-", user_id="u_b", dimes=70, when=now)
+    rollup_until_current()
+    assert rules_evaluate(now=now) == {"opened": 1}
+    listing = admin.get("/alerts/?project=acme").content.decode()
+    assert "whole project · per user" in listing
+    assert "firing · 2 users" in listing
+    history = admin.get(f"/alerts/{rule.pk}/").content.decode()
+    assert '<dd data-per="user_id">user' in history
+    assert '<td class="mono" data-value>u_a</td>' in history
+    assert '<td class="mono" data-value>u_b</td>' in history
+    # Both incidents link to the one message of their pass.
+    notification = Notification.objects.get()
+    assert history.count(f'href="/alerts/outbox/{notification.pk}/"') == 2
+    assert "user=u_a" in history
