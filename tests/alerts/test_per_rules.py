@@ -268,3 +268,19 @@ def test_the_form_saves_per_and_the_pages_show_it_with_each_value(key, django_us
     notification = Notification.objects.get()
     assert history.count(f'href="/alerts/outbox/{notification.pk}/"') == 2
     assert "user=u_a" in history
+
+
+def test_a_user_is_summed_across_environments_when_the_rule_names_none(key):
+    """Two environments: a user's day is two rows. $2.60 + $2.60 breaches $5 though neither row
+    does; $2.00 + $2.00 does not."""
+    now = datetime.now(tz=UTC).replace(microsecond=0)
+    staging = ingest_key_create(project_slug="acme", environment_name="staging").key
+    for env_key, prefix in ((key, "p"), (staging, "s")):
+        spend(env_key, f"{prefix}split-", user_id="u_split", dimes=26, calls=2, when=now)
+        spend(env_key, f"{prefix}half-", user_id="u_half", dimes=20, when=now)
+    rollup_until_current()
+    per_rule(key)
+    assert rules_evaluate(now=now) == {"opened": 1}
+    assert list(Incident.objects.values_list("dimension_value", "value")) == [("u_split", pytest.approx(5.2))]
+    assert Incident.objects.get().detail["window_requests"] == 4
+    assert mail.outbox[0].subject == "[Tally] acme: u_split spent $5.20 today > $5.00"
