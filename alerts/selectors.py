@@ -696,7 +696,8 @@ def chart_alerts(*, project_id: int, start: datetime, end: datetime, now: dateti
 
     A rule is in scope when its environment/service/model scope equals the page's filters: a
     project-wide threshold on a chart of one service would compare different quantities. Rules
-    have no feature or user scope, so a page filtered by either draws none. Anomaly bands are
+    have no feature or user scope, so a page filtered by either draws none; nor are rules with
+    `per` drawn (their threshold is each value's, not the chart's total). Anomaly bands are
     computed for rules judged per `band_window` (the chart's bucket) only: a band is per window.
     Budgets: enabled ones whose environment, service and user_id equal the filters (feature: none).
     """
@@ -709,7 +710,9 @@ def chart_alerts(*, project_id: int, start: datetime, end: datetime, now: dateti
         return out
     scope = {name: value or None for name, value in
              (("environment", environment), ("service", service), ("model", model))}
-    rules = list(AlertRule.objects.filter(project_id=project_id, enabled=True, **scope).order_by("name", "pk"))
+    # A rule with `per` judges each user / service / ... alone: its threshold is not a line on a total.
+    rules = list(AlertRule.objects.filter(project_id=project_id, enabled=True, per__isnull=True, **scope)
+                 .order_by("name", "pk"))
     for rule in rules:
         chart_rule = ChartRule(rule=rule)
         if rule.condition == Condition.ANOMALY and rule.window == band_window:

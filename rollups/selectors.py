@@ -495,15 +495,17 @@ def users_breaching(*, project_id: int, days: list[date], metric: str, above: bo
     spec = USER_RULE_METRICS[metric]
     op = ">" if above else "<"
     order = "DESC" if above else "ASC"
+    env_params: list[Any] = []
+    pre_params: list[Any] = []
     with transaction.atomic(), connection.cursor() as cursor:
         if environment:
-            env_where, env_params, single = (
-                "AND a.environment_id IN (SELECT id FROM projects_environment WHERE project_id = %s AND name = %s)",
-                [project_id, environment], True)
+            env_where, single = ("AND a.environment_id IN (SELECT id FROM projects_environment "
+                                 "WHERE project_id = %s AND name = %s)", True)
+            env_params = [project_id, environment]
         else:
             cursor.execute("SELECT count(*) FROM projects_environment WHERE project_id = %s", [project_id])
             environments = cursor.fetchone()[0]
-            env_where, env_params, single = "", [], environments <= 1
+            env_where, single = "", environments <= 1
         if single:
             cursor.execute(f"""
                 SELECT a.user_id, a.day, ({spec["row"]})::float8 AS value, a.requests
@@ -513,7 +515,7 @@ def users_breaching(*, project_id: int, days: list[date], metric: str, above: bo
                 ORDER BY value {order}, a.user_id, a.day
             """, [project_id, days, *env_params, min_requests, threshold])  # noqa: S608 - SQL from USER_RULE_METRICS
         else:
-            prefilter, pre_params = "", []
+            prefilter = ""
             if spec["additive"] and above and threshold >= 0:
                 prefilter = f"""AND (a.user_id, a.day) IN (
                     SELECT b.user_id, b.day FROM rollups_dailyuserspend b

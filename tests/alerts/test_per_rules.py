@@ -284,3 +284,14 @@ def test_a_user_is_summed_across_environments_when_the_rule_names_none(key):
     assert list(Incident.objects.values_list("dimension_value", "value")) == [("u_split", pytest.approx(5.2))]
     assert Incident.objects.get().detail["window_requests"] == 4
     assert mail.outbox[0].subject == "[Tally] acme: u_split spent $5.20 today > $5.00"
+
+
+def test_charts_draw_no_per_rule_threshold_on_a_total(key):
+    """$5 per user is not a line on the project's total spend: charts leave per rules out."""
+    from alerts.selectors import chart_alerts
+
+    whole = per_rule(key, name="Project spend", per=None, threshold=50.0)
+    per_rule(key)
+    now = datetime.now(tz=UTC)
+    drawn = chart_alerts(project_id=key.project_id, start=now - timedelta(days=7), end=now, now=now)
+    assert [r.rule for r in drawn.rules] == [whole]
