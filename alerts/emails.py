@@ -279,7 +279,9 @@ def per_value_line(incident: Incident, *, now: datetime) -> str:
 def per_context(rule: Any, incidents: list[Incident], *, now: datetime) -> dict[str, Any]:
     """What one per-dimension message prints for the incidents a pass opened or resolved (worst first):
     the first PER_LISTED each with its value and a link to its calls, the rest as "and N more" (with
-    their sum for spend and counts, where a sum means something)."""
+    their sum for spend and counts, where a sum means something). It is one outbox row per rule and
+    pass, keyed by the worst incident: how that keeps the once-per-incident claim is in the
+    docstring of alerts/per_rules.py."""
     assert rule.per is not None
     assert incidents
     singular, plural = PER_NOUNS[rule.per]

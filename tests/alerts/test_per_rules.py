@@ -295,3 +295,63 @@ def test_charts_draw_no_per_rule_threshold_on_a_total(key):
     now = datetime.now(tz=UTC)
     drawn = chart_alerts(project_id=key.project_id, start=now - timedelta(days=7), end=now, now=now)
     assert [r.rule for r in drawn.rules] == [whole]
+
+
+def _many_breaching(key, users: int = 25) -> datetime:  # type: ignore[no-untyped-def]
+    now = datetime.now(tz=UTC).replace(microsecond=0)
+    for n in range(users):
+        spend(key, f"u{n}-", user_id=f"u_{n:02d}", dimes=60 + n, when=now)
+    rollup_until_current()
+    return now
+
+
+def test_two_evaluators_racing_open_each_value_once_and_send_one_message(key):
+    import threading
+
+    from django.db import connection
+
+    from alerts.services import rule_evaluate
+
+    now = _many_breaching(key)
+    rule = per_rule(key)
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def evaluate() -> None:
+        try:
+            barrier.wait()
+            outcomes.append(rule_evaluate(rule=AlertRule.objects.get(pk=rule.pk), now=now))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=evaluate) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # One opened them all; the other found them open (or, having looked before they committed, none).
+    assert sorted(outcomes) in (["ok", "opened"], ["open", "opened"])
+    assert Incident.objects.filter(resolved_at__isnull=True).count() == 25
+    assert Notification.objects.count() == 1
+    assert len(mail.outbox) == 1
+
+
+def test_a_pass_that_fails_midway_leaves_nothing_half_done(key, monkeypatch):
+    """Incidents and their message are one transaction: a failure while queueing the message
+    rolls the incidents back, so the next pass opens and announces them all."""
+    from alerts import emails
+
+    now = _many_breaching(key, users=3)
+    per_rule(key)
+
+    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("template exploded")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(emails, "per_context", broken)
+        assert rules_evaluate(now=now) == {"error": 1}
+    assert Incident.objects.count() == 0
+    assert Notification.objects.count() == 0
+    assert rules_evaluate(now=now + timedelta(seconds=1)) == {"opened": 1}
+    assert Incident.objects.count() == 3
+    assert mail.outbox[0].subject == "[Tally] acme: 3 users over $5.00 spend (top: u_02 $6.20 today)"
