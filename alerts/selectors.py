@@ -828,6 +828,8 @@ def per_breaching(rule: AlertRule, *, now: datetime) -> list[PerValue]:
             if requests < guard or not (value > rule.threshold if above else value < rule.threshold):
                 continue
             name = row.group[rule.per]
+            if not name:
+                continue  # calls that never named a service / feature are nobody's (as per-user rows skip '')
             if row.bucket is not None and (name not in found or found[name].window_start < row.bucket):
                 found[name] = PerValue(name, row.bucket, value, requests)
     return sorted(found.values(), key=lambda p: (-p.value if above else p.value, p.dimension_value))

@@ -355,3 +355,17 @@ def test_a_pass_that_fails_midway_leaves_nothing_half_done(key, monkeypatch):
     assert rules_evaluate(now=now + timedelta(seconds=1)) == {"opened": 1}
     assert Incident.objects.count() == 3
     assert mail.outbox[0].subject == "[Tally] acme: 3 users over $5.00 spend (top: u_02 $6.20 today)"
+
+
+def test_calls_without_the_dimension_are_nobodys_value(key):
+    """Per feature: untagged calls ($9 here) are not a feature; the tagged one over $1 is."""
+    now = datetime.now(tz=UTC).replace(microsecond=0)
+    events = [{"request_id": f"f{i}", "model": "claude-haiku-4-5", "latency_ms": 10, "input_tokens": 1_000_000,
+               "feature": "summarize" if i < 2 else None, "timestamp": (now - timedelta(seconds=i + 1)).isoformat()}
+              for i in range(11)]
+    assert ingest(key, events).accepted == 11
+    rollup_until_current()
+    per_rule(key, name="Per-feature spend", per="feature", threshold=1.0)
+    assert rules_evaluate(now=now) == {"opened": 1}
+    assert list(Incident.objects.values_list("dimension_value", "value")) == [("summarize", pytest.approx(2.0))]
+    assert mail.outbox[0].subject == "[Tally] acme: feature summarize: spend $2.00 today > $1.00"
