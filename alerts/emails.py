@@ -138,7 +138,8 @@ def incident_links(incident: Incident, *, now: datetime | None = None, absolute:
                                                     **per_params(incident)}, absolute=absolute)
     sort = "latency" if metric_page(rule.metric) == "/latency" else CALLS_SORT.get(rule.metric)
     calls = page_url("/events", {"project": project, "from": rfc3339(start), "to": rfc3339(end), **_scope_params(rule),
-                                 **per_params(incident), "status": "error" if rule.metric == Metric.ERROR_RATE else None, "sort": sort},
+                                 **per_params(incident),
+                                 "status": "error" if rule.metric == Metric.ERROR_RATE else None, "sort": sort},
                      absolute=absolute)
     return {"dashboard": dashboard, "calls": calls}
 

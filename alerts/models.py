@@ -1,8 +1,9 @@
 """Alert rules, incidents, budgets and the email outbox.
 
 Uniqueness does the concurrency work (STYLE 14): at most one open incident per rule and
-dimension value (partial unique index; the value is '' for a rule without `per`), and one outbox row per notification (`dedupe_key`), so two
-evaluators racing on the same breach cannot notify twice.
+dimension value (partial unique index; the value is '' for a rule without `per`), and one
+outbox row per notification (`dedupe_key`), so two evaluators racing on the same breach cannot
+notify twice.
 """
 
 from __future__ import annotations

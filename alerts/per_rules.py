@@ -121,5 +121,6 @@ def _queue(*, rule: AlertRule, incidents: list[Incident], now: datetime, kind: s
                                                                                                 now=now))
     if event == "opened":
         with connection.cursor() as cursor:
-            cursor.execute("""UPDATE alerts_incident SET detail = detail || jsonb_build_object('notification_key', %s::text)
+            cursor.execute("""UPDATE alerts_incident
+                              SET detail = detail || jsonb_build_object('notification_key', %s::text)
                               WHERE id = ANY(%s)""", [key, [i.pk for i in incidents]])

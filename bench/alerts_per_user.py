@@ -106,7 +106,8 @@ def bench_scale(project_id: int, env_ids: list[int], users: int, runs: int, now:
     opened = Incident.objects.filter(rule=rule, resolved_at__isnull=True).count()
     steady = [timed(lambda: rule_evaluate(rule=rule, now=now)) for _ in range(runs)]
     messages = Notification.objects.filter(project_id=project_id).count()
-    return {"users": users, "environments": len(env_ids), "rows": rows, "breaching": breaching, "opened": opened, "messages": messages,
+    return {"users": users, "environments": len(env_ids), "rows": rows, "breaching": breaching, "opened": opened,
+            "messages": messages,
             "judge": statistics.median(judge), "first": first, "steady": statistics.median(steady)}
 
 
@@ -142,7 +143,8 @@ def main() -> int:
     print(f"{'envs':>5}{'users/day':>10}{'rows read':>11}{'breaching':>11}{'(a) judge ms':>14}{'(b) first pass ms':>19}"
           f"{'(c) steady ms':>15}{'incidents':>11}{'messages':>10}")
     for r in results:
-        print(f"{r['environments']:>5}{r['users']:>10,}{r['rows']:>11,}{r['breaching']:>11,}{r['judge']:>14.1f}{r['first']:>19.1f}"
+        print(f"{r['environments']:>5}{r['users']:>10,}{r['rows']:>11,}{r['breaching']:>11,}{r['judge']:>14.1f}"
+              f"{r['first']:>19.1f}"
               f"{r['steady']:>15.1f}{r['opened']:>11,}{r['messages']:>10,}")
     for environments in sorted({r["environments"] for r in results}):
         same = [r for r in results if r["environments"] == environments]

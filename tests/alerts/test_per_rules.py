@@ -22,8 +22,8 @@ pytestmark = pytest.mark.usefixtures("clean_events")
 DIME = 100_000
 
 
-def spend(key, prefix: str, *, user_id: str = "", service: str = "checkout", dimes: int, when: datetime,  # type: ignore[no-untyped-def]
-          calls: int = 1) -> None:
+def spend(key, prefix: str, *, user_id: str = "", service: str = "checkout",  # type: ignore[no-untyped-def]
+          dimes: int, when: datetime, calls: int = 1) -> None:
     """`calls` calls costing `dimes` x $0.10 together (the first call takes the remainder)."""
     per_call, first = divmod(dimes, calls)
     events = [{"request_id": f"{prefix}{i}", "model": "claude-haiku-4-5", "latency_ms": 10,
@@ -250,7 +250,8 @@ def test_the_form_saves_per_and_the_pages_show_it_with_each_value(key, django_us
     assert admin.post("/alerts/new?project=acme", FORM).status_code == 302
     rule = AlertRule.objects.get()
     assert rule.per == "user_id"
-    assert '<option value="user_id" selected>each user</option>' in admin.get(f"/alerts/{rule.pk}/edit").content.decode()
+    edit = admin.get(f"/alerts/{rule.pk}/edit").content.decode()
+    assert '<option value="user_id" selected>each user</option>' in edit
 
     now = datetime.now(tz=UTC).replace(microsecond=0)
     spend(key, "a-", user_id="u_a", dimes=60, when=now)
