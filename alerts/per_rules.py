@@ -21,6 +21,8 @@ Invariants:
   ago opens silently (`notified` false), as a whole-scope rule does.
 - Each value resolves on its own, when neither its last closed window nor (where a partial
   window is conclusive) the current one breaches.
+- Switching `per` on or off closes the incidents of the other kind at the next evaluation,
+  without a message: they are about values (or a whole) the rule no longer judges.
 """
 
 from __future__ import annotations
@@ -71,7 +73,9 @@ def _resolve_recovered(*, rule: AlertRule, breaching: list[PerValue], now: datet
                           WHERE rule_id = %s AND resolved_at IS NULL AND NOT (dimension_value = ANY(%s::text[]))
                           RETURNING id""", [now, rule.pk, [b.dimension_value for b in breaching]])
         ids = [row[0] for row in cursor.fetchall()]
-    notified = list(Incident.objects.filter(pk__in=ids, notified=True).select_related("rule__project")
+    # A '' incident is the rule's own from before it had `per`: closed quietly, it names no value.
+    notified = list(Incident.objects.filter(pk__in=ids, notified=True).exclude(dimension_value="")
+                    .select_related("rule__project")
                     .order_by("-value" if rule.condition == "above" else "value", "dimension_value"))
     if notified:
         _queue(rule=rule, incidents=notified, now=now, kind=Notification.Kind.INCIDENT_RESOLVED)

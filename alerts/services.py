@@ -135,6 +135,8 @@ def rule_evaluate(*, rule: AlertRule, now: datetime | None = None) -> str:
     AlertRule.objects.filter(pk=rule.pk).update(last_evaluated_at=now, evaluations=F("evaluations") + 1)
     if not judgement.judged:
         return "ok"
+    # Incidents of values left open from when the rule had `per` are about no value it judges now.
+    Incident.objects.filter(rule=rule, resolved_at__isnull=True).exclude(dimension_value="").update(resolved_at=now)
     open_incident = Incident.objects.filter(rule=rule, resolved_at__isnull=True).first()
     if judgement.breaching and judgement.window is not None:
         if open_incident is not None:

@@ -370,3 +370,22 @@ def test_calls_without_the_dimension_are_nobodys_value(key):
     assert rules_evaluate(now=now) == {"opened": 1}
     assert list(Incident.objects.values_list("dimension_value", "value")) == [("summarize", pytest.approx(2.0))]
     assert mail.outbox[0].subject == "[Tally] acme: feature summarize: spend $2.00 today > $1.00"
+
+
+def test_switching_per_off_closes_the_values_incidents_quietly(key):
+    now = _many_breaching(key, users=2)
+    rule = per_rule(key, cooldown_minutes=0)  # every opening below is announced
+    assert rules_evaluate(now=now) == {"opened": 1}
+    AlertRule.objects.filter(pk=rule.pk).update(per=None, threshold=100.0)
+    assert rules_evaluate(now=now + timedelta(seconds=1)) == {"ok": 1}
+    assert Incident.objects.filter(resolved_at__isnull=True).count() == 0
+    AlertRule.objects.filter(pk=rule.pk).update(threshold=5.0)  # the project's $12.10 breaches as a whole
+    assert rules_evaluate(now=now + timedelta(seconds=2)) == {"opened": 1}
+    AlertRule.objects.filter(pk=rule.pk).update(per="user_id", threshold=6.05)  # u_01 $6.10 only
+    assert rules_evaluate(now=now + timedelta(seconds=3)) == {"opened": 1}
+    assert list(Incident.objects.filter(resolved_at__isnull=True).values_list("dimension_value", flat=True)) == [
+        "u_01"]
+    assert [m.subject for m in mail.outbox] == [
+        "[Tally] acme: 2 users over $5.00 spend (top: u_01 $6.10 today)",
+        "[Tally] acme: spend $12.10 > $5.00",
+        "[Tally] acme: u_01 spent $6.10 today > $6.05"]
