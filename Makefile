@@ -40,6 +40,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m devserver.embedded exec -- $(PY) bench/ingest.py
 	$(PY) -m devserver.embedded exec -- $(PY) -W ignore bench/rollup.py
+	$(PY) -m devserver.embedded exec -- $(PY) bench/alerts_per_user.py
 	$(PY) -m devserver.embedded exec -- $(PY) bench/sdk_overhead.py
 
 ## make lock: re-resolve pyproject.toml into requirements.lock (the runtime dependencies alone)

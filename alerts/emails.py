@@ -134,9 +134,11 @@ def incident_links(incident: Incident, *, now: datetime | None = None, absolute:
                          absolute=absolute)
         return {"dashboard": dashboard, "calls": calls}
     dashboard = page_url(metric_page(rule.metric), {"project": project, "from": rfc3339(chart_start),
-                                                    "to": rfc3339(end), **_scope_params(rule)}, absolute=absolute)
+                                                    "to": rfc3339(end), **_scope_params(rule),
+                                                    **per_params(incident)}, absolute=absolute)
     sort = "latency" if metric_page(rule.metric) == "/latency" else CALLS_SORT.get(rule.metric)
     calls = page_url("/events", {"project": project, "from": rfc3339(start), "to": rfc3339(end), **_scope_params(rule),
+                                 **per_params(incident),
                                  "status": "error" if rule.metric == Metric.ERROR_RATE else None, "sort": sort},
                      absolute=absolute)
     return {"dashboard": dashboard, "calls": calls}
@@ -235,6 +237,76 @@ def digest_link(*, project_slug: str, day: datetime) -> str:
     """The overview over the digest's eight days: yesterday and the week it is compared with."""
     return page_url("/", {"project": project_slug, "from": rfc3339(day - timedelta(days=7)),
                           "to": rfc3339(day + timedelta(days=1))})
+
+
+# --- per-dimension rules (CONTRACT §5 `per`): one message for the values a pass opened or resolved ---
+
+PER_LISTED = 20  # values named in one message; the rest are "and N more"
+PER_NOUNS: dict[str, tuple[str, str]] = {"user_id": ("user", "users"), "service": ("service", "services"),
+                                         "feature": ("feature", "features"), "model": ("model", "models")}
+
+
+def per_params(incident: Incident) -> dict[str, str | None]:
+    """The dashboard filter naming a per-dimension incident's value (the dashboard calls user_id `user`)."""
+    per = incident.rule.per
+    if not per or not incident.dimension_value:
+        return {}
+    return {"user" if per == "user_id" else per: incident.dimension_value}
+
+
+def per_when(window: str, start: datetime, now: datetime) -> str:
+    """The breaching window in words, as seen at `now` (when the message is composed)."""
+    current = _floor(window, now)
+    if window == "day":
+        if start == current:
+            return "today"
+        return "yesterday" if start == current - timedelta(days=1) else f"on {start:%b} {start.day}"
+    return "this hour" if start == current else f"in the hour from {start.astimezone(UTC):%H:%M} UTC"
+
+
+def per_value_line(incident: Incident, *, now: datetime) -> str:
+    """"u_4812 spent $6.10 today > $5.00"; "service checkout: error rate 12.0% yesterday > 5.0%"."""
+    rule = incident.rule
+    assert rule.per is not None
+    sign = ">" if rule.condition == "above" else "<"
+    value, when = format_metric(rule.metric, incident.value), per_when(rule.window, incident.window_start, now)
+    compared = f"{sign} {format_metric(rule.metric, incident.threshold)}"
+    if rule.per == "user_id" and rule.metric == Metric.COST_USD:
+        return f"{incident.dimension_value} spent {value} {when} {compared}"
+    name = incident.dimension_value if rule.per == "user_id" else f"{PER_NOUNS[rule.per][0]} {incident.dimension_value}"
+    return f"{name}: {METRIC_LABELS[rule.metric]} {value} {when} {compared}"
+
+
+def per_context(rule: Any, incidents: list[Incident], *, now: datetime) -> dict[str, Any]:
+    """What one per-dimension message prints for the incidents a pass opened or resolved (worst first):
+    the first PER_LISTED each with its value and a link to its calls, the rest as "and N more" (with
+    their sum for spend and counts, where a sum means something). It is one outbox row per rule and
+    pass, keyed by the worst incident: how that keeps the once-per-incident claim is in the
+    docstring of alerts/per_rules.py."""
+    assert rule.per is not None
+    assert incidents
+    singular, plural = PER_NOUNS[rule.per]
+    listed, rest = incidents[:PER_LISTED], incidents[PER_LISTED:]
+    more_total = format_metric(rule.metric, sum(i.value for i in rest)) \
+        if rest and rule.metric in (*ADDITIVE_METRICS, Metric.RATE_LIMITED_REQUESTS) else ""
+    top = incidents[0]
+    start = min(i.window_start for i in incidents)
+    end = _floor(rule.window, now) + (timedelta(days=1) if rule.window == "day" else timedelta(hours=1))
+    chart_start = end - timedelta(days=7) if rule.window == "day" else start
+    word = "over" if rule.condition == "above" else "under"
+    return {
+        "rule": rule, "where": rule.environment or rule.project.slug, "count": len(incidents),
+        "noun": singular if len(incidents) == 1 else plural, "per_noun": singular,
+        "items": [{"incident": i, "value": i.dimension_value, "line": per_value_line(i, now=now),
+                   "calls_link": incident_links(i, now=now)["calls"]} for i in listed],
+        "more": len(rest), "more_total": more_total, "top_line": per_value_line(top, now=now),
+        "summary": f"{len(incidents)} {plural} {word} {format_metric(rule.metric, top.threshold)} "
+                   f"{METRIC_LABELS[rule.metric]} (top: {top.dimension_value} "
+                   f"{format_metric(rule.metric, top.value)} {per_when(rule.window, top.window_start, now)})",
+        "link": page_url(metric_page(rule.metric), {"project": rule.project.slug, "from": rfc3339(chart_start),
+                                                    "to": rfc3339(end), **_scope_params(rule)}),
+        "rule_link": page_url(f"/alerts/{rule.pk}/", {}),
+    }
 
 
 def notification_queue(*, project_id: int, kind: str, dedupe_key: str, recipients: list[str], template: str,

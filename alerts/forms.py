@@ -8,10 +8,11 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
-from alerts.models import AlertRule, Budget, Condition, Metric, Window
+from alerts.models import AlertRule, Budget, Condition, Metric, Per, Window
+from alerts.selectors import per_problem
 
 RULE_FIELDS = ["name", "metric", "window", "condition", "threshold", "sensitivity", "environment", "service",
-               "model", "recipients", "cooldown_minutes", "enabled", "min_requests"]
+               "model", "recipients", "cooldown_minutes", "enabled", "min_requests", "per"]
 
 
 class RecipientsField(forms.Field):
@@ -62,6 +63,8 @@ class AlertRuleForm(forms.ModelForm):
                                           help_text="No new email for this rule within this many minutes.")
     min_requests = forms.IntegerField(required=False, min_value=0,
                                       help_text="Windows with fewer requests are not judged (rates, latency).")
+    per = forms.ChoiceField(required=False, choices=[("", "nothing: the whole scope as one"),
+                                                     *((v, f"each {label}") for v, label in Per.choices)])
 
     class Meta:
         model = AlertRule
@@ -75,9 +78,14 @@ class AlertRuleForm(forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         condition = data.get("condition")
-        for name in ("environment", "service", "model"):
+        for name in ("environment", "service", "model", "per"):
             if data.get(name) == "":
                 data[name] = None
+        if data.get("per"):
+            problem = per_problem(per=data["per"], metric=data.get("metric"), window=data.get("window"),
+                                  condition=condition, scope={n: data.get(n) for n in ("service", "model")})
+            if problem:
+                self.add_error("per", problem)
         if condition in (Condition.ABOVE, Condition.BELOW):
             if data.get("threshold") is None:
                 self.add_error("threshold", "a threshold is required for above / below")
@@ -151,7 +159,7 @@ def rule_as_dict(rule: AlertRule) -> dict[str, Any]:
         "window": rule.window, "condition": rule.condition, "threshold": rule.threshold,
         "sensitivity": rule.sensitivity, "environment": rule.environment, "service": rule.service,
         "model": rule.model, "recipients": rule.recipients, "cooldown_minutes": rule.cooldown_minutes,
-        "min_requests": rule.min_requests, "enabled": rule.enabled,
+        "min_requests": rule.min_requests, "enabled": rule.enabled, "per": rule.per,
         "created_at": rule.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "updated_at": rule.updated_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
     }

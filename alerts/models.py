@@ -1,8 +1,9 @@
 """Alert rules, incidents, budgets and the email outbox.
 
-Uniqueness does the concurrency work (STYLE 14): at most one open incident per rule
-(partial unique index), and one outbox row per notification (`dedupe_key`), so two
-evaluators racing on the same breach cannot notify twice.
+Uniqueness does the concurrency work (STYLE 14): at most one open incident per rule and
+dimension value (partial unique index; the value is '' for a rule without `per`), and one
+outbox row per notification (`dedupe_key`), so two evaluators racing on the same breach cannot
+notify twice.
 """
 
 from __future__ import annotations
@@ -41,6 +42,15 @@ class Condition(models.TextChoices):
     ANOMALY = "anomaly", "anomaly vs baseline"
 
 
+class Per(models.TextChoices):
+    """The dimension a rule is judged per: each value of it in the window gets its own verdict."""
+
+    USER_ID = "user_id", "user"
+    SERVICE = "service", "service"
+    FEATURE = "feature", "feature"
+    MODEL = "model", "model"
+
+
 class AlertRule(models.Model):
     project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="alert_rules")
     name = models.CharField(max_length=200)
@@ -54,6 +64,8 @@ class AlertRule(models.Model):
     environment = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
     service = models.CharField(max_length=128, null=True, blank=True)  # noqa: DJ001
     model = models.CharField(max_length=128, null=True, blank=True)  # noqa: DJ001
+    # NULL: the rule judges its whole scope as one; else each value of this dimension on its own.
+    per = models.CharField(max_length=16, choices=Per.choices, null=True, blank=True)  # noqa: DJ001
     # Volume guard: windows with fewer requests are never judged (3 calls with 1 error page no one).
     min_requests = models.PositiveIntegerField(default=20)
     recipients = ArrayField(models.EmailField(), default=list)
@@ -82,6 +94,9 @@ class Incident(models.Model):
         RESOLVED = "resolved", "resolved"
 
     rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="incidents")
+    # The value of the rule's `per` dimension this incident is about ("u_4812", "checkout"); ''
+    # for a rule without `per` (not NULL, so the unique index below treats it as one value).
+    dimension_value = models.CharField(max_length=256, blank=True, default="")
     window_start = models.DateTimeField(help_text="Start of the first window that breached.")
     opened_at = models.DateTimeField()
     resolved_at = models.DateTimeField(null=True, blank=True)
@@ -94,8 +109,8 @@ class Incident(models.Model):
     class Meta:
         ordering = ["-opened_at"]
         constraints = [
-            models.UniqueConstraint(fields=["rule"], condition=Q(resolved_at__isnull=True),
-                                    name="incident_one_open_per_rule"),
+            models.UniqueConstraint(fields=["rule", "dimension_value"], condition=Q(resolved_at__isnull=True),
+                                    name="incident_one_open_per_rule_value"),
         ]
 
     def __str__(self) -> str:

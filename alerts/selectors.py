@@ -26,10 +26,10 @@ from alerts.emails import (
     incident_window,
     provider_display,
 )
-from alerts.models import AlertRule, Budget, Condition, DigestSubscription, Incident, Metric, Notification
+from alerts.models import AlertRule, Budget, Condition, DigestSubscription, Incident, Metric, Notification, Per
 from projects.permissions import is_project_admin, visible_projects
 from providers.selectors import Reconciliation, reconciliation
-from rollups.selectors import MetricsQuery, MetricsRow, metrics_query
+from rollups.selectors import USER_RULE_METRICS, MetricsQuery, MetricsRow, metrics_query, users_breaching
 
 if TYPE_CHECKING:
     from projects.models import Project
@@ -525,6 +525,7 @@ class RuleRow:
     threshold: str
     scope: str
     open_incident: Incident | None
+    open_count: int = 0  # a rule with `per` has an open incident per breaching value
 
 
 def rules_list(*, project_id: int) -> list[RuleRow]:
@@ -532,8 +533,10 @@ def rules_list(*, project_id: int) -> list[RuleRow]:
     rules = AlertRule.objects.filter(project_id=project_id).prefetch_related(
         Prefetch("incidents", queryset=Incident.objects.filter(resolved_at__isnull=True), to_attr="open_incidents"))
     return [RuleRow(rule=r, metric_label=METRIC_LABELS[Metric(r.metric)], threshold=threshold_display(r),
-                    scope=scope_display(environment=r.environment, service=r.service, model=r.model),
-                    open_incident=next(iter(r.open_incidents), None))  # type: ignore[attr-defined]
+                    scope=scope_display(environment=r.environment, service=r.service, model=r.model)
+                    + (f" · per {r.get_per_display()}" if r.per else ""),
+                    open_incident=next(iter(r.open_incidents), None),  # type: ignore[attr-defined]
+                    open_count=len(r.open_incidents))  # type: ignore[attr-defined]
             for r in rules]
 
 
@@ -587,7 +590,21 @@ def rule_history(*, rule: AlertRule, now: datetime) -> list[IncidentRow]:
             no_baseline=explained["no_baseline"], dashboard_link=links["dashboard"], calls_link=links["calls"],
             notification=next(iter(incident.opened_emails), None),  # type: ignore[attr-defined]
             provider=provider_display((incident.detail or {}).get("provider"))))
+    _per_notifications(rows)
     return rows
+
+
+def _per_notifications(rows: list[IncidentRow]) -> None:
+    """A per-dimension pass sends one message for all the values it opened, attached to the worst
+    one; the others name its key in `detail["notification_key"]` (alerts/per_rules.py): one query."""
+    keys = {row.incident.detail.get("notification_key") for row in rows if row.notification is None}
+    keys.discard(None)
+    if not keys:
+        return
+    by_key = {n.dedupe_key: n for n in Notification.objects.filter(dedupe_key__in=keys)}
+    for row in rows:
+        if row.notification is None:
+            row.notification = by_key.get(row.incident.detail.get("notification_key", ""))
 
 
 @dataclass
@@ -681,7 +698,8 @@ def chart_alerts(*, project_id: int, start: datetime, end: datetime, now: dateti
 
     A rule is in scope when its environment/service/model scope equals the page's filters: a
     project-wide threshold on a chart of one service would compare different quantities. Rules
-    have no feature or user scope, so a page filtered by either draws none. Anomaly bands are
+    have no feature or user scope, so a page filtered by either draws none; nor are rules with
+    `per` drawn (their threshold is each value's, not the chart's total). Anomaly bands are
     computed for rules judged per `band_window` (the chart's bucket) only: a band is per window.
     Budgets: enabled ones whose environment, service and user_id equal the filters (feature: none).
     """
@@ -694,7 +712,9 @@ def chart_alerts(*, project_id: int, start: datetime, end: datetime, now: dateti
         return out
     scope = {name: value or None for name, value in
              (("environment", environment), ("service", service), ("model", model))}
-    rules = list(AlertRule.objects.filter(project_id=project_id, enabled=True, **scope).order_by("name", "pk"))
+    # A rule with `per` judges each user / service / ... alone: its threshold is not a line on a total.
+    rules = list(AlertRule.objects.filter(project_id=project_id, enabled=True, per__isnull=True, **scope)
+                 .order_by("name", "pk"))
     for rule in rules:
         chart_rule = ChartRule(rule=rule)
         if rule.condition == Condition.ANOMALY and rule.window == band_window:
@@ -730,3 +750,93 @@ def incident_latest(*, project_slug: str, metric: str, window: str) -> Incident 
     """The latest incident of the project's rules on `metric` per `window` (make screenshots)."""
     return (Incident.objects.filter(rule__project__slug=project_slug, rule__metric=metric, rule__window=window)
             .order_by("-window_start").first())
+
+# --- per-dimension rules (CONTRACT §5 `per`) ---------------------------------------------
+
+# Per user, only what the per-user daily spend rows hold (requests, errors, spend), per UTC day.
+PER_USER_METRICS = tuple(USER_RULE_METRICS)
+# Per service / feature / model: everything the aggregates hold; the provider's report has no dimensions.
+PER_DIMENSION_METRICS = tuple(m for m in Metric.values if m not in PROVIDER)
+
+
+def per_problem(*, per: str, metric: str | None, window: str | None, condition: str | None,
+                scope: dict[str, str | None]) -> str | None:
+    """Why a rule cannot be judged per `per` (the message of a 400 on the field `per`), or None.
+
+    Per user: the per-user daily spend rows hold requests, errors and spend per UTC day and
+    environment only. Anomaly is refused for every `per`: a baseline per value would need 14
+    windows of history for each of up to 100k values on every pass, which is not cheap."""
+    if condition == Condition.ANOMALY:
+        return (f"per {per} takes a threshold (above / below), not anomaly: a baseline for every "
+                f"{per} value is not kept")
+    if per == Per.USER_ID:
+        if metric and metric not in PER_USER_METRICS:
+            return (f"per user_id can judge {', '.join(PER_USER_METRICS)} only (per-user numbers are daily "
+                    f"spend rows), not {metric}")
+        if window and window != "day":
+            return f"per user_id is judged per UTC day: the window must be day, not {window}"
+        scoped = [name for name in ("service", "model") if scope.get(name)]
+        if scoped:
+            return f"per user_id can be scoped to an environment only (per-user numbers are not kept per " \
+                   f"{' or '.join(scoped)})"
+        return None
+    if metric in PROVIDER:
+        return f"{metric} is the provider's figure for the whole project: it cannot be judged per {per}"
+    if scope.get(per):
+        return f"a rule per {per} cannot also be scoped to one {per} ({scope[per]}): drop one of them"
+    return None
+
+
+@dataclass
+class PerValue:
+    """One value of the rule's `per` dimension that breaches, in its latest breaching window."""
+
+    dimension_value: str
+    window_start: datetime
+    value: float
+    requests: int
+
+
+def _partial_conclusive(rule: AlertRule) -> bool:
+    """Whether the current, unfinished window can already prove a breach (as windows_judge):
+    a sum above its threshold only grows; a guarded rate is judged once it has its requests."""
+    return (rule.metric in ADDITIVE and rule.condition == Condition.ABOVE) or rule.metric in GUARDED
+
+
+def per_breaching(rule: AlertRule, *, now: datetime) -> list[PerValue]:
+    """The values of `rule.per` that breach now, worst first: judged on the last closed window and,
+    where a partial window is conclusive, the current one (the later breaching window wins, as for
+    a whole-scope rule). Per user, one grouped query whose HAVING does the judging (never a row per
+    user); per service / feature / model, one grouped metrics query (a few hundred values at most)."""
+    assert rule.per
+    assert rule.threshold is not None
+    length = window_length(rule.window)
+    current = window_start(rule.window, now)
+    starts = [current - length, *([current] if _partial_conclusive(rule) else [])]
+    above = rule.condition == Condition.ABOVE
+    guard = rule.min_requests if rule.metric in GUARDED else 0
+    found: dict[str, PerValue] = {}
+    if rule.per == Per.USER_ID:
+        rows = users_breaching(project_id=rule.project_id, days=[s.date() for s in starts], metric=rule.metric,
+                               above=above, threshold=rule.threshold, environment=rule.environment,
+                               min_requests=guard)
+        for r in rows:
+            start = datetime(r.day.year, r.day.month, r.day.day, tzinfo=UTC)
+            if r.user_id not in found or found[r.user_id].window_start < start:
+                found[r.user_id] = PerValue(r.user_id, start, r.value, r.requests)
+    else:
+        percentiles = rule.metric in (Metric.LATENCY_P95_MS, Metric.TTFT_P95_MS)
+        result = metrics_query(MetricsQuery(
+            project_ids=[rule.project_id], start=starts[0], end=starts[-1] + length, granularity=rule.window,
+            group_by=[rule.per], filters=rule_filters(rule), histograms=percentiles,
+            ttft=rule.metric == Metric.TTFT_P95_MS), with_as_of=False)
+        for row in result.series:
+            value, requests = metric_value(row, rule.metric), metric_requests(row, rule.metric)
+            if requests < guard or not (value > rule.threshold if above else value < rule.threshold):
+                continue
+            name = row.group[rule.per]
+            if not name:
+                continue  # calls that never named a service / feature are nobody's (as per-user rows skip '')
+            if row.bucket is not None and (name not in found or found[name].window_start < row.bucket):
+                found[name] = PerValue(name, row.bucket, value, requests)
+    return sorted(found.values(), key=lambda p: (-p.value if above else p.value, p.dimension_value))

@@ -1,7 +1,8 @@
 """Alert evaluation, incidents, budgets, digests: the writes of the alerts app.
 
 Invariants:
-- A rule has at most one open incident (partial unique index). Opening inserts with ON
+- A rule has at most one open incident (partial unique index; a rule with `per` one per
+  dimension value, alerts/per_rules.py). Opening inserts with ON
   CONFLICT DO NOTHING and only the inserter queues the "opened" email; resolving is a
   conditional UPDATE (resolved_at IS NULL) and only the updater queues "resolved". Both
   happen in the transaction that queues the email, so racing evaluators notify once.
@@ -29,6 +30,7 @@ from django.utils import timezone
 
 from alerts import emails
 from alerts.models import AlertRule, Budget, Condition, DigestSubscription, Incident, Metric, Notification
+from alerts.per_rules import per_rule_evaluate
 from alerts.selectors import (
     ADDITIVE,
     BASELINE_WINDOWS,
@@ -127,10 +129,14 @@ def _contributors_for(rule: AlertRule, w: WindowValue) -> dict[str, Any]:
 def rule_evaluate(*, rule: AlertRule, now: datetime | None = None) -> str:
     """Evaluate one rule; returns "opened", "resolved", "open", or "ok"."""
     now = now or timezone.now()
+    if rule.per:  # judged per user / service / feature / model: one incident per breaching value
+        return per_rule_evaluate(rule=rule, now=now)
     judgement = rule_judge(rule, now=now)
     AlertRule.objects.filter(pk=rule.pk).update(last_evaluated_at=now, evaluations=F("evaluations") + 1)
     if not judgement.judged:
         return "ok"
+    # Incidents of values left open from when the rule had `per` are about no value it judges now.
+    Incident.objects.filter(rule=rule, resolved_at__isnull=True).exclude(dimension_value="").update(resolved_at=now)
     open_incident = Incident.objects.filter(rule=rule, resolved_at__isnull=True).first()
     if judgement.breaching and judgement.window is not None:
         if open_incident is not None:

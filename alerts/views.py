@@ -36,6 +36,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "name": (str,), "metric": (str,), "window": (str,), "condition": (str,), "threshold": (int, float),
     "sensitivity": (int, float), "environment": (str,), "service": (str,), "model": (str,), "recipients": (list,),
     "cooldown_minutes": (int,), "min_requests": (int,), "enabled": (bool,), "project": (str,),
+    "per": (str,),
 }
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
-from alerts.models import Condition, Metric, Window
+from alerts.models import Condition, Metric, Per, Window
 from ingest.schemas import openapi_components as event_components
 from rollups.selectors import METRIC_FIELDS, PER_USER_KNOWN, SUM_FIELDS
 from rollups.services import HEADROOM_MINS
@@ -100,6 +100,8 @@ RULE_INPUT: dict[str, Any] = {
         "cooldown_minutes": {"type": "integer", "minimum": 0, "maximum": 10080},
         "min_requests": {"type": "integer", "minimum": 0},
         "enabled": {"type": "boolean"},
+        "per": {"type": ["string", "null"], "enum": [*Per.values, None],
+                "description": "judge each value of this dimension on its own (an incident per value)"},
     },
 }
 RULE = {

@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, QuerySet, Sum
 from django.utils import timezone
 
@@ -561,3 +561,79 @@ def error_maps(query: MetricsQuery, buckets: list[datetime]) -> dict[str, dict[s
             if i is not None:
                 out[kind].setdefault(key, [0] * len(buckets))[i] += int(count)
     return {kind: dict(sorted(maps.items(), key=lambda kv: (-sum(kv[1]), kv[0]))) for kind, maps in out.items()}
+
+# What a per-user alert rule can judge from per-user spend rows (alerts.selectors), as SQL over one
+# row (`row`) and over a user's rows of a day summed across environments (`summed`); `additive`
+# sums can be pre-filtered (see users_breaching).
+USER_RULE_METRICS: dict[str, dict[str, Any]] = {
+    "cost_usd": {"row": "a.cost_usd", "summed": "sum(a.cost_usd)", "additive": True},
+    "requests": {"row": "a.requests", "summed": "sum(a.requests)", "additive": True},
+    "error_rate": {"row": "a.errors::float8 / nullif(a.requests, 0)",
+                   "summed": "sum(a.errors)::float8 / nullif(sum(a.requests), 0)", "additive": False},
+}
+USER_RULE_WORK_MEM = "64MB"
+
+
+@dataclass
+class UserDayValue:
+    user_id: str
+    day: date
+    value: float
+    requests: int
+
+
+def users_breaching(*, project_id: int, days: list[date], metric: str, above: bool, threshold: float,
+                    environment: str | None = None, min_requests: int = 0) -> list[UserDayValue]:
+    """The (user, UTC day) pairs among `days` whose metric is above (or below) `threshold`, worst
+    first, from per-user spend rows (one per user, environment and day) in one query whose WHERE
+    or HAVING does the judging, so a day of 100k users returns only the few that breach, never
+    100k rows to Python. `min_requests`: user-days with fewer requests are not judged. Users with
+    no calls on a day have no row and are not judged (a `below` rule sees only active users).
+
+    With one environment (the rule names one, or the project has only one) a user's day is one
+    row: a filtered scan, no grouping. Otherwise a user's rows are summed across environments in
+    a hash aggregate (a group per user and day: bench/alerts_per_user.py measures both). A sum
+    above T over k environments needs a row above T/k, so for spend and requests above a
+    threshold only the users with such a row are grouped: exact, and most users drop out early.
+    """
+    spec = USER_RULE_METRICS[metric]
+    op = ">" if above else "<"
+    order = "DESC" if above else "ASC"
+    env_params: list[Any] = []
+    pre_params: list[Any] = []
+    with transaction.atomic(), connection.cursor() as cursor:
+        if environment:
+            env_where, single = ("AND a.environment_id IN (SELECT id FROM projects_environment "
+                                 "WHERE project_id = %s AND name = %s)", True)
+            env_params = [project_id, environment]
+        else:
+            cursor.execute("SELECT count(*) FROM projects_environment WHERE project_id = %s", [project_id])
+            environments = cursor.fetchone()[0]
+            env_where, single = "", environments <= 1
+        if single:
+            cursor.execute(f"""
+                SELECT a.user_id, a.day, ({spec["row"]})::float8 AS value, a.requests
+                FROM rollups_dailyuserspend a
+                WHERE a.project_id = %s AND a.day = ANY(%s::date[]) {env_where}
+                  AND a.requests >= %s AND ({spec["row"]}) {op} %s
+                ORDER BY value {order}, a.user_id, a.day
+            """, [project_id, days, *env_params, min_requests, threshold])  # noqa: S608 - SQL from USER_RULE_METRICS
+        else:
+            prefilter = ""
+            if spec["additive"] and above and threshold >= 0:
+                prefilter = f"""AND (a.user_id, a.day) IN (
+                    SELECT b.user_id, b.day FROM rollups_dailyuserspend b
+                    WHERE b.project_id = %s AND b.day = ANY(%s::date[]) AND {spec["row"].replace("a.", "b.")} > %s)"""
+                pre_params = [project_id, days, threshold / environments]
+            # The grouping holds a hash entry per user and day (~500 bytes with numeric sums): at
+            # 100k users the default 4 MB work_mem spills it to disk in batches.
+            cursor.execute(f"SET LOCAL work_mem = '{USER_RULE_WORK_MEM}'")
+            cursor.execute(f"""
+                SELECT a.user_id, a.day, ({spec["summed"]})::float8 AS value, sum(a.requests)::bigint
+                FROM rollups_dailyuserspend a
+                WHERE a.project_id = %s AND a.day = ANY(%s::date[]) {prefilter}
+                GROUP BY a.user_id, a.day
+                HAVING sum(a.requests) >= %s AND ({spec["summed"]}) {op} %s
+                ORDER BY value {order}, a.user_id, a.day
+            """, [project_id, days, *pre_params, min_requests, threshold])  # noqa: S608 - SQL from USER_RULE_METRICS
+        return [UserDayValue(user_id=u, day=d, value=float(v), requests=int(r)) for u, d, v, r in cursor.fetchall()]
