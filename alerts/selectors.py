@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import Prefetch
 
-from alerts.emails import (
+from alerts.formatting import (
     METRIC_LABELS,
     explanation_display,
     format_metric,
@@ -559,7 +559,7 @@ class IncidentRow:
     dashboard_link: str
     calls_link: str
     notification: Notification | None
-    provider: dict[str, Any] | None = None  # provider metrics: the day's reconciliation (emails.provider_display)
+    provider: dict[str, Any] | None = None  # provider metrics: the day's reconciliation (formatting.provider_display)
 
 
 def rule_history(*, rule: AlertRule, now: datetime) -> list[IncidentRow]:

@@ -27,7 +27,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from alerts import emails
+from alerts import formatting, outbox
 from alerts.models import AlertRule, Budget, Condition, DigestSubscription, Incident, Metric, Notification
 from alerts.selectors import (
     ADDITIVE,
@@ -158,10 +158,10 @@ def incident_open(*, rule: AlertRule, judgement: Judgement, now: datetime) -> In
                 rule=rule, window_start=judgement.window.start, opened_at=now, value=judgement.window.value,
                 threshold=judgement.threshold, baseline=judgement.baseline, detail=detail, notified=not in_cooldown)
             if not in_cooldown:
-                emails.notification_queue(
+                outbox.notification_queue(
                     project_id=rule.project_id, kind=Notification.Kind.INCIDENT_OPENED,
                     dedupe_key=f"incident:{incident.pk}:opened", recipients=rule.recipients, incident=incident,
-                    template="incident_opened", context=emails.incident_context(incident))
+                    template="incident_opened", context=formatting.incident_context(incident))
     except IntegrityError:
         # Another evaluator opened it first (one open incident per rule): it notifies, not us.
         return None
@@ -175,9 +175,9 @@ def incident_resolve(*, incident: Incident, now: datetime, value: float | None) 
             return False
         incident.refresh_from_db()
         if incident.notified:
-            context = emails.incident_context(incident)
+            context = formatting.incident_context(incident)
             context["resolved_value"] = value
-            emails.notification_queue(
+            outbox.notification_queue(
                 project_id=incident.rule.project_id, kind=Notification.Kind.INCIDENT_RESOLVED,
                 dedupe_key=f"incident:{incident.pk}:resolved", recipients=incident.rule.recipients,
                 incident=incident, template="incident_resolved", context=context)
@@ -226,10 +226,10 @@ def budgets_check(*, project_ids: list[int] | None = None, now: datetime | None 
                 key = f"budget:{budget.pk}:{status.period_start:%Y-%m-%d}:{level}"
                 if not Notification.objects.filter(dedupe_key=key).exists():
                     with transaction.atomic():
-                        created = emails.notification_queue(
+                        created = outbox.notification_queue(
                             project_id=budget.project_id, kind=Notification.Kind.BUDGET, dedupe_key=key,
                             recipients=budget.recipients, template="budget",
-                            context=emails.budget_context(status, level))
+                            context=formatting.budget_context(status, level))
                         queued += created is not None
     return queued
 
@@ -245,7 +245,7 @@ def digest_send(*, day: datetime | None = None) -> int:
             continue
         context = digest_context(project_id=sub.project_id, project_slug=sub.project.slug, day=yesterday)
         with transaction.atomic():
-            queued += emails.notification_queue(
+            queued += outbox.notification_queue(
                 project_id=sub.project_id, kind=Notification.Kind.DIGEST, dedupe_key=key,
                 recipients=sub.recipients, template="digest", context=context) is not None
     return queued
@@ -267,8 +267,8 @@ def digest_context(*, project_id: int, project_slug: str, day: datetime) -> dict
         avg = sum(r[name] for r in trailing) / len(trailing) if trailing else None
         change = (target[name] - avg) / avg if avg else None
         kpis.append({"name": name, "label": label, "value": target[name], "average": avg, "change": change,
-                     "display": emails.format_metric(name, target[name]),
-                     "average_display": emails.format_metric(name, avg) if avg is not None else "n/a"})
+                     "display": formatting.format_metric(name, target[name]),
+                     "average_display": formatting.format_metric(name, avg) if avg is not None else "n/a"})
     grouped = metrics_query(MetricsQuery(project_ids=[project_id], start=day - timedelta(days=1), end=day_end,
                                          granularity="day", group_by=["model", "service"]))
     spend: dict[tuple[str, str], list[Decimal]] = {}
@@ -280,7 +280,7 @@ def digest_context(*, project_id: int, project_slug: str, day: datetime) -> dict
     movers = [{"model": m, "service": s, "before": float(b), "now": float(n), "change": float(n - b)}
               for (m, s), (b, n) in ranked]
     return {"project": project_slug, "day": day.strftime("%Y-%m-%d"), "kpis": kpis, "movers": movers,
-            "link": emails.digest_link(project_slug=project_slug, day=day),
+            "link": formatting.digest_link(project_slug=project_slug, day=day),
             "provider": _digest_provider(project_id=project_id, project_slug=project_slug, day=day)}
 
 
@@ -291,15 +291,21 @@ def _digest_provider(*, project_id: int, project_slug: str, day: datetime) -> di
     conn = result.connection
     if conn is None:
         return None
-    link = emails.page_url("/reconciliation", {"project": project_slug, "from": day.strftime("%Y-%m-%d"),
+    link = formatting.page_url("/reconciliation", {"project": project_slug, "from": day.strftime("%Y-%m-%d"),
                                                "to": day.strftime("%Y-%m-%d")})
     if conn.covered_from is None or conn.covered_to is None or not conn.covered_from <= day.date() <= conn.covered_to:
         return {"line": "the provider's report for this day has not been read yet", "link": link}
-    coverage = emails.format_metric(Metric.COVERAGE, result.coverage)
-    unmetered = emails.format_metric(Metric.UNMETERED_COST_USD, float(result.unmetered_cost_usd))
-    return {"line": f"coverage {coverage} (Tally {emails.format_metric(Metric.COST_USD, float(result.tally_cost_usd))}"
-                    f" of {emails.format_metric(Metric.COST_USD, float(result.provider_cost_usd))} billed), "
+    coverage = formatting.format_metric(Metric.COVERAGE, result.coverage)
+    unmetered = formatting.format_metric(Metric.UNMETERED_COST_USD, float(result.unmetered_cost_usd))
+    return {"line": f"coverage {coverage} (Tally {formatting.format_metric(Metric.COST_USD, float(result.tally_cost_usd))}"
+                    f" of {formatting.format_metric(Metric.COST_USD, float(result.provider_cost_usd))} billed), "
                     f"unmetered spend {unmetered}", "link": link}
+
+
+def notifications_send(*, now: datetime | None = None) -> tuple[int, int]:
+    """One pass of the outbox (alerts.outbox.notifications_send_due): the tasks' entry point,
+    so tasks import services only. Returns (sent, failed attempts)."""
+    return outbox.notifications_send_due(now=now)
 
 
 DIGEST_LOCK_NAMESPACE = 0x7A11D  # pg_advisory_xact_lock(namespace, project_id): "tally digest"
