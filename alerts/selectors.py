@@ -16,7 +16,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Prefetch
+from django.db.models import Prefetch, Q
 
 from alerts.formatting import (
     METRIC_LABELS,
@@ -26,7 +26,16 @@ from alerts.formatting import (
     incident_window,
     provider_display,
 )
-from alerts.models import AlertRule, Budget, Condition, DigestSubscription, Incident, Metric, Notification
+from alerts.models import (
+    AlertRule,
+    Budget,
+    Condition,
+    DigestSubscription,
+    Incident,
+    Metric,
+    Notification,
+    ProjectChannels,
+)
 from projects.models import Project
 from projects.permissions import is_project_admin, visible_projects
 from providers.selectors import Reconciliation, reconciliation
@@ -621,6 +630,18 @@ def budgets_list(*, project_id: int, now: datetime) -> list[BudgetRow]:
 def digest_subscription(*, project_id: int) -> DigestSubscription | None:
     """The project's digest as the page manages it: its earliest subscription."""
     return DigestSubscription.objects.filter(project_id=project_id).order_by("pk").first()
+
+
+def project_channels(*, project_id: int) -> list[str]:
+    """The project's own channels (Fernet tokens): the digest's, and its page's test message."""
+    found = ProjectChannels.objects.filter(project_id=project_id).values_list("channels_encrypted", flat=True).first()
+    return list(found or [])
+
+
+def notification_queued(*, dedupe_key: str) -> bool:
+    """Any row of that notification: its email, or (with no recipients) one of its channels."""
+    return Notification.objects.filter(Q(dedupe_key=dedupe_key) |
+                                       Q(dedupe_key__startswith=f"{dedupe_key}:channel:")).exists()
 
 
 @dataclass

@@ -23,12 +23,23 @@ from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
+from cryptography.fernet import InvalidToken
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from alerts import formatting, outbox
-from alerts.models import AlertRule, Budget, Condition, DigestSubscription, Incident, Metric, Notification
+from alerts.channels import ChannelResult, channel_decrypt, channel_encrypt, channel_send
+from alerts.models import (
+    AlertRule,
+    Budget,
+    Condition,
+    DigestSubscription,
+    Incident,
+    Metric,
+    Notification,
+    ProjectChannels,
+)
 from alerts.selectors import (
     ADDITIVE,
     BASELINE_WINDOWS,
@@ -39,6 +50,8 @@ from alerts.selectors import (
     baseline_for,
     budget_status,
     contributors,
+    notification_queued,
+    project_channels,
     provider_day,
     rule_windows,
     window_length,
@@ -161,7 +174,8 @@ def incident_open(*, rule: AlertRule, judgement: Judgement, now: datetime) -> In
                 outbox.notification_queue(
                     project_id=rule.project_id, kind=Notification.Kind.INCIDENT_OPENED,
                     dedupe_key=f"incident:{incident.pk}:opened", recipients=rule.recipients, incident=incident,
-                    template="incident_opened", context=formatting.incident_context(incident))
+                    template="incident_opened", context=formatting.incident_context(incident),
+                    channels=rule.channels_encrypted)
     except IntegrityError:
         # Another evaluator opened it first (one open incident per rule): it notifies, not us.
         return None
@@ -180,7 +194,8 @@ def incident_resolve(*, incident: Incident, now: datetime, value: float | None) 
             outbox.notification_queue(
                 project_id=incident.rule.project_id, kind=Notification.Kind.INCIDENT_RESOLVED,
                 dedupe_key=f"incident:{incident.pk}:resolved", recipients=incident.rule.recipients,
-                incident=incident, template="incident_resolved", context=context)
+                incident=incident, template="incident_resolved", context=context,
+                channels=incident.rule.channels_encrypted)
     return True
 
 
@@ -224,12 +239,13 @@ def budgets_check(*, project_ids: list[int] | None = None, now: datetime | None 
         for level in BUDGET_LEVELS:
             if status.spent_usd * 100 >= budget.limit_usd * level:
                 key = f"budget:{budget.pk}:{status.period_start:%Y-%m-%d}:{level}"
-                if not Notification.objects.filter(dedupe_key=key).exists():
+                if not notification_queued(dedupe_key=key):
                     with transaction.atomic():
                         created = outbox.notification_queue(
                             project_id=budget.project_id, kind=Notification.Kind.BUDGET, dedupe_key=key,
                             recipients=budget.recipients, template="budget",
-                            context=formatting.budget_context(status, level))
+                            context=formatting.budget_context(status, level),
+                            channels=budget.channels_encrypted)
                         queued += created is not None
     return queued
 
@@ -241,13 +257,14 @@ def digest_send(*, day: datetime | None = None) -> int:
     queued = 0
     for sub in DigestSubscription.objects.filter(enabled=True).select_related("project"):
         key = f"digest:{sub.pk}:{yesterday:%Y-%m-%d}"
-        if Notification.objects.filter(dedupe_key=key).exists():
+        if notification_queued(dedupe_key=key):
             continue
         context = digest_context(project_id=sub.project_id, project_slug=sub.project.slug, day=yesterday)
         with transaction.atomic():
             queued += outbox.notification_queue(
                 project_id=sub.project_id, kind=Notification.Kind.DIGEST, dedupe_key=key,
-                recipients=sub.recipients, template="digest", context=context) is not None
+                recipients=sub.recipients, template="digest", context=context,
+                channels=project_channels(project_id=sub.project_id)) is not None
     return queued
 
 
@@ -308,6 +325,28 @@ def notifications_send(*, now: datetime | None = None) -> tuple[int, int]:
     return outbox.notifications_send_due(now=now)
 
 
+TEST_TITLE = "Tally test notification"
+
+
+def channels_test_send(*, channels: list[str], project_slug: str, what: str) -> list[ChannelResult]:
+    """Send one test message to each channel (Fernet tokens), now and directly rather than through
+    the outbox: the person who pressed the button waits for the answer, and a wrong URL must say
+    so on that page at once, not as a row retrying with backoff. Nothing is stored."""
+    body = (f"This is a test from Tally for {what} in project {project_slug}. Alerts sent here name what fired, "
+            f"its value and threshold, what drove it, and a link to the dashboard: "
+            f"{formatting.page_url('/alerts/', {'project': project_slug})}")
+    results = []
+    for token in channels:
+        try:
+            url = channel_decrypt(token)
+        except InvalidToken:
+            results.append(ChannelResult("a stored channel", False, "cannot decrypt it: SECRET_KEY or "
+                                         "TALLY_ENCRYPTION_KEY changed since it was saved; enter it again"))
+            continue
+        results.append(channel_send(url, title=TEST_TITLE, body=body))
+    return results
+
+
 DIGEST_LOCK_NAMESPACE = 0x7A11D  # pg_advisory_xact_lock(namespace, project_id): "tally digest"
 
 
@@ -317,8 +356,14 @@ def rule_enabled_set(*, rule: AlertRule, enabled: bool) -> None:
     AlertRule.objects.filter(pk=rule.pk).update(enabled=enabled, updated_at=timezone.now())
 
 
-def digest_subscription_set(*, project_id: int, enabled: bool, recipients: list[str]) -> DigestSubscription:
+def digest_subscription_set(*, project_id: int, enabled: bool, recipients: list[str],
+                            channels: list[str] | None = None) -> DigestSubscription:
+    """`channels` (clear URLs, validated by the form; None leaves them as they are) are the project's
+    own channels, stored encrypted in the same transaction."""
     with transaction.atomic():
+        if channels is not None:
+            ProjectChannels.objects.update_or_create(
+                project_id=project_id, defaults={"channels_encrypted": [channel_encrypt(url) for url in channels]})
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [DIGEST_LOCK_NAMESPACE, project_id])
         subscription = DigestSubscription.objects.filter(project_id=project_id).order_by("pk").first()
