@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import logging
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -28,6 +29,23 @@ from core.secrets import SecretPurpose, secret_decrypt, secret_encrypt
 MAX_CHANNELS = 20
 MASK = "…"
 CHANNEL_SECRET = SecretPurpose(salt=b"tally/alerts", info=b"alert channel url encryption v1")
+
+
+_URL = re.compile(r"[a-z][a-z0-9+.-]*://[^\s'\"]+", re.IGNORECASE)
+
+
+class _MaskUrls(logging.Filter):
+    """Apprise logs a URL it cannot parse in full ("Unparseable URL slack://..."): the token would
+    reach the logs. Every URL in its records is masked before any handler sees it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "://" in message:
+            record.msg, record.args = _URL.sub(lambda m: channel_mask(m.group(0)), message), None
+        return True
+
+
+logging.getLogger("apprise").addFilter(_MaskUrls())
 
 
 def channel_encrypt(url: str) -> str:
