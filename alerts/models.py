@@ -11,6 +11,8 @@ from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
 
+from alerts import channels
+
 
 class Metric(models.TextChoices):
     COST_USD = "cost_usd", "spend (USD)"
@@ -73,6 +75,11 @@ class AlertRule(models.Model):
         return self.name
 
     @property
+    def channels_masked(self) -> list[str]:
+        """The channels as pages show them (never in clear)."""
+        return channels.channels_masked(self.channels_encrypted)
+
+    @property
     def scope_label(self) -> str:
         parts = [p for p in (self.model, self.service) if p]
         return ", ".join(parts)
@@ -130,6 +137,11 @@ class Budget(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def channels_masked(self) -> list[str]:
+        """The channels as pages show them (never in clear)."""
+        return channels.channels_masked(self.channels_encrypted)
 
 
 class DigestSubscription(models.Model):

@@ -8,6 +8,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlparse
 
 import pytest
 from django.core import mail
@@ -20,6 +21,7 @@ from alerts.services import budgets_check, digest_send, rules_evaluate
 from projects.services import ingest_key_create
 from rollups.services import rollup_until_current
 from tests.alerts.test_api import call
+from tests.alerts.test_browser import acme, log_in, shot, user
 from tests.alerts.test_email_end_to_end import _spend_events, free_port
 from tests.alerts.test_ui import client_for, member
 from tests.rollups.helpers import ingest
@@ -217,6 +219,10 @@ def test_the_rule_form_masks_the_channel_and_the_test_button_reports_each_result
     page = admin_client.get(f"/alerts/{rule.pk}/edit").content.decode()
     assert f"json://127.0.0.1:{sink.port}/…" in page
     assert "s3cret" not in page
+    for listing in ("/alerts/?project=acme", f"/alerts/{rule.pk}/"):
+        html = admin_client.get(listing).content.decode()
+        assert f"<code>json://127.0.0.1:{sink.port}/…</code>" in html
+        assert "s3cret" not in html
     # Saving the page as shown keeps both channels.
     response = admin_client.post(f"/alerts/{rule.pk}/edit", {
         **form, "channels": f"json://127.0.0.1:{sink.port}/…\njson://127.0.0.1:1/…", "threshold": "6"})
@@ -276,3 +282,34 @@ def test_a_budget_alert_posts_to_the_budgets_channel_once_per_level(transactiona
     assert "https://tally.example.com/spend?project=acme" in sink.posts[0]["json"]["message"]
     assert budgets_check(now=now) == 0
     assert len(sink.posts) == 2
+
+
+__all__ = ["acme"]  # the browser test's fixture, imported
+
+
+@pytest.mark.browser
+def test_in_the_browser_a_rule_saved_with_a_channel_shows_it_masked_and_tests_it(live_server, acme, sink,
+                                                                                  django_user_model, browser):
+    page = browser
+    user(django_user_model, acme, "ada", "admin")
+    log_in(page, live_server.url, "ada")
+    page.goto(f"{live_server.url}/alerts/new?project=acme")
+    page.fill("#id_name", "Spend to the webhook")
+    page.select_option("#id_metric", "cost_usd")
+    page.select_option("#id_window", "hour")
+    page.select_option("#id_condition", "above")
+    page.fill("#id_threshold", "5")
+    page.fill("#id_channels", sink.url)
+    page.click("form[data-form=rule] button[type=submit]")
+    page.wait_for_url(lambda url: urlparse(url).path == "/alerts/")
+    rule = AlertRule.objects.get()
+    assert (rule.recipients, [channel_decrypt(t) for t in rule.channels_encrypted]) == ([], [sink.url])
+
+    page.goto(f"{live_server.url}/alerts/{rule.pk}/edit")
+    assert page.input_value("#id_channels") == f"json://127.0.0.1:{sink.port}/…"
+    assert "s3cret" not in page.content()
+    page.click("form[data-form=rule-test] button[type=submit]")
+    page.wait_for_selector(".messages")
+    assert f"Test notification sent to json://127.0.0.1:{sink.port}/…" in page.text_content(".messages")
+    assert [p["json"]["title"] for p in sink.posts] == ["Tally test notification"]
+    shot(page, "rule-channels")
