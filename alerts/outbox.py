@@ -41,6 +41,8 @@ BACKOFF_BASE_S = 30
 BACKOFF_MAX_S = 3600
 CLAIM_FOR = timedelta(minutes=5)
 SEND_BATCH = 50
+UNREADABLE_ERROR = ("cannot decrypt the channel URL: SECRET_KEY or TALLY_ENCRYPTION_KEY changed since it was saved; "
+                    "enter the channel again")
 
 
 def notification_queue(*, project_id: int, kind: str, dedupe_key: str, recipients: list[str], template: str,
@@ -59,10 +61,19 @@ def notification_queue(*, project_id: int, kind: str, dedupe_key: str, recipient
                                  body_html=render_to_string(f"emails/{template}_body.html", context),
                                  next_attempt_at=now))
     for token in channels or []:
-        url = channel_decrypt(token)
-        rows.append(Notification(project_id=project_id, kind=kind, dedupe_key=f"{dedupe_key}:channel:{channel_key(url)}",
-                                 incident=incident, channel_encrypted=token, channel_masked=channel_mask(url)[:300],
-                                 subject=subject, body_text=body_text, body_html="", next_attempt_at=now))
+        row = Notification(project_id=project_id, kind=kind, incident=incident, channel_encrypted=token,
+                           subject=subject, body_text=body_text, body_html="", next_attempt_at=now)
+        try:
+            url = channel_decrypt(token)
+        except InvalidToken:
+            # The secret changed since the channel was saved: nothing can send it, but the incident and
+            # its other destinations must still go out, and the outbox page must say what was lost.
+            row.dedupe_key = f"{dedupe_key}:channel:{channel_key(token)}"
+            row.channel_masked, row.failed_at, row.last_error = "(unreadable channel)", now, UNREADABLE_ERROR
+        else:
+            row.dedupe_key = f"{dedupe_key}:channel:{channel_key(url)}"
+            row.channel_masked = channel_mask(url)[:300]
+        rows.append(row)
     if not rows:
         return None
     try:
@@ -138,6 +149,6 @@ def _send_one(notification: Notification, mail_connection: Any) -> str:
         url = channel_decrypt(notification.channel_encrypted)
     except InvalidToken:
         # Retrying cannot help until the old secret is back; the row stays visible with this error.
-        return "cannot decrypt the channel URL: SECRET_KEY or TALLY_ENCRYPTION_KEY changed since it was saved"
+        return UNREADABLE_ERROR
     result = channel_send(url, title=notification.subject, body=notification.body_text)
     return "" if result.ok else result.error

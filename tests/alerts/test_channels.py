@@ -139,6 +139,23 @@ def test_the_sink_being_down_delays_the_post_and_does_not_lose_it(transactional_
     assert len(sink.posts) == 1
 
 
+@pytest.mark.usefixtures("clean_events")
+def test_a_channel_saved_under_another_secret_fails_visibly_and_the_email_still_goes(transactional_db, sink,
+                                                                                   settings):
+    key, now, _ = _breach()
+    settings.TALLY_ENCRYPTION_KEY = "the-old-secret"
+    stale = channel_encrypt(sink.url)
+    settings.TALLY_ENCRYPTION_KEY = "the-new-secret"
+    AlertRule.objects.create(project=key.project, name="Spend", metric="cost_usd", window="hour", condition="above",
+                             threshold=1.0, recipients=["oncall@example.com"], channels_encrypted=[stale])
+    assert rules_evaluate(now=now) == {"opened": 1}
+    assert len(mail.outbox) == 1
+    assert sink.posts == []
+    row = Notification.objects.get(channel_encrypted=stale)
+    assert (row.status, row.channel_masked) == ("failed", "(unreadable channel)")
+    assert row.last_error.startswith("cannot decrypt the channel URL")
+
+
 @pytest.fixture
 def admin_key(db):  # type: ignore[no-untyped-def]
     return ingest_key_create(project_slug="acme", environment_name="prod", scope="admin").secret
