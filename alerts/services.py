@@ -6,8 +6,9 @@ Invariants:
   conditional UPDATE (resolved_at IS NULL) and only the updater queues "resolved". Both
   happen in the transaction that queues the email, so racing evaluators notify once.
 - Every email is an outbox row with a unique `dedupe_key` (incident:<id>:opened,
-  budget:<id>:<period>:<level>, digest:<project>:<day>); sending happens after COMMIT
-  (`transaction.on_commit`) and retries with backoff until it succeeds.
+  budget:<id>:<period>:<level>, digest:<project>:<day>), and every channel of the rule, budget or
+  project one more (`<key>:channel:<hash>`), queued in the same transaction; sending happens
+  after COMMIT (`transaction.on_commit`) and retries with backoff until it succeeds.
 - Evaluation reads aggregates only and judges closed windows, plus the current window for
   thresholds that a partial window can already prove (spend or requests above).
 - A project's digest, as the alerts page manages it, is its earliest subscription; saving it
