@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
+from alerts.channels import ChannelError, channel_encrypt, channels_masked, channels_resolve, channels_stored
 from alerts.models import AlertRule, Budget, Condition, Metric, Per, Window
 from alerts.selectors import per_problem
 
 RULE_FIELDS = ["name", "metric", "window", "condition", "threshold", "sensitivity", "environment", "service",
                "model", "recipients", "cooldown_minutes", "enabled", "min_requests", "per"]
+CHANNELS_HELP = ("One Apprise URL per line (json://host/path, slack://TokenA/TokenB/TokenC, msteams://..., "
+                 "discord://..., pagerduty://...). Stored encrypted and shown masked: leave a masked line as it "
+                 "is to keep that channel, delete the line to remove it.")
 
 
 class RecipientsField(forms.Field):
@@ -28,9 +32,8 @@ class RecipientsField(forms.Field):
         return value
 
     def validate(self, value: list[str]) -> None:
+        # Empty is allowed here: a rule needs a recipient *or* a channel (ChannelsMixin checks both).
         super().validate(value)
-        if not value:
-            raise ValidationError("at least one recipient is required")
         if len(value) > 50:
             raise ValidationError("at most 50 recipients")
         for address in value:
@@ -41,6 +44,51 @@ class RecipientsField(forms.Field):
 
     def prepare_value(self, value: Any) -> str:
         return ", ".join(value) if isinstance(value, list) else (value or "")
+
+
+class ChannelsField(forms.Field):
+    """A JSON list of Apprise URLs, or (from an HTML form) one per line. Validated against the
+    stored ones by ChannelsMixin, which knows what a masked line stands for."""
+
+    widget = forms.Textarea(attrs={"rows": 2, "spellcheck": "false", "autocomplete": "off"})
+
+    def to_python(self, value: Any) -> list[str]:
+        if value in (None, "", []):
+            return []
+        if isinstance(value, str):
+            value = [line.strip() for line in value.splitlines() if line.strip()]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValidationError("must be a list of notification URLs (Apprise syntax)")
+        return value
+
+    def prepare_value(self, value: Any) -> str:
+        return "\n".join(value) if isinstance(value, list) else (value or "")
+
+
+class ChannelsMixin:
+    """`channels` beside `recipients`: resolves masked lines to the stored URLs, validates new ones
+    with Apprise, and requires a recipient or a channel. The result, `cleaned_data["channels"]`,
+    is clear URLs; `channels_encrypted` is what gets stored."""
+
+    cleaned_data: dict[str, Any]
+
+    def _channels_setup(self, stored_tokens: list[str]) -> None:
+        self._stored_channels = channels_stored(stored_tokens)
+        cast(forms.BaseForm, self).initial.setdefault("channels", channels_masked(stored_tokens))
+
+    def clean_channels(self) -> list[str]:
+        try:
+            return channels_resolve(self.cleaned_data.get("channels") or [], stored=self._stored_channels)
+        except ChannelError as exc:
+            raise ValidationError(str(exc)) from exc
+
+    def _require_destination(self, data: dict[str, Any], *, needed: bool = True) -> None:
+        if needed and "recipients" in data and "channels" in data and not data["recipients"] and not data["channels"]:
+            cast(forms.BaseForm, self).add_error("recipients", "at least one recipient or channel is required")
+
+    @property
+    def channels_encrypted(self) -> list[str]:
+        return [channel_encrypt(url) for url in self.cleaned_data.get("channels", [])]
 
 
 class StrictBooleanField(forms.Field):
@@ -56,8 +104,9 @@ class StrictBooleanField(forms.Field):
         raise ValidationError("must be true or false")
 
 
-class AlertRuleForm(forms.ModelForm):
-    recipients = RecipientsField(help_text="Comma-separated email addresses.")
+class AlertRuleForm(ChannelsMixin, forms.ModelForm):
+    recipients = RecipientsField(required=False, help_text="Comma-separated email addresses.")
+    channels = ChannelsField(required=False, help_text=CHANNELS_HELP)
     enabled = StrictBooleanField(required=False)
     cooldown_minutes = forms.IntegerField(required=False, min_value=0, max_value=10080,
                                           help_text="No new email for this rule within this many minutes.")
@@ -70,6 +119,10 @@ class AlertRuleForm(forms.ModelForm):
         model = AlertRule
         fields = RULE_FIELDS
         widgets = {"recipients": forms.Textarea(attrs={"rows": 2})}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._channels_setup(self.instance.channels_encrypted)
 
     def clean_enabled(self) -> bool:
         value = self.cleaned_data.get("enabled")
@@ -122,15 +175,30 @@ class AlertRuleForm(forms.ModelForm):
             data["cooldown_minutes"] = 60
         if data.get("min_requests") is None and "min_requests" not in self.errors:
             data["min_requests"] = 20
+        self._require_destination(data)
+        if "channels" in data:
+            self.instance.channels_encrypted = self.channels_encrypted
         return data
 
 
-class BudgetForm(forms.ModelForm):
-    recipients = RecipientsField()
+class BudgetForm(ChannelsMixin, forms.ModelForm):
+    recipients = RecipientsField(required=False)
+    channels = ChannelsField(required=False, help_text=CHANNELS_HELP)
 
     class Meta:
         model = Budget
         fields = ["name", "period", "limit_usd", "environment", "service", "user_id", "recipients", "enabled"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._channels_setup(self.instance.channels_encrypted)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        self._require_destination(data)
+        if "channels" in data:
+            self.instance.channels_encrypted = self.channels_encrypted
+        return data
 
     def clean_limit_usd(self):  # type: ignore[no-untyped-def]
         value = self.cleaned_data["limit_usd"]
@@ -139,13 +207,24 @@ class BudgetForm(forms.ModelForm):
         return value
 
 
-class DigestForm(forms.Form):
-    """The project's daily digest: on or off, and who gets it. Recipients are kept when it is
-    switched off, so switching it back on needs no retyping."""
+class DigestForm(ChannelsMixin, forms.Form):
+    """The project's daily digest: on or off, who gets it, and the project's channels (which get
+    the digest too). Both are kept when it is switched off, so switching it back on needs no
+    retyping. `stored_channels`: the project's channels as stored (Fernet tokens)."""
 
     enabled = forms.BooleanField(required=False, label="Send the daily digest")
-    recipients = RecipientsField(help_text="Comma-separated email addresses.",
+    recipients = RecipientsField(required=False, help_text="Comma-separated email addresses.",
                                  widget=forms.Textarea(attrs={"rows": 2}))
+    channels = ChannelsField(required=False, label="Project channels", help_text=CHANNELS_HELP)
+
+    def __init__(self, *args: Any, stored_channels: list[str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._channels_setup(stored_channels or [])
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        self._require_destination(data, needed=bool(data.get("enabled")))
+        return data
 
 
 def form_errors(form: forms.BaseForm) -> list[dict[str, str]]:
@@ -158,7 +237,8 @@ def rule_as_dict(rule: AlertRule) -> dict[str, Any]:
         "id": rule.pk, "project": rule.project.slug, "name": rule.name, "metric": rule.metric,
         "window": rule.window, "condition": rule.condition, "threshold": rule.threshold,
         "sensitivity": rule.sensitivity, "environment": rule.environment, "service": rule.service,
-        "model": rule.model, "recipients": rule.recipients, "cooldown_minutes": rule.cooldown_minutes,
+        "model": rule.model, "recipients": rule.recipients, "channels": channels_masked(rule.channels_encrypted),
+        "cooldown_minutes": rule.cooldown_minutes,
         "min_requests": rule.min_requests, "enabled": rule.enabled, "per": rule.per,
         "created_at": rule.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "updated_at": rule.updated_at.strftime("%Y-%m-%dT%H:%M:%SZ"),

@@ -12,6 +12,8 @@ from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
 
+from alerts import channels
+
 
 class Metric(models.TextChoices):
     COST_USD = "cost_usd", "spend (USD)"
@@ -68,7 +70,9 @@ class AlertRule(models.Model):
     per = models.CharField(max_length=16, choices=Per.choices, null=True, blank=True)  # noqa: DJ001
     # Volume guard: windows with fewer requests are never judged (3 calls with 1 error page no one).
     min_requests = models.PositiveIntegerField(default=20)
-    recipients = ArrayField(models.EmailField(), default=list)
+    recipients = ArrayField(models.EmailField(), default=list, blank=True)
+    # Apprise URLs as Fernet tokens (alerts.channels): secrets, never stored or shown in clear.
+    channels_encrypted = ArrayField(models.TextField(), default=list, blank=True)
     cooldown_minutes = models.PositiveIntegerField(default=60)
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -81,6 +85,11 @@ class AlertRule(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def channels_masked(self) -> list[str]:
+        """The channels as pages show them (never in clear)."""
+        return channels.channels_masked(self.channels_encrypted)
 
     @property
     def scope_label(self) -> str:
@@ -133,7 +142,8 @@ class Budget(models.Model):
     environment = models.CharField(max_length=64, blank=True, default="")
     service = models.CharField(max_length=128, blank=True, default="")
     user_id = models.CharField(max_length=256, blank=True, default="")
-    recipients = ArrayField(models.EmailField(), default=list)
+    recipients = ArrayField(models.EmailField(), default=list, blank=True)
+    channels_encrypted = ArrayField(models.TextField(), default=list, blank=True)  # as AlertRule's
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -143,12 +153,17 @@ class Budget(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    @property
+    def channels_masked(self) -> list[str]:
+        """The channels as pages show them (never in clear)."""
+        return channels.channels_masked(self.channels_encrypted)
+
 
 class DigestSubscription(models.Model):
     """Opt-in nightly summary of yesterday's KPIs for a project."""
 
     project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="digests")
-    recipients = ArrayField(models.EmailField(), default=list)
+    recipients = ArrayField(models.EmailField(), default=list, blank=True)
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -156,8 +171,21 @@ class DigestSubscription(models.Model):
         return f"digest for {self.project}"
 
 
+class ProjectChannels(models.Model):
+    """The project's own channels (Apprise URLs, Fernet tokens as AlertRule's): they get the daily
+    digest and the test message of the digest page."""
+
+    project = models.OneToOneField("projects.Project", on_delete=models.CASCADE, related_name="alert_channels")
+    channels_encrypted = ArrayField(models.TextField(), default=list, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"channels of {self.project}"
+
+
 class Notification(models.Model):
-    """The outbox: one row per email to send, claimed by a conditional UPDATE before sending."""
+    """The outbox: one row per message to send (the email to all recipients, or one channel),
+    claimed by a conditional UPDATE before sending."""
 
     class Kind(models.TextChoices):
         INCIDENT_OPENED = "incident_opened", "incident opened"
@@ -170,6 +198,9 @@ class Notification(models.Model):
     dedupe_key = models.CharField(max_length=200, unique=True)
     incident = models.ForeignKey(Incident, on_delete=models.CASCADE, null=True, blank=True)
     recipients = ArrayField(models.EmailField(), default=list)
+    # A channel row: the Apprise URL as a Fernet token, and its mask for the outbox page. Empty: email.
+    channel_encrypted = models.TextField(blank=True, default="")
+    channel_masked = models.CharField(max_length=300, blank=True, default="")
     subject = models.CharField(max_length=300)
     body_text = models.TextField()
     body_html = models.TextField()
@@ -188,6 +219,10 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return self.subject
+
+    @property
+    def destination(self) -> str:
+        return self.channel_masked or ", ".join(self.recipients)
 
     @property
     def status(self) -> str:

@@ -32,7 +32,7 @@ from datetime import datetime, timedelta
 from django.db import connection, transaction
 from django.db.models import F
 
-from alerts import emails
+from alerts import formatting, outbox
 from alerts.models import AlertRule, Incident, Notification
 from alerts.selectors import PerValue, per_breaching
 
@@ -120,9 +120,9 @@ def _queue(*, rule: AlertRule, incidents: list[Incident], now: datetime, kind: s
     top = incidents[0]
     event = "opened" if kind == Notification.Kind.INCIDENT_OPENED else "resolved"
     key = f"incident:{top.pk}:{event}"
-    emails.notification_queue(project_id=rule.project_id, kind=kind, dedupe_key=key, recipients=rule.recipients,
-                              incident=top, template=f"per_{event}", context=emails.per_context(rule, incidents,
-                                                                                                now=now))
+    outbox.notification_queue(project_id=rule.project_id, kind=kind, dedupe_key=key, recipients=rule.recipients,
+                              incident=top, template=f"per_{event}", channels=rule.channels_encrypted,
+                              context=formatting.per_context(rule, incidents, now=now))
     if event == "opened":
         with connection.cursor() as cursor:
             cursor.execute("""UPDATE alerts_incident

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Prefetch
+from django.db.models import Prefetch, Q
 
-from alerts.emails import (
+from alerts.formatting import (
     METRIC_LABELS,
     explanation_display,
     format_metric,
@@ -26,7 +26,17 @@ from alerts.emails import (
     incident_window,
     provider_display,
 )
-from alerts.models import AlertRule, Budget, Condition, DigestSubscription, Incident, Metric, Notification, Per
+from alerts.models import (
+    AlertRule,
+    Budget,
+    Condition,
+    DigestSubscription,
+    Incident,
+    Metric,
+    Notification,
+    Per,
+    ProjectChannels,
+)
 from projects.permissions import is_project_admin, visible_projects
 from providers.selectors import Reconciliation, reconciliation
 from rollups.selectors import USER_RULE_METRICS, MetricsQuery, MetricsRow, metrics_query, users_breaching
@@ -564,7 +574,7 @@ class IncidentRow:
     dashboard_link: str
     calls_link: str
     notification: Notification | None
-    provider: dict[str, Any] | None = None  # provider metrics: the day's reconciliation (emails.provider_display)
+    provider: dict[str, Any] | None = None  # provider metrics: the day's reconciliation (formatting.provider_display)
 
 
 def rule_history(*, rule: AlertRule, now: datetime) -> list[IncidentRow]:
@@ -640,6 +650,18 @@ def budgets_list(*, project_id: int, now: datetime) -> list[BudgetRow]:
 def digest_subscription(*, project_id: int) -> DigestSubscription | None:
     """The project's digest as the page manages it: its earliest subscription."""
     return DigestSubscription.objects.filter(project_id=project_id).order_by("pk").first()
+
+
+def project_channels(*, project_id: int) -> list[str]:
+    """The project's own channels (Fernet tokens): the digest's, and its page's test message."""
+    found = ProjectChannels.objects.filter(project_id=project_id).values_list("channels_encrypted", flat=True).first()
+    return list(found or [])
+
+
+def notification_queued(*, dedupe_key: str) -> bool:
+    """Any row of that notification: its email, or (with no recipients) one of its channels."""
+    return Notification.objects.filter(Q(dedupe_key=dedupe_key) |
+                                       Q(dedupe_key__startswith=f"{dedupe_key}:channel:")).exists()
 
 
 @dataclass

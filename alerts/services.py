@@ -7,8 +7,9 @@ Invariants:
   conditional UPDATE (resolved_at IS NULL) and only the updater queues "resolved". Both
   happen in the transaction that queues the email, so racing evaluators notify once.
 - Every email is an outbox row with a unique `dedupe_key` (incident:<id>:opened,
-  budget:<id>:<period>:<level>, digest:<project>:<day>); sending happens after COMMIT
-  (`transaction.on_commit`) and retries with backoff until it succeeds.
+  budget:<id>:<period>:<level>, digest:<project>:<day>), and every channel of the rule, budget or
+  project one more (`<key>:channel:<hash>`), queued in the same transaction; sending happens
+  after COMMIT (`transaction.on_commit`) and retries with backoff until it succeeds.
 - Evaluation reads aggregates only and judges closed windows, plus the current window for
   thresholds that a partial window can already prove (spend or requests above).
 - A project's digest, as the alerts page manages it, is its earliest subscription; saving it
@@ -24,12 +25,23 @@ from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
+from cryptography.fernet import InvalidToken
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from alerts import emails
-from alerts.models import AlertRule, Budget, Condition, DigestSubscription, Incident, Metric, Notification
+from alerts import formatting, outbox
+from alerts.channels import ChannelResult, channel_decrypt, channel_encrypt, channel_send
+from alerts.models import (
+    AlertRule,
+    Budget,
+    Condition,
+    DigestSubscription,
+    Incident,
+    Metric,
+    Notification,
+    ProjectChannels,
+)
 from alerts.per_rules import per_rule_evaluate
 from alerts.selectors import (
     ADDITIVE,
@@ -41,6 +53,8 @@ from alerts.selectors import (
     baseline_for,
     budget_status,
     contributors,
+    notification_queued,
+    project_channels,
     provider_day,
     rule_windows,
     window_length,
@@ -164,10 +178,11 @@ def incident_open(*, rule: AlertRule, judgement: Judgement, now: datetime) -> In
                 rule=rule, window_start=judgement.window.start, opened_at=now, value=judgement.window.value,
                 threshold=judgement.threshold, baseline=judgement.baseline, detail=detail, notified=not in_cooldown)
             if not in_cooldown:
-                emails.notification_queue(
+                outbox.notification_queue(
                     project_id=rule.project_id, kind=Notification.Kind.INCIDENT_OPENED,
                     dedupe_key=f"incident:{incident.pk}:opened", recipients=rule.recipients, incident=incident,
-                    template="incident_opened", context=emails.incident_context(incident))
+                    template="incident_opened", context=formatting.incident_context(incident),
+                    channels=rule.channels_encrypted)
     except IntegrityError:
         # Another evaluator opened it first (one open incident per rule): it notifies, not us.
         return None
@@ -181,12 +196,13 @@ def incident_resolve(*, incident: Incident, now: datetime, value: float | None) 
             return False
         incident.refresh_from_db()
         if incident.notified:
-            context = emails.incident_context(incident)
+            context = formatting.incident_context(incident)
             context["resolved_value"] = value
-            emails.notification_queue(
+            outbox.notification_queue(
                 project_id=incident.rule.project_id, kind=Notification.Kind.INCIDENT_RESOLVED,
                 dedupe_key=f"incident:{incident.pk}:resolved", recipients=incident.rule.recipients,
-                incident=incident, template="incident_resolved", context=context)
+                incident=incident, template="incident_resolved", context=context,
+                channels=incident.rule.channels_encrypted)
     return True
 
 
@@ -230,12 +246,13 @@ def budgets_check(*, project_ids: list[int] | None = None, now: datetime | None 
         for level in BUDGET_LEVELS:
             if status.spent_usd * 100 >= budget.limit_usd * level:
                 key = f"budget:{budget.pk}:{status.period_start:%Y-%m-%d}:{level}"
-                if not Notification.objects.filter(dedupe_key=key).exists():
+                if not notification_queued(dedupe_key=key):
                     with transaction.atomic():
-                        created = emails.notification_queue(
+                        created = outbox.notification_queue(
                             project_id=budget.project_id, kind=Notification.Kind.BUDGET, dedupe_key=key,
                             recipients=budget.recipients, template="budget",
-                            context=emails.budget_context(status, level))
+                            context=formatting.budget_context(status, level),
+                            channels=budget.channels_encrypted)
                         queued += created is not None
     return queued
 
@@ -247,13 +264,14 @@ def digest_send(*, day: datetime | None = None) -> int:
     queued = 0
     for sub in DigestSubscription.objects.filter(enabled=True).select_related("project"):
         key = f"digest:{sub.pk}:{yesterday:%Y-%m-%d}"
-        if Notification.objects.filter(dedupe_key=key).exists():
+        if notification_queued(dedupe_key=key):
             continue
         context = digest_context(project_id=sub.project_id, project_slug=sub.project.slug, day=yesterday)
         with transaction.atomic():
-            queued += emails.notification_queue(
+            queued += outbox.notification_queue(
                 project_id=sub.project_id, kind=Notification.Kind.DIGEST, dedupe_key=key,
-                recipients=sub.recipients, template="digest", context=context) is not None
+                recipients=sub.recipients, template="digest", context=context,
+                channels=project_channels(project_id=sub.project_id)) is not None
     return queued
 
 
@@ -273,8 +291,8 @@ def digest_context(*, project_id: int, project_slug: str, day: datetime) -> dict
         avg = sum(r[name] for r in trailing) / len(trailing) if trailing else None
         change = (target[name] - avg) / avg if avg else None
         kpis.append({"name": name, "label": label, "value": target[name], "average": avg, "change": change,
-                     "display": emails.format_metric(name, target[name]),
-                     "average_display": emails.format_metric(name, avg) if avg is not None else "n/a"})
+                     "display": formatting.format_metric(name, target[name]),
+                     "average_display": formatting.format_metric(name, avg) if avg is not None else "n/a"})
     grouped = metrics_query(MetricsQuery(project_ids=[project_id], start=day - timedelta(days=1), end=day_end,
                                          granularity="day", group_by=["model", "service"]))
     spend: dict[tuple[str, str], list[Decimal]] = {}
@@ -286,7 +304,7 @@ def digest_context(*, project_id: int, project_slug: str, day: datetime) -> dict
     movers = [{"model": m, "service": s, "before": float(b), "now": float(n), "change": float(n - b)}
               for (m, s), (b, n) in ranked]
     return {"project": project_slug, "day": day.strftime("%Y-%m-%d"), "kpis": kpis, "movers": movers,
-            "link": emails.digest_link(project_slug=project_slug, day=day),
+            "link": formatting.digest_link(project_slug=project_slug, day=day),
             "provider": _digest_provider(project_id=project_id, project_slug=project_slug, day=day)}
 
 
@@ -297,15 +315,43 @@ def _digest_provider(*, project_id: int, project_slug: str, day: datetime) -> di
     conn = result.connection
     if conn is None:
         return None
-    link = emails.page_url("/reconciliation", {"project": project_slug, "from": day.strftime("%Y-%m-%d"),
+    link = formatting.page_url("/reconciliation", {"project": project_slug, "from": day.strftime("%Y-%m-%d"),
                                                "to": day.strftime("%Y-%m-%d")})
     if conn.covered_from is None or conn.covered_to is None or not conn.covered_from <= day.date() <= conn.covered_to:
         return {"line": "the provider's report for this day has not been read yet", "link": link}
-    coverage = emails.format_metric(Metric.COVERAGE, result.coverage)
-    unmetered = emails.format_metric(Metric.UNMETERED_COST_USD, float(result.unmetered_cost_usd))
-    return {"line": f"coverage {coverage} (Tally {emails.format_metric(Metric.COST_USD, float(result.tally_cost_usd))}"
-                    f" of {emails.format_metric(Metric.COST_USD, float(result.provider_cost_usd))} billed), "
+    coverage = formatting.format_metric(Metric.COVERAGE, result.coverage)
+    unmetered = formatting.format_metric(Metric.UNMETERED_COST_USD, float(result.unmetered_cost_usd))
+    return {"line": f"coverage {coverage} (Tally {formatting.format_metric(Metric.COST_USD, float(result.tally_cost_usd))}"
+                    f" of {formatting.format_metric(Metric.COST_USD, float(result.provider_cost_usd))} billed), "
                     f"unmetered spend {unmetered}", "link": link}
+
+
+def notifications_send(*, now: datetime | None = None) -> tuple[int, int]:
+    """One pass of the outbox (alerts.outbox.notifications_send_due): the tasks' entry point,
+    so tasks import services only. Returns (sent, failed attempts)."""
+    return outbox.notifications_send_due(now=now)
+
+
+TEST_TITLE = "Tally test notification"
+
+
+def channels_test_send(*, channels: list[str], project_slug: str, what: str) -> list[ChannelResult]:
+    """Send one test message to each channel (Fernet tokens), now and directly rather than through
+    the outbox: the person who pressed the button waits for the answer, and a wrong URL must say
+    so on that page at once, not as a row retrying with backoff. Nothing is stored."""
+    body = (f"This is a test from Tally for {what} in project {project_slug}. Alerts sent here name what fired, "
+            f"its value and threshold, what drove it, and a link to the dashboard: "
+            f"{formatting.page_url('/alerts/', {'project': project_slug})}")
+    results = []
+    for token in channels:
+        try:
+            url = channel_decrypt(token)
+        except InvalidToken:
+            results.append(ChannelResult("a stored channel", False, "cannot decrypt it: SECRET_KEY or "
+                                         "TALLY_ENCRYPTION_KEY changed since it was saved; enter it again"))
+            continue
+        results.append(channel_send(url, title=TEST_TITLE, body=body))
+    return results
 
 
 DIGEST_LOCK_NAMESPACE = 0x7A11D  # pg_advisory_xact_lock(namespace, project_id): "tally digest"
@@ -317,8 +363,14 @@ def rule_enabled_set(*, rule: AlertRule, enabled: bool) -> None:
     AlertRule.objects.filter(pk=rule.pk).update(enabled=enabled, updated_at=timezone.now())
 
 
-def digest_subscription_set(*, project_id: int, enabled: bool, recipients: list[str]) -> DigestSubscription:
+def digest_subscription_set(*, project_id: int, enabled: bool, recipients: list[str],
+                            channels: list[str] | None = None) -> DigestSubscription:
+    """`channels` (clear URLs, validated by the form; None leaves them as they are) are the project's
+    own channels, stored encrypted in the same transaction."""
     with transaction.atomic():
+        if channels is not None:
+            ProjectChannels.objects.update_or_create(
+                project_id=project_id, defaults={"channels_encrypted": [channel_encrypt(url) for url in channels]})
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [DIGEST_LOCK_NAMESPACE, project_id])
         subscription = DigestSubscription.objects.filter(project_id=project_id).order_by("pk").first()

@@ -11,8 +11,7 @@ import smtplib
 from celery import shared_task
 from django.db.utils import OperationalError
 
-from alerts.emails import notifications_send_due
-from alerts.services import digest_send, rules_evaluate
+from alerts.services import digest_send, notifications_send, rules_evaluate
 
 
 @shared_task(name="alerts.evaluate_rules", autoretry_for=(OperationalError,), retry_backoff=True,
@@ -26,7 +25,7 @@ def rules_evaluate_task(project_ids: list[int] | None = None) -> dict[str, int]:
              retry_backoff=True, retry_jitter=True, max_retries=5)
 def notifications_send_task() -> int:
     """Idempotent: rows are claimed by conditional UPDATE and stamped sent_at once accepted."""
-    return notifications_send_due()[0]
+    return notifications_send()[0]
 
 
 @shared_task(name="alerts.daily_digest")

@@ -21,6 +21,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from alerts import selectors, services
+from alerts.channels import ChannelResult, channels_masked
 from alerts.forms import AlertRuleForm, BudgetForm, DigestForm, form_errors, rule_as_dict
 from alerts.models import AlertRule, Budget, Notification
 from alerts.selectors import UiScope, budgets_status, ui_scope
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 _TYPES: dict[str, tuple[type, ...]] = {
     "name": (str,), "metric": (str,), "window": (str,), "condition": (str,), "threshold": (int, float),
     "sensitivity": (int, float), "environment": (str,), "service": (str,), "model": (str,), "recipients": (list,),
+    "channels": (list,),
     "cooldown_minutes": (int,), "min_requests": (int,), "enabled": (bool,), "project": (str,),
     "per": (str,),
 }
@@ -287,14 +289,50 @@ def budget_delete(request: HttpRequest, budget_id: int) -> HttpResponse:
 def digest_page(request: HttpRequest) -> HttpResponse:
     scope = _managed_scope(request) if request.method == "POST" else _scope(request)
     subscription = selectors.digest_subscription(project_id=scope.project.pk) if scope.project else None
+    stored = selectors.project_channels(project_id=scope.project.pk) if scope.project else []
     initial = {"enabled": subscription.enabled, "recipients": subscription.recipients} if subscription else {}
-    form = DigestForm(data=_posted(request), initial=initial) if scope.is_admin else None
+    form = DigestForm(data=_posted(request), initial=initial, stored_channels=stored) if scope.is_admin else None
     if form is not None and request.method == "POST" and form.is_valid():
         assert scope.project is not None
         services.digest_subscription_set(project_id=scope.project.pk, **form.cleaned_data)
         messages.success(request, "Daily digest saved.")
         return _to("alerts_ui:digest", scope)
-    return _render(request, "digest", scope, "digest", subscription=subscription, form=form, switcher=True)
+    return _render(request, "digest", scope, "digest", subscription=subscription, form=form, switcher=True,
+                   channels=channels_masked(stored))
+
+
+def _test_results(request: HttpRequest, results: list[ChannelResult]) -> None:
+    """One flash per channel: which one, and the service's own error when it refused."""
+    if not results:
+        messages.error(request, "No channels to test: add one and save first.")
+    for result in results:
+        if result.ok:
+            messages.success(request, f"Test notification sent to {result.destination}.")
+        else:
+            messages.error(request, f"Test notification to {result.destination} failed: {result.error}")
+
+
+@login_required
+@require_POST
+def rule_test(request: HttpRequest, rule_id: int) -> HttpResponse:
+    """Send a test message to the rule's saved channels now (services.channels_test_send says why directly)."""
+    rule = _rule(request, rule_id)
+    scope = _object_scope(request, rule.project, manage=True)
+    _test_results(request, services.channels_test_send(channels=rule.channels_encrypted,
+                                                       project_slug=rule.project.slug, what=f"rule “{rule.name}”"))
+    return redirect(f"{reverse('alerts_ui:rule_edit', args=[rule.pk])}?{scope.querystring}")
+
+
+@login_required
+@require_POST
+def digest_test(request: HttpRequest) -> HttpResponse:
+    """Send a test message to the project's saved channels now."""
+    scope = _managed_scope(request)
+    assert scope.project is not None
+    _test_results(request, services.channels_test_send(
+        channels=selectors.project_channels(project_id=scope.project.pk), project_slug=scope.project.slug,
+        what="the project's channels"))
+    return _to("alerts_ui:digest", scope)
 
 
 @login_required

@@ -96,7 +96,11 @@ RULE_INPUT: dict[str, Any] = {
         "threshold": {"type": ["number", "null"], "minimum": 0},
         "sensitivity": {"type": ["number", "null"], "minimum": 0.5, "maximum": 20},
         "environment": _NSTR, "service": _NSTR, "model": _NSTR,
-        "recipients": {"type": "array", "items": {"type": "string", "format": "email"}, "minItems": 1},
+        "recipients": {"type": "array", "items": {"type": "string", "format": "email"},
+                       "description": "a rule needs at least one recipient or channel"},
+        "channels": {"type": "array", "maxItems": 20, "items": {"type": "string"},
+                     "description": "notification URLs in Apprise syntax (json://, slack://, msteams://, ...); "
+                                    "returned masked, and a masked entry sent back keeps the stored URL"},
         "cooldown_minutes": {"type": "integer", "minimum": 0, "maximum": 10080},
         "min_requests": {"type": "integer", "minimum": 0},
         "enabled": {"type": "boolean"},
@@ -107,7 +111,7 @@ RULE_INPUT: dict[str, Any] = {
 RULE = {
     "type": "object",
     "required": ["id", "project", "name", "metric", "window", "condition", "threshold", "sensitivity",
-                 "environment", "service", "model", "recipients", "cooldown_minutes", "enabled"],
+                 "environment", "service", "model", "recipients", "channels", "cooldown_minutes", "enabled"],
     "properties": {**RULE_INPUT["properties"], "id": _INT, "threshold": {"type": ["number", "null"]},
                    "sensitivity": {"type": ["number", "null"]},
                    "recipients": {"type": "array", "items": _STR},

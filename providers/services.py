@@ -2,7 +2,7 @@
 cost reports.
 
 Invariants:
-- The Admin API key is stored only as a Fernet token, keyed by HKDF from TALLY_ENCRYPTION_KEY
+- The Admin API key is stored only as a Fernet token (core.secrets), keyed by HKDF from TALLY_ENCRYPTION_KEY
   (or SECRET_KEY when that is empty). It is decrypted only to build the SDK client of one sync,
   and is never logged, rendered or returned: callers get `admin_key_last4`.
 - A sync reads whole UTC days [start, today] and *replaces* the connection's figures for those
@@ -21,7 +21,6 @@ Invariants:
 
 from __future__ import annotations
 
-import base64
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -31,13 +30,11 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import anthropic
-from cryptography.fernet import Fernet, InvalidToken
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from django.conf import settings
+from cryptography.fernet import InvalidToken
 from django.db import transaction
 from django.utils import timezone
 
+from core.secrets import SecretPurpose, secret_decrypt, secret_encrypt
 from providers.models import ProviderConnection, ProviderDailyUsage
 from providers.selectors import Side  # one (day, model)'s figures, the shape both sides share
 
@@ -58,26 +55,20 @@ RATE_LIMIT_MAX_WAIT_S = 60.0  # a longer retry-after ends this sync; the next ho
 RATE_LIMIT_DEFAULT_WAIT_S = 5.0  # a 429 without retry-after
 REQUEST_TIMEOUT_S = 30.0
 
-_HKDF_SALT = b"tally/providers"
-_HKDF_INFO = b"provider admin key encryption v1"
+# The salt and info the stored keys were encrypted with: changing them loses every stored key.
+ADMIN_KEY_SECRET = SecretPurpose(salt=b"tally/providers", info=b"provider admin key encryption v1")
 
 
 # --- the stored key ---------------------------------------------------------------------------
 
 
-def _fernet() -> Fernet:
-    secret = settings.TALLY_ENCRYPTION_KEY or settings.SECRET_KEY
-    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=_HKDF_SALT, info=_HKDF_INFO).derive(secret.encode())
-    return Fernet(base64.urlsafe_b64encode(key))
-
-
 def admin_key_encrypt(*, admin_key: str) -> str:
-    return _fernet().encrypt(admin_key.encode()).decode("ascii")
+    return secret_encrypt(admin_key, purpose=ADMIN_KEY_SECRET)
 
 
 def admin_key_decrypt(*, token: str) -> str:
     """Raises cryptography.fernet.InvalidToken when the encryption secret changed since."""
-    return _fernet().decrypt(token.encode("ascii")).decode()
+    return secret_decrypt(token, purpose=ADMIN_KEY_SECRET)
 
 
 # --- the connection ---------------------------------------------------------------------------

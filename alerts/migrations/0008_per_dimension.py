@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('alerts', '0006_provider_metrics'),
+        ('alerts', '0007_channels'),
     ]
 
     operations = [

@@ -157,9 +157,9 @@ TALLY_AGGREGATE_RETENTION_DAYS = env.int("TALLY_AGGREGATE_RETENTION_DAYS", defau
 TALLY_ROLLUP_LANES = env.int("TALLY_ROLLUP_LANES", default=2)
 # Days of day-partitions created ahead of today for the events table.
 TALLY_PARTITIONS_AHEAD_DAYS = env.int("TALLY_PARTITIONS_AHEAD_DAYS", default=7)
-# Secret that encrypts stored provider Admin API keys (providers/services.py derives the Fernet
-# key from it with HKDF). Empty: derived from SECRET_KEY, so rotating SECRET_KEY then means
-# entering the Admin key again; set this to rotate SECRET_KEY independently.
+# Secret that encrypts stored secrets: provider Admin API keys and alert channel URLs (core/secrets.py
+# derives a Fernet key per use from it with HKDF). Empty: derived from SECRET_KEY, so rotating
+# SECRET_KEY then means entering those again; set this to rotate SECRET_KEY independently.
 TALLY_ENCRYPTION_KEY = env("TALLY_ENCRYPTION_KEY", default="")
 
 # Structured JSON logs (one object per line, with the request ID) unless LOG_FORMAT=plain.

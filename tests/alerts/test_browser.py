@@ -13,7 +13,7 @@ from django.db import transaction
 from django.shortcuts import resolve_url
 from django.utils import timezone
 
-from alerts import emails
+from alerts import formatting, outbox
 from alerts.models import AlertRule, Budget, Incident, Notification
 from projects.models import Membership
 from projects.services import environment_get_or_create, ingest_key_create, project_get_or_create
@@ -82,10 +82,10 @@ def history(rule: AlertRule) -> Notification:
     Incident.objects.create(rule=rule, window_start=hour + timedelta(hours=4), opened_at=now, value=28.1,
                             threshold=25, notified=False, detail={"contributors": []})
     with transaction.atomic():
-        email = emails.notification_queue(
+        email = outbox.notification_queue(
             project_id=rule.project_id, kind=Notification.Kind.INCIDENT_OPENED,
             dedupe_key=f"incident:{first.pk}:opened", recipients=rule.recipients, incident=first,
-            template="incident_opened", context=emails.incident_context(first))
+            template="incident_opened", context=formatting.incident_context(first))
     assert email is not None
     Notification.objects.filter(pk=email.pk).update(
         sent_at=None, attempts=8, failed_at=now,

@@ -11,8 +11,8 @@ from email.message import Message
 import pytest
 from aiosmtpd.controller import Controller
 
-from alerts.emails import notifications_send_due
 from alerts.models import AlertRule, Incident, Notification
+from alerts.outbox import notifications_send_due
 from alerts.services import rules_evaluate
 from projects.services import ingest_key_create
 from rollups.services import rollup_until_current

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 from django.core import mail
 
-from alerts import emails
+from alerts import formatting
 from alerts.models import AlertRule, Budget, Incident, Notification
 from alerts.selectors import Contributor, ErrorCount, budget_status, contributors
 from alerts.services import budgets_check, digest_context, rules_evaluate
@@ -198,7 +198,7 @@ def test_hour_rule_links_open_the_metrics_page_at_the_incidents_hour(db, metric,
     project = project_get_or_create(slug="shop")
     rule = AlertRule(project=project, metric=metric, window="hour", environment="prod", service="checkout",
                      model="claude-opus-4-7")
-    links = emails.incident_links(_incident(rule, datetime(2026, 12, 3, 1, tzinfo=UTC)))
+    links = formatting.incident_links(_incident(rule, datetime(2026, 12, 3, 1, tzinfo=UTC)))
     scope = "project=shop&from=2026-12-03T01:00:00Z&to=2026-12-03T02:00:00Z" \
             "&environment=prod&service=checkout&model=claude-opus-4-7"
     assert links == {"dashboard": f"{BASE}{page}?{scope}", "calls": f"{BASE}/events?{scope}{calls_extra}"}
@@ -210,15 +210,15 @@ def test_resolved_and_open_incidents_link_their_whole_span(db):
     start = datetime(2026, 12, 3, 1, tzinfo=UTC)
     # Resolved at 04:10: the 03:00 window was judged fine, so 01:00-03:00 breached.
     resolved = _incident(rule, start, resolved_at=datetime(2026, 12, 3, 4, 10, tzinfo=UTC))
-    assert emails.incident_links(resolved, absolute=False)["dashboard"] == \
+    assert formatting.incident_links(resolved, absolute=False)["dashboard"] == \
         "/?project=shop&from=2026-12-03T01:00:00Z&to=2026-12-03T03:00:00Z"
     # Resolved the hour after it opened: never shorter than its first window.
     quick = _incident(rule, start, resolved_at=datetime(2026, 12, 3, 2, 30, tzinfo=UTC))
-    assert emails.incident_links(quick, absolute=False)["calls"] == \
+    assert formatting.incident_links(quick, absolute=False)["calls"] == \
         "/events?project=shop&from=2026-12-03T01:00:00Z&to=2026-12-03T02:00:00Z"
     # Still open at 05:20 (the incident page): up to the end of the current hour.
     still_open = _incident(rule, start)
-    assert emails.incident_links(still_open, now=datetime(2026, 12, 3, 5, 20, tzinfo=UTC), absolute=False) == {
+    assert formatting.incident_links(still_open, now=datetime(2026, 12, 3, 5, 20, tzinfo=UTC), absolute=False) == {
         "dashboard": "/?project=shop&from=2026-12-03T01:00:00Z&to=2026-12-03T06:00:00Z",
         "calls": "/events?project=shop&from=2026-12-03T01:00:00Z&to=2026-12-03T06:00:00Z"}
 
@@ -226,7 +226,7 @@ def test_resolved_and_open_incidents_link_their_whole_span(db):
 def test_day_rule_links_chart_the_week_ending_with_the_incidents_day(db):
     project = project_get_or_create(slug="shop")
     rule = AlertRule(project=project, metric="cost_usd", window="day", service="summarizer")
-    links = emails.incident_links(_incident(rule, datetime(2026, 12, 2, tzinfo=UTC)))
+    links = formatting.incident_links(_incident(rule, datetime(2026, 12, 2, tzinfo=UTC)))
     assert links == {
         "dashboard": f"{BASE}/spend?project=shop&from=2026-11-26T00:00:00Z&to=2026-12-03T00:00:00Z&service=summarizer",
         "calls": f"{BASE}/events?project=shop&from=2026-12-02T00:00:00Z&to=2026-12-03T00:00:00Z"
@@ -256,7 +256,7 @@ def test_per_user_budget_links_with_the_user_filter(db):
     budget = Budget(project=project, name="Heavy user", period="month", limit_usd=Decimal(5), user_id="u_0001")
     status = SimpleNamespace(budget=budget, spent_usd=Decimal(4), projected_usd=Decimal(40),
                              period_start=datetime(2026, 12, 1, tzinfo=UTC), period_end=datetime(2027, 1, 1, tzinfo=UTC))
-    context = emails.budget_context(status, 80)
+    context = formatting.budget_context(status, 80)
     month = "project=shop&from=2026-12-01T00:00:00Z&to=2027-01-01T00:00:00Z&user=u_0001"
     assert (context["link"], context["calls_link"]) == (f"{BASE}/spend?{month}", f"{BASE}/events?{month}&sort=cost")
 

@@ -340,7 +340,7 @@ def test_two_evaluators_racing_open_each_value_once_and_send_one_message(key):
 def test_a_pass_that_fails_midway_leaves_nothing_half_done(key, monkeypatch):
     """Incidents and their message are one transaction: a failure while queueing the message
     rolls the incidents back, so the next pass opens and announces them all."""
-    from alerts import emails
+    from alerts import formatting
 
     now = _many_breaching(key, users=3)
     per_rule(key)
@@ -349,7 +349,7 @@ def test_a_pass_that_fails_midway_leaves_nothing_half_done(key, monkeypatch):
         raise RuntimeError("template exploded")
 
     with monkeypatch.context() as patched:
-        patched.setattr(emails, "per_context", broken)
+        patched.setattr(formatting, "per_context", broken)
         assert rules_evaluate(now=now) == {"error": 1}
     assert Incident.objects.count() == 0
     assert Notification.objects.count() == 0

@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 from django.conf import settings
 
-from alerts.emails import format_metric
+from alerts.formatting import format_metric
 from alerts.models import AlertRule, DigestSubscription, Incident, Metric, Notification
 from alerts.services import digest_context, digest_send, rules_evaluate
 from projects.services import ingest_key_create

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from alerts.emails import METRIC_LABELS, format_metric
+from alerts.formatting import METRIC_LABELS, format_metric
 from alerts.models import AlertRule, Incident, Metric, Notification
 from alerts.selectors import rule_windows
 from alerts.services import rules_evaluate

@@ -400,7 +400,7 @@ def test_outbox_flags_a_failed_email_and_shows_its_error(viewer, failed_email, p
     assert 'class="status-failed"' in html
     assert "badge-bad\">failed" in row
     assert "SMTPServerDisconnected: Connection unexpectedly closed" in row
-    assert "1 email failed for good" in html
+    assert "1 notification failed for good" in html
     assert "daily digest" in html
     assert "badge-ok\">sent" in html
 

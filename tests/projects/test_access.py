@@ -108,6 +108,7 @@ RULES: dict[str, Rule] = {
     "alerts/<int:rule_id>/": Rule(PAGE),
     "alerts/<int:rule_id>/edit": Rule(PAGE, ("GET", "POST"), body=RULE_FORM, viewer_refused=("GET", "POST")),
     "alerts/<int:rule_id>/enabled": Rule(PAGE, ("POST",), body={"enabled": "false"}, viewer_refused=("POST",)),
+    "alerts/<int:rule_id>/test": Rule(PAGE, ("POST",), viewer_refused=("POST",)),
     "alerts/<int:rule_id>/delete": Rule(PAGE, ("GET", "POST"), viewer_refused=("GET", "POST")),
     "alerts/budgets/": Rule(PAGE, ("GET", "POST"), query="?project={slug}",
                             body={"name": "Injected", "period": "month", "limit_usd": "1",
@@ -116,6 +117,7 @@ RULES: dict[str, Rule] = {
     "alerts/budgets/<int:budget_id>/delete": Rule(PAGE, ("GET", "POST"), viewer_refused=("GET", "POST")),
     "alerts/digest/": Rule(PAGE, ("GET", "POST"), query="?project={slug}",
                            body={"enabled": "on", "recipients": "intruder@example.com"}, viewer_refused=("POST",)),
+    "alerts/digest/test": Rule(PAGE, ("POST",), query="?project={slug}", viewer_refused=("POST",)),
     "alerts/outbox/": Rule(PAGE, query="?project={slug}"),
     "alerts/outbox/<int:notification_id>/": Rule(PAGE),
 }
