@@ -1,19 +1,13 @@
-"""The events explorer: its query-string form, its selector over raw events, and its CSV export.
+"""The events explorer: its query-string form, its selection of raw events, and its CSV export.
 
-The one dashboard page that reads `ingest_event` rather than the aggregates: it lists calls.
-Every read is bounded by project and time range (partition pruning), filtered in SQL and
-ordered by one of four keys, each with its own index (ingest migration 0005 says why each):
-
-    time     "timestamp"                                            (project_id, "timestamp")
-    latency  latency_ms                                             (project_id, latency_ms, id)
-    cost     COALESCE(cost_units, -1): unpriced calls sort last    (project_id, <that>, id)
-    tokens   input + output + cache read + cache write tokens       (project_id, <that>, id)
-
-all descending, ties broken by the event id (unique across partitions: one identity
-sequence), so an order is total and keyset pagination is stable: the cursor is the last
-row's (key, id), and the next page is the rows strictly after it in that order. No OFFSET:
-page 200 costs what page 1 does. The CSV export walks the same order in chunks of
-`CSV_CHUNK` rows, so the whole selection streams in constant memory.
+The one dashboard page that lists calls rather than aggregates. It reads them through
+ingest.selectors (`calls_read`, `calls_iter`), which builds the SQL over `ingest_event`: every
+read bounded by project and time range (partition pruning), filtered in SQL and ordered by
+time, latency, cost or tokens, each with its own index, ties broken by the event id. Pages
+are keyset pages: the cursor is the last row's (key, id), and the next page is the rows
+strictly after it in that order (no OFFSET: page 200 costs what page 1 does). The CSV export
+walks the same order in chunks of `CSV_CHUNK` rows, so the whole selection streams in
+constant memory.
 
 Parameters (CONTRACT / cross-branch agreement 2): the filter bar's (project, range,
 environment, service, model, feature, user) plus `status`, `error_type`, `http_status`,
@@ -33,13 +27,12 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from django import forms
-from django.db import connection
 from django.db.models import QuerySet
 from django.http import QueryDict
 
 from dashboard.forms import Filters
 from dashboard.selectors import Scope, scope_resolve
-from ingest.selectors import request_timestamp
+from ingest.selectors import Call, CallSelection, calls_iter, calls_read
 from projects.selectors import environment_ids
 from rollups.selectors import features_seen, hours_with_calls
 
@@ -48,18 +41,11 @@ if TYPE_CHECKING:
 
 PAGE_SIZE = 50
 CSV_CHUNK = 2000  # rows per keyset read of the export: a few hundred KB in memory at a time
-COST_UNITS_PER_USD = 10**10  # ingest stores costs as integer 1e-10 USD (ingest migration 0004)
 
 STATUSES = (("", "Any status"), ("ok", "ok"), ("error", "error"))
 KINDS = (("", "Batch and online"), ("online", "Online only"), ("batch", "Batch only"))
 SORTS = (("time", "Newest first"), ("cost", "Most expensive first"), ("latency", "Slowest first"),
          ("tokens", "Most tokens first"))
-
-# The sort keys, spelled exactly as the indexes of migration 0005 spell them (PostgreSQL
-# matches an expression index by expression, so these strings and the index must agree).
-_TOKENS_SQL = "(input_tokens + output_tokens + cache_read_input_tokens + cache_creation_input_tokens)"
-SORT_SQL = {"time": '"timestamp"', "latency": "latency_ms", "cost": "COALESCE(cost_units, -1)",
-            "tokens": _TOKENS_SQL}
 
 _TIME_CURSOR = re.compile(r"^(?P<key>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d))_(?P<id>\d{1,19})$")
 _FLOAT_CURSOR = re.compile(r"^(?P<key>\d+(?:\.\d+)?(?:e[+-]?\d+)?)_(?P<id>\d{1,19})$")
@@ -165,118 +151,22 @@ def cursor_format(sort: str, key: Any, event_id: int) -> str:
     return f"{key}_{event_id}"
 
 
-# --- the query ----------------------------------------------------------------------------------
-
-_COLUMNS = ("id", "timestamp", "request_id", "environment_id", "service", "feature", "user_id", "model",
-            "provider", "status", "error_type", "http_status", "stop_reason", "batch", "service_tier", "latency_ms",
-            "time_to_first_token_ms", "input_tokens", "output_tokens", "cache_read_input_tokens",
-            "cache_creation_input_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens", "cost_usd",
-            "cache_savings_usd", "client_cost_usd", "price_source", "metadata")
-_SELECT = ", ".join(f'"{c}"' for c in _COLUMNS)
-
-
-@dataclass
-class Call:
-    """One row of the explorer: a stored event, as listed (no prompt or response: none is stored)."""
-
-    id: int
-    timestamp: datetime
-    request_id: str
-    environment_id: int
-    service: str
-    feature: str
-    user_id: str
-    model: str
-    provider: str
-    status: str
-    error_type: str
-    http_status: int | None
-    stop_reason: str
-    batch: bool
-    service_tier: str
-    latency_ms: float
-    time_to_first_token_ms: float | None
-    input_tokens: int
-    output_tokens: int
-    cache_read_input_tokens: int
-    cache_creation_input_tokens: int
-    cache_write_5m_tokens: int
-    cache_write_1h_tokens: int
-    cost_usd: Decimal | None
-    cache_savings_usd: Decimal | None
-    client_cost_usd: Decimal | None
-    price_source: str
-    metadata: dict[str, str] | None
-    sort_key: Any
-    environment: str = ""
-
-    @property
-    def pk(self) -> int:
-        return self.id
-
-    @property
-    def total_tokens(self) -> int:
-        return (self.input_tokens + self.output_tokens + self.cache_read_input_tokens
-                + self.cache_creation_input_tokens)
-
+# --- the selection ------------------------------------------------------------------------------
 
 # A service, model or feature found in at most this many hours of the range is read hour by hour.
 RARE_HOURS = 48
 
 
-@dataclass(frozen=True)
-class Selection:
-    """A WHERE clause over ingest_event for one project (and its parameters), and its order."""
-
-    where: str
-    params: tuple[Any, ...]
-    sort: str
-    # Filtered on a value with an index of its own whose values each have few rows (a user):
-    # read those rows and sort them, rather than walk a sort index hoping to meet them.
-    few_rows: bool = False
-    # Read hour by hour (a rare service, model or feature): no index walks the rows in order.
-    by_hours: bool = False
-
-
 def selection_of(filters: Filters, explorer: Explorer, *, project_id: int,
-                 environments: dict[str, int]) -> Selection | None:
-    """The explorer's selection; None when it is certainly empty (an unknown environment or request id)."""
-    where = ["project_id = %s"]
-    params: list[Any] = [project_id]
-    if explorer.request_id:
-        # The key table gives the timestamp, so the event is read from its one partition; the
-        # range does not apply (a request id is looked up wherever it is).
-        at = request_timestamp(project_id=project_id, request_id=explorer.request_id)
-        if at is None:
-            return None
-        where += ['"timestamp" = %s', "request_id = %s"]
-        params += [at, explorer.request_id]
-    else:
-        where += ['"timestamp" >= %s', '"timestamp" < %s']
-        params += [filters.start, filters.end]
+                 environments: dict[str, int]) -> CallSelection | None:
+    """The explorer's selection; None when it is certainly empty (an unknown environment, a rare
+    value in no hour of the range). An unknown request id is ingest's to find empty."""
+    environment_id = None
     if filters.environment:
         if filters.environment not in environments:
             return None
-        where.append("environment_id = %s")
-        params.append(environments[filters.environment])
-    for column, value in (("service", filters.service), ("model", filters.model), ("feature", filters.feature),
-                          ("user_id", filters.user), ("status", explorer.status),
-                          ("error_type", explorer.error_type)):
-        if value:
-            where.append(f"{column} = %s")
-            params.append(value)
-    if explorer.http_status is not None:
-        where.append("http_status = %s")
-        params.append(explorer.http_status)
-    if explorer.kind:
-        where.append("batch" if explorer.kind == "batch" else "NOT batch")
-    if explorer.min_latency_ms is not None:
-        where.append("latency_ms >= %s")
-        params.append(explorer.min_latency_ms)
-    if explorer.min_cost_usd is not None:
-        # On the cost index's expression; an unpriced call (-1) never passes a minimum cost.
-        where.append(f"{SORT_SQL['cost']} >= %s")
-        params.append(int(explorer.min_cost_usd * COST_UNITS_PER_USD))
+        environment_id = environments[filters.environment]
+    hours = None
     few_rows = bool(filters.user or explorer.request_id)
     dimensions: dict[str, str | int] = {name: value for name, value in (("service", filters.service), ("model", filters.model),
                                                    ("feature", filters.feature)) if value}
@@ -284,62 +174,22 @@ def selection_of(filters: Filters, explorer: Explorer, *, project_id: int,
         # A rare service, model or feature (bench/pages.py: a feature with 6 calls in 30 days took
         # 2 s walking the time index): the aggregates say which hours hold it, and only those are
         # read. Past RARE_HOURS it is common enough for the sort index to meet matches quickly.
-        if filters.environment:
-            dimensions["environment_id"] = environments[filters.environment]
-        hours = hours_with_calls(project_id=project_id, start=filters.start, end=filters.end, filters=dimensions,
+        if environment_id is not None:
+            dimensions["environment_id"] = environment_id
+        found = hours_with_calls(project_id=project_id, start=filters.start, end=filters.end, filters=dimensions,
                                  limit=RARE_HOURS)
-        if hours is not None:
-            if not hours:
+        if found is not None:
+            if not found:
                 return None
-            spans = " OR ".join(['("timestamp" >= %s AND "timestamp" < %s)'] * len(hours))
-            where.append(f"({spans})")
-            params += [bound for hour in hours for bound in (hour, hour + timedelta(hours=1))]
-            return Selection(where=" AND ".join(where), params=tuple(params), sort=explorer.sort, few_rows=True,
-                             by_hours=True)
-    return Selection(where=" AND ".join(where), params=tuple(params), sort=explorer.sort, few_rows=few_rows)
-
-
-def calls_read(selection: Selection, *, after: tuple[Any, int] | None, limit: int) -> list[Call]:
-    """Up to `limit` calls of the selection, in its order, strictly after the keyset `after`."""
-    key = SORT_SQL[selection.sort]
-    where, params = selection.where, list(selection.params)
-    if after is not None:
-        value, event_id = after
-        if selection.sort == "time":
-            # The plain bound is what partition pruning and the (project_id, "timestamp") index
-            # use; the OR then breaks ties on id.
-            where += ' AND "timestamp" <= %s AND ("timestamp" < %s OR id < %s)'
-            params += [value, value, event_id]
-        else:
-            # A row comparison: an index condition on the (project_id, key, id) index.
-            where += f" AND ({key}, id) < (%s, %s)"
-            params += [value, event_id]
-    order = key
-    if selection.by_hours and selection.sort == "time":
-        order = f"({key} + interval '0 s')"  # the hours' rows are found, then sorted (as below)
-    elif selection.few_rows and selection.sort != "time":
-        # `+ 0` hides the key from the sort index (same order, no index has that expression):
-        # PostgreSQL's estimate for a user is the average user's share, so for a rare user it
-        # would walk the whole cost index of the range (8 s at 10M events) for a handful of rows.
-        # The user's index then finds the rows, and they are sorted (bench/pages.py).
-        order = f"({key} + 0)"
-    sql = (f"SELECT {_SELECT}, {key} AS sort_key FROM ingest_event WHERE {where} "
-           f"ORDER BY {order} DESC, id DESC LIMIT %s")
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, limit])
-        return [Call(*row) for row in cursor.fetchall()]
-
-
-def calls_iter(selection: Selection, *, chunk: int | None = None) -> Iterator[Call]:
-    """Every call of the selection in order, read `chunk` rows at a time by keyset."""
-    chunk = chunk or CSV_CHUNK
-    after = None
-    while True:
-        rows = calls_read(selection, after=after, limit=chunk)
-        yield from rows
-        if len(rows) < chunk:
-            return
-        after = (rows[-1].sort_key, rows[-1].id)
+            hours = tuple(found)
+    return CallSelection(
+        project_id=project_id, start=filters.start, end=filters.end, sort=explorer.sort,
+        request_id=explorer.request_id, environment_id=environment_id, service=filters.service,
+        model=filters.model, feature=filters.feature, user_id=filters.user, status=explorer.status,
+        error_type=explorer.error_type, http_status=explorer.http_status,
+        batch={"batch": True, "online": False}.get(explorer.kind), min_latency_ms=explorer.min_latency_ms,
+        min_cost_usd=explorer.min_cost_usd, hours=hours,
+    )
 
 
 # --- the page -----------------------------------------------------------------------------------
@@ -522,7 +372,7 @@ def events_csv(filters: Filters, explorer: Explorer, *, projects: QuerySet[Proje
         yield writer.writerow(CSV_HEADER)
         if selection is None:
             return
-        for call in calls_iter(selection):
+        for call in calls_iter(selection, chunk=CSV_CHUNK):
             call.environment = names.get(call.environment_id, "")
             yield writer.writerow(csv_row(call))
 

@@ -6,9 +6,9 @@ series call (zero-filled buckets) plus at most one grouped call and one call for
 previous period. What `metrics_query` does not offer (error/status maps, per-user spend,
 the filter choices) comes from rollups.selectors' other reads; this module only shapes.
 
-The event detail reads one raw event through ingest.selectors; the explorer
-(dashboard/explorer.py) reads `ingest_event` itself, always bounded by project and time so
-partition pruning and the indexes do the work.
+The event detail reads one raw event through ingest.selectors, and so does the explorer
+(dashboard/explorer.py) read its calls, always bounded by project and time so partition
+pruning and the indexes do the work.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ project, bench/pages.py) and none duplicates another:
   the rows already in the explorer's order, ties broken by id, so "the 50 most expensive calls
   of the last 30 days" is a merge of 30 short index scans that stops after 51 rows instead of a
   sort of every call in the range, and a keyset cursor `(key, id) < (v, i)` is an index
-  condition. The keys are spelled exactly as dashboard/explorer.py's SORT_SQL spells them
+  condition. The keys are spelled exactly as ingest/selectors.py's SORT_SQL spells them
   (an expression index is matched by expression). The cost key reads the integer `cost_units`
   (ingest's own column, cheaper than the generated numeric) with unpriced calls as -1, so they
   sort last; a minimum cost is a range condition on the same index.
