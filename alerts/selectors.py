@@ -15,7 +15,6 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.db import connection
 from django.db.models import Prefetch, Q
 
 from alerts.formatting import (
@@ -39,7 +38,15 @@ from alerts.models import (
 )
 from projects.permissions import is_project_admin, visible_projects
 from providers.selectors import Reconciliation, reconciliation
-from rollups.selectors import USER_RULE_METRICS, MetricsQuery, MetricsRow, metrics_query, users_breaching
+from rollups.selectors import (
+    USER_RULE_METRICS,
+    MetricsQuery,
+    MetricsRow,
+    error_maps,
+    metrics_query,
+    user_spend_by_day,
+    users_breaching,
+)
 
 if TYPE_CHECKING:
     from projects.models import Project
@@ -349,26 +356,11 @@ def _contribution(metric: str, a: MetricsRow, b: MetricsRow, total_now: int, tot
 
 def _error_maps(rule: AlertRule, start: datetime, end: datetime) -> dict[str, dict[str, int]]:
     """Errors per type and per HTTP status in [start, end) and the rule's scope, from the hourly
-    aggregates' jsonb maps (the same maps the Errors page reads)."""
-    clauses = ["a.project_id = %s", "a.hour_start >= %s", "a.hour_start < %s"]
-    params: list[Any] = [rule.project_id, start, end]
-    for name, column in (("environment", "env.name"), ("service", "a.service"), ("model", "a.model")):
-        if getattr(rule, name):
-            clauses.append(f"{column} = %s")
-            params.append(getattr(rule, name))
-    where = " AND ".join(clauses)
-    sql = " UNION ALL ".join(
-        f"""SELECT '{kind}', j.key, sum(j.value::bigint)
-            FROM rollups_hourlyaggregate a JOIN projects_environment env ON env.id = a.environment_id,
-                 jsonb_each_text(a.{column}) AS j
-            WHERE {where} GROUP BY j.key"""  # noqa: S608 - the column names are the fixed pair here
-        for kind, column in (("type", "errors_by_type"), ("status", "http_status_counts")))
-    out: dict[str, dict[str, int]] = {"type": {}, "status": {}}
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params * 2)
-        for kind, key, count in cursor.fetchall():
-            out[kind][key] = int(count)
-    return out
+    aggregates' jsonb maps (the same maps the Errors page reads), summed over the window's hours."""
+    hours = [start + timedelta(hours=i) for i in range(int((end - start) / timedelta(hours=1)))]
+    maps = error_maps(MetricsQuery(project_ids=[rule.project_id], start=start, end=end, granularity="hour",
+                                   filters=rule_filters(rule)), hours)
+    return {kind: {key: sum(counts) for key, counts in by_key.items()} for kind, by_key in maps.items()}
 
 
 def _error_counts(rule: AlertRule, start: datetime, end: datetime, before_start: datetime, before_end: datetime,
@@ -430,16 +422,10 @@ def budget_period(period: str, now: datetime) -> tuple[datetime, datetime]:
 def _spent(budget: Budget, start: datetime, end: datetime) -> Decimal:
     if budget.user_id:
         # Per-user spend comes from the daily per-user rows (today's is current after each pass).
-        with connection.cursor() as cursor:
-            env_clause = "AND environment_id IN (SELECT id FROM projects_environment WHERE name = %s)" \
-                if budget.environment else ""
-            cursor.execute(
-                f"""SELECT coalesce(sum(cost_usd), 0) FROM rollups_dailyuserspend WHERE project_id = %s
-                    AND user_id = %s AND day >= %s AND day < %s {env_clause}""",  # noqa: S608
-                [budget.project_id, budget.user_id, start.date(), end.date() if end.time() == end.min.time()
-                 else end.date() + timedelta(days=1), *([budget.environment] if budget.environment else [])],
-            )
-            return Decimal(cursor.fetchone()[0])
+        last_day = end.date() - timedelta(days=1) if end.time() == end.min.time() else end.date()
+        days = user_spend_by_day(project_id=budget.project_id, user_id=budget.user_id, first_day=start.date(),
+                                 last_day=last_day, environment=budget.environment or None)
+        return sum((Decimal(row["cost"]) for row in days.values()), Decimal(0))
     filters = {}
     if budget.environment:
         filters["environment"] = [budget.environment]
