@@ -112,6 +112,26 @@ RULE = {
                    "created_at": {"type": "string", "format": "date-time"},
                    "updated_at": {"type": "string", "format": "date-time"}},
 }
+BUDGET_INPUT: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "project": {"type": "string", "description": "project slug (sessions with several projects)"},
+        "name": {"type": "string", "minLength": 1, "maxLength": 200},
+        "period": {"type": "string", "enum": ["day", "month"]},
+        "limit_usd": {"type": "number", "exclusiveMinimum": 0, "description": "at most 2 decimals, 14 digits"},
+        "environment": _NSTR, "service": _NSTR, "user_id": _NSTR,
+        "recipients": {"type": "array", "items": {"type": "string", "format": "email"}, "minItems": 1},
+        "enabled": {"type": "boolean", "description": "default true"},
+    },
+}
+BUDGET = {
+    "type": "object",
+    "required": ["id", "project", "name", "period", "limit_usd", "environment", "service", "user_id",
+                 "recipients", "enabled"],
+    "properties": {**BUDGET_INPUT["properties"], "id": _INT, "limit_usd": _NUM,
+                   "recipients": {"type": "array", "items": _STR},
+                   "created_at": {"type": "string", "format": "date-time"}},
+}
 BUDGETS = {
     "type": "object", "required": ["budgets"],
     "properties": {"budgets": {"type": "array", "items": {
@@ -203,7 +223,8 @@ def openapi_spec() -> dict[str, Any]:
                                 "session": {"type": "apiKey", "in": "cookie", "name": "sessionid"}},
             "schemas": {**event_components(), "IngestResult": INGEST_RESULT, "Error": ERROR,
                         "FieldErrors": FIELD_ERRORS, "Metrics": METRICS, "AlertRuleInput": RULE_INPUT,
-                        "AlertRule": RULE, "Budgets": BUDGETS,
+                        "AlertRule": RULE, "BudgetInput": BUDGET_INPUT, "Budget": BUDGET,
+                        "Budgets": BUDGETS,
                         "ProviderConnectionInput": PROVIDER_CONNECTION_INPUT,
                         "ProviderConnection": PROVIDER_CONNECTION, "Reconciliation": RECONCILIATION},
         },
@@ -276,6 +297,34 @@ def openapi_spec() -> dict[str, Any]:
                 "delete": {"summary": "Delete", "responses": {
                     "204": {"description": "deleted"}, "401": _401,
                     "404": {"description": "no such rule in your projects"}, "503": _503}},
+            },
+            "/api/v1/budgets": {
+                "get": {"summary": "List budgets (admin)",
+                        "responses": {"200": _json({"type": "object", "required": ["budgets"], "properties": {
+                            "budgets": {"type": "array", "items": _ref("Budget")}}}, "budgets"),
+                            "401": _401, "503": _503}},
+                "post": {"summary": "Create a budget (admin)",
+                         "requestBody": {"required": True, "content": {"application/json": {
+                             "schema": _ref("BudgetInput")}}},
+                         "responses": {"201": _json(_ref("Budget"), "created"),
+                                       "400": _json({"oneOf": [_ref("FieldErrors"), _ref("Error")]},
+                                                    "every invalid field named; nothing saved"),
+                                       "401": _401, "415": _json(_ref("Error"), "not JSON"), "503": _503}},
+            },
+            "/api/v1/budgets/{budget_id}": {
+                "parameters": [{"name": "budget_id", "in": "path", "required": True, "schema": _INT}],
+                "get": {"summary": "One budget", "responses": {
+                    "200": _json(_ref("Budget"), "the budget"), "401": _401,
+                    "404": {"description": "no such budget in your projects"}, "503": _503}},
+                "patch": {"summary": "Change some fields", "requestBody": {"required": True, "content": {
+                    "application/json": {"schema": _ref("BudgetInput")}}}, "responses": {
+                    "200": _json(_ref("Budget"), "updated"),
+                    "400": _json({"oneOf": [_ref("FieldErrors"), _ref("Error")]}, "invalid; nothing saved"),
+                    "401": _401, "404": {"description": "no such budget in your projects"},
+                    "415": _json(_ref("Error"), "not JSON"), "503": _503}},
+                "delete": {"summary": "Delete", "responses": {
+                    "204": {"description": "deleted"}, "401": _401,
+                    "404": {"description": "no such budget in your projects"}, "503": _503}},
             },
             "/api/v1/budgets/status": {"get": {
                 "summary": "Budgets in scope: limit, spent, projection, exceeded",
