@@ -231,6 +231,17 @@ def budget_context(status: Any, level: int) -> dict[str, Any]:
             "calls_link": page_url("/events", {**params, "sort": "cost"})}
 
 
+def budget_forecast_context(status: Any) -> dict[str, Any]:
+    """The forecast warning: `status` is an alerts.selectors.BudgetStatus whose forecast date
+    falls before the period ends."""
+    context = budget_context(status, 0)
+    day = status.forecast_exhausted_on
+    context.update({"runs_out": f"{day:%b} {day.day}", "pace": status.pace_display,
+                    "pace_days": status.pace_days_label, "forecast": status.forecast_display,
+                    "period_word": status.budget.get_period_display()})
+    return context
+
+
 def digest_link(*, project_slug: str, day: datetime) -> str:
     """The overview over the digest's eight days: yesterday and the week it is compared with."""
     return page_url("/", {"project": project_slug, "from": rfc3339(day - timedelta(days=7)),

@@ -117,7 +117,8 @@ class AlertRuleForm(forms.ModelForm):
         return data
 
 
-BUDGET_FIELDS = ["name", "period", "limit_usd", "environment", "service", "user_id", "recipients", "enabled"]
+BUDGET_FIELDS = ["name", "period", "limit_usd", "environment", "service", "user_id", "recipients", "enabled",
+                 "warn_on_forecast"]
 
 
 class BudgetForm(forms.ModelForm):
@@ -166,7 +167,8 @@ def budget_as_dict(budget: Budget) -> dict[str, Any]:
         "id": budget.pk, "project": budget.project.slug, "name": budget.name, "period": budget.period,
         "limit_usd": float(budget.limit_usd), "environment": budget.environment or None,
         "service": budget.service or None, "user_id": budget.user_id or None, "recipients": budget.recipients,
-        "enabled": budget.enabled, "created_at": budget.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "enabled": budget.enabled, "warn_on_forecast": budget.warn_on_forecast,
+        "created_at": budget.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
 
 

@@ -120,6 +120,9 @@ class Budget(models.Model):
     user_id = models.CharField(max_length=256, blank=True, default="")
     recipients = ArrayField(models.EmailField(), default=list)
     enabled = models.BooleanField(default=True)
+    # Opt-in: one email per period when the forecast (median daily pace of the last 7 days) says
+    # the limit will be reached before the period ends.
+    warn_on_forecast = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -148,6 +151,7 @@ class Notification(models.Model):
         INCIDENT_OPENED = "incident_opened", "incident opened"
         INCIDENT_RESOLVED = "incident_resolved", "incident resolved"
         BUDGET = "budget", "budget"
+        BUDGET_FORECAST = "budget_forecast", "budget forecast"
         DIGEST = "digest", "daily digest"
 
     project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="notifications")

@@ -6,7 +6,7 @@ Invariants:
   conditional UPDATE (resolved_at IS NULL) and only the updater queues "resolved". Both
   happen in the transaction that queues the email, so racing evaluators notify once.
 - Every email is an outbox row with a unique `dedupe_key` (incident:<id>:opened,
-  budget:<id>:<period>:<level>, digest:<project>:<day>); sending happens after COMMIT
+  budget:<id>:<period>:<level>, budget:<id>:<period>:forecast, digest:<project>:<day>); sending happens after COMMIT
   (`transaction.on_commit`) and retries with backoff until it succeeds.
 - Evaluation reads aggregates only and judges closed windows, plus the current window for
   thresholds that a partial window can already prove (spend or requests above).
@@ -213,7 +213,9 @@ def rules_evaluate(*, project_ids: list[int] | None = None, now: datetime | None
 
 
 def budgets_check(*, project_ids: list[int] | None = None, now: datetime | None = None) -> int:
-    """Queue the 80% and 100% emails of each budget, once each per period."""
+    """Queue the 80% and 100% emails of each budget, once each per period, and (for budgets with
+    `warn_on_forecast`) the forecast warning, once per period, while the limit is not reached yet
+    but the forecast says it will be before the period ends."""
     now = now or timezone.now()
     budgets = Budget.objects.filter(enabled=True)
     if project_ids is not None:
@@ -231,6 +233,16 @@ def budgets_check(*, project_ids: list[int] | None = None, now: datetime | None 
                             recipients=budget.recipients, template="budget",
                             context=emails.budget_context(status, level))
                         queued += created is not None
+        if budget.warn_on_forecast and status.forecast_warns:
+            # One per period even if the date moves: a second email a day later says nothing new.
+            key = f"budget:{budget.pk}:{status.period_start:%Y-%m-%d}:forecast"
+            if not Notification.objects.filter(dedupe_key=key).exists():
+                with transaction.atomic():
+                    created = emails.notification_queue(
+                        project_id=budget.project_id, kind=Notification.Kind.BUDGET_FORECAST, dedupe_key=key,
+                        recipients=budget.recipients, template="budget_forecast",
+                        context=emails.budget_forecast_context(status))
+                    queued += created is not None
     return queued
 
 

@@ -122,12 +122,14 @@ BUDGET_INPUT: dict[str, Any] = {
         "environment": _NSTR, "service": _NSTR, "user_id": _NSTR,
         "recipients": {"type": "array", "items": {"type": "string", "format": "email"}, "minItems": 1},
         "enabled": {"type": "boolean", "description": "default true"},
+        "warn_on_forecast": {"type": "boolean", "description": "default false: email once per period when the "
+                                                               "forecast date falls before the period ends"},
     },
 }
 BUDGET = {
     "type": "object",
     "required": ["id", "project", "name", "period", "limit_usd", "environment", "service", "user_id",
-                 "recipients", "enabled"],
+                 "recipients", "enabled", "warn_on_forecast"],
     "properties": {**BUDGET_INPUT["properties"], "id": _INT, "limit_usd": _NUM,
                    "recipients": {"type": "array", "items": _STR},
                    "created_at": {"type": "string", "format": "date-time"}},
@@ -136,11 +138,17 @@ BUDGETS = {
     "type": "object", "required": ["budgets"],
     "properties": {"budgets": {"type": "array", "items": {
         "type": "object",
-        "required": ["id", "name", "period", "limit_usd", "spent_usd", "projected_usd", "exceeded"],
+        "required": ["id", "name", "period", "limit_usd", "spent_usd", "projected_usd", "exceeded",
+                     "daily_pace_usd", "forecast_exhausted_on"],
         "properties": {"id": _INT, "name": _STR, "period": {"type": "string", "enum": ["day", "month"]},
                        "scope": {"type": "object"}, "period_start": _STR, "period_end": _STR,
                        "limit_usd": _NUM, "spent_usd": _NUM, "projected_usd": _NUM, "used": _NUM,
-                       "exceeded": {"type": "boolean"}}}}},
+                       "exceeded": {"type": "boolean"},
+                       "daily_pace_usd": {"type": "number", "description": (
+                           "median daily spend of the 7 UTC days before today (a day without calls is 0)")},
+                       "forecast_exhausted_on": {"type": ["string", "null"], "format": "date", "description": (
+                           "UTC date the limit is reached if spend goes on at daily_pace_usd from now; today "
+                           "when already reached; null when the pace is 0 or the date is after the period")}}}}},
 }
 
 _ID_LIST = {"type": "array", "maxItems": 100, "items": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,128}$"}}
