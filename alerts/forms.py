@@ -172,12 +172,12 @@ def budget_as_dict(budget: Budget) -> dict[str, Any]:
     }
 
 
-def json_types(form_class: type[forms.BaseForm]) -> dict[str, tuple[type, ...]]:
-    """The JSON type each field of `form_class` accepts, read from the form itself, so a field
+def json_types(fields: dict[str, forms.Field]) -> dict[str, tuple[type, ...]]:
+    """The JSON type each of a form's `base_fields` accepts, read from the form itself, so a field
     added to the form is accepted by the API without a second list to keep in step. A field of a
     kind not listed here is type-checked by its own validation only."""
     types: dict[str, tuple[type, ...]] = {}
-    for name, field in form_class.base_fields.items():
+    for name, field in fields.items():
         if isinstance(field, (forms.BooleanField, StrictBooleanField)):
             types[name] = (bool,)
         elif isinstance(field, (forms.DecimalField, forms.FloatField)):  # both subclass IntegerField

@@ -27,7 +27,7 @@ from alerts.emails import (
     provider_display,
 )
 from alerts.models import AlertRule, Budget, Condition, DigestSubscription, Incident, Metric, Notification
-from projects.models import Project
+from projects.models import Membership, Project
 from projects.permissions import is_project_admin, visible_projects
 from providers.selectors import Reconciliation, reconciliation
 from rollups.selectors import MetricsQuery, MetricsRow, metrics_query
@@ -551,6 +551,13 @@ def budgets_status(*, project_ids: list[int], now: datetime, service: str | None
         # Scoped (a client asking "may I call?"): project-wide budgets plus its own.
         budgets = budgets.filter(service__in=["", service or ""], user_id__in=["", user_id or ""])
     return [budget_status(b, now=now) for b in budgets]
+
+
+def project_admin_emails(*, project_id: int) -> list[str]:
+    """Where project notices go: the addresses of the project's admins (Membership role admin)."""
+    found = Membership.objects.filter(project_id=project_id, role=Membership.Role.ADMIN, user__is_active=True) \
+        .exclude(user__email="").order_by("user__email").values_list("user__email", flat=True)
+    return list(dict.fromkeys(found))
 
 
 # --- the alerts pages ------------------------------------------------------------------

@@ -113,7 +113,7 @@ def alert_rule(request: HttpRequest, rule_id: int) -> HttpResponse:
 
 
 # The budget API's fields come from BudgetForm itself (plus the project on create).
-_BUDGET_TYPES: dict[str, tuple[type, ...]] = {**json_types(BudgetForm), "project": (str,)}
+_BUDGET_TYPES: dict[str, tuple[type, ...]] = {**json_types(BudgetForm.base_fields), "project": (str,)}
 
 
 def _budget_save(form_data: dict[str, Any], instance: Budget) -> JsonResponse:
