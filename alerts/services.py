@@ -265,6 +265,8 @@ def model_notices_check(*, project_ids: list[int] | None = None, now: datetime |
     Idempotent: one ModelNotice row per (project, model, kind), claimed by INSERT ... ON CONFLICT
     DO NOTHING RETURNING; a racing pass that loses the insert queues nothing. Reads the per-model
     daily slices of the lookback (a row per day and model), then only new models' first hour."""
+    if project_ids == []:  # a rollup pass that changed nothing: no new calls to look at
+        return 0
     now = now or timezone.now()
     since = (now - MODEL_NOTICE_LOOKBACK).astimezone(UTC).date()
     seen = models_seen(project_ids=project_ids, since=since)
