@@ -474,8 +474,10 @@ def budget_forecast(*, limit_usd: Decimal, spent_usd: Decimal, daily_spends: lis
         return pace, today
     if pace <= 0:
         return pace, None
-    reached = now + timedelta(days=float((limit_usd - spent_usd) / pace))
-    return pace, (reached.astimezone(UTC).date() if reached < period_end else None)
+    days_left = float((limit_usd - spent_usd) / pace)
+    if days_left >= (period_end - now).total_seconds() / 86400:  # also keeps a huge days_left out of timedelta
+        return pace, None
+    return pace, (now + timedelta(days=days_left)).astimezone(UTC).date()
 
 
 def _budget_filters(budget: Budget) -> dict[str, list[str]]:

@@ -54,6 +54,8 @@ def test_running_out_after_the_period_ends_gives_no_date():
     # Exactly at the period's end is not within it; a cent earlier is Dec 31.
     assert forecast(1000, 140, [40] * 7) == (Decimal(40), None)
     assert forecast(1000, "140.01", [40] * 7) == (Decimal(40), date(2026, 12, 31))
+    # A pace far too small to matter is no date, not an overflow.
+    assert forecast("999999999999.99", 0, ["0.01"] * 7) == (Decimal("0.01"), None)
 
 
 def test_a_daily_budget_runs_out_within_the_day():
