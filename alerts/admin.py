@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from alerts.models import AlertRule, Budget, DigestSubscription, Incident, Notification
+from alerts.models import AlertRule, Budget, DigestSubscription, Incident, ModelNotice, Notification
 
 
 @admin.register(AlertRule)
@@ -17,7 +17,8 @@ class IncidentAdmin(admin.ModelAdmin):
 
 @admin.register(Budget)
 class BudgetAdmin(admin.ModelAdmin):
-    list_display = ("name", "project", "period", "limit_usd", "environment", "service", "user_id", "enabled")
+    list_display = ("name", "project", "period", "limit_usd", "environment", "service", "user_id", "enabled",
+                    "warn_on_forecast")
 
 
 @admin.register(DigestSubscription)
@@ -30,3 +31,12 @@ class NotificationAdmin(admin.ModelAdmin):
     list_display = ("subject", "kind", "created_at", "attempts", "sent_at", "failed_at", "last_error")
     list_filter = ("kind", "project")
     readonly_fields = [f.name for f in Notification._meta.fields]
+
+
+@admin.register(ModelNotice)
+class ModelNoticeAdmin(admin.ModelAdmin):
+    """Read-only: deleting a row would make the next pass notify that model again, on purpose only."""
+
+    list_display = ("model", "kind", "project", "first_hour", "environment", "service", "baseline", "created_at")
+    list_filter = ("kind", "baseline", "project")
+    readonly_fields = [f.name for f in ModelNotice._meta.fields]

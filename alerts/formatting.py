@@ -214,6 +214,29 @@ def budget_context(status: Any, level: int) -> dict[str, Any]:
             "calls_link": page_url("/events", {**params, "sort": "cost"})}
 
 
+def budget_forecast_context(status: Any) -> dict[str, Any]:
+    """The forecast warning: `status` is an alerts.selectors.BudgetStatus whose forecast date
+    falls before the period ends."""
+    context = budget_context(status, 0)
+    day = status.forecast_exhausted_on
+    context.update({"runs_out": f"{day:%b} {day.day}", "pace": status.pace_display,
+                    "pace_days": status.pace_days_label, "forecast": status.forecast_display,
+                    "period_word": status.budget.get_period_display()})
+    return context
+
+
+def model_notice_context(*, project_slug: str, model: str, first: Any, unpriced: bool) -> dict[str, Any]:
+    """A new model's (or a model's first unpriced) notice; `first` is rollups' FirstCall."""
+    hour_end = first.hour_start + timedelta(hours=1)
+    where = " / ".join(part for part in (project_slug, first.environment, first.service) if part)
+    return {"project": project_slug, "model": model, "unpriced": unpriced, "where": where,
+            "environment": first.environment, "service": first.service,
+            "hour_start": first.hour_start, "hour_end": hour_end,
+            "calls_link": page_url("/events", {"project": project_slug, "model": model,
+                                               "from": rfc3339(first.hour_start), "to": rfc3339(hour_end)}),
+            "prices_link": page_url(f"/projects/{project_slug}/prices", {})}
+
+
 def digest_link(*, project_slug: str, day: datetime) -> str:
     """The overview over the digest's eight days: yesterday and the week it is compared with."""
     return page_url("/", {"project": project_slug, "from": rfc3339(day - timedelta(days=7)),

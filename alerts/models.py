@@ -145,6 +145,9 @@ class Budget(models.Model):
     recipients = ArrayField(models.EmailField(), default=list, blank=True)
     channels_encrypted = ArrayField(models.TextField(), default=list, blank=True)  # as AlertRule's
     enabled = models.BooleanField(default=True)
+    # Opt-in: one email per period when the forecast (median daily pace of the last 7 days) says
+    # the limit will be reached before the period ends.
+    warn_on_forecast = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -183,6 +186,32 @@ class ProjectChannels(models.Model):
         return f"channels of {self.project}"
 
 
+class ModelNotice(models.Model):
+    """A model the project has called (kind new_model), or called without a known price (kind
+    unpriced_model): one row per (project, model, kind), inserted with ON CONFLICT DO NOTHING, and
+    only the inserter queues the notice, so racing passes notify once. `baseline` rows were
+    recorded by migration 0010 from the aggregates already there: no notice for them."""
+
+    class Kind(models.TextChoices):
+        NEW_MODEL = "new_model", "new model"
+        UNPRICED = "unpriced_model", "unpriced model"
+
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="model_notices")
+    model = models.CharField(max_length=128)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    first_hour = models.DateTimeField(null=True, blank=True, help_text="UTC hour of the first such call.")
+    environment = models.CharField(max_length=64, blank=True, default="")
+    service = models.CharField(max_length=128, blank=True, default="")
+    baseline = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "model", "kind"], name="model_notice_once")]
+
+    def __str__(self) -> str:
+        return f"{self.project_id} {self.kind} {self.model}"
+
+
 class Notification(models.Model):
     """The outbox: one row per message to send (the email to all recipients, or one channel),
     claimed by a conditional UPDATE before sending."""
@@ -191,6 +220,9 @@ class Notification(models.Model):
         INCIDENT_OPENED = "incident_opened", "incident opened"
         INCIDENT_RESOLVED = "incident_resolved", "incident resolved"
         BUDGET = "budget", "budget"
+        BUDGET_FORECAST = "budget_forecast", "budget forecast"
+        NEW_MODEL = "new_model", "new model"
+        UNPRICED = "unpriced_model", "unpriced model"
         DIGEST = "digest", "daily digest"
 
     project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="notifications")

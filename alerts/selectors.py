@@ -10,7 +10,7 @@ from __future__ import annotations
 import calendar
 import statistics
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -379,6 +379,13 @@ def _error_counts(rule: AlertRule, start: datetime, end: datetime, before_start:
 # --- budgets ---------------------------------------------------------------------------
 
 
+PACE_DAYS = 7  # the forecast's pace: the median daily spend of the 7 UTC days before today
+
+
+def _day_label(day: date) -> str:
+    return f"{day:%b} {day.day}"
+
+
 @dataclass
 class BudgetStatus:
     budget: Budget
@@ -386,6 +393,12 @@ class BudgetStatus:
     period_end: datetime
     spent_usd: Decimal
     projected_usd: Decimal
+    # The forecast (budget_forecast): the pace and the days it is the median of, and the UTC date
+    # the limit is reached at that pace (None: not within this period).
+    daily_pace_usd: Decimal = Decimal(0)
+    pace_first_day: date | None = None
+    pace_last_day: date | None = None
+    forecast_exhausted_on: date | None = None
 
     @property
     def exceeded(self) -> bool:
@@ -394,6 +407,33 @@ class BudgetStatus:
     @property
     def used_fraction(self) -> float:
         return float(self.spent_usd / self.budget.limit_usd) if self.budget.limit_usd else 0.0
+
+    @property
+    def forecast_warns(self) -> bool:
+        """The forecast warning applies: the limit is not reached yet, but will be before the period ends."""
+        return self.forecast_exhausted_on is not None and not self.exceeded
+
+    @property
+    def pace_days_label(self) -> str:
+        if self.pace_first_day is None or self.pace_last_day is None:
+            return ""
+        return f"{_day_label(self.pace_first_day)} – {_day_label(self.pace_last_day)}"
+
+    @property
+    def pace_display(self) -> str:
+        return f"${self.daily_pace_usd:,.2f}/day"
+
+    @property
+    def forecast_display(self) -> str:
+        """The forecast in the words the budgets page and the warning email use."""
+        basis = f"at {self.pace_display} (median of {self.pace_days_label})"
+        if self.exceeded:
+            return "limit reached"
+        if self.forecast_exhausted_on is not None:
+            return f"runs out {_day_label(self.forecast_exhausted_on)} {basis}"
+        if self.daily_pace_usd <= 0:
+            return f"no forecast: no spend on a typical day of {self.pace_days_label}"
+        return f"lasts the period {basis}"
 
     def as_dict(self) -> dict[str, Any]:
         b = self.budget
@@ -406,6 +446,8 @@ class BudgetStatus:
             "limit_usd": float(b.limit_usd), "spent_usd": float(self.spent_usd),
             "projected_usd": float(self.projected_usd), "used": round(self.used_fraction, 6),
             "exceeded": self.exceeded,
+            "daily_pace_usd": float(self.daily_pace_usd),
+            "forecast_exhausted_on": self.forecast_exhausted_on.isoformat() if self.forecast_exhausted_on else None,
         }
 
 
@@ -419,22 +461,68 @@ def budget_period(period: str, now: datetime) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=days)
 
 
-def _spent(budget: Budget, start: datetime, end: datetime) -> Decimal:
-    if budget.user_id:
-        # Per-user spend comes from the daily per-user rows (today's is current after each pass).
-        last_day = end.date() - timedelta(days=1) if end.time() == end.min.time() else end.date()
-        days = user_spend_by_day(project_id=budget.project_id, user_id=budget.user_id, first_day=start.date(),
-                                 last_day=last_day, environment=budget.environment or None)
-        return sum((Decimal(row["cost"]) for row in days.values()), Decimal(0))
+def budget_forecast(*, limit_usd: Decimal, spent_usd: Decimal, daily_spends: list[Decimal], now: datetime,
+                    period_end: datetime) -> tuple[Decimal, date | None]:
+    """(daily pace, the UTC date the limit is reached at that pace, or None).
+
+    Pure, so it is tested with exact dates. The pace is the median of `daily_spends` (the budget's
+    spend on each of the 7 UTC days before today, 0 for a day without calls): the median, not the
+    mean, so one unusual day neither hides nor fakes a trend. From `now` on, spend is assumed to
+    grow at that pace on top of `spent_usd`; the limit is reached at now + (limit - spent) / pace
+    days, and its UTC date is the answer. None when the pace is 0 or that moment is at or after
+    `period_end` (the spend resets first). A budget already at its limit gives today.
+    """
+    pace = Decimal(statistics.median(daily_spends)) if daily_spends else Decimal(0)
+    today = now.astimezone(UTC).date()
+    if spent_usd >= limit_usd:
+        return pace, today
+    if pace <= 0:
+        return pace, None
+    days_left = float((limit_usd - spent_usd) / pace)
+    if days_left >= (period_end - now).total_seconds() / 86400:  # also keeps a huge days_left out of timedelta
+        return pace, None
+    return pace, (now + timedelta(days=days_left)).astimezone(UTC).date()
+
+
+def _budget_filters(budget: Budget) -> dict[str, list[str]]:
     filters = {}
     if budget.environment:
         filters["environment"] = [budget.environment]
     if budget.service:
         filters["service"] = [budget.service]
+    return filters
+
+
+def _user_spend_by_day(budget: Budget, first: date, end: date) -> dict[date, Decimal]:
+    """Per-user spend per UTC day in [first, end), from the daily per-user rows."""
+    rows = user_spend_by_day(project_id=budget.project_id, user_id=budget.user_id, first_day=first,
+                             last_day=end - timedelta(days=1), environment=budget.environment or None)
+    return {day: Decimal(row["cost"]) for day, row in rows.items()}
+
+
+def _spent(budget: Budget, start: datetime, end: datetime) -> Decimal:
+    if budget.user_id:
+        # Per-user spend comes from the daily per-user rows (today's is current after each pass).
+        last = end.date() if end.time() == end.min.time() else end.date() + timedelta(days=1)
+        return sum(_user_spend_by_day(budget, start.date(), last).values(), Decimal(0))
     result = metrics_query(MetricsQuery(project_ids=[budget.project_id], start=start, end=end,
                                         granularity="hour" if end - start <= timedelta(days=1) else "day",
-                                        filters=filters))
+                                        filters=_budget_filters(budget)))
     return result.totals.cost_usd
+
+
+def _daily_spends(budget: Budget, first: date, days: int) -> list[Decimal]:
+    """The budget's spend on each of `days` UTC days from `first`, 0 for a day without calls."""
+    end = first + timedelta(days=days)
+    if budget.user_id:
+        by_day = _user_spend_by_day(budget, first, end)
+    else:
+        start = datetime.combine(first, datetime.min.time(), tzinfo=UTC)
+        result = metrics_query(MetricsQuery(project_ids=[budget.project_id], start=start,
+                                            end=start + timedelta(days=days), granularity="day",
+                                            filters=_budget_filters(budget)), with_as_of=False)
+        by_day = {row.bucket.date(): row.cost_usd for row in result.series if row.bucket is not None}
+    return [by_day.get(first + timedelta(days=i), Decimal(0)) for i in range(days)]
 
 
 def budget_status(budget: Budget, *, now: datetime) -> BudgetStatus:
@@ -443,8 +531,15 @@ def budget_status(budget: Budget, *, now: datetime) -> BudgetStatus:
     spent = _spent(budget, start, upto)
     elapsed = max((now - start).total_seconds(), 3600.0)  # at least an hour: no wild early projections
     projected = spent * Decimal((end - start).total_seconds() / elapsed) if spent else Decimal(0)
+    first_pace_day = now.astimezone(UTC).date() - timedelta(days=PACE_DAYS)
+    pace, exhausted_on = budget_forecast(limit_usd=budget.limit_usd, spent_usd=spent,
+                                         daily_spends=_daily_spends(budget, first_pace_day, PACE_DAYS),
+                                         now=now, period_end=end)
     return BudgetStatus(budget=budget, period_start=start, period_end=end, spent_usd=spent,
-                        projected_usd=max(projected, spent).quantize(Decimal("0.000001")))
+                        projected_usd=max(projected, spent).quantize(Decimal("0.000001")),
+                        daily_pace_usd=pace.quantize(Decimal("0.000001")), pace_first_day=first_pace_day,
+                        pace_last_day=first_pace_day + timedelta(days=PACE_DAYS - 1),
+                        forecast_exhausted_on=exhausted_on)
 
 
 def budgets_status(*, project_ids: list[int], now: datetime, service: str | None = None,

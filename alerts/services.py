@@ -7,11 +7,17 @@ Invariants:
   conditional UPDATE (resolved_at IS NULL) and only the updater queues "resolved". Both
   happen in the transaction that queues the email, so racing evaluators notify once.
 - Every email is an outbox row with a unique `dedupe_key` (incident:<id>:opened,
-  budget:<id>:<period>:<level>, digest:<project>:<day>), and every channel of the rule, budget or
-  project one more (`<key>:channel:<hash>`), queued in the same transaction; sending happens
-  after COMMIT (`transaction.on_commit`) and retries with backoff until it succeeds.
+  budget:<id>:<period>:<level>, budget:<id>:<period>:forecast, digest:<project>:<day>), and every
+  channel of the rule, budget or project one more (`<key>:channel:<hash>`), queued in the same
+  transaction; sending happens after COMMIT (`transaction.on_commit`) and retries with backoff
+  until it succeeds.
 - Evaluation reads aggregates only and judges closed windows, plus the current window for
   thresholds that a partial window can already prove (spend or requests above).
+- A project notifies its admins once per (model, kind) of the first call of a model it never
+  called before and of a model's first unpriced call: a ModelNotice row is inserted with ON
+  CONFLICT DO NOTHING ... RETURNING and only its inserter queues the email (dedupe key
+  model:<project>:<kind>:<model>), in one transaction. Found from the per-model daily slices
+  after each rollup pass, never on the ingest path.
 - A project's digest, as the alerts page manages it, is its earliest subscription; saving it
   holds a per-project advisory lock so two admins saving at once cannot create two.
 """
@@ -21,7 +27,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
@@ -39,6 +45,7 @@ from alerts.models import (
     DigestSubscription,
     Incident,
     Metric,
+    ModelNotice,
     Notification,
     ProjectChannels,
 )
@@ -61,8 +68,9 @@ from alerts.selectors import (
     window_start,
 )
 from ingest.services import demo_seed
+from projects.selectors import project_admin_emails, project_slug_of
 from providers.selectors import connection_of, reconciliation
-from rollups.selectors import MetricsQuery, metrics_query
+from rollups.selectors import MetricsQuery, metrics_query, model_first_call, models_seen
 
 logger = logging.getLogger(__name__)
 
@@ -231,11 +239,14 @@ def rules_evaluate(*, project_ids: list[int] | None = None, now: datetime | None
         outcome[result] = outcome.get(result, 0) + 1
     budget_projects = project_ids if project_ids is not None else None
     budgets_check(project_ids=budget_projects, now=now)
+    model_notices_check(project_ids=budget_projects, now=now)
     return outcome
 
 
 def budgets_check(*, project_ids: list[int] | None = None, now: datetime | None = None) -> int:
-    """Queue the 80% and 100% emails of each budget, once each per period."""
+    """Queue the 80% and 100% emails of each budget, once each per period, and (for budgets with
+    `warn_on_forecast`) the forecast warning, once per period, while the limit is not reached yet
+    but the forecast says it will be before the period ends."""
     now = now or timezone.now()
     budgets = Budget.objects.filter(enabled=True)
     if project_ids is not None:
@@ -254,7 +265,77 @@ def budgets_check(*, project_ids: list[int] | None = None, now: datetime | None 
                             context=formatting.budget_context(status, level),
                             channels=budget.channels_encrypted)
                         queued += created is not None
+        if budget.warn_on_forecast and status.forecast_warns:
+            # One per period even if the date moves: a second email a day later says nothing new.
+            key = f"budget:{budget.pk}:{status.period_start:%Y-%m-%d}:forecast"
+            if not notification_queued(dedupe_key=key):
+                with transaction.atomic():
+                    created = outbox.notification_queue(
+                        project_id=budget.project_id, kind=Notification.Kind.BUDGET_FORECAST, dedupe_key=key,
+                        recipients=budget.recipients, template="budget_forecast",
+                        context=formatting.budget_forecast_context(status), channels=budget.channels_encrypted)
+                    queued += created is not None
     return queued
+
+
+# Events are accepted up to 30 days in the past, so a model never called before can first appear
+# in any of the last 31 UTC days' aggregates (and in none older: those were baselined or seen).
+MODEL_NOTICE_LOOKBACK = timedelta(days=31)
+
+
+def model_notices_check(*, project_ids: list[int] | None = None, now: datetime | None = None) -> int:
+    """Queue the new-model and unpriced-model notices of the projects' models not noticed before.
+
+    Idempotent: one ModelNotice row per (project, model, kind), claimed by INSERT ... ON CONFLICT
+    DO NOTHING RETURNING; a racing pass that loses the insert queues nothing. Reads the per-model
+    daily slices of the lookback (a row per day and model), then only new models' first hour."""
+    if project_ids == []:  # a rollup pass that changed nothing: no new calls to look at
+        return 0
+    now = now or timezone.now()
+    since = (now - MODEL_NOTICE_LOOKBACK).astimezone(UTC).date()
+    seen = models_seen(project_ids=project_ids, since=since)
+    if not seen:
+        return 0
+    noticed = set(ModelNotice.objects.filter(project_id__in={m.project_id for m in seen})
+                  .values_list("project_id", "model", "kind"))
+    queued = 0
+    for found in seen:
+        kinds = [ModelNotice.Kind.NEW_MODEL, *([ModelNotice.Kind.UNPRICED] if found.unpriced else [])]
+        for kind in kinds:
+            if (found.project_id, found.model, kind) not in noticed:
+                queued += model_notice_send(project_id=found.project_id, model=found.model, kind=kind, since=since)
+    return queued
+
+
+def model_notice_send(*, project_id: int, model: str, kind: str, since: date) -> bool:
+    """Record the model as noticed and, if this call recorded it, queue the notice to the
+    project's admins. True when a notice was queued."""
+    first = model_first_call(project_id=project_id, model=model, since=since,
+                             unpriced=kind == ModelNotice.Kind.UNPRICED)
+    if first is None:  # gone since models_seen read it (a user's events forgotten): nothing to tell
+        return False
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                """INSERT INTO alerts_modelnotice (project_id, model, kind, first_hour, environment, service,
+                                                   baseline, created_at)
+                   VALUES (%s, %s, %s, %s, %s, %s, false, now())
+                   ON CONFLICT (project_id, model, kind) DO NOTHING RETURNING id""",
+                [project_id, model, kind, first.hour_start, first.environment, first.service])
+            if cursor.fetchone() is None:
+                return False  # another pass recorded it first: it sends the notice, not us
+        recipients = project_admin_emails(project_id=project_id)
+        if not recipients:
+            logger.info("project %s has no admin with an email: %s notice for %s not sent", project_id, kind, model)
+            return False
+        project_slug = project_slug_of(project_id=project_id)
+        notification_kind = Notification.Kind.NEW_MODEL if kind == ModelNotice.Kind.NEW_MODEL \
+            else Notification.Kind.UNPRICED
+        return outbox.notification_queue(
+            project_id=project_id, kind=notification_kind, dedupe_key=f"model:{project_id}:{kind}:{model}",
+            recipients=recipients, template="model_notice",
+            context=formatting.model_notice_context(project_slug=project_slug, model=model, first=first,
+                                                    unpriced=kind == ModelNotice.Kind.UNPRICED)) is not None
 
 
 def digest_send(*, day: datetime | None = None) -> int:

@@ -22,7 +22,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from alerts import selectors, services
 from alerts.channels import ChannelResult, channels_masked
-from alerts.forms import AlertRuleForm, BudgetForm, DigestForm, form_errors, rule_as_dict
+from alerts.forms import AlertRuleForm, BudgetForm, DigestForm, budget_as_dict, form_errors, json_types, rule_as_dict
 from alerts.models import AlertRule, Budget, Notification
 from alerts.selectors import UiScope, budgets_status, ui_scope
 from core.http import database_unavailable_as_503, json_error
@@ -42,7 +42,8 @@ _TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
-def _json_body(request: HttpRequest) -> tuple[dict[str, Any] | None, JsonResponse | None]:
+def _json_body(request: HttpRequest, types: dict[str, tuple[type, ...]] = _TYPES
+               ) -> tuple[dict[str, Any] | None, JsonResponse | None]:
     if request.content_type != "application/json":
         return None, json_error(415, "Content-Type must be application/json")
     try:
@@ -51,10 +52,10 @@ def _json_body(request: HttpRequest) -> tuple[dict[str, Any] | None, JsonRespons
         return None, json_error(400, f"malformed JSON: {exc}")
     if not isinstance(body, dict):
         return None, json_error(400, "body must be a JSON object")
-    errors = [{"field": k, "message": "is not a known field"} for k in body if k not in _TYPES]
-    errors += [{"field": k, "message": f"must be a {' or '.join(t.__name__ for t in _TYPES[k])}"}
-               for k, v in body.items() if k in _TYPES and v is not None
-               and (not isinstance(v, _TYPES[k]) or (isinstance(v, bool) and bool not in _TYPES[k]))]
+    errors = [{"field": k, "message": "is not a known field"} for k in body if k not in types]
+    errors += [{"field": k, "message": f"must be a {' or '.join(t.__name__ for t in types[k])}"}
+               for k, v in body.items() if k in types and v is not None
+               and (not isinstance(v, types[k]) or (isinstance(v, bool) and bool not in types[k]))]
     if errors:
         return None, JsonResponse({"errors": errors}, status=400)
     return body, None
@@ -113,6 +114,65 @@ def alert_rule(request: HttpRequest, rule_id: int) -> HttpResponse:
     merged = {k: v for k, v in rule_as_dict(rule).items() if k in _TYPES and k != "project"}
     merged.update(body)
     return _save(merged, rule)
+
+
+# The budget API's fields come from BudgetForm itself (plus the project on create).
+_BUDGET_TYPES: dict[str, tuple[type, ...]] = {**json_types(BudgetForm.base_fields), "project": (str,)}
+
+
+def _budget_save(form_data: dict[str, Any], instance: Budget) -> JsonResponse:
+    creating = instance.pk is None
+    form = BudgetForm(data=form_data, instance=instance)
+    if not form.is_valid():
+        return JsonResponse({"errors": form_errors(form)}, status=400)
+    return JsonResponse(budget_as_dict(form.save()), status=201 if creating else 200)
+
+
+@csrf_exempt
+@require_http_methods(["GET", "POST"])
+@database_unavailable_as_503
+def budgets(request: HttpRequest) -> JsonResponse:
+    """CONTRACT §5: list or create budgets (admin session or admin key), validated as rules are."""
+    project_ids = admin_project_ids(request)
+    if project_ids is None:
+        return json_error(401, "needs an admin login or Authorization: Bearer <admin key>")
+    if request.method == "GET":
+        found = Budget.objects.filter(project_id__in=project_ids).select_related("project")
+        return JsonResponse({"budgets": [budget_as_dict(b) for b in found]})
+    body, error = _json_body(request, _BUDGET_TYPES)
+    if error:
+        return error
+    assert body is not None
+    projects = projects_among(project_ids=project_ids, slug=body.get("project"))
+    if len(projects) != 1:
+        return JsonResponse({"errors": [{"field": "project", "message": "name one project you administer"}]},
+                            status=400)
+    # A JSON budget is on unless it says otherwise (an HTML checkbox left unticked means off).
+    return _budget_save({"enabled": True, **body}, Budget(project=projects[0]))
+
+
+@csrf_exempt
+@require_http_methods(["GET", "PATCH", "DELETE"])
+@database_unavailable_as_503
+def budget(request: HttpRequest, budget_id: int) -> HttpResponse:
+    project_ids = admin_project_ids(request)
+    if project_ids is None:
+        return json_error(401, "needs an admin login or Authorization: Bearer <admin key>")
+    found = get_object_or_404(Budget.objects.select_related("project"), pk=budget_id, project_id__in=project_ids)
+    if request.method == "GET":
+        return JsonResponse(budget_as_dict(found))
+    if request.method == "DELETE":
+        found.delete()
+        return HttpResponse(status=204)
+    body, error = _json_body(request, _BUDGET_TYPES)
+    if error:
+        return error
+    assert body is not None
+    if "project" in body:
+        return JsonResponse({"errors": [{"field": "project", "message": "a budget cannot move"}]}, status=400)
+    merged = {k: v for k, v in budget_as_dict(found).items() if k in _BUDGET_TYPES and k != "project"}
+    merged.update(body)
+    return _budget_save(merged, found)
 
 
 @require_GET

@@ -118,15 +118,43 @@ RULE = {
                    "created_at": {"type": "string", "format": "date-time"},
                    "updated_at": {"type": "string", "format": "date-time"}},
 }
+BUDGET_INPUT: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "project": {"type": "string", "description": "project slug (sessions with several projects)"},
+        "name": {"type": "string", "minLength": 1, "maxLength": 200},
+        "period": {"type": "string", "enum": ["day", "month"]},
+        "limit_usd": {"type": "number", "exclusiveMinimum": 0, "description": "at most 2 decimals, 14 digits"},
+        "environment": _NSTR, "service": _NSTR, "user_id": _NSTR,
+        "recipients": {"type": "array", "items": {"type": "string", "format": "email"}, "minItems": 1},
+        "enabled": {"type": "boolean", "description": "default true"},
+        "warn_on_forecast": {"type": "boolean", "description": "default false: email once per period when the "
+                                                               "forecast date falls before the period ends"},
+    },
+}
+BUDGET = {
+    "type": "object",
+    "required": ["id", "project", "name", "period", "limit_usd", "environment", "service", "user_id",
+                 "recipients", "enabled", "warn_on_forecast"],
+    "properties": {**BUDGET_INPUT["properties"], "id": _INT, "limit_usd": _NUM,
+                   "recipients": {"type": "array", "items": _STR},
+                   "created_at": {"type": "string", "format": "date-time"}},
+}
 BUDGETS = {
     "type": "object", "required": ["budgets"],
     "properties": {"budgets": {"type": "array", "items": {
         "type": "object",
-        "required": ["id", "name", "period", "limit_usd", "spent_usd", "projected_usd", "exceeded"],
+        "required": ["id", "name", "period", "limit_usd", "spent_usd", "projected_usd", "exceeded",
+                     "daily_pace_usd", "forecast_exhausted_on"],
         "properties": {"id": _INT, "name": _STR, "period": {"type": "string", "enum": ["day", "month"]},
                        "scope": {"type": "object"}, "period_start": _STR, "period_end": _STR,
                        "limit_usd": _NUM, "spent_usd": _NUM, "projected_usd": _NUM, "used": _NUM,
-                       "exceeded": {"type": "boolean"}}}}},
+                       "exceeded": {"type": "boolean"},
+                       "daily_pace_usd": {"type": "number", "description": (
+                           "median daily spend of the 7 UTC days before today (a day without calls is 0)")},
+                       "forecast_exhausted_on": {"type": ["string", "null"], "format": "date", "description": (
+                           "UTC date the limit is reached if spend goes on at daily_pace_usd from now; today "
+                           "when already reached; null when the pace is 0 or the date is after the period")}}}}},
 }
 
 _ID_LIST = {"type": "array", "maxItems": 100, "items": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,128}$"}}
@@ -209,7 +237,8 @@ def openapi_spec() -> dict[str, Any]:
                                 "session": {"type": "apiKey", "in": "cookie", "name": "sessionid"}},
             "schemas": {**event_components(), "IngestResult": INGEST_RESULT, "Error": ERROR,
                         "FieldErrors": FIELD_ERRORS, "Metrics": METRICS, "AlertRuleInput": RULE_INPUT,
-                        "AlertRule": RULE, "Budgets": BUDGETS,
+                        "AlertRule": RULE, "BudgetInput": BUDGET_INPUT, "Budget": BUDGET,
+                        "Budgets": BUDGETS,
                         "ProviderConnectionInput": PROVIDER_CONNECTION_INPUT,
                         "ProviderConnection": PROVIDER_CONNECTION, "Reconciliation": RECONCILIATION},
         },
@@ -282,6 +311,34 @@ def openapi_spec() -> dict[str, Any]:
                 "delete": {"summary": "Delete", "responses": {
                     "204": {"description": "deleted"}, "401": _401,
                     "404": {"description": "no such rule in your projects"}, "503": _503}},
+            },
+            "/api/v1/budgets": {
+                "get": {"summary": "List budgets (admin)",
+                        "responses": {"200": _json({"type": "object", "required": ["budgets"], "properties": {
+                            "budgets": {"type": "array", "items": _ref("Budget")}}}, "budgets"),
+                            "401": _401, "503": _503}},
+                "post": {"summary": "Create a budget (admin)",
+                         "requestBody": {"required": True, "content": {"application/json": {
+                             "schema": _ref("BudgetInput")}}},
+                         "responses": {"201": _json(_ref("Budget"), "created"),
+                                       "400": _json({"oneOf": [_ref("FieldErrors"), _ref("Error")]},
+                                                    "every invalid field named; nothing saved"),
+                                       "401": _401, "415": _json(_ref("Error"), "not JSON"), "503": _503}},
+            },
+            "/api/v1/budgets/{budget_id}": {
+                "parameters": [{"name": "budget_id", "in": "path", "required": True, "schema": _INT}],
+                "get": {"summary": "One budget", "responses": {
+                    "200": _json(_ref("Budget"), "the budget"), "401": _401,
+                    "404": {"description": "no such budget in your projects"}, "503": _503}},
+                "patch": {"summary": "Change some fields", "requestBody": {"required": True, "content": {
+                    "application/json": {"schema": _ref("BudgetInput")}}}, "responses": {
+                    "200": _json(_ref("Budget"), "updated"),
+                    "400": _json({"oneOf": [_ref("FieldErrors"), _ref("Error")]}, "invalid; nothing saved"),
+                    "401": _401, "404": {"description": "no such budget in your projects"},
+                    "415": _json(_ref("Error"), "not JSON"), "503": _503}},
+                "delete": {"summary": "Delete", "responses": {
+                    "204": {"description": "deleted"}, "401": _401,
+                    "404": {"description": "no such budget in your projects"}, "503": _503}},
             },
             "/api/v1/budgets/status": {"get": {
                 "summary": "Budgets in scope: limit, spent, projection, exceeded",

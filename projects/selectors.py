@@ -58,3 +58,14 @@ def environment_ids(*, project_id: int) -> dict[str, int]:
 
 def environment_name(*, environment_id: int) -> str | None:
     return Environment.objects.filter(pk=environment_id).values_list("name", flat=True).first()
+
+
+def project_slug_of(*, project_id: int) -> str:
+    return Project.objects.values_list("slug", flat=True).get(pk=project_id)
+
+
+def project_admin_emails(*, project_id: int) -> list[str]:
+    """Where project notices go: the addresses of the project's active admins (Membership role admin)."""
+    found = Membership.objects.filter(project_id=project_id, role=Membership.Role.ADMIN, user__is_active=True) \
+        .exclude(user__email="").order_by("user__email").values_list("user__email", flat=True)
+    return list(dict.fromkeys(found))

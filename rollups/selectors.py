@@ -637,3 +637,63 @@ def users_breaching(*, project_id: int, days: list[date], metric: str, above: bo
                 ORDER BY value {order}, a.user_id, a.day
             """, [project_id, days, *pre_params, min_requests, threshold])  # noqa: S608 - SQL from USER_RULE_METRICS
         return [UserDayValue(user_id=u, day=d, value=float(v), requests=int(r)) for u, d, v, r in cursor.fetchall()]
+
+
+# --- models a project calls (alerts' new-model and unpriced notices) --------------------------
+
+
+@dataclass(frozen=True)
+class ModelSeen:
+    project_id: int
+    model: str
+    unpriced: bool  # some of its calls had no known price
+
+
+def models_seen(*, project_ids: list[int] | None, since: date) -> list[ModelSeen]:
+    """Every (project, model) with calls on a UTC day from `since` on (all projects when
+    `project_ids` is None), read from the per-model daily slice: one row per day and model, so
+    this costs the same whatever the number of services, features and calls."""
+    where = "dims = %s AND day >= %s"
+    params: list[Any] = [SLICE_MODEL, since]
+    if project_ids is not None:
+        where += " AND project_id = ANY(%s)"
+        params.append(list(project_ids))
+    with connection.cursor() as cursor:
+        cursor.execute(f"""SELECT project_id, model, bool_or(unpriced_requests > 0) FROM rollups_dailyslice
+                           WHERE {where} GROUP BY project_id, model ORDER BY project_id, model""",  # noqa: S608
+                       params)
+        return [ModelSeen(project_id, model, unpriced) for project_id, model, unpriced in cursor.fetchall()]
+
+
+@dataclass(frozen=True)
+class FirstCall:
+    hour_start: datetime  # the UTC hour of the first call the aggregates hold
+    environment: str
+    service: str
+
+
+def model_first_call(*, project_id: int, model: str, since: date, unpriced: bool = False) -> FirstCall | None:
+    """The first hour from `since` on with a call of `model` (with `unpriced`: an unpriced call),
+    and the environment and service that made most of that hour's such calls. The daily slice
+    finds the day, so only that day's hourly rows are read."""
+    unpriced_sql = "AND unpriced_requests > 0" if unpriced else ""
+    with connection.cursor() as cursor:
+        cursor.execute(f"""SELECT min(day) FROM rollups_dailyslice WHERE dims = %s AND project_id = %s
+                           AND model = %s AND day >= %s {unpriced_sql}""",  # noqa: S608
+                       [SLICE_MODEL, project_id, model, since])
+        day = cursor.fetchone()[0]
+        if day is None:
+            return None
+        start = datetime.combine(day, time.min, tzinfo=UTC)
+        cursor.execute(f"""SELECT a.hour_start, env.name, a.service FROM rollups_hourlyaggregate a
+                           JOIN projects_environment env ON env.id = a.environment_id
+                           WHERE a.project_id = %s AND a.model = %s AND a.hour_start >= %s AND a.hour_start < %s
+                           {unpriced_sql.replace("unpriced", "a.unpriced")}
+                           GROUP BY a.hour_start, env.name, a.service
+                           ORDER BY a.hour_start, sum(a.{"unpriced_requests" if unpriced else "requests"}) DESC,
+                                    env.name, a.service LIMIT 1""",  # noqa: S608
+                       [project_id, model, start, start + timedelta(days=1)])
+        row = cursor.fetchone()
+    if row is None:  # hourly rows already past their retention: the day is all we know
+        return FirstCall(hour_start=start, environment="", service="")
+    return FirstCall(hour_start=row[0], environment=row[1], service=row[2])

@@ -31,6 +31,8 @@ ALL_WRITES = ("POST", "PATCH", "DELETE")
 
 RULE_JSON = {"name": "Injected", "metric": "cost_usd", "window": "hour", "condition": "above", "threshold": 1.0,
              "recipients": ["intruder@example.com"], "project": "{slug}"}
+BUDGET_JSON = {"name": "Injected", "period": "month", "limit_usd": 1.0, "recipients": ["intruder@example.com"],
+               "project": "{slug}"}
 RULE_FORM = {"name": "Injected", "metric": "cost_usd", "window": "hour", "condition": "above", "threshold": "1",
              "recipients": "intruder@example.com", "cooldown_minutes": "60", "min_requests": "20", "enabled": "true"}
 PRICE_FORM = {"model": "injected-model", "effective_from": "2026-01-01T00:00", "input_usd_per_mtok": "1",
@@ -69,6 +71,9 @@ RULES: dict[str, Rule] = {
                                viewer_refused=("GET", "POST")),
     "api/v1/alert-rules/<int:rule_id>": Rule(API, ("GET", "PATCH", "DELETE"), body={"threshold": 1.0},
                                              keys=("admin",), viewer_refused=("GET", "PATCH", "DELETE")),
+    "api/v1/budgets": Rule(API, ("GET", "POST"), body=BUDGET_JSON, keys=("admin",), viewer_refused=("GET", "POST")),
+    "api/v1/budgets/<int:budget_id>": Rule(API, ("GET", "PATCH", "DELETE"), body={"limit_usd": 1.0},
+                                           keys=("admin",), viewer_refused=("GET", "PATCH", "DELETE")),
     # --- dashboards ----------------------------------------------------------------------------------
     "": Rule(PAGE, query="?project={slug}&range=7d"),
     "spend": Rule(PAGE, query="?project={slug}"),
