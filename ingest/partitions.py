@@ -14,6 +14,8 @@ from django.db import connection as default_connection
 from django.db import transaction
 from django.db.utils import DatabaseError, ProgrammingError
 
+from core.caches import process_cache
+
 # Days known to have a partition, per process: saves a catalog query per batch.
 _known: set[date] = set()
 
@@ -70,6 +72,7 @@ def partitions_ensure_range(*, days_back: int, days_ahead: int, connection=defau
     return len(missing)
 
 
+@process_cache
 def forget_known_partitions() -> None:
     """For tests and retention: the next ingest re-checks the catalog."""
     _known.clear()

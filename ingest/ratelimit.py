@@ -23,6 +23,8 @@ import time
 import redis
 from django.conf import settings
 
+from core.caches import process_cache
+
 logger = logging.getLogger(__name__)
 
 # KEYS[1] bucket; ARGV: rate per second, burst, tokens wanted. Returns {granted, retry_after_ms}:
@@ -108,6 +110,7 @@ def rate_limit_check(*, key_id: int) -> int:
     return 0
 
 
+@process_cache
 def rate_limit_reset() -> None:
     """Forget the client and any outage backoff (tests, and after a settings change)."""
     global _client, _script, _down_until

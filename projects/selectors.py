@@ -10,6 +10,7 @@ from django.db import connection
 from django.db.models import F, Q
 from django.utils import timezone
 
+from core.caches import process_cache
 from projects.models import IngestKey, Membership, Project
 from projects.services import key_hash
 
@@ -102,8 +103,9 @@ def ingest_key_is_live(*, key_id: int) -> bool:
     return IngestKey.objects.filter(pk=key_id, revoked_at__isnull=True).exists()
 
 
+@process_cache
 def ingest_keys_forget() -> None:
-    """Drop remembered keys (tests)."""
+    """Drop remembered keys."""
     _ingest_keys.clear()
 
 
