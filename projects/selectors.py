@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from django.db import connection
 from django.db.models import F, Q
+from django.http import HttpRequest
 from django.utils import timezone
 
 from core.caches import process_cache
@@ -112,7 +113,7 @@ def ingest_keys_forget() -> None:
 READ_SCOPES = (IngestKey.Scope.READ, IngestKey.Scope.ADMIN)
 
 
-def api_project_ids(request, *, project_slug: str | None = None) -> list[int] | None:  # type: ignore[no-untyped-def]
+def api_project_ids(request: HttpRequest, *, project_slug: str | None = None) -> list[int] | None:
     """Projects an API request may read: a read/admin key's own project, or, for a logged-in
     user, every project (narrowed by `project_slug`). None when the request is anonymous."""
     if request.headers.get("Authorization"):
@@ -128,7 +129,7 @@ def api_project_ids(request, *, project_slug: str | None = None) -> list[int] | 
     return list(projects.values_list("pk", flat=True))
 
 
-def admin_project_ids(request) -> list[int] | None:  # type: ignore[no-untyped-def]
+def admin_project_ids(request: HttpRequest) -> list[int] | None:
     """Projects an admin request may manage: an admin key's project, or the projects a logged-in
     user administers (superusers: all). None when neither."""
     if request.headers.get("Authorization"):

@@ -13,6 +13,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -76,7 +77,7 @@ class LastAdminError(ValueError):
     pass
 
 
-def membership_add(*, project: Project, user, role: str) -> Membership:  # type: ignore[no-untyped-def]
+def membership_add(*, project: Project, user: User, role: str) -> Membership:
     if role not in Membership.Role.values:
         raise ValueError(f"role must be one of {', '.join(Membership.Role.values)}")
     return Membership.objects.create(project=project, user=user, role=role)

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ingest.services import events_reprice
 from projects.models import Project
@@ -25,12 +26,12 @@ def parse_bound(value: str, *, end: bool) -> datetime:
 class Command(BaseCommand):
     help = "Re-price stored events after prices or price overrides changed; marks their hours for re-rollup."
 
-    def add_arguments(self, parser):  # type: ignore[no-untyped-def]
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--from", dest="start", required=True, help="YYYY-MM-DD (inclusive) or RFC 3339")
         parser.add_argument("--to", dest="end", required=True, help="YYYY-MM-DD (inclusive) or RFC 3339")
         parser.add_argument("--project", help="project slug (default: all projects)")
 
-    def handle(self, *args, **options):  # type: ignore[no-untyped-def]
+    def handle(self, *args: Any, **options: Any) -> None:
         start, end = parse_bound(options["start"], end=False), parse_bound(options["end"], end=True)
         if end <= start:
             raise CommandError("--to must not be before --from")
