@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from django import forms
@@ -124,7 +125,7 @@ class BudgetForm(forms.ModelForm):
         model = Budget
         fields = ["name", "period", "limit_usd", "environment", "service", "user_id", "recipients", "enabled"]
 
-    def clean_limit_usd(self):  # type: ignore[no-untyped-def]
+    def clean_limit_usd(self) -> Decimal | None:
         value = self.cleaned_data["limit_usd"]
         if value is not None and value <= 0:
             raise ValidationError("must be greater than 0")

@@ -114,6 +114,7 @@ def rule_windows(rule: AlertRule, *, now: datetime, count: int) -> list[WindowVa
     current = window_start(rule.window, now)
     start = current - length * (count - 1)
     rows = _query(rule, start, current + length, rule.window)
+    # A bucketed query's rows have a bucket (only a TOTAL query's is None).
     return [WindowValue(start=r.bucket, requests=metric_requests(r, rule.metric), value=metric_value(r, rule.metric),  # type: ignore[arg-type]
                         row=r)
             for r in rows]
@@ -531,7 +532,7 @@ def rules_list(*, project_id: int) -> list[RuleRow]:
         Prefetch("incidents", queryset=Incident.objects.filter(resolved_at__isnull=True), to_attr="open_incidents"))
     return [RuleRow(rule=r, metric_label=METRIC_LABELS[Metric(r.metric)], threshold=threshold_display(r),
                     scope=scope_display(environment=r.environment, service=r.service, model=r.model),
-                    open_incident=next(iter(r.open_incidents), None))  # type: ignore[attr-defined]
+                    open_incident=next(iter(r.open_incidents), None))
             for r in rules]
 
 
@@ -583,7 +584,7 @@ def rule_history(*, rule: AlertRule, now: datetime) -> list[IncidentRow]:
             value=format_metric(rule.metric, incident.value), compared=compared,
             contributors=explained["contributors"], error_counts=explained["error_counts"],
             no_baseline=explained["no_baseline"], dashboard_link=links["dashboard"], calls_link=links["calls"],
-            notification=next(iter(incident.opened_emails), None),  # type: ignore[attr-defined]
+            notification=next(iter(incident.opened_emails), None),
             provider=provider_display((incident.detail or {}).get("provider"))))
     return rows
 
@@ -710,6 +711,7 @@ def _anomaly_band(rule: AlertRule, *, start: datetime, end: datetime) -> list[tu
     if first >= end:
         return []
     history_start = first - timedelta(days=BASELINE_WINDOWS)
+    # A bucketed query's rows have a bucket (only a TOTAL query's is None).
     windows = [WindowValue(start=r.bucket, requests=r.requests, value=metric_value(r, rule.metric), row=r)  # type: ignore[arg-type]
                for r in _query(rule, history_start, end, rule.window)]
     sensitivity = rule.sensitivity or 3.0

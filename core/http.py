@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from django.db import connection
 from django.db.utils import DataError, InterfaceError, OperationalError
@@ -47,7 +48,7 @@ def database_unavailable_as_503(view: Callable[..., HttpResponse]) -> Callable[.
     """
 
     @functools.wraps(view)
-    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:  # type: ignore[no-untyped-def]
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
             return view(request, *args, **kwargs)
         except (*CLIENT_INPUT_ERRORS, *UNAVAILABLE_ERRORS) as exc:

@@ -118,9 +118,9 @@ def _with_units(rates: _Rates) -> _Rates:
     scaled.append(rates.per_call * _UNITS_PER_USD)
     if any(v != v.to_integral_value() for v in scaled):
         return rates
-    units = tuple(int(v) for v in scaled)
+    i, cr, w5, w1, o, pc = (int(v) for v in scaled)
     return _Rates(rates.input, rates.cache_read, rates.cache_write_5m, rates.cache_write_1h, rates.output,
-                  rates.per_call, units)  # type: ignore[arg-type]
+                  rates.per_call, (i, cr, w5, w1, o, pc))
 
 
 def _half_even(units: int) -> int:
