@@ -5,12 +5,22 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import secrets
 import uuid
 from typing import Any
 
 import pytest
 from django.db import connection
 from django.test import Client
+
+# schemathesis' seed (tests/api/test_schemathesis.py): a new one each run, so runs explore
+# different cases; TALLY_SCHEMATHESIS_SEED replays a run. The report header prints it.
+SCHEMATHESIS_SEED = int(os.environ.get("TALLY_SCHEMATHESIS_SEED") or secrets.randbelow(2**32))
+
+
+def pytest_report_header() -> str:
+    return f"schemathesis seed: {SCHEMATHESIS_SEED} (replay with TALLY_SCHEMATHESIS_SEED={SCHEMATHESIS_SEED})"
 
 
 @pytest.fixture
