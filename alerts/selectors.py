@@ -28,7 +28,7 @@ from alerts.emails import (
 )
 from alerts.models import AlertRule, Budget, Condition, DigestSubscription, Incident, Metric, Notification
 from projects.models import Project
-from projects.permissions import is_project_admin, visible_projects
+from projects.permissions import RequestUser, is_project_admin, visible_projects
 from providers.selectors import Reconciliation, reconciliation
 from rollups.selectors import MetricsQuery, MetricsRow, metrics_query
 
@@ -487,7 +487,7 @@ class UiScope:
         return f"project={self.project.slug}" if self.project else ""
 
 
-def ui_scope(*, user: Any, project_slug: str | None, strict: bool = False) -> UiScope:
+def ui_scope(*, user: RequestUser, project_slug: str | None, strict: bool = False) -> UiScope:
     """`project_slug` among the user's visible projects, else the first of them by slug.
 
     strict (pages that write): a slug the user cannot see is None, never another project, so
