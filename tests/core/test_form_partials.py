@@ -16,7 +16,7 @@ class RangeForm(forms.Form):
     low = forms.IntegerField()
     high = forms.IntegerField()
 
-    def clean(self):  # type: ignore[no-untyped-def]
+    def clean(self) -> dict[str, object]:
         raise forms.ValidationError("low must be below high")
 
 
