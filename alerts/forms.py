@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any, cast
 
 from django import forms
@@ -204,7 +205,7 @@ class BudgetForm(ChannelsMixin, forms.ModelForm):
             self.instance.channels_encrypted = self.channels_encrypted
         return data
 
-    def clean_limit_usd(self):  # type: ignore[no-untyped-def]
+    def clean_limit_usd(self) -> Decimal | None:
         value = self.cleaned_data["limit_usd"]
         if value is not None and value <= 0:
             raise ValidationError("must be greater than 0")

@@ -36,7 +36,7 @@ from alerts.models import (
     Per,
     ProjectChannels,
 )
-from projects.permissions import is_project_admin, visible_projects
+from projects.permissions import RequestUser, is_project_admin, visible_projects
 from providers.selectors import Reconciliation, reconciliation
 from rollups.selectors import (
     USER_RULE_METRICS,
@@ -133,6 +133,7 @@ def rule_windows(rule: AlertRule, *, now: datetime, count: int) -> list[WindowVa
     current = window_start(rule.window, now)
     start = current - length * (count - 1)
     rows = _query(rule, start, current + length, rule.window)
+    # A bucketed query's rows have a bucket (only a TOTAL query's is None).
     return [WindowValue(start=r.bucket, requests=metric_requests(r, rule.metric), value=metric_value(r, rule.metric),  # type: ignore[arg-type]
                         row=r)
             for r in rows]
@@ -579,7 +580,7 @@ class UiScope:
         return f"project={self.project.slug}" if self.project else ""
 
 
-def ui_scope(*, user: Any, project_slug: str | None, strict: bool = False) -> UiScope:
+def ui_scope(*, user: RequestUser, project_slug: str | None, strict: bool = False) -> UiScope:
     """`project_slug` among the user's visible projects, else the first of them by slug.
 
     strict (pages that write): a slug the user cannot see is None, never another project, so
@@ -626,8 +627,8 @@ def rules_list(*, project_id: int) -> list[RuleRow]:
     return [RuleRow(rule=r, metric_label=METRIC_LABELS[Metric(r.metric)], threshold=threshold_display(r),
                     scope=scope_display(environment=r.environment, service=r.service, model=r.model)
                     + (f" · per {r.get_per_display()}" if r.per else ""),
-                    open_incident=next(iter(r.open_incidents), None),  # type: ignore[attr-defined]
-                    open_count=len(r.open_incidents))  # type: ignore[attr-defined]
+                    open_incident=next(iter(r.open_incidents), None),
+                    open_count=len(r.open_incidents))
             for r in rules]
 
 
@@ -679,7 +680,7 @@ def rule_history(*, rule: AlertRule, now: datetime) -> list[IncidentRow]:
             value=format_metric(rule.metric, incident.value), compared=compared,
             contributors=explained["contributors"], error_counts=explained["error_counts"],
             no_baseline=explained["no_baseline"], dashboard_link=links["dashboard"], calls_link=links["calls"],
-            notification=next(iter(incident.opened_emails), None),  # type: ignore[attr-defined]
+            notification=next(iter(incident.opened_emails), None),
             provider=provider_display((incident.detail or {}).get("provider"))))
     _per_notifications(rows)
     return rows
@@ -835,6 +836,7 @@ def _anomaly_band(rule: AlertRule, *, start: datetime, end: datetime) -> list[tu
     if first >= end:
         return []
     history_start = first - timedelta(days=BASELINE_WINDOWS)
+    # A bucketed query's rows have a bucket (only a TOTAL query's is None).
     windows = [WindowValue(start=r.bucket, requests=r.requests, value=metric_value(r, rule.metric), row=r)  # type: ignore[arg-type]
                for r in _query(rule, history_start, end, rule.window)]
     sensitivity = rule.sensitivity or 3.0

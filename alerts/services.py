@@ -227,6 +227,7 @@ def rules_evaluate(*, project_ids: list[int] | None = None, now: datetime | None
             # The provider's report arrives by its own sync, not by a rollup: a day read since the
             # last evaluation is new data for the rule.
             synced = connection_of(project_id=rule.project_id)
+            # Not due means last_evaluated_at is set, which mypy can't follow through `due`.
             due = synced is not None and synced.last_synced_at is not None \
                 and synced.last_synced_at > rule.last_evaluated_at  # type: ignore[operator]
         if project_ids is not None and not due and rule.project_id not in project_ids:

@@ -32,6 +32,8 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 ERROR = {"type": "object", "required": ["error"], "properties": {"error": _STR}}
+# A bad query parameter: the message and the parameter's name.
+PARAMETER_ERROR = {"type": "object", "required": ["error", "field"], "properties": {"error": _STR, "field": _STR}}
 FIELD_ERRORS: dict[str, Any] = {
     "type": "object", "required": ["errors"],
     "properties": {"errors": {"type": "array", "items": {
@@ -221,6 +223,30 @@ def _params(names: list[tuple[str, str, dict[str, Any]]]) -> list[dict[str, Any]
     return [{"name": n, "in": "query", "required": False, "description": d, "schema": s} for n, d, s in names]
 
 
+NUL_400 = "a query parameter holds a NUL byte (`field` names it)"
+
+
+def _with_nul_400(paths: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Every operation may answer 400 ParameterError for a NUL byte in a query parameter
+    (core.http.ApiNulParameterMiddleware, before any view): declared here once for all of them.
+    An operation's own 400 is kept and widened to allow it too."""
+    for item in paths.values():
+        for method, operation in item.items():
+            if method == "parameters":
+                continue
+            responses = operation["responses"]
+            own = responses.get("400")
+            if own is None:
+                responses["400"] = _json(_ref("ParameterError"), NUL_400)
+                continue
+            schema = own["content"]["application/json"]["schema"]
+            if schema != _ref("ParameterError"):
+                schema = {"anyOf": [schema, _ref("ParameterError")]}
+            responses["400"] = {**_json(schema, f"{own['description']}; or {NUL_400}"),
+                                **{k: v for k, v in own.items() if k not in ("description", "content")}}
+    return paths
+
+
 def openapi_spec() -> dict[str, Any]:
     filters = [(n, f"only this {n} (repeatable)", {"type": "array", "items": _STR}) for n in
                ("environment", "service", "model", "feature")]
@@ -236,6 +262,7 @@ def openapi_spec() -> dict[str, Any]:
                                            "description": "ingest, read or admin key"},
                                 "session": {"type": "apiKey", "in": "cookie", "name": "sessionid"}},
             "schemas": {**event_components(), "IngestResult": INGEST_RESULT, "Error": ERROR,
+                        "ParameterError": PARAMETER_ERROR,
                         "FieldErrors": FIELD_ERRORS, "Metrics": METRICS, "AlertRuleInput": RULE_INPUT,
                         "AlertRule": RULE, "BudgetInput": BUDGET_INPUT, "Budget": BUDGET,
                         "Budgets": BUDGETS,
@@ -243,7 +270,7 @@ def openapi_spec() -> dict[str, Any]:
                         "ProviderConnection": PROVIDER_CONNECTION, "Reconciliation": RECONCILIATION},
         },
         "security": [{"bearer": []}, {"session": []}],
-        "paths": {
+        "paths": _with_nul_400({
             "/api/v1/events": {"post": {
                 "summary": "Ingest one event or a batch of 1..1000",
                 "security": [{"bearer": []}],
@@ -280,8 +307,7 @@ def openapi_spec() -> dict[str, Any]:
                 "responses": {"200": {"description": "metrics", "content": {
                                   "application/json": {"schema": _ref("Metrics")},
                                   "text/csv": {"schema": {"type": "string"}}}},
-                              "400": _json({"type": "object", "required": ["error", "field"],
-                                            "properties": {"error": _STR, "field": _STR}}, "bad parameter"),
+                              "400": _json(_ref("ParameterError"), "bad parameter"),
                               "401": _401, "503": _503},
             }},
             "/api/v1/alert-rules": {
@@ -344,9 +370,7 @@ def openapi_spec() -> dict[str, Any]:
                 "summary": "Budgets in scope: limit, spent, projection, exceeded",
                 "parameters": _params([("service", "the calling service", _STR),
                                        ("user_id", "the end user", _STR), ("project", "project slug", _STR)]),
-                "responses": {"200": _json(_ref("Budgets"), "budget status"),
-                              "400": _json(_ref("Error"), "a parameter no budget can hold (a NUL byte)"),
-                              "401": _401, "503": _503},
+                "responses": {"200": _json(_ref("Budgets"), "budget status"), "401": _401, "503": _503},
             }},
             "/api/v1/users/forget": {"post": {
                 "summary": "Delete an end user's events and per-user aggregates (admin)",
@@ -389,7 +413,7 @@ def openapi_spec() -> dict[str, Any]:
             }},
             "/api/v1/openapi.json": {"get": {"summary": "This document", "security": [],
                                              "responses": {"200": {"description": "OpenAPI 3.1"}}}},
-        },
+        }),
     }
 
 

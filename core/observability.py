@@ -14,7 +14,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from django.http import HttpRequest, HttpResponse
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -41,7 +41,7 @@ def ingest_observe(*, project: str, accepted: int, duplicates: int, rejected: in
 class PipelineCollector:
     """Gauges read from the database at scrape time."""
 
-    def collect(self):  # type: ignore[no-untyped-def]
+    def collect(self) -> Iterator[GaugeMetricFamily]:
         from django.db import connection
 
         with connection.cursor() as cursor:
@@ -94,6 +94,8 @@ class RequestIdMiddleware:
         incoming = request.headers.get("X-Request-ID", "")
         request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
         token = REQUEST_ID.set(request_id)
+        # An attribute of our own on Django's request: the log filter reads it back for records
+        # logged after the context variable is reset (django.request's error log).
         request.request_id = request_id  # type: ignore[attr-defined]
         started = time.perf_counter()
         try:

@@ -69,8 +69,9 @@ class ExplorerForm(forms.Form):
     cursor = forms.CharField(required=False, max_length=80)
     format = forms.ChoiceField(choices=(("", "page"), ("html", "page"), ("csv", "CSV")), required=False)
 
-    def clean(self):  # type: ignore[no-untyped-def]
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
         raw = data.get("cursor")
         if raw and "sort" not in self.errors:
             sort = data.get("sort") or "time"

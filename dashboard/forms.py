@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 from urllib.parse import urlencode
 
 from django import forms
@@ -39,12 +40,12 @@ class Instant:
     is_date: bool
 
 
-class InstantField(forms.CharField):
+class InstantField(forms.Field):
     """RFC 3339 (`2026-12-03T01:00:00Z`, any offset), a date (`2026-12-03`), or what a datetime-local
     input sends (`2026-12-03T01:00`, read as UTC: the filter bar labels its inputs UTC)."""
 
-    def to_python(self, value):  # type: ignore[no-untyped-def]
-        text = super().to_python(value).strip()
+    def to_python(self, value: Any) -> Instant | None:
+        text = "" if value in self.empty_values else str(value).strip()
         if not text:
             return None
         if len(text) > 40:
@@ -69,14 +70,15 @@ class FilterForm(forms.Form):
     user = forms.CharField(required=False, max_length=256)
     compare = forms.BooleanField(required=False)
 
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # `from` is a Python keyword, so these two can't be class attributes.
         self.fields["from"] = InstantField(required=False)
         self.fields["to"] = InstantField(required=False)
 
-    def clean(self):  # type: ignore[no-untyped-def]
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
         start, end = data.get("from"), data.get("to")
         if start is None and end is None:
             if data.get("range") == "custom":

@@ -157,6 +157,7 @@ def summary(row: MetricsRow, *, per_user: bool = False) -> dict[str, Any]:
 def series_of(result: MetricsResult, *, per_user: bool = False) -> TimeSeries:
     out = TimeSeries(values={name: [] for name in (*_SERIES_FIELDS, *_WHEN_CALLS, "cached_share")})
     for row in result.series:
+        # A series' rows have a bucket (only a TOTAL query's is None).
         out.buckets.append(row.bucket)  # type: ignore[arg-type]
         d = summary(row, per_user=per_user)
         for name, values in out.values.items():

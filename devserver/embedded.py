@@ -122,11 +122,12 @@ class EmbeddedPostgres:
         utils = _pgserver_utils()
         return utils.POSTGRES_VERSIONS[utils.TARGET_POSTGRES_VERSION]
 
-    def _user_kwargs(self) -> dict[str, str]:
-        return {"user": PG_RUN_AS} if os.name == "posix" and os.geteuid() == 0 else {}
+    def _run_as(self) -> str | None:
+        """Who runs the PostgreSQL binaries: PG_RUN_AS when we are root (PostgreSQL refuses root), else None (us)."""
+        return PG_RUN_AS if os.name == "posix" and os.geteuid() == 0 else None
 
     def _prepare_root_user(self) -> None:
-        if not self._user_kwargs():
+        if self._run_as() is None:
             return
         import pwd
         import stat
@@ -186,7 +187,7 @@ class EmbeddedPostgres:
     def _run(self, command: str, *args: str) -> None:
         proc = subprocess.run(  # noqa: S603 - fixed binaries from the wheel
             [str(self.bin_path / command), *args],
-            capture_output=True, text=True, check=False, timeout=120, **self._user_kwargs(),  # type: ignore[call-overload]
+            capture_output=True, text=True, check=False, timeout=120, user=self._run_as(),
         )
         if proc.returncode != 0:
             log = self.pgdata / "log"

@@ -20,7 +20,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 
 from devserver.embedded import ServiceSet, data_dir, dev_defaults
 
@@ -37,7 +39,7 @@ def _django_setup() -> None:
     django.setup()
 
 
-def _secret_file(path: Path, make) -> str:  # type: ignore[no-untyped-def]
+def _secret_file(path: Path, make: Callable[[], str]) -> str:
     if not path.exists():
         path.write_text(make())
         path.chmod(0o600)
@@ -141,7 +143,7 @@ def main() -> int:
     services = ServiceSet()
     stopping = False
 
-    def on_signal(signum, frame):  # type: ignore[no-untyped-def]
+    def on_signal(signum: int, frame: FrameType | None) -> None:
         nonlocal stopping
         stopping = True
         raise KeyboardInterrupt

@@ -12,7 +12,10 @@ from datetime import UTC, date, datetime, timedelta
 
 from django.db import connection as default_connection
 from django.db import transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.utils import DatabaseError, ProgrammingError
+
+from core.caches import process_cache
 
 # Days known to have a partition, per process: saves a catalog query per batch.
 _known: set[date] = set()
@@ -22,7 +25,7 @@ def partition_name(day: date) -> str:
     return f"ingest_event_{day:%Y%m%d}"
 
 
-def _create(day: date, connection) -> None:  # type: ignore[no-untyped-def]
+def _create(day: date, connection: BaseDatabaseWrapper) -> None:
     start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     end = start + timedelta(days=1)
     with connection.cursor() as cursor:
@@ -32,7 +35,7 @@ def _create(day: date, connection) -> None:  # type: ignore[no-untyped-def]
         )
 
 
-def existing_partition_days(connection=default_connection) -> set[date]:  # type: ignore[no-untyped-def]
+def existing_partition_days(connection: BaseDatabaseWrapper = default_connection) -> set[date]:
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
@@ -60,7 +63,8 @@ def partitions_ensure(days: set[date]) -> None:
         _known.add(day)
 
 
-def partitions_ensure_range(*, days_back: int, days_ahead: int, connection=default_connection) -> int:  # type: ignore[no-untyped-def]
+def partitions_ensure_range(*, days_back: int, days_ahead: int,
+                            connection: BaseDatabaseWrapper = default_connection) -> int:
     """Create partitions from today-days_back to today+days_ahead; returns how many were new."""
     today = datetime.now(tz=UTC).date()
     wanted = {today + timedelta(days=offset) for offset in range(-days_back, days_ahead + 1)}
@@ -70,6 +74,7 @@ def partitions_ensure_range(*, days_back: int, days_ahead: int, connection=defau
     return len(missing)
 
 
+@process_cache
 def forget_known_partitions() -> None:
     """For tests and retention: the next ingest re-checks the catalog."""
     _known.clear()

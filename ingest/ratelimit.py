@@ -22,6 +22,9 @@ import time
 
 import redis
 from django.conf import settings
+from redis.commands.core import Script
+
+from core.caches import process_cache
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +55,7 @@ return {allowed, wait_ms}
 """
 
 _client: redis.Redis | None = None
-_script = None
+_script: Script | None = None
 _down_until = 0.0
 DOWN_BACKOFF_S = 5.0
 LEASE_S = 1.0
@@ -67,7 +70,7 @@ def lease_size(rate: float, burst: int) -> int:
     return max(1, min(int(rate * LEASE_SHARE_S), burst // 10, 1000))
 
 
-def _get_script():  # type: ignore[no-untyped-def]
+def _get_script() -> Script:
     global _client, _script
     if _script is None:
         _client = redis.Redis.from_url(settings.TALLY_REDIS_URL, socket_connect_timeout=0.5, socket_timeout=0.5)
@@ -108,6 +111,7 @@ def rate_limit_check(*, key_id: int) -> int:
     return 0
 
 
+@process_cache
 def rate_limit_reset() -> None:
     """Forget the client and any outage backoff (tests, and after a settings change)."""
     global _client, _script, _down_until

@@ -43,6 +43,7 @@ import genai_prices
 from django.db import transaction
 from genai_prices.types import ModelInfo, ModelPrice, StartDateConstraint, TieredPrices
 
+from core.caches import process_cache
 from core.timeutil import utc_day_number
 from pricing.models import PriceOverride
 
@@ -120,9 +121,9 @@ def _with_units(rates: _Rates) -> _Rates:
     scaled.append(rates.per_call * _UNITS_PER_USD)
     if any(v != v.to_integral_value() for v in scaled):
         return rates
-    units = tuple(int(v) for v in scaled)
+    i, cr, w5, w1, o, pc = (int(v) for v in scaled)
     return _Rates(rates.input, rates.cache_read, rates.cache_write_5m, rates.cache_write_1h, rates.output,
-                  rates.per_call, units)  # type: ignore[arg-type]
+                  rates.per_call, (i, cr, w5, w1, o, pc))
 
 
 def _half_even(units: int) -> int:
@@ -378,11 +379,15 @@ def _model_info(provider: str, model: str) -> tuple[ModelInfo, str, bool] | None
     return info, f"{PRICES_VERSION}:{info.id}", by_date_only
 
 
+process_cache(_model_info.cache_clear)
+
+
 # ModelPrice defines __eq__ without __hash__, so it can't key an lru_cache: key by identity and
 # keep the object in the value so its id can't be reused. The snapshot's ModelPrices are
 # finite and live for the whole process, so this never needs evicting. A race only builds a
 # card twice.
 _cards: dict[int, tuple[ModelPrice, _RateCard]] = {}
+process_cache(_cards.clear)
 
 
 def _rate_card(model_price: ModelPrice) -> _RateCard:
@@ -476,6 +481,7 @@ def pricer_for(project_id: int) -> Pricer:
     return pricer
 
 
+@process_cache
 def pricers_forget() -> None:
     """Drop cached Pricers (tests, and right after overrides change in this process)."""
     _pricers.clear()

@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.http import HttpRequest
 
 from projects.models import Environment, IngestKey, Membership, Project
 
@@ -24,7 +25,7 @@ class IngestKeyAdmin(admin.ModelAdmin):
     fields = ("project", "environment", "scope", "name", "prefix", "key_hash", "created_at", "last_used_at",
               "revoked_at")
 
-    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
 

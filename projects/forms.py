@@ -10,6 +10,7 @@ from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
+from django.http import HttpRequest
 
 from projects.login_limit import login_failure_record, login_success_record, login_wait_seconds, wait_message
 from projects.models import IngestKey, Membership, Project
@@ -17,17 +18,14 @@ from projects.models import IngestKey, Membership, Project
 MAX_RETENTION_DAYS = 3650
 
 
-def client_ip(request: Any) -> str:
+def client_ip(request: HttpRequest | None) -> str:
     # REMOTE_ADDR, not X-Forwarded-For: a client can write any X-Forwarded-For it likes, and
     # Tally's deployments (the web server straight on the port) have no proxy to trust.
     return (request.META.get("REMOTE_ADDR") or "") if request is not None else ""
 
 
-class _RateLimitedLogin:
+class _RateLimitedLogin(AuthenticationForm):
     """Refuses an attempt while its username or IP is locked out; counts failures."""
-
-    request: Any
-    cleaned_data: dict[str, Any]
 
     def clean(self) -> dict[str, Any]:
         username = self.cleaned_data.get("username") or ""
@@ -36,18 +34,18 @@ class _RateLimitedLogin:
         if wait:
             raise ValidationError(wait_message(wait), code="rate_limited")
         try:
-            data = super().clean()  # type: ignore[misc]
+            data = super().clean()
         except ValidationError:
             login_failure_record(username=username, ip=ip)
             raise
         # A form with a field missing authenticates no one and raises nothing here: only a
         # real login may clear the username's counter.
-        if self.get_user() is not None:  # type: ignore[attr-defined]
+        if self.get_user() is not None:
             login_success_record(username=username, ip=ip)
         return data
 
 
-class LoginForm(_RateLimitedLogin, AuthenticationForm):
+class LoginForm(_RateLimitedLogin):
     pass
 
 

@@ -22,6 +22,8 @@ from typing import Any
 import redis
 from django.conf import settings
 
+from core.caches import process_cache
+
 logger = logging.getLogger(__name__)
 
 # KEYS: counters; ARGV[1]: window seconds. INCR each, starting its window on the first failure.
@@ -107,6 +109,7 @@ def wait_message(seconds: int) -> str:
             f"for {minutes} more minute{'s' if minutes != 1 else ''}.")
 
 
+@process_cache
 def login_limit_reset() -> None:
     """Forget the client and any outage backoff (tests, and after a settings change)."""
     global _client, _record, _down_until

@@ -16,10 +16,13 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 
+from django.contrib.auth.models import User
 from django.db import connection, transaction
 from django.db.models import Q
+from django.http import HttpRequest
 from django.utils import timezone
 
+from core.caches import process_cache
 from projects.models import Environment, IngestKey, Membership, Project
 
 KEY_PREFIX = "tly_"
@@ -80,7 +83,7 @@ class LastAdminError(ValueError):
     pass
 
 
-def membership_add(*, project: Project, user, role: str) -> Membership:  # type: ignore[no-untyped-def]
+def membership_add(*, project: Project, user: User, role: str) -> Membership:
     if role not in Membership.Role.values:
         raise ValueError(f"role must be one of {', '.join(Membership.Role.values)}")
     return Membership.objects.create(project=project, user=user, role=role)
@@ -201,12 +204,13 @@ def ingest_key_from_bearer(*, authorization: str | None) -> IngestKeyRef | None:
                         project_slug=ref.project_slug, from_cache=False)
 
 
+@process_cache
 def ingest_keys_forget() -> None:
-    """Drop remembered keys (tests)."""
+    """Drop remembered keys."""
     _ingest_keys.clear()
 
 
-def api_project_ids(request, *, project_slug: str | None = None) -> list[int] | None:  # type: ignore[no-untyped-def]
+def api_project_ids(request: HttpRequest, *, project_slug: str | None = None) -> list[int] | None:
     """Projects an API request may read: a read/admin key's own project, or, for a logged-in
     user, every project (narrowed by `project_slug`). None when the request is anonymous."""
     if request.headers.get("Authorization"):
@@ -222,7 +226,7 @@ def api_project_ids(request, *, project_slug: str | None = None) -> list[int] | 
     return list(projects.values_list("pk", flat=True))
 
 
-def admin_project_ids(request) -> list[int] | None:  # type: ignore[no-untyped-def]
+def admin_project_ids(request: HttpRequest) -> list[int] | None:
     """Projects an admin request may manage: an admin key's project, or the projects a logged-in
     user administers (superusers: all). None when neither."""
     if request.headers.get("Authorization"):

@@ -21,6 +21,7 @@ Invariants:
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -166,7 +167,7 @@ def _all_pages(list_page: Callable[..., Any], params: dict[str, Any], *,
     cursor: str | None = None
     for _ in range(MAX_PAGES):
         page_params = {**params, "page": cursor} if cursor else params
-        page = _call_rate_limited(lambda p=page_params: list_page(**p), sleep=sleep)  # type: ignore[misc]
+        page = _call_rate_limited(functools.partial(list_page, **page_params), sleep=sleep)
         yield from page.data
         if not page.has_next_page():
             return

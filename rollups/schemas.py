@@ -80,9 +80,6 @@ def metrics_query_parse(params: QueryDict, *, project_ids: list[int]) -> Metrics
             if name not in group_by:
                 group_by.append(name)
     filters = {name: params.getlist(name) for name in FILTERS if params.getlist(name)}
-    for name, values in filters.items():
-        if any("\x00" in value for value in values):
-            raise QueryError(name, "must not contain a NUL character")
     query = MetricsQuery(project_ids=project_ids, start=start, end=end, granularity=granularity, group_by=group_by,
                          filters=filters)
     problem = per_user_problem(query)

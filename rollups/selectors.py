@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from django.db import connection, transaction
+from django.db.backends.utils import CursorWrapper
 from django.db.models import Exists, OuterRef, QuerySet, Sum
 from django.utils import timezone
 
@@ -269,7 +270,7 @@ def _pieces(query: MetricsQuery) -> list[MetricsQuery]:
     return [replace(query, start=a, end=b) for a, b in bounds]
 
 
-def _fetch(cursor, query: MetricsQuery, groups: list[str], rows: dict[tuple[Any, ...], MetricsRow]) -> None:  # type: ignore[no-untyped-def]
+def _fetch(cursor: CursorWrapper, query: MetricsQuery, groups: list[str], rows: dict[tuple[Any, ...], MetricsRow]) -> None:
     """Add the query's rows (per bucket and group) into `rows`, merging rows of the same key."""
     table, dims_where, dims_params = aggregate_table(query)
     where, params = _where(query)
@@ -351,7 +352,8 @@ def per_user_problem(query: MetricsQuery) -> tuple[str, str] | None:
     return None
 
 
-def _fetch_users(cursor, query: MetricsQuery, groups: list[str], rows: dict[tuple[Any, ...], MetricsRow]) -> None:  # type: ignore[no-untyped-def]
+def _fetch_users(cursor: CursorWrapper, query: MetricsQuery, groups: list[str],
+                 rows: dict[tuple[Any, ...], MetricsRow]) -> None:
     """Per-user spend rows (one per user, environment and UTC day) summed per bucket and group.
     A TOTAL query reads every UTC day its range touches (top users of "the last 24 hours")."""
     problem = per_user_problem(query)
@@ -424,7 +426,7 @@ def _zero_filled(series: list[MetricsRow], query: MetricsQuery) -> list[MetricsR
     return filled
 
 
-def _as_of(cursor, project_ids: list[int]) -> datetime:  # type: ignore[no-untyped-def]
+def _as_of(cursor: CursorWrapper, project_ids: list[int]) -> datetime:
     """Every event committed before this instant is in the aggregates."""
     cursor.execute("SELECT min(created_at) FROM ingest_dirtyhour WHERE project_id = ANY(%s)", [project_ids])
     pending = cursor.fetchone()[0]

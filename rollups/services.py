@@ -30,6 +30,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from django.db import connection, transaction
+from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 
 from rollups.models import RollupState
@@ -355,12 +356,12 @@ def _by_day(hours: list[tuple[int, datetime]]) -> dict[tuple[int, date], list[da
     return grouped
 
 
-def _day_recompute(cursor, *, project_id: int, day: date, hours: list[datetime], whole_day: bool,  # type: ignore[no-untyped-def]
+def _day_recompute(cursor: CursorWrapper, *, project_id: int, day: date, hours: list[datetime], whole_day: bool,
                    sql: str = DAY_SQL) -> None:
     """Rewrite `hours` of the project's `day` and, if `whole_day`, its daily rows, slices and users."""
     start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    params = {"project": project_id, "day": day, "start": start, "end": start + timedelta(days=1), "hours": hours,
-              "whole_day": whole_day}
+    params: dict[str, Any] = {"project": project_id, "day": day, "start": start, "end": start + timedelta(days=1),
+                              "hours": hours, "whole_day": whole_day}
     # Every join in these statements is between CTE results the planner can't count (it guesses
     # one row after the hour filter and picks nested loops, quadratic in the day's groups).
     cursor.execute("SET LOCAL enable_nestloop = off")

@@ -5,12 +5,22 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import secrets
 import uuid
 from typing import Any
 
 import pytest
 from django.db import connection
 from django.test import Client
+
+# schemathesis' seed (tests/api/test_schemathesis.py): a new one each run, so runs explore
+# different cases; TALLY_SCHEMATHESIS_SEED replays a run. The report header prints it.
+SCHEMATHESIS_SEED = int(os.environ.get("TALLY_SCHEMATHESIS_SEED") or secrets.randbelow(2**32))
+
+
+def pytest_report_header() -> str:
+    return f"schemathesis seed: {SCHEMATHESIS_SEED} (replay with TALLY_SCHEMATHESIS_SEED={SCHEMATHESIS_SEED})"
 
 
 @pytest.fixture
@@ -41,23 +51,14 @@ def clean_events(transactional_db):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(autouse=True)
 def _fresh_process_caches(settings):  # type: ignore[no-untyped-def]
-    from ingest.ratelimit import rate_limit_reset
-    from pricing.services import pricers_forget
-    from projects.login_limit import login_limit_reset
+    from core.caches import process_caches_clear
 
     # Failed-login counters live in the shared Redis: each test counts under keys of its own
     # (they expire with the window), so one test's failures never lock another out.
     settings.TALLY_LOGIN_KEY_PREFIX = f"tally:test-login:{uuid.uuid4().hex}:"
-    from ingest import services as ingest_services
-
-    rate_limit_reset()
-    login_limit_reset()
-    pricers_forget()
-    ingest_services._retention.clear()
+    process_caches_clear()
     yield
-    rate_limit_reset()
-    login_limit_reset()
-    pricers_forget()
+    process_caches_clear()
 
 
 def post_events(client: Client, secret: str | None, body: Any, *, gzip_body: bool = False,

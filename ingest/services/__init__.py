@@ -2,11 +2,11 @@
 user's deletion (retention.py), the demo data (demo.py). Other apps import from here."""
 
 from ingest.services.demo import demo_seed
-from ingest.services.events import IngestResult, KeyNotLive, _retention, events_ingest, events_store
+from ingest.services.events import IngestResult, KeyNotLive, events_ingest, events_store
 from ingest.services.reprice import RepriceResult, events_reprice
 from ingest.services.retention import ForgetResult, RetentionResult, events_apply_retention, user_forget
 
 __all__ = [
-    "ForgetResult", "IngestResult", "KeyNotLive", "RepriceResult", "RetentionResult", "_retention", "demo_seed",
+    "ForgetResult", "IngestResult", "KeyNotLive", "RepriceResult", "RetentionResult", "demo_seed",
     "events_apply_retention", "events_ingest", "events_reprice", "events_store", "user_forget",
 ]

@@ -40,6 +40,7 @@ from django.utils import timezone
 from psycopg.types.json import Jsonb
 from psycopg.types.numeric import Int8
 
+from core.caches import process_cache
 from core.timeutil import utc_day, utc_hour_number
 from ingest.partitions import forget_known_partitions, partition_name, partitions_ensure
 from ingest.schemas import RATELIMIT_FIELDS, ValidEvent, Window, body_validate
@@ -282,6 +283,7 @@ def events_store(*, project_id: int, environment_id: int, events: list[ValidEven
 
 
 _retention: dict[int, tuple[float, int]] = {}
+process_cache(_retention.clear)
 RETENTION_TTL_S = 60.0
 
 

@@ -27,7 +27,7 @@ import contextlib
 import functools
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import anthropic
 from anthropic import AsyncStream, Stream
@@ -54,7 +54,7 @@ def _safe(method: F) -> F:
                                          exc_info=True)
             return None
 
-    return guarded  # type: ignore[return-value]
+    return cast(F, guarded)
 
 
 def instrument(tally: Any, client: Any) -> Any:
@@ -223,11 +223,13 @@ def _check_budgets(tally: Any) -> None:
 
 
 class _ObservedStream:
+    _tally_base: Any  # the observed object's own class, set by _observed_class
+
     def __iter__(self) -> Any:
         call = self.__dict__[_CALL]
         seen = call.item
         try:
-            for item in self._tally_base.__iter__(self):  # type: ignore[attr-defined]
+            for item in self._tally_base.__iter__(self):
                 # Most events of a long stream are deltas after the first: skip the call for them.
                 if call.first_token is None or getattr(item, "type", None) != "content_block_delta":
                     seen(item)
@@ -243,7 +245,7 @@ class _ObservedStream:
     def __next__(self) -> Any:
         call = self.__dict__[_CALL]
         try:
-            item = self._tally_base.__next__(self)  # type: ignore[attr-defined]
+            item = self._tally_base.__next__(self)
         except StopIteration:
             call.end()
             raise
@@ -255,17 +257,19 @@ class _ObservedStream:
 
     def close(self) -> None:
         try:
-            self._tally_base.close(self)  # type: ignore[attr-defined]
+            self._tally_base.close(self)
         finally:
             self.__dict__[_CALL].end()
 
 
 class _ObservedAsyncStream:
+    _tally_base: Any  # the observed object's own class, set by _observed_class
+
     async def __aiter__(self) -> Any:
         call = self.__dict__[_CALL]
         seen = call.item
         try:
-            async for item in self._tally_base.__aiter__(self):  # type: ignore[attr-defined]
+            async for item in self._tally_base.__aiter__(self):
                 if call.first_token is None or getattr(item, "type", None) != "content_block_delta":
                     seen(item)
                 yield item
@@ -280,7 +284,7 @@ class _ObservedAsyncStream:
     async def __anext__(self) -> Any:
         call = self.__dict__[_CALL]
         try:
-            item = await self._tally_base.__anext__(self)  # type: ignore[attr-defined]
+            item = await self._tally_base.__anext__(self)
         except StopAsyncIteration:
             call.end()
             raise
@@ -292,33 +296,37 @@ class _ObservedAsyncStream:
 
     async def close(self) -> None:
         try:
-            await self._tally_base.close(self)  # type: ignore[attr-defined]
+            await self._tally_base.close(self)
         finally:
             self.__dict__[_CALL].end()
 
 
 class _ObservedResults:
+    _tally_base: Any  # the observed object's own class, set by _observed_class
+
     def __iter__(self) -> Any:
         seen = self.__dict__[_CALL]
-        for item in self._tally_base.__iter__(self):  # type: ignore[attr-defined]
+        for item in self._tally_base.__iter__(self):
             seen.item(item)
             yield item
 
     def __next__(self) -> Any:
-        item = self._tally_base.__next__(self)  # type: ignore[attr-defined]
+        item = self._tally_base.__next__(self)
         self.__dict__[_CALL].item(item)
         return item
 
 
 class _ObservedAsyncResults:
+    _tally_base: Any  # the observed object's own class, set by _observed_class
+
     async def __aiter__(self) -> Any:
         seen = self.__dict__[_CALL]
-        async for item in self._tally_base.__aiter__(self):  # type: ignore[attr-defined]
+        async for item in self._tally_base.__aiter__(self):
             seen.item(item)
             yield item
 
     async def __anext__(self) -> Any:
-        item = await self._tally_base.__anext__(self)  # type: ignore[attr-defined]
+        item = await self._tally_base.__anext__(self)
         self.__dict__[_CALL].item(item)
         return item
 
@@ -442,18 +450,18 @@ class _Batches(_Proxy):
 
 
 class _AsyncBatches(_Batches):
-    async def create(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    async def create(self, *args: Any, **kwargs: Any) -> Any:
         _check_budgets(self.tally)
         batch = await self._inner.create(*args, **kwargs)
         self._seen(batch, kwargs.get("requests"))
         return batch
 
-    async def retrieve(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    async def retrieve(self, *args: Any, **kwargs: Any) -> Any:
         batch = await self._inner.retrieve(*args, **kwargs)
         self._seen(batch)
         return batch
 
-    async def results(self, message_batch_id: str, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    async def results(self, message_batch_id: str, *args: Any, **kwargs: Any) -> Any:
         decoder = await self._inner.results(message_batch_id, *args, **kwargs)
         self._observe_results(decoder, message_batch_id)
         return decoder
@@ -532,6 +540,7 @@ class _Messages(_Proxy):
 
     @functools.cached_property
     def with_raw_response(self) -> Any:
+        # The SDK's wrapper only reads the methods off what it wraps, which a proxy has.
         return MessagesWithRawResponse(self)  # type: ignore[arg-type]
 
     def create(self, *args: Any, **kwargs: Any) -> Any:
@@ -569,12 +578,13 @@ class _AsyncMessages(_Messages):
 
     @functools.cached_property
     def with_raw_response(self) -> Any:
+        # The SDK's wrapper only reads the methods off what it wraps, which a proxy has.
         return AsyncMessagesWithRawResponse(self)  # type: ignore[arg-type]
 
-    async def create(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    async def create(self, *args: Any, **kwargs: Any) -> Any:
         return await self._acall(self._inner.create, args, kwargs)
 
-    async def parse(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    async def parse(self, *args: Any, **kwargs: Any) -> Any:
         return await self._acall(self._inner.parse, args, kwargs)
 
     async def _acall(self, method: Any, args: Any, kwargs: dict[str, Any]) -> Any:

@@ -99,7 +99,8 @@ def test_status_api_scopes_by_service_and_user(key):
     assert Client().get("/api/v1/budgets/status").status_code == 401
     # A NUL byte can't be in any stored name: a 400 that names the parameter, never a 500.
     nul = Client().get("/api/v1/budgets/status?service=a%00b", HTTP_AUTHORIZATION=f"Bearer {ingest_secret}")
-    assert (nul.status_code, nul.json()) == (400, {"error": "service must not contain NUL characters"})
+    assert (nul.status_code, nul.json()) == (400, {"error": "service: must not contain a NUL character",
+                                                   "field": "service"})
 
 
 def test_daily_digest_compares_yesterday_with_the_trailing_week(key):

@@ -34,7 +34,7 @@ def test_values_postgresql_cannot_store_are_400_not_500(db):
     read = ingest_key_create(project_slug="nul", environment_name="prod", scope="read").secret
     resp = Client().get("/api/v1/metrics?service=a%00b", HTTP_AUTHORIZATION=f"Bearer {read}")
     assert resp.status_code == 400
-    # Caught by the parameter check now, naming the parameter as the OpenAPI 400 schema says.
+    # Caught by core.http's middleware for every API path, naming the parameter as the OpenAPI 400 says.
     assert resp.json() == {"error": "service: must not contain a NUL character", "field": "service"}
 
 

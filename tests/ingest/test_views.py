@@ -444,19 +444,18 @@ def test_a_partition_dropped_behind_the_process_back_is_made_again(client, inges
 
 
 def test_events_older_than_the_projects_retention_are_refused(client, ingest_key):
-    from ingest import services
+    from core.caches import process_caches_clear
     from projects.models import Project
 
     secret, key = ingest_key
     Project.objects.filter(pk=key.project_id).update(raw_retention_days=7)
-    services._retention.clear()
+    process_caches_clear()
     resp = post_events(client, secret, {"events": [ev("r6", timestamp=(NOW - timedelta(days=6)).isoformat()),
                                                    ev("r8", timestamp=(NOW - timedelta(days=8)).isoformat())]})
     body = resp.json()
     assert body["accepted"] == 1
     assert body["rejected"] == [{"index": 1, "errors": [
         {"field": "timestamp", "message": "is older than this project's raw-event retention (7 days)"}]}]
-    services._retention.clear()
 
 
 def test_request_ids_with_tabs_newlines_and_backslashes_survive_the_batch_copy(client, ingest_key):

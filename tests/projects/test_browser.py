@@ -81,3 +81,32 @@ def test_an_admin_creates_a_key_sees_it_once_and_revokes_it(live_server, seeded,
         page.wait_for_load_state("networkidle")
         page.screenshot(path=str(SCREENSHOTS / f"admin-{link.lower()}.png"), full_page=True)
     assert page.errors == []
+
+
+def test_form_errors_look_the_same_on_the_login_and_project_pages(live_server, viewer_user, browser_page):
+    from projects.models import Membership
+
+    Membership.objects.filter(user=viewer_user).update(role=Membership.Role.ADMIN)
+    page = browser_page
+    page.goto(f"{live_server.url}/login")
+    page.fill("#id_username", viewer_user.username)
+    page.fill("#id_password", "not-the-password")
+    page.click("form button[type=submit]")
+    notice = page.locator("[data-form-errors]")
+    assert notice.locator("strong").text_content() == "Not logged in."
+    assert "Please enter a correct username and password" in notice.text_content()
+    page.screenshot(path=str(SCREENSHOTS / "login-error.png"), full_page=True)
+    log_in(page, live_server.url, viewer_user.username)
+    page.goto(f"{live_server.url}/projects/acme/prices")
+    page.fill("#id_model", "claude-custom")
+    page.fill("#id_input_usd_per_mtok", "-1")
+    page.get_by_role("button", name="Add override").click()
+    page.wait_for_load_state("networkidle")
+    assert "Nothing was saved." in page.locator("[data-form-errors]").text_content()
+    invalid = page.locator(".field-invalid")
+    assert invalid.count() >= 1
+    # The shared partial's marks are styled on these pages too: the invalid input's border is red.
+    border = invalid.first.locator("input").evaluate("e => getComputedStyle(e).borderTopColor")
+    assert border == "rgb(185, 28, 28)", border
+    page.screenshot(path=str(SCREENSHOTS / "admin-prices-errors.png"), full_page=True)
+    assert all("status of 400" in e for e in page.errors), page.errors

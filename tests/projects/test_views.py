@@ -146,7 +146,7 @@ def test_an_invalid_override_is_refused_with_the_field_named(admin, acme, change
     resp = admin.post("/projects/acme/prices", {**PRICE, **changes})
     assert resp.status_code == 400
     assert field in resp.context["form"].errors
-    assert 'class="errorlist"' in resp.content.decode()
+    assert f'data-error-for="{field}"' in resp.content.decode()
     assert not PriceOverride.objects.exists()
 
 

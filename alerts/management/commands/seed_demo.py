@@ -4,8 +4,9 @@ alert rules, budget and incidents over them (here, in alerts, because that compo
 from __future__ import annotations
 
 import json
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from alerts.services import demo_seed_with_alerts
 
@@ -13,7 +14,7 @@ from alerts.services import demo_seed_with_alerts
 class Command(BaseCommand):
     help = "Write realistic demo events (now-relative) through the ingest code path. Re-running adds nothing."
 
-    def add_arguments(self, parser):  # type: ignore[no-untyped-def]
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--days", type=int, default=30, help="days of history, at most 30 (default 30)")
         parser.add_argument("--events", type=int, default=20000, help="number of events (default 20000)")
         parser.add_argument("--project", default="demo", help="project slug (default demo)")
@@ -21,7 +22,7 @@ class Command(BaseCommand):
         parser.add_argument("--no-alerts", action="store_true",
                             help="events only: no rollup, demo alert rules, budget or incidents")
 
-    def handle(self, *args, **options):  # type: ignore[no-untyped-def]
+    def handle(self, *args: Any, **options: Any) -> None:
         def progress(done: int, total: int) -> None:
             self.stderr.write(f"seed_demo: {done}/{total} events")
 

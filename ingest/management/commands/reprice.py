@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from core.timeutil import parse_bound
 from ingest.services import events_reprice
@@ -10,12 +12,12 @@ from projects.selectors import project_by_slug
 class Command(BaseCommand):
     help = "Re-price stored events after prices or price overrides changed; marks their hours for re-rollup."
 
-    def add_arguments(self, parser):  # type: ignore[no-untyped-def]
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--from", dest="start", required=True, help="YYYY-MM-DD (inclusive) or RFC 3339")
         parser.add_argument("--to", dest="end", required=True, help="YYYY-MM-DD (inclusive) or RFC 3339")
         parser.add_argument("--project", help="project slug (default: all projects)")
 
-    def handle(self, *args, **options):  # type: ignore[no-untyped-def]
+    def handle(self, *args: Any, **options: Any) -> None:
         try:
             start, end = parse_bound(options["start"], end=False), parse_bound(options["end"], end=True)
         except ValueError as exc:

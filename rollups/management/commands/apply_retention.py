@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.core.management.base import BaseCommand
 
 from rollups.services import retention_apply
@@ -6,7 +8,7 @@ from rollups.services import retention_apply
 class Command(BaseCommand):
     help = "Drop raw events past each project's retention (whole day partitions where possible) and old aggregates."
 
-    def handle(self, *args, **options):  # type: ignore[no-untyped-def]
+    def handle(self, *args: Any, **options: Any) -> None:
         result = retention_apply()
         for name in result.partitions_dropped:
             self.stderr.write(f"dropped partition {name}")

@@ -1,4 +1,6 @@
-from django.core.management.base import BaseCommand, CommandError
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from projects.selectors import project_by_slug
 from rollups.services import user_forget_everywhere
@@ -7,11 +9,11 @@ from rollups.services import user_forget_everywhere
 class Command(BaseCommand):
     help = "Delete an end user's raw events and per-user aggregates, and re-roll the affected hours."
 
-    def add_arguments(self, parser):  # type: ignore[no-untyped-def]
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--project", required=True, help="project slug")
         parser.add_argument("--user-id", required=True, help="the user_id as sent in events (or its hash)")
 
-    def handle(self, *args, **options):  # type: ignore[no-untyped-def]
+    def handle(self, *args: Any, **options: Any) -> None:
         project = project_by_slug(slug=options["project"])
         if project is None:
             raise CommandError(f"no project {options['project']!r}")
