@@ -8,11 +8,14 @@ GET or POST, before any form is looked at.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.db.models import Model
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -25,7 +28,7 @@ from alerts.channels import ChannelResult, channels_masked
 from alerts.forms import AlertRuleForm, BudgetForm, DigestForm, budget_as_dict, form_errors, json_types, rule_as_dict
 from alerts.models import AlertRule, Budget, Notification
 from alerts.selectors import UiScope, budgets_status, ui_scope
-from core.http import database_unavailable_as_503, json_error
+from core.http import database_unavailable_as_503, field_error, json_error
 from projects.permissions import visible_projects
 from projects.selectors import environment_name, projects_among
 from projects.services import INGEST_SCOPES, admin_project_ids, api_project_ids, key_from_bearer
@@ -61,13 +64,71 @@ def _json_body(request: HttpRequest, types: dict[str, tuple[type, ...]] = _TYPES
     return body, None
 
 
-def _save(form_data: dict[str, Any], instance: AlertRule) -> JsonResponse:
+@dataclass(frozen=True)
+class _Resource:
+    """What the rules API and the budgets API differ in; the handling below is the same for both."""
+
+    model: type[AlertRule] | type[Budget]
+    form: type[AlertRuleForm] | type[BudgetForm]
+    as_dict: Callable[[Any], dict[str, Any]]
+    types: dict[str, tuple[type, ...]]
+    noun: str
+    create_defaults: dict[str, Any]
+
+
+_RULES = _Resource(AlertRule, AlertRuleForm, rule_as_dict, _TYPES, "rule", {})
+# The budget API's fields come from BudgetForm itself (plus the project on create). A JSON budget
+# is on unless it says otherwise (an HTML checkbox left unticked means off).
+_BUDGETS = _Resource(Budget, BudgetForm, budget_as_dict, {**json_types(BudgetForm.base_fields), "project": (str,)},
+                     "budget", {"enabled": True})
+
+
+def _save(resource: _Resource, form_data: dict[str, Any], instance: Model) -> JsonResponse:
     creating = instance.pk is None
-    form = AlertRuleForm(data=form_data, instance=instance)
+    form = resource.form(data=form_data, instance=instance)
     if not form.is_valid():
         return JsonResponse({"errors": form_errors(form)}, status=400)
-    rule = form.save()
-    return JsonResponse(rule_as_dict(rule), status=201 if creating else 200)
+    return JsonResponse(resource.as_dict(form.save()), status=201 if creating else 200)
+
+
+def _collection(request: HttpRequest, resource: _Resource) -> JsonResponse:
+    """GET lists the objects of the projects the caller administers; POST creates one."""
+    project_ids = admin_project_ids(request)
+    if project_ids is None:
+        return json_error(401, "needs an admin login or Authorization: Bearer <admin key>")
+    if request.method == "GET":
+        found = resource.model.objects.filter(project_id__in=project_ids).select_related("project")
+        return JsonResponse({f"{resource.noun}s": [resource.as_dict(o) for o in found]})
+    body, error = _json_body(request, resource.types)
+    if error:
+        return error
+    assert body is not None
+    projects = projects_among(project_ids=project_ids, slug=body.get("project"))
+    if len(projects) != 1:
+        return field_error("project", "name one project you administer")
+    return _save(resource, {**resource.create_defaults, **body}, resource.model(project=projects[0]))
+
+
+def _item(request: HttpRequest, resource: _Resource, pk: int) -> HttpResponse:
+    """GET reads one object, PATCH merges the body into it (validated whole), DELETE removes it."""
+    project_ids = admin_project_ids(request)
+    if project_ids is None:
+        return json_error(401, "needs an admin login or Authorization: Bearer <admin key>")
+    found = get_object_or_404(resource.model.objects.select_related("project"), pk=pk, project_id__in=project_ids)
+    if request.method == "GET":
+        return JsonResponse(resource.as_dict(found))
+    if request.method == "DELETE":
+        found.delete()
+        return HttpResponse(status=204)
+    body, error = _json_body(request, resource.types)
+    if error:
+        return error
+    assert body is not None
+    if "project" in body:
+        return field_error("project", f"a {resource.noun} cannot move")
+    merged = {k: v for k, v in resource.as_dict(found).items() if k in resource.types and k != "project"}
+    merged.update(body)
+    return _save(resource, merged, found)
 
 
 @csrf_exempt
@@ -75,57 +136,14 @@ def _save(form_data: dict[str, Any], instance: AlertRule) -> JsonResponse:
 @database_unavailable_as_503
 def alert_rules(request: HttpRequest) -> JsonResponse:
     """CONTRACT §5: list or create rules (admin session or admin key)."""
-    project_ids = admin_project_ids(request)
-    if project_ids is None:
-        return json_error(401, "needs an admin login or Authorization: Bearer <admin key>")
-    if request.method == "GET":
-        rules = AlertRule.objects.filter(project_id__in=project_ids).select_related("project")
-        return JsonResponse({"rules": [rule_as_dict(r) for r in rules]})
-    body, error = _json_body(request)
-    if error:
-        return error
-    assert body is not None
-    projects = projects_among(project_ids=project_ids, slug=body.get("project"))
-    if len(projects) != 1:
-        return JsonResponse({"errors": [{"field": "project", "message": "name one project you administer"}]},
-                            status=400)
-    return _save(body, AlertRule(project=projects[0]))
+    return _collection(request, _RULES)
 
 
 @csrf_exempt
 @require_http_methods(["GET", "PATCH", "DELETE"])
 @database_unavailable_as_503
 def alert_rule(request: HttpRequest, rule_id: int) -> HttpResponse:
-    project_ids = admin_project_ids(request)
-    if project_ids is None:
-        return json_error(401, "needs an admin login or Authorization: Bearer <admin key>")
-    rule = get_object_or_404(AlertRule.objects.select_related("project"), pk=rule_id, project_id__in=project_ids)
-    if request.method == "GET":
-        return JsonResponse(rule_as_dict(rule))
-    if request.method == "DELETE":
-        rule.delete()
-        return HttpResponse(status=204)
-    body, error = _json_body(request)
-    if error:
-        return error
-    assert body is not None
-    if "project" in body:
-        return JsonResponse({"errors": [{"field": "project", "message": "a rule cannot move"}]}, status=400)
-    merged = {k: v for k, v in rule_as_dict(rule).items() if k in _TYPES and k != "project"}
-    merged.update(body)
-    return _save(merged, rule)
-
-
-# The budget API's fields come from BudgetForm itself (plus the project on create).
-_BUDGET_TYPES: dict[str, tuple[type, ...]] = {**json_types(BudgetForm.base_fields), "project": (str,)}
-
-
-def _budget_save(form_data: dict[str, Any], instance: Budget) -> JsonResponse:
-    creating = instance.pk is None
-    form = BudgetForm(data=form_data, instance=instance)
-    if not form.is_valid():
-        return JsonResponse({"errors": form_errors(form)}, status=400)
-    return JsonResponse(budget_as_dict(form.save()), status=201 if creating else 200)
+    return _item(request, _RULES, rule_id)
 
 
 @csrf_exempt
@@ -133,46 +151,14 @@ def _budget_save(form_data: dict[str, Any], instance: Budget) -> JsonResponse:
 @database_unavailable_as_503
 def budgets(request: HttpRequest) -> JsonResponse:
     """CONTRACT §5: list or create budgets (admin session or admin key), validated as rules are."""
-    project_ids = admin_project_ids(request)
-    if project_ids is None:
-        return json_error(401, "needs an admin login or Authorization: Bearer <admin key>")
-    if request.method == "GET":
-        found = Budget.objects.filter(project_id__in=project_ids).select_related("project")
-        return JsonResponse({"budgets": [budget_as_dict(b) for b in found]})
-    body, error = _json_body(request, _BUDGET_TYPES)
-    if error:
-        return error
-    assert body is not None
-    projects = projects_among(project_ids=project_ids, slug=body.get("project"))
-    if len(projects) != 1:
-        return JsonResponse({"errors": [{"field": "project", "message": "name one project you administer"}]},
-                            status=400)
-    # A JSON budget is on unless it says otherwise (an HTML checkbox left unticked means off).
-    return _budget_save({"enabled": True, **body}, Budget(project=projects[0]))
+    return _collection(request, _BUDGETS)
 
 
 @csrf_exempt
 @require_http_methods(["GET", "PATCH", "DELETE"])
 @database_unavailable_as_503
 def budget(request: HttpRequest, budget_id: int) -> HttpResponse:
-    project_ids = admin_project_ids(request)
-    if project_ids is None:
-        return json_error(401, "needs an admin login or Authorization: Bearer <admin key>")
-    found = get_object_or_404(Budget.objects.select_related("project"), pk=budget_id, project_id__in=project_ids)
-    if request.method == "GET":
-        return JsonResponse(budget_as_dict(found))
-    if request.method == "DELETE":
-        found.delete()
-        return HttpResponse(status=204)
-    body, error = _json_body(request, _BUDGET_TYPES)
-    if error:
-        return error
-    assert body is not None
-    if "project" in body:
-        return JsonResponse({"errors": [{"field": "project", "message": "a budget cannot move"}]}, status=400)
-    merged = {k: v for k, v in budget_as_dict(found).items() if k in _BUDGET_TYPES and k != "project"}
-    merged.update(body)
-    return _budget_save(merged, found)
+    return _item(request, _BUDGETS, budget_id)
 
 
 @require_GET

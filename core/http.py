@@ -23,6 +23,11 @@ def json_error(status: int, message: str, *, retry_after: int | None = None) -> 
     return response
 
 
+def field_error(field: str, message: str) -> JsonResponse:
+    """A 400 naming the one field at fault, in the shape of a form's errors (CONTRACT §5)."""
+    return JsonResponse({"errors": [{"field": field, "message": message}]}, status=400)
+
+
 # Errors the database layer raises that are answered, not 500s: input PostgreSQL cannot hold
 # (a NUL byte, a lone surrogate) is the client's fault, a 400; PostgreSQL unreachable (or a
 # transient server error) is a 503 with Retry-After, nothing having been committed.

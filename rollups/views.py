@@ -7,7 +7,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from core.http import database_unavailable_as_503, json_error
+from core.http import database_unavailable_as_503, field_error, json_error
 from projects.selectors import projects_among
 from projects.services import admin_project_ids, api_project_ids
 from rollups.schemas import QueryError, metrics_format_parse, metrics_query_parse
@@ -51,12 +51,10 @@ def user_forget(request: HttpRequest) -> JsonResponse:
         return json_error(400, "malformed JSON")
     user_id = body.get("user_id") if isinstance(body, dict) else None
     if not isinstance(user_id, str) or not user_id or "\x00" in user_id:
-        return JsonResponse({"errors": [{"field": "user_id", "message": "a non-empty string is required"}]},
-                            status=400)
+        return field_error("user_id", "a non-empty string is required")
     projects = projects_among(project_ids=project_ids, slug=body.get("project"))
     if len(projects) != 1:
-        return JsonResponse({"errors": [{"field": "project", "message": "name one project you administer"}]},
-                            status=400)
+        return field_error("project", "name one project you administer")
     result = user_forget_everywhere(project_id=projects[0].pk, user_id=user_id)
     return JsonResponse({"events_deleted": result.events_deleted, "hours_rerolled": result.hours_rerolled,
                          "user_rows_deleted": result.user_rows_deleted})

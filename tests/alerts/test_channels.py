@@ -305,22 +305,31 @@ __all__ = ["acme"]  # the browser test's fixture, imported
 
 
 @pytest.mark.browser
-def test_in_the_browser_a_rule_saved_with_a_channel_shows_it_masked_and_tests_it(live_server, acme, sink,
-                                                                                  django_user_model, browser):
+def test_in_the_browser_a_rule_saved_with_a_channel_and_per_shows_the_channel_masked_and_tests_it(
+        live_server, acme, sink, django_user_model, browser):
+    """Issue 15's browser acceptance: a rule made in the form with a channel and `per`."""
     page = browser
     user(django_user_model, acme, "ada", "admin")
     log_in(page, live_server.url, "ada")
     page.goto(f"{live_server.url}/alerts/new?project=acme")
     page.fill("#id_name", "Spend to the webhook")
     page.select_option("#id_metric", "cost_usd")
-    page.select_option("#id_window", "hour")
+    page.select_option("#id_window", "day")
     page.select_option("#id_condition", "above")
     page.fill("#id_threshold", "5")
+    page.select_option("#id_per", "user_id")
     page.fill("#id_channels", sink.url)
     page.click("form[data-form=rule] button[type=submit]")
     page.wait_for_url(lambda url: urlparse(url).path == "/alerts/")
     rule = AlertRule.objects.get()
     assert (rule.recipients, [channel_decrypt(t) for t in rule.channels_encrypted]) == ([], [sink.url])
+    assert (rule.per, rule.window) == ("user_id", "day")
+
+    page.goto(f"{live_server.url}/alerts/{rule.pk}/")
+    assert page.text_content("[data-channels]").strip() == f"json://127.0.0.1:{sink.port}/…"
+    assert page.get_attribute("[data-per]", "data-per") == "user_id"
+    assert "s3cret" not in page.content()
+    shot(page, "rule-with-channel-and-per")
 
     page.goto(f"{live_server.url}/alerts/{rule.pk}/edit")
     assert page.input_value("#id_channels") == f"json://127.0.0.1:{sink.port}/…"

@@ -60,7 +60,7 @@ def test_the_document_lists_every_api_route():
 
 @pytest.mark.parametrize(("path", "name"), GETS, ids=[f"GET {p} ?{n}" for p, n in GETS])
 def test_a_nul_in_any_get_parameter_is_a_400_naming_it(path, name):
-    resp = Client().get(path.replace("{rule_id}", "1"), {name: "a\x00b"}, HTTP_AUTHORIZATION="Bearer tly_unknown")
+    resp = Client().get(re.sub(r"\{\w+\}", "1", path), {name: "a\x00b"}, HTTP_AUTHORIZATION="Bearer tly_unknown")
     assert resp.status_code == 400
     assert resp.json() == {"error": f"{name}: must not contain a NUL character", "field": name}
 
@@ -79,8 +79,8 @@ def test_the_schema_documents_that_400_on_every_operation(method, path, name):
     documented: dict[str, Any] = SPEC["paths"][path][method]["responses"]["400"]
     assert "NUL" in documented["description"]
     operation = schema[path][method.upper()]
-    case = operation.Case(query={name: "a\x00b"},
-                          path_parameters={"rule_id": 1} if "{rule_id}" in path else None)
+    ids = {p: 1 for p in re.findall(r"\{(\w+)\}", path)}
+    case = operation.Case(query={name: "a\x00b"}, path_parameters=ids or None)
     response = case.call()
     assert response.status_code == 400
     operation.validate_response(response)  # raises unless the body fits the documented 400
