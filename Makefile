@@ -25,13 +25,15 @@ run: $(STAMP)
 ## make test: the whole suite against real PostgreSQL and Redis (embedded unless configured).
 test: $(STAMP)
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	PYTHONPATH=sdk $(VENV)/bin/lint-imports --no-cache
 	TALLY_PG_FAST=1 $(PY) -m devserver.embedded exec -- $(PY) -m pytest $(PYTEST_ARGS)
 
-## make lint: ruff, import-linter (the layers: pyproject's [tool.importlinter]) and mypy. mypy's Django plugin loads the settings, which want the service URLs;
+## make lint: ruff (check and format --check), import-linter (the layers: pyproject's [tool.importlinter]) and mypy. mypy's Django plugin loads the settings, which want the service URLs;
 ## it never connects, so placeholders do when none are set.
 lint: $(STAMP)
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	PYTHONPATH=sdk $(VENV)/bin/lint-imports --no-cache
 	DATABASE_URL="$${DATABASE_URL:-postgres://unused@127.0.0.1:1/typecheck}" \
 	CELERY_BROKER_URL="$${CELERY_BROKER_URL:-redis://127.0.0.1:1/0}" $(PY) -m mypy .

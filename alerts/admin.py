@@ -17,8 +17,17 @@ class IncidentAdmin(admin.ModelAdmin):
 
 @admin.register(Budget)
 class BudgetAdmin(admin.ModelAdmin):
-    list_display = ("name", "project", "period", "limit_usd", "environment", "service", "user_id", "enabled",
-                    "warn_on_forecast")
+    list_display = (
+        "name",
+        "project",
+        "period",
+        "limit_usd",
+        "environment",
+        "service",
+        "user_id",
+        "enabled",
+        "warn_on_forecast",
+    )
 
 
 @admin.register(DigestSubscription)

@@ -141,8 +141,10 @@ def channels_resolve(entries: Iterable[str], *, stored: list[str]) -> list[str]:
             resolved.append(match)
             continue
         if not channel_valid(entry):
-            raise ChannelError(f"channels[{index}] ({channel_mask(entry)}) is not a notification URL Apprise "
-                               f"can send to (e.g. json://host/path, slack://TokenA/TokenB/TokenC)")
+            raise ChannelError(
+                f"channels[{index}] ({channel_mask(entry)}) is not a notification URL Apprise "
+                f"can send to (e.g. json://host/path, slack://TokenA/TokenB/TokenC)"
+            )
         resolved.append(entry)
     if len(resolved) > MAX_CHANNELS:
         raise ChannelError(f"at most {MAX_CHANNELS} channels")

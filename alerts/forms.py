@@ -13,11 +13,27 @@ from alerts.channels import ChannelError, channel_encrypt, channels_masked, chan
 from alerts.models import AlertRule, Budget, Condition, Metric, Per, Window
 from alerts.selectors import per_problem
 
-RULE_FIELDS = ["name", "metric", "window", "condition", "threshold", "sensitivity", "environment", "service",
-               "model", "recipients", "cooldown_minutes", "enabled", "min_requests", "per"]
-CHANNELS_HELP = ("One Apprise URL per line (json://host/path, slack://TokenA/TokenB/TokenC, msteams://..., "
-                 "discord://..., pagerduty://...). Stored encrypted and shown masked: leave a masked line as it "
-                 "is to keep that channel, delete the line to remove it.")
+RULE_FIELDS = [
+    "name",
+    "metric",
+    "window",
+    "condition",
+    "threshold",
+    "sensitivity",
+    "environment",
+    "service",
+    "model",
+    "recipients",
+    "cooldown_minutes",
+    "enabled",
+    "min_requests",
+    "per",
+]
+CHANNELS_HELP = (
+    "One Apprise URL per line (json://host/path, slack://TokenA/TokenB/TokenC, msteams://..., "
+    "discord://..., pagerduty://...). Stored encrypted and shown masked: leave a masked line as it "
+    "is to keep that channel, delete the line to remove it."
+)
 
 
 class RecipientsField(forms.Field):
@@ -109,12 +125,16 @@ class AlertRuleForm(ChannelsMixin, forms.ModelForm):
     recipients = RecipientsField(required=False, help_text="Comma-separated email addresses.")
     channels = ChannelsField(required=False, help_text=CHANNELS_HELP)
     enabled = StrictBooleanField(required=False)
-    cooldown_minutes = forms.IntegerField(required=False, min_value=0, max_value=10080,
-                                          help_text="No new email for this rule within this many minutes.")
-    min_requests = forms.IntegerField(required=False, min_value=0,
-                                      help_text="Windows with fewer requests are not judged (rates, latency).")
-    per = forms.ChoiceField(required=False, choices=[("", "nothing: the whole scope as one"),
-                                                     *((v, f"each {label}") for v, label in Per.choices)])
+    cooldown_minutes = forms.IntegerField(
+        required=False, min_value=0, max_value=10080, help_text="No new email for this rule within this many minutes."
+    )
+    min_requests = forms.IntegerField(
+        required=False, min_value=0, help_text="Windows with fewer requests are not judged (rates, latency)."
+    )
+    per = forms.ChoiceField(
+        required=False,
+        choices=[("", "nothing: the whole scope as one"), *((v, f"each {label}") for v, label in Per.choices)],
+    )
 
     class Meta:
         model = AlertRule
@@ -136,8 +156,13 @@ class AlertRuleForm(ChannelsMixin, forms.ModelForm):
             if data.get(name) == "":
                 data[name] = None
         if data.get("per"):
-            problem = per_problem(per=data["per"], metric=data.get("metric"), window=data.get("window"),
-                                  condition=condition, scope={n: data.get(n) for n in ("service", "model")})
+            problem = per_problem(
+                per=data["per"],
+                metric=data.get("metric"),
+                window=data.get("window"),
+                condition=condition,
+                scope={n: data.get(n) for n in ("service", "model")},
+            )
             if problem:
                 self.add_error("per", problem)
         if condition in (Condition.ABOVE, Condition.BELOW):
@@ -157,21 +182,31 @@ class AlertRuleForm(ChannelsMixin, forms.ModelForm):
         if threshold is not None:
             if threshold < 0:
                 self.add_error("threshold", "must not be negative")
-            elif data.get("metric") in (Metric.ERROR_RATE, Metric.CACHE_HIT_RATE, Metric.RATELIMIT_REQUESTS_HEADROOM_MIN,
-                                        Metric.RATELIMIT_INPUT_TOKENS_HEADROOM_MIN,
-                                        Metric.RATELIMIT_OUTPUT_TOKENS_HEADROOM_MIN) and threshold > 1:
+            elif (
+                data.get("metric")
+                in (
+                    Metric.ERROR_RATE,
+                    Metric.CACHE_HIT_RATE,
+                    Metric.RATELIMIT_REQUESTS_HEADROOM_MIN,
+                    Metric.RATELIMIT_INPUT_TOKENS_HEADROOM_MIN,
+                    Metric.RATELIMIT_OUTPUT_TOKENS_HEADROOM_MIN,
+                )
+                and threshold > 1
+            ):
                 self.add_error("threshold", "rates are fractions between 0 and 1 (0.05 = 5%)")
         if data.get("metric") in (Metric.COVERAGE, Metric.UNMETERED_COST_USD):
             # The provider reports per UTC day, for the whole project: nothing finer to judge.
             if data.get("window") and data.get("window") != "day":
-                self.add_error("window", f"{data['metric']} is judged per UTC day: the window must be day, "
-                                         f"not {data['window']}")
+                self.add_error(
+                    "window", f"{data['metric']} is judged per UTC day: the window must be day, not {data['window']}"
+                )
             if condition == Condition.ANOMALY:
                 self.add_error("condition", f"{data['metric']} takes a threshold (above / below), not anomaly")
             for name in ("environment", "service", "model"):
                 if data.get(name):
-                    self.add_error(name, f"{data['metric']} is the provider's figure for the whole project: "
-                                         f"it has no {name} scope")
+                    self.add_error(
+                        name, f"{data['metric']} is the provider's figure for the whole project: it has no {name} scope"
+                    )
         if data.get("cooldown_minutes") is None and "cooldown_minutes" not in self.errors:
             data["cooldown_minutes"] = 60
         if data.get("min_requests") is None and "min_requests" not in self.errors:
@@ -182,8 +217,17 @@ class AlertRuleForm(ChannelsMixin, forms.ModelForm):
         return data
 
 
-BUDGET_FIELDS = ["name", "period", "limit_usd", "environment", "service", "user_id", "recipients", "enabled",
-                 "warn_on_forecast"]
+BUDGET_FIELDS = [
+    "name",
+    "period",
+    "limit_usd",
+    "environment",
+    "service",
+    "user_id",
+    "recipients",
+    "enabled",
+    "warn_on_forecast",
+]
 
 
 class BudgetForm(ChannelsMixin, forms.ModelForm):
@@ -218,8 +262,9 @@ class DigestForm(ChannelsMixin, forms.Form):
     retyping. `stored_channels`: the project's channels as stored (Fernet tokens)."""
 
     enabled = forms.BooleanField(required=False, label="Send the daily digest")
-    recipients = RecipientsField(required=False, help_text="Comma-separated email addresses.",
-                                 widget=forms.Textarea(attrs={"rows": 2}))
+    recipients = RecipientsField(
+        required=False, help_text="Comma-separated email addresses.", widget=forms.Textarea(attrs={"rows": 2})
+    )
     channels = ChannelsField(required=False, label="Project channels", help_text=CHANNELS_HELP)
 
     def __init__(self, *args: Any, stored_channels: list[str] | None = None, **kwargs: Any) -> None:
@@ -233,18 +278,32 @@ class DigestForm(ChannelsMixin, forms.Form):
 
 
 def form_errors(form: forms.BaseForm) -> list[dict[str, str]]:
-    return [{"field": field if field != "__all__" else "rule", "message": str(message)}
-            for field, messages in form.errors.items() for message in messages]
+    return [
+        {"field": field if field != "__all__" else "rule", "message": str(message)}
+        for field, messages in form.errors.items()
+        for message in messages
+    ]
 
 
 def rule_as_dict(rule: AlertRule) -> dict[str, Any]:
     return {
-        "id": rule.pk, "project": rule.project.slug, "name": rule.name, "metric": rule.metric,
-        "window": rule.window, "condition": rule.condition, "threshold": rule.threshold,
-        "sensitivity": rule.sensitivity, "environment": rule.environment, "service": rule.service,
-        "model": rule.model, "recipients": rule.recipients, "channels": channels_masked(rule.channels_encrypted),
+        "id": rule.pk,
+        "project": rule.project.slug,
+        "name": rule.name,
+        "metric": rule.metric,
+        "window": rule.window,
+        "condition": rule.condition,
+        "threshold": rule.threshold,
+        "sensitivity": rule.sensitivity,
+        "environment": rule.environment,
+        "service": rule.service,
+        "model": rule.model,
+        "recipients": rule.recipients,
+        "channels": channels_masked(rule.channels_encrypted),
         "cooldown_minutes": rule.cooldown_minutes,
-        "min_requests": rule.min_requests, "enabled": rule.enabled, "per": rule.per,
+        "min_requests": rule.min_requests,
+        "enabled": rule.enabled,
+        "per": rule.per,
         "created_at": rule.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "updated_at": rule.updated_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
@@ -253,10 +312,18 @@ def rule_as_dict(rule: AlertRule) -> dict[str, Any]:
 def budget_as_dict(budget: Budget) -> dict[str, Any]:
     """A budget as the API shows it (and as PATCH merges into): every form field, scope "" as null."""
     return {
-        "id": budget.pk, "project": budget.project.slug, "name": budget.name, "period": budget.period,
-        "limit_usd": float(budget.limit_usd), "environment": budget.environment or None,
-        "service": budget.service or None, "user_id": budget.user_id or None, "recipients": budget.recipients,
-        "channels": channels_masked(budget.channels_encrypted), "enabled": budget.enabled, "warn_on_forecast": budget.warn_on_forecast,
+        "id": budget.pk,
+        "project": budget.project.slug,
+        "name": budget.name,
+        "period": budget.period,
+        "limit_usd": float(budget.limit_usd),
+        "environment": budget.environment or None,
+        "service": budget.service or None,
+        "user_id": budget.user_id or None,
+        "recipients": budget.recipients,
+        "channels": channels_masked(budget.channels_encrypted),
+        "enabled": budget.enabled,
+        "warn_on_forecast": budget.warn_on_forecast,
         "created_at": budget.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
 
@@ -282,5 +349,14 @@ def json_types(fields: dict[str, forms.Field]) -> dict[str, tuple[type, ...]]:
     return types
 
 
-__all__ = ["AlertRuleForm", "BudgetForm", "DigestForm", "Metric", "Window", "budget_as_dict", "form_errors",
-           "json_types", "rule_as_dict"]
+__all__ = [
+    "AlertRuleForm",
+    "BudgetForm",
+    "DigestForm",
+    "Metric",
+    "Window",
+    "budget_as_dict",
+    "form_errors",
+    "json_types",
+    "rule_as_dict",
+]

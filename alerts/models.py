@@ -118,8 +118,11 @@ class Incident(models.Model):
     class Meta:
         ordering = ["-opened_at"]
         constraints = [
-            models.UniqueConstraint(fields=["rule", "dimension_value"], condition=Q(resolved_at__isnull=True),
-                                    name="incident_one_open_per_rule_value"),
+            models.UniqueConstraint(
+                fields=["rule", "dimension_value"],
+                condition=Q(resolved_at__isnull=True),
+                name="incident_one_open_per_rule_value",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -246,8 +249,13 @@ class Notification(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["next_attempt_at"], name="notification_due_idx",
-                                condition=Q(sent_at__isnull=True, failed_at__isnull=True))]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                name="notification_due_idx",
+                condition=Q(sent_at__isnull=True, failed_at__isnull=True),
+            )
+        ]
 
     def __str__(self) -> str:
         return self.subject

@@ -41,13 +41,23 @@ BACKOFF_BASE_S = 30
 BACKOFF_MAX_S = 3600
 CLAIM_FOR = timedelta(minutes=5)
 SEND_BATCH = 50
-UNREADABLE_ERROR = ("cannot decrypt the channel URL: SECRET_KEY or TALLY_ENCRYPTION_KEY changed since it was saved; "
-                    "enter the channel again")
+UNREADABLE_ERROR = (
+    "cannot decrypt the channel URL: SECRET_KEY or TALLY_ENCRYPTION_KEY changed since it was saved; "
+    "enter the channel again"
+)
 
 
-def notification_queue(*, project_id: int, kind: str, dedupe_key: str, recipients: list[str], template: str,
-                       context: dict[str, Any], incident: Incident | None = None,
-                       channels: list[str] | None = None) -> Notification | None:
+def notification_queue(
+    *,
+    project_id: int,
+    kind: str,
+    dedupe_key: str,
+    recipients: list[str],
+    template: str,
+    context: dict[str, Any],
+    incident: Incident | None = None,
+    channels: list[str] | None = None,
+) -> Notification | None:
     """Render and store one notification: an email to `recipients` (if any) and one row per channel
     (`channels`: Fernet tokens, as rules store them), each with the text body. Sent after COMMIT.
     Returns the first row stored; None if that key was queued before (or there is nowhere to send)."""
@@ -56,13 +66,30 @@ def notification_queue(*, project_id: int, kind: str, dedupe_key: str, recipient
     now = timezone.now()
     rows = []
     if recipients:
-        rows.append(Notification(project_id=project_id, kind=kind, dedupe_key=dedupe_key, incident=incident,
-                                 recipients=list(recipients), subject=subject, body_text=body_text,
-                                 body_html=render_to_string(f"emails/{template}_body.html", context),
-                                 next_attempt_at=now))
+        rows.append(
+            Notification(
+                project_id=project_id,
+                kind=kind,
+                dedupe_key=dedupe_key,
+                incident=incident,
+                recipients=list(recipients),
+                subject=subject,
+                body_text=body_text,
+                body_html=render_to_string(f"emails/{template}_body.html", context),
+                next_attempt_at=now,
+            )
+        )
     for token in channels or []:
-        row = Notification(project_id=project_id, kind=kind, incident=incident, channel_encrypted=token,
-                           subject=subject, body_text=body_text, body_html="", next_attempt_at=now)
+        row = Notification(
+            project_id=project_id,
+            kind=kind,
+            incident=incident,
+            channel_encrypted=token,
+            subject=subject,
+            body_text=body_text,
+            body_html="",
+            next_attempt_at=now,
+        )
         try:
             url = channel_decrypt(token)
         except InvalidToken:
@@ -124,14 +151,22 @@ def notifications_send_due(*, now: datetime | None = None) -> tuple[int, int]:
             delay = min(BACKOFF_BASE_S * 2 ** (notification.attempts - 1), BACKOFF_MAX_S)
             gave_up = notification.attempts >= MAX_ATTEMPTS
             Notification.objects.filter(pk=notification.pk).update(
-                claimed_until=None, last_error=error[:2000],
+                claimed_until=None,
+                last_error=error[:2000],
                 next_attempt_at=timezone.now() + timedelta(seconds=delay),
-                failed_at=timezone.now() if gave_up else None)
-            logger.warning("notification %s to %s failed (attempt %s): %s", notification.pk,
-                           notification.destination, notification.attempts, error)
+                failed_at=timezone.now() if gave_up else None,
+            )
+            logger.warning(
+                "notification %s to %s failed (attempt %s): %s",
+                notification.pk,
+                notification.destination,
+                notification.attempts,
+                error,
+            )
             continue
-        Notification.objects.filter(pk=notification.pk).update(sent_at=timezone.now(), claimed_until=None,
-                                                               last_error="")
+        Notification.objects.filter(pk=notification.pk).update(
+            sent_at=timezone.now(), claimed_until=None, last_error=""
+        )
         sent += 1
     return sent, failed
 
@@ -140,8 +175,13 @@ def _send_one(notification: Notification, mail_connection: Any) -> str:
     """Send one row: "" when accepted, else the error. SMTP errors raise (the caller replaces the
     connection); a channel's failure comes back from Apprise as a value."""
     if not notification.channel_encrypted:
-        message = EmailMultiAlternatives(notification.subject, notification.body_text, settings.DEFAULT_FROM_EMAIL,
-                                         notification.recipients, connection=mail_connection)
+        message = EmailMultiAlternatives(
+            notification.subject,
+            notification.body_text,
+            settings.DEFAULT_FROM_EMAIL,
+            notification.recipients,
+            connection=mail_connection,
+        )
         message.attach_alternative(notification.body_html, "text/html")
         message.send()
         return ""

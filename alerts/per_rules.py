@@ -69,14 +69,20 @@ def per_rule_evaluate(*, rule: AlertRule, now: datetime) -> str:
 def _resolve_recovered(*, rule: AlertRule, breaching: list[PerValue], now: datetime) -> int:
     """Close the open incidents of values that no longer breach; one message for the notified ones."""
     with connection.cursor() as cursor:
-        cursor.execute("""UPDATE alerts_incident SET resolved_at = %s
+        cursor.execute(
+            """UPDATE alerts_incident SET resolved_at = %s
                           WHERE rule_id = %s AND resolved_at IS NULL AND NOT (dimension_value = ANY(%s::text[]))
-                          RETURNING id""", [now, rule.pk, [b.dimension_value for b in breaching]])
+                          RETURNING id""",
+            [now, rule.pk, [b.dimension_value for b in breaching]],
+        )
         ids = [row[0] for row in cursor.fetchall()]
     # A '' incident is the rule's own from before it had `per`: closed quietly, it names no value.
-    notified = list(Incident.objects.filter(pk__in=ids, notified=True).exclude(dimension_value="")
-                    .select_related("rule__project")
-                    .order_by("-value" if rule.condition == "above" else "value", "dimension_value"))
+    notified = list(
+        Incident.objects.filter(pk__in=ids, notified=True)
+        .exclude(dimension_value="")
+        .select_related("rule__project")
+        .order_by("-value" if rule.condition == "above" else "value", "dimension_value")
+    )
     if notified:
         _queue(rule=rule, incidents=notified, now=now, kind=Notification.Kind.INCIDENT_RESOLVED)
     return len(ids)
@@ -85,10 +91,12 @@ def _resolve_recovered(*, rule: AlertRule, breaching: list[PerValue], now: datet
 def _refresh_open(*, rule: AlertRule, breaching: list[PerValue]) -> int:
     """Still breaching: the open incident keeps the latest value (as a whole-scope rule's does)."""
     with connection.cursor() as cursor:
-        cursor.execute("""UPDATE alerts_incident i SET value = v.value
+        cursor.execute(
+            """UPDATE alerts_incident i SET value = v.value
                           FROM unnest(%s::text[], %s::float8[]) AS v(dim, value)
                           WHERE i.rule_id = %s AND i.resolved_at IS NULL AND i.dimension_value = v.dim""",
-                       [[b.dimension_value for b in breaching], [b.value for b in breaching], rule.pk])
+            [[b.dimension_value for b in breaching], [b.value for b in breaching], rule.pk],
+        )
         return cursor.rowcount
 
 
@@ -98,18 +106,36 @@ def _open_new(*, rule: AlertRule, breaching: list[PerValue], now: datetime) -> i
     if not breaching:
         return 0
     values = [b.dimension_value for b in breaching]
-    cooling = set(Incident.objects.filter(
-        rule=rule, notified=True, dimension_value__in=values,
-        opened_at__gt=now - timedelta(minutes=rule.cooldown_minutes)).values_list("dimension_value", flat=True))
+    cooling = set(
+        Incident.objects.filter(
+            rule=rule,
+            notified=True,
+            dimension_value__in=values,
+            opened_at__gt=now - timedelta(minutes=rule.cooldown_minutes),
+        ).values_list("dimension_value", flat=True)
+    )
     with connection.cursor() as cursor:
         # Sorted by value (ORDER BY v.dim): two evaluators take the index's locks in the same order.
-        cursor.execute(_INSERT_SQL, [
-            rule.pk, now, rule.threshold, rule.per, values, [b.window_start for b in breaching],
-            [b.value for b in breaching], [b.requests for b in breaching],
-            [b.dimension_value not in cooling for b in breaching]])
+        cursor.execute(
+            _INSERT_SQL,
+            [
+                rule.pk,
+                now,
+                rule.threshold,
+                rule.per,
+                values,
+                [b.window_start for b in breaching],
+                [b.value for b in breaching],
+                [b.requests for b in breaching],
+                [b.dimension_value not in cooling for b in breaching],
+            ],
+        )
         ids = [row[0] for row in cursor.fetchall()]
-    announced = list(Incident.objects.filter(pk__in=ids, notified=True).select_related("rule__project")
-                     .order_by("-value" if rule.condition == "above" else "value", "dimension_value"))
+    announced = list(
+        Incident.objects.filter(pk__in=ids, notified=True)
+        .select_related("rule__project")
+        .order_by("-value" if rule.condition == "above" else "value", "dimension_value")
+    )
     if announced:
         _queue(rule=rule, incidents=announced, now=now, kind=Notification.Kind.INCIDENT_OPENED)
     return len(ids)
@@ -120,11 +146,21 @@ def _queue(*, rule: AlertRule, incidents: list[Incident], now: datetime, kind: s
     top = incidents[0]
     event = "opened" if kind == Notification.Kind.INCIDENT_OPENED else "resolved"
     key = f"incident:{top.pk}:{event}"
-    outbox.notification_queue(project_id=rule.project_id, kind=kind, dedupe_key=key, recipients=rule.recipients,
-                              incident=top, template=f"per_{event}", channels=rule.channels_encrypted,
-                              context=formatting.per_context(rule, incidents, now=now))
+    outbox.notification_queue(
+        project_id=rule.project_id,
+        kind=kind,
+        dedupe_key=key,
+        recipients=rule.recipients,
+        incident=top,
+        template=f"per_{event}",
+        channels=rule.channels_encrypted,
+        context=formatting.per_context(rule, incidents, now=now),
+    )
     if event == "opened":
         with connection.cursor() as cursor:
-            cursor.execute("""UPDATE alerts_incident
+            cursor.execute(
+                """UPDATE alerts_incident
                               SET detail = detail || jsonb_build_object('notification_key', %s::text)
-                              WHERE id = ANY(%s)""", [key, [i.pk for i in incidents]])
+                              WHERE id = ANY(%s)""",
+                [key, [i.pk for i in incidents]],
+            )

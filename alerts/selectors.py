@@ -52,15 +52,17 @@ if TYPE_CHECKING:
     from projects.models import Project
 
 # Metrics that are ratios or latencies: judged only with enough requests in the window.
-GUARDED = {Metric.ERROR_RATE, Metric.LATENCY_P95_MS, Metric.LATENCY_AVG_MS, Metric.CACHE_HIT_RATE,
-           Metric.TTFT_P95_MS}
+GUARDED = {Metric.ERROR_RATE, Metric.LATENCY_P95_MS, Metric.LATENCY_AVG_MS, Metric.CACHE_HIT_RATE, Metric.TTFT_P95_MS}
 # Latency is measured on online calls (not Message Batches results), time to first token on the
 # online calls that reported one: those are the requests a latency window is judged on.
 LATENCY = {Metric.LATENCY_P95_MS, Metric.LATENCY_AVG_MS}
 ADDITIVE = {Metric.COST_USD, Metric.REQUESTS, Metric.RATE_LIMITED_REQUESTS}
 # The lowest remaining/limit of the rate-limit headers: bad when it drops, like the cache hit rate.
-HEADROOM = {Metric.RATELIMIT_REQUESTS_HEADROOM_MIN, Metric.RATELIMIT_INPUT_TOKENS_HEADROOM_MIN,
-            Metric.RATELIMIT_OUTPUT_TOKENS_HEADROOM_MIN}
+HEADROOM = {
+    Metric.RATELIMIT_REQUESTS_HEADROOM_MIN,
+    Metric.RATELIMIT_INPUT_TOKENS_HEADROOM_MIN,
+    Metric.RATELIMIT_OUTPUT_TOKENS_HEADROOM_MIN,
+}
 LOWER_IS_WORSE = {Metric.CACHE_HIT_RATE, *HEADROOM, Metric.COVERAGE}
 # Judged on the provider's reconciliation (providers.selectors), per closed UTC day, not on rollups.
 PROVIDER = {Metric.COVERAGE, Metric.UNMETERED_COST_USD}
@@ -69,9 +71,14 @@ PROVIDER_LOOKBACK_DAYS = 7
 # Smallest deviation an anomaly must exceed, whatever the MAD: a flat series (MAD 0) must not
 # page on a change nobody would care about.
 ANOMALY_FLOOR: dict[str, float] = {
-    Metric.COST_USD: 0.05, Metric.REQUESTS: 10.0, Metric.ERROR_RATE: 0.02,
-    Metric.LATENCY_P95_MS: 50.0, Metric.LATENCY_AVG_MS: 25.0, Metric.CACHE_HIT_RATE: 0.05,
-    Metric.TTFT_P95_MS: 25.0, Metric.RATE_LIMITED_REQUESTS: 5.0,
+    Metric.COST_USD: 0.05,
+    Metric.REQUESTS: 10.0,
+    Metric.ERROR_RATE: 0.02,
+    Metric.LATENCY_P95_MS: 50.0,
+    Metric.LATENCY_AVG_MS: 25.0,
+    Metric.CACHE_HIT_RATE: 0.05,
+    Metric.TTFT_P95_MS: 25.0,
+    Metric.RATE_LIMITED_REQUESTS: 5.0,
     **dict.fromkeys(HEADROOM, 0.05),
 }
 ANOMALY_RELATIVE_FLOOR = 0.10  # and at least 10% of the baseline median
@@ -113,10 +120,19 @@ def rule_filters(rule: AlertRule) -> dict[str, list[str]]:
     return filters
 
 
-def _query(rule: AlertRule, start: datetime, end: datetime, granularity: str,
-           group_by: list[str] | None = None) -> list[MetricsRow]:
-    return metrics_query(MetricsQuery(project_ids=[rule.project_id], start=start, end=end, granularity=granularity,
-                                      group_by=group_by or [], filters=rule_filters(rule))).series
+def _query(
+    rule: AlertRule, start: datetime, end: datetime, granularity: str, group_by: list[str] | None = None
+) -> list[MetricsRow]:
+    return metrics_query(
+        MetricsQuery(
+            project_ids=[rule.project_id],
+            start=start,
+            end=end,
+            granularity=granularity,
+            group_by=group_by or [],
+            filters=rule_filters(rule),
+        )
+    ).series
 
 
 @dataclass
@@ -134,9 +150,15 @@ def rule_windows(rule: AlertRule, *, now: datetime, count: int) -> list[WindowVa
     start = current - length * (count - 1)
     rows = _query(rule, start, current + length, rule.window)
     # A bucketed query's rows have a bucket (only a TOTAL query's is None).
-    return [WindowValue(start=r.bucket, requests=metric_requests(r, rule.metric), value=metric_value(r, rule.metric),  # type: ignore[arg-type]
-                        row=r)
-            for r in rows]
+    return [
+        WindowValue(
+            start=r.bucket,  # type: ignore[arg-type]
+            requests=metric_requests(r, rule.metric),
+            value=metric_value(r, rule.metric),
+            row=r,
+        )
+        for r in rows
+    ]
 
 
 @dataclass
@@ -162,13 +184,15 @@ class ProviderDay:
 
     def detail(self) -> dict[str, Any]:
         """What the email prints: the day's totals and the models with spend Tally did not see."""
-        return {"provider": {
-            "provider_cost_usd": float(self.result.provider_cost_usd),
-            "tally_cost_usd": float(self.result.tally_cost_usd),
-            "unmetered_cost_usd": float(self.result.unmetered_cost_usd),
-            "coverage": self.result.coverage,
-            "unmetered_models": [{"model": m, "cost_usd": float(c)} for m, c in self.result.unmetered_models],
-        }}
+        return {
+            "provider": {
+                "provider_cost_usd": float(self.result.provider_cost_usd),
+                "tally_cost_usd": float(self.result.tally_cost_usd),
+                "unmetered_cost_usd": float(self.result.unmetered_cost_usd),
+                "coverage": self.result.coverage,
+                "unmetered_models": [{"model": m, "cost_usd": float(c)} for m, c in self.result.unmetered_models],
+            }
+        }
 
 
 def provider_day(rule: AlertRule, *, now: datetime) -> ProviderDay | None:
@@ -177,8 +201,9 @@ def provider_day(rule: AlertRule, *, now: datetime) -> ProviderDay | None:
     is never judged: both sides are still filling in, and a lagging report would be a false alarm."""
     today = window_start("day", now).date()
     last = today - timedelta(days=1)
-    result = reconciliation(project_id=rule.project_id, start=last - timedelta(days=PROVIDER_LOOKBACK_DAYS - 1),
-                            end=last)
+    result = reconciliation(
+        project_id=rule.project_id, start=last - timedelta(days=PROVIDER_LOOKBACK_DAYS - 1), end=last
+    )
     conn = result.connection
     if conn is None or conn.covered_from is None or conn.covered_to is None:
         return None
@@ -186,8 +211,11 @@ def provider_day(rule: AlertRule, *, now: datetime) -> ProviderDay | None:
     if day < conn.covered_from or day < result.start:
         return None
     rows = [r for r in result.rows if r.day == day]
-    return ProviderDay(day=datetime(day.year, day.month, day.day, tzinfo=UTC), metric=rule.metric,
-                       result=Reconciliation(start=day, end=day, connection=conn, rows=rows))
+    return ProviderDay(
+        day=datetime(day.year, day.month, day.day, tzinfo=UTC),
+        metric=rule.metric,
+        result=Reconciliation(start=day, end=day, connection=conn, rows=rows),
+    )
 
 
 @dataclass
@@ -237,8 +265,14 @@ class Contributor:
     change: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"dimension": self.dimension, "value": self.value, "now": self.now, "share": self.share,
-                "before": self.before, "change": self.change}
+        return {
+            "dimension": self.dimension,
+            "value": self.value,
+            "now": self.now,
+            "share": self.share,
+            "before": self.before,
+            "change": self.change,
+        }
 
 
 @dataclass
@@ -250,8 +284,7 @@ class ErrorCount:
     before: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "value": self.value, "count": self.count, "share": self.share,
-                "before": self.before}
+        return {"kind": self.kind, "value": self.value, "count": self.count, "share": self.share, "before": self.before}
 
 
 @dataclass
@@ -261,12 +294,16 @@ class Explanation:
     compared: bool  # the window a day earlier had calls, so changes are given
 
     def as_detail(self) -> dict[str, Any]:
-        return {"contributors": [c.as_dict() for c in self.contributors],
-                "errors": [e.as_dict() for e in self.errors], "compared": self.compared}
+        return {
+            "contributors": [c.as_dict() for c in self.contributors],
+            "errors": [e.as_dict() for e in self.errors],
+            "compared": self.compared,
+        }
 
 
-def contributors(rule: AlertRule, *, start: datetime, end: datetime, before_start: datetime,
-                 before_end: datetime) -> Explanation:
+def contributors(
+    rule: AlertRule, *, start: datetime, end: datetime, before_start: datetime, before_end: datetime
+) -> Explanation:
     """Where the window's value came from, per model / service / feature, and how it moved.
 
     Always: the top values of each dimension by share of the window ("claude-opus-4-7 $8.00,
@@ -290,13 +327,15 @@ def contributors(rule: AlertRule, *, start: datetime, end: datetime, before_star
         if set(now_by) | set(before_by) <= {""}:
             continue  # never set (e.g. no feature instrumented): "(none), 100%" would say nothing
         found += _dimension_contributors(rule.metric, dimension, now_by, before_by, compared)
-    errors = _error_counts(rule, start, end, before_start, before_end, compared) \
-        if rule.metric == Metric.ERROR_RATE else []
+    errors = (
+        _error_counts(rule, start, end, before_start, before_end, compared) if rule.metric == Metric.ERROR_RATE else []
+    )
     return Explanation(contributors=found, errors=errors, compared=compared)
 
 
-def _dimension_contributors(metric: str, dimension: str, now_by: dict[str, MetricsRow],
-                            before_by: dict[str, MetricsRow], compared: bool) -> list[Contributor]:
+def _dimension_contributors(
+    metric: str, dimension: str, now_by: dict[str, MetricsRow], before_by: dict[str, MetricsRow], compared: bool
+) -> list[Contributor]:
     # Latency is judged on online calls only (batch results are not in it): so are their shares.
     calls = _online if metric in (Metric.LATENCY_AVG_MS, Metric.LATENCY_P95_MS) else (lambda r: r.requests)
     total_now = sum(calls(r) for r in now_by.values()) or 1
@@ -309,8 +348,11 @@ def _dimension_contributors(metric: str, dimension: str, now_by: dict[str, Metri
         b = before_by.get(value) or MetricsRow(bucket=None, group={})
         now_v, before_v, change = _contribution(metric, a, b, total_now, total_before)
         share = weights.get(value, 0.0) / total_weight if total_weight else 0.0
-        out.append(Contributor(dimension, value or "(none)", now_v, share,
-                               before_v if compared else None, change if compared else None))
+        out.append(
+            Contributor(
+                dimension, value or "(none)", now_v, share, before_v if compared else None, change if compared else None
+            )
+        )
     present = sorted((c for c in out if c.share > 0), key=lambda c: (-c.share, c.value))[:TOP_VALUES]
     gone = sorted((c for c in out if c.share == 0 and c.change), key=lambda c: (-abs(c.change or 0), c.value))
     return present + gone[:GONE_VALUES]
@@ -339,8 +381,9 @@ def _by_value(rows: list[MetricsRow], dimension: str) -> dict[str, MetricsRow]:
     return out
 
 
-def _contribution(metric: str, a: MetricsRow, b: MetricsRow, total_now: int, total_before: int
-                  ) -> tuple[float, float, float]:
+def _contribution(
+    metric: str, a: MetricsRow, b: MetricsRow, total_now: int, total_before: int
+) -> tuple[float, float, float]:
     ad, bd = a.as_dict(), b.as_dict()
     ad[metric], bd[metric] = ad[metric] or 0.0, bd[metric] or 0.0  # TTFT is None where no call reported it
     if metric in ADDITIVE:
@@ -359,21 +402,28 @@ def _error_maps(rule: AlertRule, start: datetime, end: datetime) -> dict[str, di
     """Errors per type and per HTTP status in [start, end) and the rule's scope, from the hourly
     aggregates' jsonb maps (the same maps the Errors page reads), summed over the window's hours."""
     hours = [start + timedelta(hours=i) for i in range(int((end - start) / timedelta(hours=1)))]
-    maps = error_maps(MetricsQuery(project_ids=[rule.project_id], start=start, end=end, granularity="hour",
-                                   filters=rule_filters(rule)), hours)
+    maps = error_maps(
+        MetricsQuery(
+            project_ids=[rule.project_id], start=start, end=end, granularity="hour", filters=rule_filters(rule)
+        ),
+        hours,
+    )
     return {kind: {key: sum(counts) for key, counts in by_key.items()} for kind, by_key in maps.items()}
 
 
-def _error_counts(rule: AlertRule, start: datetime, end: datetime, before_start: datetime, before_end: datetime,
-                  compared: bool) -> list[ErrorCount]:
+def _error_counts(
+    rule: AlertRule, start: datetime, end: datetime, before_start: datetime, before_end: datetime, compared: bool
+) -> list[ErrorCount]:
     now = _error_maps(rule, start, end)
     before = _error_maps(rule, before_start, before_end) if compared else {"type": {}, "status": {}}
     found = []
     for kind in ("type", "status"):
         total = sum(now[kind].values())
         ranked = sorted(now[kind].items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_VALUES]
-        found += [ErrorCount(kind, key, count, count / total, before[kind].get(key, 0) if compared else None)
-                  for key, count in ranked]
+        found += [
+            ErrorCount(kind, key, count, count / total, before[kind].get(key, 0) if compared else None)
+            for key, count in ranked
+        ]
     return found
 
 
@@ -439,13 +489,16 @@ class BudgetStatus:
     def as_dict(self) -> dict[str, Any]:
         b = self.budget
         return {
-            "id": b.pk, "name": b.name, "period": b.period,
-            "scope": {"environment": b.environment or None, "service": b.service or None,
-                      "user_id": b.user_id or None},
+            "id": b.pk,
+            "name": b.name,
+            "period": b.period,
+            "scope": {"environment": b.environment or None, "service": b.service or None, "user_id": b.user_id or None},
             "period_start": self.period_start.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "period_end": self.period_end.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "limit_usd": float(b.limit_usd), "spent_usd": float(self.spent_usd),
-            "projected_usd": float(self.projected_usd), "used": round(self.used_fraction, 6),
+            "limit_usd": float(b.limit_usd),
+            "spent_usd": float(self.spent_usd),
+            "projected_usd": float(self.projected_usd),
+            "used": round(self.used_fraction, 6),
             "exceeded": self.exceeded,
             "daily_pace_usd": float(self.daily_pace_usd),
             "forecast_exhausted_on": self.forecast_exhausted_on.isoformat() if self.forecast_exhausted_on else None,
@@ -462,8 +515,9 @@ def budget_period(period: str, now: datetime) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=days)
 
 
-def budget_forecast(*, limit_usd: Decimal, spent_usd: Decimal, daily_spends: list[Decimal], now: datetime,
-                    period_end: datetime) -> tuple[Decimal, date | None]:
+def budget_forecast(
+    *, limit_usd: Decimal, spent_usd: Decimal, daily_spends: list[Decimal], now: datetime, period_end: datetime
+) -> tuple[Decimal, date | None]:
     """(daily pace, the UTC date the limit is reached at that pace, or None).
 
     Pure, so it is tested with exact dates. The pace is the median of `daily_spends` (the budget's
@@ -496,8 +550,13 @@ def _budget_filters(budget: Budget) -> dict[str, list[str]]:
 
 def _user_spend_by_day(budget: Budget, first: date, end: date) -> dict[date, Decimal]:
     """Per-user spend per UTC day in [first, end), from the daily per-user rows."""
-    rows = user_spend_by_day(project_id=budget.project_id, user_id=budget.user_id, first_day=first,
-                             last_day=end - timedelta(days=1), environment=budget.environment or None)
+    rows = user_spend_by_day(
+        project_id=budget.project_id,
+        user_id=budget.user_id,
+        first_day=first,
+        last_day=end - timedelta(days=1),
+        environment=budget.environment or None,
+    )
     return {day: Decimal(row["cost"]) for day, row in rows.items()}
 
 
@@ -506,9 +565,15 @@ def _spent(budget: Budget, start: datetime, end: datetime) -> Decimal:
         # Per-user spend comes from the daily per-user rows (today's is current after each pass).
         last = end.date() if end.time() == end.min.time() else end.date() + timedelta(days=1)
         return sum(_user_spend_by_day(budget, start.date(), last).values(), Decimal(0))
-    result = metrics_query(MetricsQuery(project_ids=[budget.project_id], start=start, end=end,
-                                        granularity="hour" if end - start <= timedelta(days=1) else "day",
-                                        filters=_budget_filters(budget)))
+    result = metrics_query(
+        MetricsQuery(
+            project_ids=[budget.project_id],
+            start=start,
+            end=end,
+            granularity="hour" if end - start <= timedelta(days=1) else "day",
+            filters=_budget_filters(budget),
+        )
+    )
     return result.totals.cost_usd
 
 
@@ -519,9 +584,16 @@ def _daily_spends(budget: Budget, first: date, days: int) -> list[Decimal]:
         by_day = _user_spend_by_day(budget, first, end)
     else:
         start = datetime.combine(first, datetime.min.time(), tzinfo=UTC)
-        result = metrics_query(MetricsQuery(project_ids=[budget.project_id], start=start,
-                                            end=start + timedelta(days=days), granularity="day",
-                                            filters=_budget_filters(budget)), with_as_of=False)
+        result = metrics_query(
+            MetricsQuery(
+                project_ids=[budget.project_id],
+                start=start,
+                end=start + timedelta(days=days),
+                granularity="day",
+                filters=_budget_filters(budget),
+            ),
+            with_as_of=False,
+        )
         by_day = {row.bucket.date(): row.cost_usd for row in result.series if row.bucket is not None}
     return [by_day.get(first + timedelta(days=i), Decimal(0)) for i in range(days)]
 
@@ -533,18 +605,34 @@ def budget_status(budget: Budget, *, now: datetime) -> BudgetStatus:
     elapsed = max((now - start).total_seconds(), 3600.0)  # at least an hour: no wild early projections
     projected = spent * Decimal((end - start).total_seconds() / elapsed) if spent else Decimal(0)
     first_pace_day = now.astimezone(UTC).date() - timedelta(days=PACE_DAYS)
-    pace, exhausted_on = budget_forecast(limit_usd=budget.limit_usd, spent_usd=spent,
-                                         daily_spends=_daily_spends(budget, first_pace_day, PACE_DAYS),
-                                         now=now, period_end=end)
-    return BudgetStatus(budget=budget, period_start=start, period_end=end, spent_usd=spent,
-                        projected_usd=max(projected, spent).quantize(Decimal("0.000001")),
-                        daily_pace_usd=pace.quantize(Decimal("0.000001")), pace_first_day=first_pace_day,
-                        pace_last_day=first_pace_day + timedelta(days=PACE_DAYS - 1),
-                        forecast_exhausted_on=exhausted_on)
+    pace, exhausted_on = budget_forecast(
+        limit_usd=budget.limit_usd,
+        spent_usd=spent,
+        daily_spends=_daily_spends(budget, first_pace_day, PACE_DAYS),
+        now=now,
+        period_end=end,
+    )
+    return BudgetStatus(
+        budget=budget,
+        period_start=start,
+        period_end=end,
+        spent_usd=spent,
+        projected_usd=max(projected, spent).quantize(Decimal("0.000001")),
+        daily_pace_usd=pace.quantize(Decimal("0.000001")),
+        pace_first_day=first_pace_day,
+        pace_last_day=first_pace_day + timedelta(days=PACE_DAYS - 1),
+        forecast_exhausted_on=exhausted_on,
+    )
 
 
-def budgets_status(*, project_ids: list[int], now: datetime, service: str | None = None,
-                   user_id: str | None = None, environment: str | None = None) -> list[BudgetStatus]:
+def budgets_status(
+    *,
+    project_ids: list[int],
+    now: datetime,
+    service: str | None = None,
+    user_id: str | None = None,
+    environment: str | None = None,
+) -> list[BudgetStatus]:
     budgets = Budget.objects.filter(project_id__in=project_ids, enabled=True)
     if environment is not None:
         budgets = budgets.filter(environment__in=["", environment])
@@ -603,10 +691,14 @@ def threshold_display(rule: AlertRule) -> str:
     return format_metric(rule.metric, rule.threshold)
 
 
-def scope_display(*, environment: str | None, service: str | None, model: str | None = None,
-                  user_id: str | None = None) -> str:
-    parts = [f"{name} {value}" for name, value in (("env", environment), ("service", service), ("model", model),
-                                                   ("user", user_id)) if value]
+def scope_display(
+    *, environment: str | None, service: str | None, model: str | None = None, user_id: str | None = None
+) -> str:
+    parts = [
+        f"{name} {value}"
+        for name, value in (("env", environment), ("service", service), ("model", model), ("user", user_id))
+        if value
+    ]
     return " · ".join(parts) or "whole project"
 
 
@@ -623,13 +715,20 @@ class RuleRow:
 def rules_list(*, project_id: int) -> list[RuleRow]:
     """Every rule of the project with its open incident, if any (two queries whatever the count)."""
     rules = AlertRule.objects.filter(project_id=project_id).prefetch_related(
-        Prefetch("incidents", queryset=Incident.objects.filter(resolved_at__isnull=True), to_attr="open_incidents"))
-    return [RuleRow(rule=r, metric_label=METRIC_LABELS[Metric(r.metric)], threshold=threshold_display(r),
-                    scope=scope_display(environment=r.environment, service=r.service, model=r.model)
-                    + (f" · per {r.get_per_display()}" if r.per else ""),
-                    open_incident=next(iter(r.open_incidents), None),
-                    open_count=len(r.open_incidents))
-            for r in rules]
+        Prefetch("incidents", queryset=Incident.objects.filter(resolved_at__isnull=True), to_attr="open_incidents")
+    )
+    return [
+        RuleRow(
+            rule=r,
+            metric_label=METRIC_LABELS[Metric(r.metric)],
+            threshold=threshold_display(r),
+            scope=scope_display(environment=r.environment, service=r.service, model=r.model)
+            + (f" · per {r.get_per_display()}" if r.per else ""),
+            open_incident=next(iter(r.open_incidents), None),
+            open_count=len(r.open_incidents),
+        )
+        for r in rules
+    ]
 
 
 def duration_display(delta: timedelta) -> str:
@@ -662,8 +761,12 @@ class IncidentRow:
 def rule_history(*, rule: AlertRule, now: datetime) -> list[IncidentRow]:
     """The rule's incidents, newest first, with the numbers and the "opened" email of each."""
     incidents = Incident.objects.filter(rule=rule).prefetch_related(
-        Prefetch("notification_set", queryset=Notification.objects.filter(kind=Notification.Kind.INCIDENT_OPENED),
-                 to_attr="opened_emails"))[:HISTORY_LIMIT]
+        Prefetch(
+            "notification_set",
+            queryset=Notification.objects.filter(kind=Notification.Kind.INCIDENT_OPENED),
+            to_attr="opened_emails",
+        )
+    )[:HISTORY_LIMIT]
     rows = []
     for incident in incidents:
         if incident.baseline is not None:
@@ -674,14 +777,22 @@ def rule_history(*, rule: AlertRule, now: datetime) -> list[IncidentRow]:
             compared = "—"
         explained = explanation_display(rule.metric, incident.detail)
         links = incident_links(incident, now=now, absolute=False)
-        rows.append(IncidentRow(
-            incident=incident, window_end=incident_window(incident, now=now)[1],
-            duration=duration_display((incident.resolved_at or now) - incident.opened_at),
-            value=format_metric(rule.metric, incident.value), compared=compared,
-            contributors=explained["contributors"], error_counts=explained["error_counts"],
-            no_baseline=explained["no_baseline"], dashboard_link=links["dashboard"], calls_link=links["calls"],
-            notification=next(iter(incident.opened_emails), None),
-            provider=provider_display((incident.detail or {}).get("provider"))))
+        rows.append(
+            IncidentRow(
+                incident=incident,
+                window_end=incident_window(incident, now=now)[1],
+                duration=duration_display((incident.resolved_at or now) - incident.opened_at),
+                value=format_metric(rule.metric, incident.value),
+                compared=compared,
+                contributors=explained["contributors"],
+                error_counts=explained["error_counts"],
+                no_baseline=explained["no_baseline"],
+                dashboard_link=links["dashboard"],
+                calls_link=links["calls"],
+                notification=next(iter(incident.opened_emails), None),
+                provider=provider_display((incident.detail or {}).get("provider")),
+            )
+        )
     _per_notifications(rows)
     return rows
 
@@ -724,9 +835,14 @@ class BudgetRow:
 
 def budgets_list(*, project_id: int, now: datetime) -> list[BudgetRow]:
     statuses = {s.budget.pk: s for s in budgets_status(project_ids=[project_id], now=now)}
-    return [BudgetRow(budget=b, status=statuses.get(b.pk),
-                      scope=scope_display(environment=b.environment, service=b.service, user_id=b.user_id))
-            for b in Budget.objects.filter(project_id=project_id)]
+    return [
+        BudgetRow(
+            budget=b,
+            status=statuses.get(b.pk),
+            scope=scope_display(environment=b.environment, service=b.service, user_id=b.user_id),
+        )
+        for b in Budget.objects.filter(project_id=project_id)
+    ]
 
 
 def digest_subscription(*, project_id: int) -> DigestSubscription | None:
@@ -742,8 +858,9 @@ def project_channels(*, project_id: int) -> list[str]:
 
 def notification_queued(*, dedupe_key: str) -> bool:
     """Any row of that notification: its email, or (with no recipients) one of its channels."""
-    return Notification.objects.filter(Q(dedupe_key=dedupe_key) |
-                                       Q(dedupe_key__startswith=f"{dedupe_key}:channel:")).exists()
+    return Notification.objects.filter(
+        Q(dedupe_key=dedupe_key) | Q(dedupe_key__startswith=f"{dedupe_key}:channel:")
+    ).exists()
 
 
 @dataclass
@@ -795,9 +912,19 @@ class ChartAlerts:
     budgets: list[Budget] = field(default_factory=list)
 
 
-def chart_alerts(*, project_id: int, start: datetime, end: datetime, now: datetime, band_window: str | None = None,
-                 environment: str = "", service: str = "", model: str = "", feature: str = "",
-                 user_id: str = "") -> ChartAlerts:
+def chart_alerts(
+    *,
+    project_id: int,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    band_window: str | None = None,
+    environment: str = "",
+    service: str = "",
+    model: str = "",
+    feature: str = "",
+    user_id: str = "",
+) -> ChartAlerts:
     """The rules, incidents and budgets a dashboard chart of [start, end) under these filters draws.
 
     A rule is in scope when its environment/service/model scope equals the page's filters: a
@@ -809,24 +936,29 @@ def chart_alerts(*, project_id: int, start: datetime, end: datetime, now: dateti
     """
     out = ChartAlerts()
     if not feature:
-        budgets = Budget.objects.filter(project_id=project_id, enabled=True, environment=environment,
-                                        service=service, user_id=user_id)
+        budgets = Budget.objects.filter(
+            project_id=project_id, enabled=True, environment=environment, service=service, user_id=user_id
+        )
         out.budgets = list(budgets.order_by("limit_usd", "pk"))
     if feature or user_id:
         return out
-    scope = {name: value or None for name, value in
-             (("environment", environment), ("service", service), ("model", model))}
+    scope = {
+        name: value or None for name, value in (("environment", environment), ("service", service), ("model", model))
+    }
     # A rule with `per` judges each user / service / ... alone: its threshold is not a line on a total.
-    rules = list(AlertRule.objects.filter(project_id=project_id, enabled=True, per__isnull=True, **scope)
-                 .order_by("name", "pk"))
+    rules = list(
+        AlertRule.objects.filter(project_id=project_id, enabled=True, per__isnull=True, **scope).order_by("name", "pk")
+    )
     for rule in rules:
         chart_rule = ChartRule(rule=rule)
         if rule.condition == Condition.ANOMALY and rule.window == band_window:
             chart_rule.band = _anomaly_band(rule, start=start, end=min(end, now + timedelta(hours=1)))
         out.rules.append(chart_rule)
     incidents = Incident.objects.filter(rule__in=rules, window_start__lt=end).exclude(resolved_at__lt=start)
-    out.incidents = [ChartIncident(incident=i, rule=i.rule, start=i.window_start, end=i.resolved_at or now)
-                     for i in incidents.select_related("rule").order_by("window_start", "pk")]
+    out.incidents = [
+        ChartIncident(incident=i, rule=i.rule, start=i.window_start, end=i.resolved_at or now)
+        for i in incidents.select_related("rule").order_by("window_start", "pk")
+    ]
     return out
 
 
@@ -837,8 +969,10 @@ def _anomaly_band(rule: AlertRule, *, start: datetime, end: datetime) -> list[tu
         return []
     history_start = first - timedelta(days=BASELINE_WINDOWS)
     # A bucketed query's rows have a bucket (only a TOTAL query's is None).
-    windows = [WindowValue(start=r.bucket, requests=r.requests, value=metric_value(r, rule.metric), row=r)  # type: ignore[arg-type]
-               for r in _query(rule, history_start, end, rule.window)]
+    windows = [
+        WindowValue(start=r.bucket, requests=r.requests, value=metric_value(r, rule.metric), row=r)  # type: ignore[arg-type]
+        for r in _query(rule, history_start, end, rule.window)
+    ]
     sensitivity = rule.sensitivity or 3.0
     band = []
     for target in windows:
@@ -846,15 +980,24 @@ def _anomaly_band(rule: AlertRule, *, start: datetime, end: datetime) -> list[tu
             continue
         baseline = baseline_for(rule, windows, target)
         if baseline is not None:
-            band.append((target.start, baseline.median - sensitivity * baseline.scale,
-                         baseline.median + sensitivity * baseline.scale))
+            band.append(
+                (
+                    target.start,
+                    baseline.median - sensitivity * baseline.scale,
+                    baseline.median + sensitivity * baseline.scale,
+                )
+            )
     return band
 
 
 def incident_latest(*, project_slug: str, metric: str, window: str) -> Incident | None:
     """The latest incident of the project's rules on `metric` per `window` (make screenshots)."""
-    return (Incident.objects.filter(rule__project__slug=project_slug, rule__metric=metric, rule__window=window)
-            .order_by("-window_start").first())
+    return (
+        Incident.objects.filter(rule__project__slug=project_slug, rule__metric=metric, rule__window=window)
+        .order_by("-window_start")
+        .first()
+    )
+
 
 # --- per-dimension rules (CONTRACT §5 `per`) ---------------------------------------------
 
@@ -864,26 +1007,30 @@ PER_USER_METRICS = tuple(USER_RULE_METRICS)
 PER_DIMENSION_METRICS = tuple(m for m in Metric.values if m not in PROVIDER)
 
 
-def per_problem(*, per: str, metric: str | None, window: str | None, condition: str | None,
-                scope: dict[str, str | None]) -> str | None:
+def per_problem(
+    *, per: str, metric: str | None, window: str | None, condition: str | None, scope: dict[str, str | None]
+) -> str | None:
     """Why a rule cannot be judged per `per` (the message of a 400 on the field `per`), or None.
 
     Per user: the per-user daily spend rows hold requests, errors and spend per UTC day and
     environment only. Anomaly is refused for every `per`: a baseline per value would need 14
     windows of history for each of up to 100k values on every pass, which is not cheap."""
     if condition == Condition.ANOMALY:
-        return (f"per {per} takes a threshold (above / below), not anomaly: a baseline for every "
-                f"{per} value is not kept")
+        return f"per {per} takes a threshold (above / below), not anomaly: a baseline for every {per} value is not kept"
     if per == Per.USER_ID:
         if metric and metric not in PER_USER_METRICS:
-            return (f"per user_id can judge {', '.join(PER_USER_METRICS)} only (per-user numbers are daily "
-                    f"spend rows), not {metric}")
+            return (
+                f"per user_id can judge {', '.join(PER_USER_METRICS)} only (per-user numbers are daily "
+                f"spend rows), not {metric}"
+            )
         if window and window != "day":
             return f"per user_id is judged per UTC day: the window must be day, not {window}"
         scoped = [name for name in ("service", "model") if scope.get(name)]
         if scoped:
-            return f"per user_id can be scoped to an environment only (per-user numbers are not kept per " \
-                   f"{' or '.join(scoped)})"
+            return (
+                f"per user_id can be scoped to an environment only (per-user numbers are not kept per "
+                f"{' or '.join(scoped)})"
+            )
         return None
     if metric in PROVIDER:
         return f"{metric} is the provider's figure for the whole project: it cannot be judged per {per}"
@@ -922,19 +1069,34 @@ def per_breaching(rule: AlertRule, *, now: datetime) -> list[PerValue]:
     guard = rule.min_requests if rule.metric in GUARDED else 0
     found: dict[str, PerValue] = {}
     if rule.per == Per.USER_ID:
-        rows = users_breaching(project_id=rule.project_id, days=[s.date() for s in starts], metric=rule.metric,
-                               above=above, threshold=rule.threshold, environment=rule.environment,
-                               min_requests=guard)
+        rows = users_breaching(
+            project_id=rule.project_id,
+            days=[s.date() for s in starts],
+            metric=rule.metric,
+            above=above,
+            threshold=rule.threshold,
+            environment=rule.environment,
+            min_requests=guard,
+        )
         for r in rows:
             start = datetime(r.day.year, r.day.month, r.day.day, tzinfo=UTC)
             if r.user_id not in found or found[r.user_id].window_start < start:
                 found[r.user_id] = PerValue(r.user_id, start, r.value, r.requests)
     else:
         percentiles = rule.metric in (Metric.LATENCY_P95_MS, Metric.TTFT_P95_MS)
-        result = metrics_query(MetricsQuery(
-            project_ids=[rule.project_id], start=starts[0], end=starts[-1] + length, granularity=rule.window,
-            group_by=[rule.per], filters=rule_filters(rule), histograms=percentiles,
-            ttft=rule.metric == Metric.TTFT_P95_MS), with_as_of=False)
+        result = metrics_query(
+            MetricsQuery(
+                project_ids=[rule.project_id],
+                start=starts[0],
+                end=starts[-1] + length,
+                granularity=rule.window,
+                group_by=[rule.per],
+                filters=rule_filters(rule),
+                histograms=percentiles,
+                ttft=rule.metric == Metric.TTFT_P95_MS,
+            ),
+            with_as_of=False,
+        )
         for row in result.series:
             value, requests = metric_value(row, rule.metric), metric_requests(row, rule.metric)
             if requests < guard or not (value > rule.threshold if above else value < rule.threshold):

@@ -119,7 +119,8 @@ def windows_judge(rule: AlertRule, windows: list[WindowValue]) -> Judgement:
     if rule.condition != Condition.ANOMALY:
         candidates = [closed]
         partial_conclusive = (rule.metric in ADDITIVE and rule.condition == Condition.ABOVE) or (
-            rule.metric in GUARDED and current.requests >= rule.min_requests)
+            rule.metric in GUARDED and current.requests >= rule.min_requests
+        )
         if partial_conclusive:
             candidates.append(current)
         for w in reversed(candidates):
@@ -135,17 +136,26 @@ def windows_judge(rule: AlertRule, windows: list[WindowValue]) -> Judgement:
     deviation = (closed.value - baseline.median) / baseline.scale
     # Cache hit rate is bad when it drops; every other metric when it rises.
     breaching = deviation < -sensitivity if rule.metric in LOWER_IS_WORSE else deviation > sensitivity
-    return Judgement(breaching, closed, baseline=baseline.median,
-                     detail={"deviation": round(deviation, 2), "mad": baseline.mad, "points": baseline.points,
-                             "baseline_values": baseline.values})
+    return Judgement(
+        breaching,
+        closed,
+        baseline=baseline.median,
+        detail={
+            "deviation": round(deviation, 2),
+            "mad": baseline.mad,
+            "points": baseline.points,
+            "baseline_values": baseline.values,
+        },
+    )
 
 
 def _contributors_for(rule: AlertRule, w: WindowValue) -> dict[str, Any]:
     length = window_length(rule.window)
     # Compare with the like window one day earlier (hourly rules: the same hour yesterday).
     before = w.start - timedelta(days=1)
-    return contributors(rule, start=w.start, end=w.start + length, before_start=before,
-                        before_end=before + length).as_detail()
+    return contributors(
+        rule, start=w.start, end=w.start + length, before_start=before, before_end=before + length
+    ).as_detail()
 
 
 def rule_evaluate(*, rule: AlertRule, now: datetime | None = None) -> str:
@@ -166,8 +176,13 @@ def rule_evaluate(*, rule: AlertRule, now: datetime | None = None) -> str:
             return "open"
         return "opened" if incident_open(rule=rule, judgement=judgement, now=now) else "open"
     if open_incident is not None:
-        return "resolved" if incident_resolve(incident=open_incident, now=now,
-                                              value=judgement.window.value if judgement.window else None) else "ok"
+        return (
+            "resolved"
+            if incident_resolve(
+                incident=open_incident, now=now, value=judgement.window.value if judgement.window else None
+            )
+            else "ok"
+        )
     return "ok"
 
 
@@ -178,19 +193,30 @@ def incident_open(*, rule: AlertRule, judgement: Judgement, now: datetime) -> In
         detail.update(_contributors_for(rule, judgement.window))
     detail["window_requests"] = judgement.window.requests
     last = Incident.objects.filter(rule=rule).order_by("-opened_at").first()
-    in_cooldown = last is not None and last.notified and now - last.opened_at < timedelta(
-        minutes=rule.cooldown_minutes)
+    in_cooldown = last is not None and last.notified and now - last.opened_at < timedelta(minutes=rule.cooldown_minutes)
     try:
         with transaction.atomic():
             incident = Incident.objects.create(
-                rule=rule, window_start=judgement.window.start, opened_at=now, value=judgement.window.value,
-                threshold=judgement.threshold, baseline=judgement.baseline, detail=detail, notified=not in_cooldown)
+                rule=rule,
+                window_start=judgement.window.start,
+                opened_at=now,
+                value=judgement.window.value,
+                threshold=judgement.threshold,
+                baseline=judgement.baseline,
+                detail=detail,
+                notified=not in_cooldown,
+            )
             if not in_cooldown:
                 outbox.notification_queue(
-                    project_id=rule.project_id, kind=Notification.Kind.INCIDENT_OPENED,
-                    dedupe_key=f"incident:{incident.pk}:opened", recipients=rule.recipients, incident=incident,
-                    template="incident_opened", context=formatting.incident_context(incident),
-                    channels=rule.channels_encrypted)
+                    project_id=rule.project_id,
+                    kind=Notification.Kind.INCIDENT_OPENED,
+                    dedupe_key=f"incident:{incident.pk}:opened",
+                    recipients=rule.recipients,
+                    incident=incident,
+                    template="incident_opened",
+                    context=formatting.incident_context(incident),
+                    channels=rule.channels_encrypted,
+                )
     except IntegrityError:
         # Another evaluator opened it first (one open incident per rule): it notifies, not us.
         return None
@@ -207,10 +233,15 @@ def incident_resolve(*, incident: Incident, now: datetime, value: float | None) 
             context = formatting.incident_context(incident)
             context["resolved_value"] = value
             outbox.notification_queue(
-                project_id=incident.rule.project_id, kind=Notification.Kind.INCIDENT_RESOLVED,
-                dedupe_key=f"incident:{incident.pk}:resolved", recipients=incident.rule.recipients,
-                incident=incident, template="incident_resolved", context=context,
-                channels=incident.rule.channels_encrypted)
+                project_id=incident.rule.project_id,
+                kind=Notification.Kind.INCIDENT_RESOLVED,
+                dedupe_key=f"incident:{incident.pk}:resolved",
+                recipients=incident.rule.recipients,
+                incident=incident,
+                template="incident_resolved",
+                context=context,
+                channels=incident.rule.channels_encrypted,
+            )
     return True
 
 
@@ -228,8 +259,11 @@ def rules_evaluate(*, project_ids: list[int] | None = None, now: datetime | None
             # last evaluation is new data for the rule.
             synced = connection_of(project_id=rule.project_id)
             # Not due means last_evaluated_at is set, which mypy can't follow through `due`.
-            due = synced is not None and synced.last_synced_at is not None \
+            due = (
+                synced is not None
+                and synced.last_synced_at is not None
                 and synced.last_synced_at > rule.last_evaluated_at  # type: ignore[operator]
+            )
         if project_ids is not None and not due and rule.project_id not in project_ids:
             continue  # no new data for it and no window closed since its last evaluation
         try:
@@ -261,10 +295,14 @@ def budgets_check(*, project_ids: list[int] | None = None, now: datetime | None 
                 if not notification_queued(dedupe_key=key):
                     with transaction.atomic():
                         created = outbox.notification_queue(
-                            project_id=budget.project_id, kind=Notification.Kind.BUDGET, dedupe_key=key,
-                            recipients=budget.recipients, template="budget",
+                            project_id=budget.project_id,
+                            kind=Notification.Kind.BUDGET,
+                            dedupe_key=key,
+                            recipients=budget.recipients,
+                            template="budget",
                             context=formatting.budget_context(status, level),
-                            channels=budget.channels_encrypted)
+                            channels=budget.channels_encrypted,
+                        )
                         queued += created is not None
         if budget.warn_on_forecast and status.forecast_warns:
             # One per period even if the date moves: a second email a day later says nothing new.
@@ -272,9 +310,14 @@ def budgets_check(*, project_ids: list[int] | None = None, now: datetime | None 
             if not notification_queued(dedupe_key=key):
                 with transaction.atomic():
                     created = outbox.notification_queue(
-                        project_id=budget.project_id, kind=Notification.Kind.BUDGET_FORECAST, dedupe_key=key,
-                        recipients=budget.recipients, template="budget_forecast",
-                        context=formatting.budget_forecast_context(status), channels=budget.channels_encrypted)
+                        project_id=budget.project_id,
+                        kind=Notification.Kind.BUDGET_FORECAST,
+                        dedupe_key=key,
+                        recipients=budget.recipients,
+                        template="budget_forecast",
+                        context=formatting.budget_forecast_context(status),
+                        channels=budget.channels_encrypted,
+                    )
                     queued += created is not None
     return queued
 
@@ -297,8 +340,11 @@ def model_notices_check(*, project_ids: list[int] | None = None, now: datetime |
     seen = models_seen(project_ids=project_ids, since=since)
     if not seen:
         return 0
-    noticed = set(ModelNotice.objects.filter(project_id__in={m.project_id for m in seen})
-                  .values_list("project_id", "model", "kind"))
+    noticed = set(
+        ModelNotice.objects.filter(project_id__in={m.project_id for m in seen}).values_list(
+            "project_id", "model", "kind"
+        )
+    )
     queued = 0
     for found in seen:
         kinds = [ModelNotice.Kind.NEW_MODEL, *([ModelNotice.Kind.UNPRICED] if found.unpriced else [])]
@@ -311,8 +357,9 @@ def model_notices_check(*, project_ids: list[int] | None = None, now: datetime |
 def model_notice_send(*, project_id: int, model: str, kind: str, since: date) -> bool:
     """Record the model as noticed and, if this call recorded it, queue the notice to the
     project's admins. True when a notice was queued."""
-    first = model_first_call(project_id=project_id, model=model, since=since,
-                             unpriced=kind == ModelNotice.Kind.UNPRICED)
+    first = model_first_call(
+        project_id=project_id, model=model, since=since, unpriced=kind == ModelNotice.Kind.UNPRICED
+    )
     if first is None:  # gone since models_seen read it (a user's events forgotten): nothing to tell
         return False
     with transaction.atomic():
@@ -322,7 +369,8 @@ def model_notice_send(*, project_id: int, model: str, kind: str, since: date) ->
                                                    baseline, created_at)
                    VALUES (%s, %s, %s, %s, %s, %s, false, now())
                    ON CONFLICT (project_id, model, kind) DO NOTHING RETURNING id""",
-                [project_id, model, kind, first.hour_start, first.environment, first.service])
+                [project_id, model, kind, first.hour_start, first.environment, first.service],
+            )
             if cursor.fetchone() is None:
                 return False  # another pass recorded it first: it sends the notice, not us
         recipients = project_admin_emails(project_id=project_id)
@@ -330,13 +378,22 @@ def model_notice_send(*, project_id: int, model: str, kind: str, since: date) ->
             logger.info("project %s has no admin with an email: %s notice for %s not sent", project_id, kind, model)
             return False
         project_slug = project_slug_of(project_id=project_id)
-        notification_kind = Notification.Kind.NEW_MODEL if kind == ModelNotice.Kind.NEW_MODEL \
-            else Notification.Kind.UNPRICED
-        return outbox.notification_queue(
-            project_id=project_id, kind=notification_kind, dedupe_key=f"model:{project_id}:{kind}:{model}",
-            recipients=recipients, template="model_notice",
-            context=formatting.model_notice_context(project_slug=project_slug, model=model, first=first,
-                                                    unpriced=kind == ModelNotice.Kind.UNPRICED)) is not None
+        notification_kind = (
+            Notification.Kind.NEW_MODEL if kind == ModelNotice.Kind.NEW_MODEL else Notification.Kind.UNPRICED
+        )
+        return (
+            outbox.notification_queue(
+                project_id=project_id,
+                kind=notification_kind,
+                dedupe_key=f"model:{project_id}:{kind}:{model}",
+                recipients=recipients,
+                template="model_notice",
+                context=formatting.model_notice_context(
+                    project_slug=project_slug, model=model, first=first, unpriced=kind == ModelNotice.Kind.UNPRICED
+                ),
+            )
+            is not None
+        )
 
 
 def digest_send(*, day: datetime | None = None) -> int:
@@ -350,44 +407,81 @@ def digest_send(*, day: datetime | None = None) -> int:
             continue
         context = digest_context(project_id=sub.project_id, project_slug=sub.project.slug, day=yesterday)
         with transaction.atomic():
-            queued += outbox.notification_queue(
-                project_id=sub.project_id, kind=Notification.Kind.DIGEST, dedupe_key=key,
-                recipients=sub.recipients, template="digest", context=context,
-                channels=project_channels(project_id=sub.project_id)) is not None
+            queued += (
+                outbox.notification_queue(
+                    project_id=sub.project_id,
+                    kind=Notification.Kind.DIGEST,
+                    dedupe_key=key,
+                    recipients=sub.recipients,
+                    template="digest",
+                    context=context,
+                    channels=project_channels(project_id=sub.project_id),
+                )
+                is not None
+            )
     return queued
 
 
-KPIS = [("requests", "Requests"), ("cost_usd", "Spend"), ("latency_avg_ms", "Average latency"),
-        ("latency_p95_ms", "P95 latency"), ("error_rate", "Error rate"), ("cache_hit_rate", "Cache hit rate")]
+KPIS = [
+    ("requests", "Requests"),
+    ("cost_usd", "Spend"),
+    ("latency_avg_ms", "Average latency"),
+    ("latency_p95_ms", "P95 latency"),
+    ("error_rate", "Error rate"),
+    ("cache_hit_rate", "Cache hit rate"),
+]
 
 
 def digest_context(*, project_id: int, project_slug: str, day: datetime) -> dict[str, Any]:
     """Yesterday's six KPIs against the trailing 7-day average, and the top movers."""
     day_end = day + timedelta(days=1)
-    result = metrics_query(MetricsQuery(project_ids=[project_id], start=day - timedelta(days=7), end=day_end,
-                                        granularity="day"))
+    result = metrics_query(
+        MetricsQuery(project_ids=[project_id], start=day - timedelta(days=7), end=day_end, granularity="day")
+    )
     rows = [r.as_dict() for r in result.series]
     target, trailing = rows[-1], [r for r in rows[:-1] if r["requests"]]
     kpis = []
     for name, label in KPIS:
         avg = sum(r[name] for r in trailing) / len(trailing) if trailing else None
         change = (target[name] - avg) / avg if avg else None
-        kpis.append({"name": name, "label": label, "value": target[name], "average": avg, "change": change,
-                     "display": formatting.format_metric(name, target[name]),
-                     "average_display": formatting.format_metric(name, avg) if avg is not None else "n/a"})
-    grouped = metrics_query(MetricsQuery(project_ids=[project_id], start=day - timedelta(days=1), end=day_end,
-                                         granularity="day", group_by=["model", "service"]))
+        kpis.append(
+            {
+                "name": name,
+                "label": label,
+                "value": target[name],
+                "average": avg,
+                "change": change,
+                "display": formatting.format_metric(name, target[name]),
+                "average_display": formatting.format_metric(name, avg) if avg is not None else "n/a",
+            }
+        )
+    grouped = metrics_query(
+        MetricsQuery(
+            project_ids=[project_id],
+            start=day - timedelta(days=1),
+            end=day_end,
+            granularity="day",
+            group_by=["model", "service"],
+        )
+    )
     spend: dict[tuple[str, str], list[Decimal]] = {}
     for row in grouped.series:
         key = (row.group["model"], row.group["service"])
         pair = spend.setdefault(key, [Decimal(0), Decimal(0)])
         pair[0 if row.bucket and row.bucket < day else 1] += row.cost_usd
     ranked = sorted(spend.items(), key=lambda item: abs(float(item[1][1] - item[1][0])), reverse=True)[:5]
-    movers = [{"model": m, "service": s, "before": float(b), "now": float(n), "change": float(n - b)}
-              for (m, s), (b, n) in ranked]
-    return {"project": project_slug, "day": day.strftime("%Y-%m-%d"), "kpis": kpis, "movers": movers,
-            "link": formatting.digest_link(project_slug=project_slug, day=day),
-            "provider": _digest_provider(project_id=project_id, project_slug=project_slug, day=day)}
+    movers = [
+        {"model": m, "service": s, "before": float(b), "now": float(n), "change": float(n - b)}
+        for (m, s), (b, n) in ranked
+    ]
+    return {
+        "project": project_slug,
+        "day": day.strftime("%Y-%m-%d"),
+        "kpis": kpis,
+        "movers": movers,
+        "link": formatting.digest_link(project_slug=project_slug, day=day),
+        "provider": _digest_provider(project_id=project_id, project_slug=project_slug, day=day),
+    }
 
 
 def _digest_provider(*, project_id: int, project_slug: str, day: datetime) -> dict[str, str] | None:
@@ -397,15 +491,19 @@ def _digest_provider(*, project_id: int, project_slug: str, day: datetime) -> di
     conn = result.connection
     if conn is None:
         return None
-    link = formatting.page_url("/reconciliation", {"project": project_slug, "from": day.strftime("%Y-%m-%d"),
-                                               "to": day.strftime("%Y-%m-%d")})
+    link = formatting.page_url(
+        "/reconciliation", {"project": project_slug, "from": day.strftime("%Y-%m-%d"), "to": day.strftime("%Y-%m-%d")}
+    )
     if conn.covered_from is None or conn.covered_to is None or not conn.covered_from <= day.date() <= conn.covered_to:
         return {"line": "the provider's report for this day has not been read yet", "link": link}
     coverage = formatting.format_metric(Metric.COVERAGE, result.coverage)
     unmetered = formatting.format_metric(Metric.UNMETERED_COST_USD, float(result.unmetered_cost_usd))
-    return {"line": f"coverage {coverage} (Tally {formatting.format_metric(Metric.COST_USD, float(result.tally_cost_usd))}"
-                    f" of {formatting.format_metric(Metric.COST_USD, float(result.provider_cost_usd))} billed), "
-                    f"unmetered spend {unmetered}", "link": link}
+    return {
+        "line": f"coverage {coverage} (Tally {formatting.format_metric(Metric.COST_USD, float(result.tally_cost_usd))}"
+        f" of {formatting.format_metric(Metric.COST_USD, float(result.provider_cost_usd))} billed), "
+        f"unmetered spend {unmetered}",
+        "link": link,
+    }
 
 
 def notifications_send(*, now: datetime | None = None) -> tuple[int, int]:
@@ -421,16 +519,23 @@ def channels_test_send(*, channels: list[str], project_slug: str, what: str) -> 
     """Send one test message to each channel (Fernet tokens), now and directly rather than through
     the outbox: the person who pressed the button waits for the answer, and a wrong URL must say
     so on that page at once, not as a row retrying with backoff. Nothing is stored."""
-    body = (f"This is a test from Tally for {what} in project {project_slug}. Alerts sent here name what fired, "
-            f"its value and threshold, what drove it, and a link to the dashboard: "
-            f"{formatting.page_url('/alerts/', {'project': project_slug})}")
+    body = (
+        f"This is a test from Tally for {what} in project {project_slug}. Alerts sent here name what fired, "
+        f"its value and threshold, what drove it, and a link to the dashboard: "
+        f"{formatting.page_url('/alerts/', {'project': project_slug})}"
+    )
     results = []
     for token in channels:
         try:
             url = channel_decrypt(token)
         except InvalidToken:
-            results.append(ChannelResult("a stored channel", False, "cannot decrypt it: SECRET_KEY or "
-                                         "TALLY_ENCRYPTION_KEY changed since it was saved; enter it again"))
+            results.append(
+                ChannelResult(
+                    "a stored channel",
+                    False,
+                    "cannot decrypt it: SECRET_KEY or TALLY_ENCRYPTION_KEY changed since it was saved; enter it again",
+                )
+            )
             continue
         results.append(channel_send(url, title=TEST_TITLE, body=body))
     return results
@@ -445,14 +550,16 @@ def rule_enabled_set(*, rule: AlertRule, enabled: bool) -> None:
     AlertRule.objects.filter(pk=rule.pk).update(enabled=enabled, updated_at=timezone.now())
 
 
-def digest_subscription_set(*, project_id: int, enabled: bool, recipients: list[str],
-                            channels: list[str] | None = None) -> DigestSubscription:
+def digest_subscription_set(
+    *, project_id: int, enabled: bool, recipients: list[str], channels: list[str] | None = None
+) -> DigestSubscription:
     """`channels` (clear URLs, validated by the form; None leaves them as they are) are the project's
     own channels, stored encrypted in the same transaction."""
     with transaction.atomic():
         if channels is not None:
             ProjectChannels.objects.update_or_create(
-                project_id=project_id, defaults={"channels_encrypted": [channel_encrypt(url) for url in channels]})
+                project_id=project_id, defaults={"channels_encrypted": [channel_encrypt(url) for url in channels]}
+            )
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [DIGEST_LOCK_NAMESPACE, project_id])
         subscription = DigestSubscription.objects.filter(project_id=project_id).order_by("pk").first()
@@ -525,7 +632,7 @@ def _replay(rule: AlertRule, *, since: datetime, now: datetime) -> None:
     for step in range(steps):
         at = first + length * step + timedelta(minutes=2)
         end = index[window_start(rule.window, at)] + 1
-        if is_open or windows_judge(rule, windows[max(0, end - needed):end]).breaching:
+        if is_open or windows_judge(rule, windows[max(0, end - needed) : end]).breaching:
             is_open = rule_evaluate(rule=rule, now=at) in ("opened", "open")
     rule_evaluate(rule=rule, now=now)
 
@@ -550,33 +657,65 @@ def demo_alerts_seed(*, project_id: int, now: datetime | None = None) -> DemoAle
             return DemoAlerts(created=False)
         oncall = ["oncall@example.com"]
         rules = [
-            AlertRule(project_id=project_id, name=DEMO_SPEND_RULE, metric=Metric.COST_USD, window="hour",
-                      condition=Condition.ABOVE, environment="prod", recipients=oncall),
+            AlertRule(
+                project_id=project_id,
+                name=DEMO_SPEND_RULE,
+                metric=Metric.COST_USD,
+                window="hour",
+                condition=Condition.ABOVE,
+                environment="prod",
+                recipients=oncall,
+            ),
             # Search has no batch jobs, so its P95 means the same before and after batches left latency.
-            AlertRule(project_id=project_id, name="Search P95 latency", metric=Metric.LATENCY_P95_MS, window="hour",
-                      condition=Condition.ABOVE, environment="prod", service="search", min_requests=10,
-                      recipients=oncall),
+            AlertRule(
+                project_id=project_id,
+                name="Search P95 latency",
+                metric=Metric.LATENCY_P95_MS,
+                window="hour",
+                condition=Condition.ABOVE,
+                environment="prod",
+                service="search",
+                min_requests=10,
+                recipients=oncall,
+            ),
         ]
         rules[0].threshold = _demo_threshold(rules[0], now=now, breaches=2, default=25.0)
         rules[1].threshold = _demo_threshold(rules[1], now=now, breaches=1, default=30_000.0)
-        rules.append(AlertRule(project_id=project_id, name="Prod error rate anomaly", metric=Metric.ERROR_RATE,
-                               window="hour", condition=Condition.ANOMALY, environment="prod", recipients=oncall,
-                               # 6 robust sigmas: an outage, not two unlucky calls in a quiet hour.
-                               sensitivity=6.0))
+        rules.append(
+            AlertRule(
+                project_id=project_id,
+                name="Prod error rate anomaly",
+                metric=Metric.ERROR_RATE,
+                window="hour",
+                condition=Condition.ANOMALY,
+                environment="prod",
+                recipients=oncall,
+                # 6 robust sigmas: an outage, not two unlucky calls in a quiet hour.
+                sensitivity=6.0,
+            )
+        )
         for rule in rules:
             rule.save()
             _replay(rule, since=now - DEMO_REPLAY, now=now)
-        budget = Budget(project_id=project_id, name="Monthly LLM budget", period=Budget.Period.MONTH,
-                        limit_usd=Decimal(100), recipients=["finance@example.com"])
+        budget = Budget(
+            project_id=project_id,
+            name="Monthly LLM budget",
+            period=Budget.Period.MONTH,
+            limit_usd=Decimal(100),
+            recipients=["finance@example.com"],
+        )
         spent = float(budget_status(budget, now=now).spent_usd)
         if spent > 0:  # about 80% used: between 80% and 85%, so the 80% email goes out
             limit = Decimal(str(nice_between(spent / 0.80, spent / 0.85))).quantize(Decimal("0.01"), ROUND_DOWN)
             budget.limit_usd = max(limit, Decimal("0.01"))
         budget.save()
         budgets_check(project_ids=[project_id], now=now)
-    return DemoAlerts(created=True, rules=len(rules),
-                      incidents=Incident.objects.filter(rule__project_id=project_id).count(),
-                      notifications=Notification.objects.filter(project_id=project_id).count())
+    return DemoAlerts(
+        created=True,
+        rules=len(rules),
+        incidents=Incident.objects.filter(rule__project_id=project_id).count(),
+        notifications=Notification.objects.filter(project_id=project_id).count(),
+    )
 
 
 def demo_seed_with_alerts(*, alerts: bool = True, now: datetime | None = None, **options: Any) -> dict[str, Any]:
@@ -586,6 +725,10 @@ def demo_seed_with_alerts(*, alerts: bool = True, now: datetime | None = None, *
     summary = demo_seed(now=now, **options)
     if alerts:
         seeded = demo_alerts_seed(project_id=summary["project_id"], now=now)
-        summary["alerts"] = {"created": seeded.created, "rules": seeded.rules, "incidents": seeded.incidents,
-                             "notifications": seeded.notifications}
+        summary["alerts"] = {
+            "created": seeded.created,
+            "rules": seeded.rules,
+            "incidents": seeded.incidents,
+            "notifications": seeded.notifications,
+        }
     return summary

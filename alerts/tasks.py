@@ -14,15 +14,25 @@ from django.db.utils import OperationalError
 from alerts.services import digest_send, notifications_send, rules_evaluate
 
 
-@shared_task(name="alerts.evaluate_rules", autoretry_for=(OperationalError,), retry_backoff=True,
-             retry_jitter=True, max_retries=5)
+@shared_task(
+    name="alerts.evaluate_rules",
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    retry_jitter=True,
+    max_retries=5,
+)
 def rules_evaluate_task(project_ids: list[int] | None = None) -> dict[str, int]:
     """Idempotent: one open incident per rule (unique index) and one email per dedupe key."""
     return rules_evaluate(project_ids=project_ids)
 
 
-@shared_task(name="alerts.send_notifications", autoretry_for=(OperationalError, smtplib.SMTPException),
-             retry_backoff=True, retry_jitter=True, max_retries=5)
+@shared_task(
+    name="alerts.send_notifications",
+    autoretry_for=(OperationalError, smtplib.SMTPException),
+    retry_backoff=True,
+    retry_jitter=True,
+    max_retries=5,
+)
 def notifications_send_task() -> int:
     """Idempotent: rows are claimed by conditional UPDATE and stamped sent_at once accepted."""
     return notifications_send()[0]

@@ -37,16 +37,28 @@ if TYPE_CHECKING:
     from projects.models import Project
 
 _TYPES: dict[str, tuple[type, ...]] = {
-    "name": (str,), "metric": (str,), "window": (str,), "condition": (str,), "threshold": (int, float),
-    "sensitivity": (int, float), "environment": (str,), "service": (str,), "model": (str,), "recipients": (list,),
+    "name": (str,),
+    "metric": (str,),
+    "window": (str,),
+    "condition": (str,),
+    "threshold": (int, float),
+    "sensitivity": (int, float),
+    "environment": (str,),
+    "service": (str,),
+    "model": (str,),
+    "recipients": (list,),
     "channels": (list,),
-    "cooldown_minutes": (int,), "min_requests": (int,), "enabled": (bool,), "project": (str,),
+    "cooldown_minutes": (int,),
+    "min_requests": (int,),
+    "enabled": (bool,),
+    "project": (str,),
     "per": (str,),
 }
 
 
-def _json_body(request: HttpRequest, types: dict[str, tuple[type, ...]] = _TYPES
-               ) -> tuple[dict[str, Any] | None, JsonResponse | None]:
+def _json_body(
+    request: HttpRequest, types: dict[str, tuple[type, ...]] = _TYPES
+) -> tuple[dict[str, Any] | None, JsonResponse | None]:
     if request.content_type != "application/json":
         return None, json_error(415, "Content-Type must be application/json")
     try:
@@ -56,9 +68,13 @@ def _json_body(request: HttpRequest, types: dict[str, tuple[type, ...]] = _TYPES
     if not isinstance(body, dict):
         return None, json_error(400, "body must be a JSON object")
     errors = [{"field": k, "message": "is not a known field"} for k in body if k not in types]
-    errors += [{"field": k, "message": f"must be a {' or '.join(t.__name__ for t in types[k])}"}
-               for k, v in body.items() if k in types and v is not None
-               and (not isinstance(v, types[k]) or (isinstance(v, bool) and bool not in types[k]))]
+    errors += [
+        {"field": k, "message": f"must be a {' or '.join(t.__name__ for t in types[k])}"}
+        for k, v in body.items()
+        if k in types
+        and v is not None
+        and (not isinstance(v, types[k]) or (isinstance(v, bool) and bool not in types[k]))
+    ]
     if errors:
         return None, JsonResponse({"errors": errors}, status=400)
     return body, None
@@ -79,8 +95,14 @@ class _Resource:
 _RULES = _Resource(AlertRule, AlertRuleForm, rule_as_dict, _TYPES, "rule", {})
 # The budget API's fields come from BudgetForm itself (plus the project on create). A JSON budget
 # is on unless it says otherwise (an HTML checkbox left unticked means off).
-_BUDGETS = _Resource(Budget, BudgetForm, budget_as_dict, {**json_types(BudgetForm.base_fields), "project": (str,)},
-                     "budget", {"enabled": True})
+_BUDGETS = _Resource(
+    Budget,
+    BudgetForm,
+    budget_as_dict,
+    {**json_types(BudgetForm.base_fields), "project": (str,)},
+    "budget",
+    {"enabled": True},
+)
 
 
 def _save(resource: _Resource, form_data: dict[str, Any], instance: Model) -> JsonResponse:
@@ -174,8 +196,13 @@ def budget_status(request: HttpRequest) -> JsonResponse:
             environment = environment_name(environment_id=key.environment_id)
     if project_ids is None:
         return json_error(401, "log in, or send Authorization: Bearer <key>")
-    statuses = budgets_status(project_ids=project_ids, now=timezone.now(), service=request.GET.get("service"),
-                              user_id=request.GET.get("user_id"), environment=environment)
+    statuses = budgets_status(
+        project_ids=project_ids,
+        now=timezone.now(),
+        service=request.GET.get("service"),
+        user_id=request.GET.get("user_id"),
+        environment=environment,
+    )
     return JsonResponse({"budgets": [s.as_dict() for s in statuses]})
 
 
@@ -204,8 +231,9 @@ def _object_scope(request: HttpRequest, project: Project, *, manage: bool) -> Ui
 
 
 def _rule(request: HttpRequest, rule_id: int) -> AlertRule:
-    return get_object_or_404(AlertRule.objects.select_related("project"), pk=rule_id,
-                             project__in=visible_projects(request.user))
+    return get_object_or_404(
+        AlertRule.objects.select_related("project"), pk=rule_id, project__in=visible_projects(request.user)
+    )
 
 
 def _posted(request: HttpRequest) -> Any:
@@ -280,9 +308,16 @@ def rule_delete(request: HttpRequest, rule_id: int) -> HttpResponse:
         rule.delete()
         messages.success(request, f"Rule “{rule.name}” deleted.")
         return _to("alerts_ui:rules", scope)
-    return _render(request, "confirm_delete", scope, "rules", what="rule", name=rule.name,
-                   consequence=f"Its {rule.incidents.count()} incidents and their emails go with it.",
-                   cancel=reverse("alerts_ui:rules"))
+    return _render(
+        request,
+        "confirm_delete",
+        scope,
+        "rules",
+        what="rule",
+        name=rule.name,
+        consequence=f"Its {rule.incidents.count()} incidents and their emails go with it.",
+        cancel=reverse("alerts_ui:rules"),
+    )
 
 
 @login_required
@@ -291,10 +326,17 @@ def rule_history(request: HttpRequest, rule_id: int) -> HttpResponse:
     rule = _rule(request, rule_id)
     scope = _object_scope(request, rule.project, manage=False)
     rows = selectors.rule_history(rule=rule, now=timezone.now())
-    return _render(request, "rule_history", scope, "rules", rule=rule, rows=rows, limit=selectors.HISTORY_LIMIT,
-                   threshold=selectors.threshold_display(rule),
-                   rule_scope=selectors.scope_display(environment=rule.environment, service=rule.service,
-                                                      model=rule.model))
+    return _render(
+        request,
+        "rule_history",
+        scope,
+        "rules",
+        rule=rule,
+        rows=rows,
+        limit=selectors.HISTORY_LIMIT,
+        threshold=selectors.threshold_display(rule),
+        rule_scope=selectors.scope_display(environment=rule.environment, service=rule.service, model=rule.model),
+    )
 
 
 @login_required
@@ -316,15 +358,24 @@ def budgets_page(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def budget_delete(request: HttpRequest, budget_id: int) -> HttpResponse:
-    budget = get_object_or_404(Budget.objects.select_related("project"), pk=budget_id,
-                               project__in=visible_projects(request.user))
+    budget = get_object_or_404(
+        Budget.objects.select_related("project"), pk=budget_id, project__in=visible_projects(request.user)
+    )
     scope = _object_scope(request, budget.project, manage=True)
     if request.method == "POST":
         budget.delete()
         messages.success(request, f"Budget “{budget.name}” deleted.")
         return _to("alerts_ui:budgets", scope)
-    return _render(request, "confirm_delete", scope, "budgets", what="budget", name=budget.name,
-                   consequence="Its alert emails stop.", cancel=reverse("alerts_ui:budgets"))
+    return _render(
+        request,
+        "confirm_delete",
+        scope,
+        "budgets",
+        what="budget",
+        name=budget.name,
+        consequence="Its alert emails stop.",
+        cancel=reverse("alerts_ui:budgets"),
+    )
 
 
 @login_required
@@ -340,8 +391,16 @@ def digest_page(request: HttpRequest) -> HttpResponse:
         services.digest_subscription_set(project_id=scope.project.pk, **form.cleaned_data)
         messages.success(request, "Daily digest saved.")
         return _to("alerts_ui:digest", scope)
-    return _render(request, "digest", scope, "digest", subscription=subscription, form=form, switcher=True,
-                   channels=channels_masked(stored))
+    return _render(
+        request,
+        "digest",
+        scope,
+        "digest",
+        subscription=subscription,
+        form=form,
+        switcher=True,
+        channels=channels_masked(stored),
+    )
 
 
 def _test_results(request: HttpRequest, results: list[ChannelResult]) -> None:
@@ -361,8 +420,12 @@ def rule_test(request: HttpRequest, rule_id: int) -> HttpResponse:
     """Send a test message to the rule's saved channels now (services.channels_test_send says why directly)."""
     rule = _rule(request, rule_id)
     scope = _object_scope(request, rule.project, manage=True)
-    _test_results(request, services.channels_test_send(channels=rule.channels_encrypted,
-                                                       project_slug=rule.project.slug, what=f"rule “{rule.name}”"))
+    _test_results(
+        request,
+        services.channels_test_send(
+            channels=rule.channels_encrypted, project_slug=rule.project.slug, what=f"rule “{rule.name}”"
+        ),
+    )
     return redirect(f"{reverse('alerts_ui:rule_edit', args=[rule.pk])}?{scope.querystring}")
 
 
@@ -372,9 +435,14 @@ def digest_test(request: HttpRequest) -> HttpResponse:
     """Send a test message to the project's saved channels now."""
     scope = _managed_scope(request)
     assert scope.project is not None
-    _test_results(request, services.channels_test_send(
-        channels=selectors.project_channels(project_id=scope.project.pk), project_slug=scope.project.slug,
-        what="the project's channels"))
+    _test_results(
+        request,
+        services.channels_test_send(
+            channels=selectors.project_channels(project_id=scope.project.pk),
+            project_slug=scope.project.slug,
+            what="the project's channels",
+        ),
+    )
     return _to("alerts_ui:digest", scope)
 
 
@@ -392,8 +460,12 @@ def outbox_page(request: HttpRequest) -> HttpResponse:
 def notification_page(request: HttpRequest, notification_id: int) -> HttpResponse:
     """One email as it was rendered: the text body, and the HTML body in a sandboxed iframe
     (srcdoc, no allow-scripts) plus its escaped source, so nothing in it runs here."""
-    notification = get_object_or_404(Notification.objects.select_related("project", "incident"),
-                                     pk=notification_id, project__in=visible_projects(request.user))
+    notification = get_object_or_404(
+        Notification.objects.select_related("project", "incident"),
+        pk=notification_id,
+        project__in=visible_projects(request.user),
+    )
     scope = _object_scope(request, notification.project, manage=False)
-    return _render(request, "notification", scope, "outbox", notification=notification,
-                   mail_path=selectors.mail_file_path())
+    return _render(
+        request, "notification", scope, "outbox", notification=notification, mail_path=selectors.mail_file_path()
+    )

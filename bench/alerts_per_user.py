@@ -88,17 +88,24 @@ def bench_scale(project_id: int, env_ids: list[int], users: int, runs: int, now:
     rows = users * 2
     with connection.cursor() as cursor:
         cursor.execute("DELETE FROM rollups_dailyuserspend WHERE project_id = %s", [project_id])
-        fill = {"project": project_id, "users": users, "heavy": HEAVY_EVERY,
-                "days": [today - timedelta(days=1), today]}
+        fill = {"project": project_id, "users": users, "heavy": HEAVY_EVERY, "days": [today - timedelta(days=1), today]}
         cursor.execute(FILL_SQL, {**fill, "env": env_ids[0], "every": 1})
         if len(env_ids) > 1:
             cursor.execute(FILL_SQL, {**fill, "env": env_ids[1], "every": 10})
             rows += users // 10 * 2
         cursor.execute("VACUUM ANALYZE rollups_dailyuserspend")
     AlertRule.objects.filter(project_id=project_id).delete()
-    rule = AlertRule.objects.create(project_id=project_id, name="Any single user over $5 a day", metric="cost_usd",
-                                    window="day", condition="above", threshold=5.0, per="user_id",
-                                    recipients=["bench@example.com"], cooldown_minutes=60)
+    rule = AlertRule.objects.create(
+        project_id=project_id,
+        name="Any single user over $5 a day",
+        metric="cost_usd",
+        window="day",
+        condition="above",
+        threshold=5.0,
+        per="user_id",
+        recipients=["bench@example.com"],
+        cooldown_minutes=60,
+    )
     per_breaching(rule, now=now)  # warm: plan cache, buffers
     judge = [timed(lambda: per_breaching(rule, now=now)) for _ in range(runs)]
     breaching = len(per_breaching(rule, now=now))
@@ -106,9 +113,17 @@ def bench_scale(project_id: int, env_ids: list[int], users: int, runs: int, now:
     opened = Incident.objects.filter(rule=rule, resolved_at__isnull=True).count()
     steady = [timed(lambda: rule_evaluate(rule=rule, now=now)) for _ in range(runs)]
     messages = Notification.objects.filter(project_id=project_id).count()
-    return {"users": users, "environments": len(env_ids), "rows": rows, "breaching": breaching, "opened": opened,
-            "messages": messages,
-            "judge": statistics.median(judge), "first": first, "steady": statistics.median(steady)}
+    return {
+        "users": users,
+        "environments": len(env_ids),
+        "rows": rows,
+        "breaching": breaching,
+        "opened": opened,
+        "messages": messages,
+        "judge": statistics.median(judge),
+        "first": first,
+        "steady": statistics.median(steady),
+    }
 
 
 def main() -> int:
@@ -129,8 +144,11 @@ def main() -> int:
         for environments in (["prod"], ["prod", "staging", "dev"]):
             env_ids = [environment_get_or_create(project=project, name=n).pk for n in environments]
             for users in args.users:
-                print(f"{users:,} users, {len(env_ids)} environment(s): writing their per-user spend rows and "
-                      f"judging ...", flush=True)
+                print(
+                    f"{users:,} users, {len(env_ids)} environment(s): writing their per-user spend rows and "
+                    f"judging ...",
+                    flush=True,
+                )
                 results.append(bench_scale(project.pk, env_ids, users, args.runs, now))
     finally:
         if not args.keep:
@@ -138,21 +156,29 @@ def main() -> int:
 
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print()
-    print(f"Tally per-user alert rule benchmark ({os.cpu_count()} cores, load average {load}; "
-          f"median of {args.runs} runs; one user in {HEAVY_EVERY:,} over $5)")
-    print(f"{'envs':>5}{'users/day':>10}{'rows read':>11}{'breaching':>11}{'(a) judge ms':>14}{'(b) first pass ms':>19}"
-          f"{'(c) steady ms':>15}{'incidents':>11}{'messages':>10}")
+    print(
+        f"Tally per-user alert rule benchmark ({os.cpu_count()} cores, load average {load}; "
+        f"median of {args.runs} runs; one user in {HEAVY_EVERY:,} over $5)"
+    )
+    print(
+        f"{'envs':>5}{'users/day':>10}{'rows read':>11}{'breaching':>11}{'(a) judge ms':>14}{'(b) first pass ms':>19}"
+        f"{'(c) steady ms':>15}{'incidents':>11}{'messages':>10}"
+    )
     for r in results:
-        print(f"{r['environments']:>5}{r['users']:>10,}{r['rows']:>11,}{r['breaching']:>11,}{r['judge']:>14.1f}"
-              f"{r['first']:>19.1f}"
-              f"{r['steady']:>15.1f}{r['opened']:>11,}{r['messages']:>10,}")
+        print(
+            f"{r['environments']:>5}{r['users']:>10,}{r['rows']:>11,}{r['breaching']:>11,}{r['judge']:>14.1f}"
+            f"{r['first']:>19.1f}"
+            f"{r['steady']:>15.1f}{r['opened']:>11,}{r['messages']:>10,}"
+        )
     for environments in sorted({r["environments"] for r in results}):
         same = [r for r in results if r["environments"] == environments]
         if len(same) >= 2:
             small, large = same[0], same[-1]
-            print(f"{environments} env: ratio {large['users']:,} / {small['users']:,} users "
-                  f"(x{large['users'] / small['users']:g}): judge {large['judge'] / small['judge']:.2f}, "
-                  f"steady pass {large['steady'] / small['steady']:.2f}")
+            print(
+                f"{environments} env: ratio {large['users']:,} / {small['users']:,} users "
+                f"(x{large['users'] / small['users']:g}): judge {large['judge'] / small['judge']:.2f}, "
+                f"steady pass {large['steady'] / small['steady']:.2f}"
+            )
     return 0
 
 

@@ -287,8 +287,8 @@ class _Connection:
         start = end + 4
         while len(buffer) < start + length:
             buffer += self._recv()
-        self.buffer = buffer[start + length:]
-        return status, buffer[start:start + length], close
+        self.buffer = buffer[start + length :]
+        return status, buffer[start : start + length], close
 
     def _recv(self) -> bytes:
         data = self.sock.recv(65536)
@@ -305,9 +305,12 @@ def _request(secret: str, body: bytes | None) -> bytes:
     if body is None:
         return b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     return (
-        b"POST /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + secret.encode()
-        + b"\r\nContent-Type: application/json\r\nContent-Length: " + str(len(body)).encode()
-        + b"\r\n\r\n" + body
+        b"POST /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "
+        + secret.encode()
+        + b"\r\nContent-Type: application/json\r\nContent-Length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+        + body
     )
 
 
@@ -583,28 +586,35 @@ def main() -> int:
                         f"{sizes.batch_clients} clients, round {round_no} of {ROUNDS} ...",
                         file=log,
                     )
-                    batch_runs.append(run_clients(
-                        port=port,
-                        secret=created.secret,
-                        run_id=f"{run_id}-batch{round_no}",
-                        total=sizes.batch_events,
-                        per_body=sizes.batch_size,
-                        clients=sizes.batch_clients,
-                    ))
+                    batch_runs.append(
+                        run_clients(
+                            port=port,
+                            secret=created.secret,
+                            run_id=f"{run_id}-batch{round_no}",
+                            total=sizes.batch_events,
+                            per_body=sizes.batch_size,
+                            clients=sizes.batch_clients,
+                        )
+                    )
             if "single" not in skip:
                 if batch_runs:
                     settle()  # autovacuum's turn after the batch rounds' bulk load, not during the singles
                 for round_no in range(1, ROUNDS + 1):
-                    print(f"(c) single {sizes.single_requests:,} requests, {sizes.single_clients} clients, "
-                          f"round {round_no} of {ROUNDS} ...", file=log)
-                    single_runs.append(run_clients(
-                        port=port,
-                        secret=created.secret,
-                        run_id=f"{run_id}-single{round_no}",
-                        total=sizes.single_requests,
-                        per_body=1,
-                        clients=sizes.single_clients,
-                    ))
+                    print(
+                        f"(c) single {sizes.single_requests:,} requests, {sizes.single_clients} clients, "
+                        f"round {round_no} of {ROUNDS} ...",
+                        file=log,
+                    )
+                    single_runs.append(
+                        run_clients(
+                            port=port,
+                            secret=created.secret,
+                            run_id=f"{run_id}-single{round_no}",
+                            total=sizes.single_requests,
+                            per_body=1,
+                            clients=sizes.single_clients,
+                        )
+                    )
             if "floor" not in skip:
                 print(f"(floor) GET /healthz {sizes.single_requests:,} requests ...", file=log)
                 floor = run_clients(
@@ -624,8 +634,7 @@ def main() -> int:
             print(f"    batch events/s by round: {', '.join(f'{r.items_per_s:,.0f}' for r in batch_runs)}", file=log)
         if single_runs:
             single = median_run(single_runs)
-            print(f"    single req/s by round: {', '.join(f'{r.requests_per_s:,.0f}' for r in single_runs)}",
-                  file=log)
+            print(f"    single req/s by round: {', '.join(f'{r.requests_per_s:,.0f}' for r in single_runs)}", file=log)
         if "service" not in skip:
             service_eps = bench_service(run_id, sizes.service_events, key.project_id, key.environment_id)
     finally:

@@ -53,8 +53,10 @@ def cases(yesterday: str, deep_cursor: str | None) -> list[tuple[str, dict[str, 
             (f"  user={RARE_USER} (6 calls) sort={sort}", {"user": RARE_USER, "sort": sort}),
             (f"  user=u_42 (~1/997 of calls) sort={sort}", {"user": "u_42", "sort": sort}),
             (f"  feature=chat sort={sort}", {"feature": "chat", "sort": sort}),
-            (f"  service=checkout model=opus sort={sort}", {"service": "checkout", "model": "claude-opus-4-7",
-                                                             "sort": sort}),
+            (
+                f"  service=checkout model=opus sort={sort}",
+                {"service": "checkout", "model": "claude-opus-4-7", "sort": sort},
+            ),
             (f"  environment=prod status=error sort={sort}", {"environment": "prod", "status": "error", "sort": sort}),
             (f"  error_type=overloaded_error sort={sort}", {"error_type": "overloaded_error", "sort": sort}),
             (f"  http_status=529 sort={sort}", {"http_status": "529", "sort": sort}),
@@ -66,8 +68,10 @@ def cases(yesterday: str, deep_cursor: str | None) -> list[tuple[str, dict[str, 
         (f"  user={RARE_USER} sort=latency", {"user": RARE_USER, "sort": "latency"}),
         (f"  user={RARE_USER} sort=tokens", {"user": RARE_USER, "sort": "tokens"}),
         ("  feature=chat status=error sort=latency", {"feature": "chat", "status": "error", "sort": "latency"}),
-        ("  feature=answer yesterday sort=cost", {"feature": "answer", "range": "custom", "from": yesterday,
-                                                 "to": yesterday, "sort": "cost"}),
+        (
+            "  feature=answer yesterday sort=cost",
+            {"feature": "answer", "range": "custom", "from": yesterday, "to": yesterday, "sort": "cost"},
+        ),
         ("  range=24h sort=cost", {"range": "24h", "sort": "cost"}),
         ("  request_id lookup", {"request_id": f"{RARE_USER}-3"}),
         (f"  feature={RARE_FEATURE} (6 calls, no index) sort=time", {"feature": RARE_FEATURE, "sort": "time"}),
@@ -92,10 +96,24 @@ def add_rare_calls(project_id: int, env_id: int, now: datetime) -> None:
                        cost_units, price_source)
                    VALUES (%s, %s, %s, %s, %s, 'claude-sonnet-4-6', 'anthropic', 'support-bot', %s, %s, 'ok', %s,
                            %s, 300, %s, 'bench')""",
-                [project_id, env_id, f"{RARE_USER}-{i}", at, at, RARE_FEATURE, RARE_USER, 900 + i * 100,
-                 2000 + i, 90_000_000 + i])
-            cursor.execute("INSERT INTO ingest_eventkey (project_id, request_id, \"timestamp\") VALUES (%s, %s, %s) "
-                           "ON CONFLICT DO NOTHING", [project_id, f"{RARE_USER}-{i}", at])
+                [
+                    project_id,
+                    env_id,
+                    f"{RARE_USER}-{i}",
+                    at,
+                    at,
+                    RARE_FEATURE,
+                    RARE_USER,
+                    900 + i * 100,
+                    2000 + i,
+                    90_000_000 + i,
+                ],
+            )
+            cursor.execute(
+                'INSERT INTO ingest_eventkey (project_id, request_id, "timestamp") VALUES (%s, %s, %s) '
+                "ON CONFLICT DO NOTHING",
+                [project_id, f"{RARE_USER}-{i}", at],
+            )
 
 
 def build(events: int) -> None:
@@ -144,8 +162,11 @@ def project_events(slug: str) -> int:
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("SELECT coalesce(sum(a.requests), 0) FROM rollups_dailyaggregate a JOIN projects_project p "
-                       "ON p.id = a.project_id WHERE p.slug = %s", [slug])
+        cursor.execute(
+            "SELECT coalesce(sum(a.requests), 0) FROM rollups_dailyaggregate a JOIN projects_project p "
+            "ON p.id = a.project_id WHERE p.slug = %s",
+            [slug],
+        )
         return int(cursor.fetchone()[0])
 
 
@@ -177,8 +198,9 @@ def deep_cursor() -> str | None:
 
     filters = filters_parse(QueryDict(f"project={PROJECT}&range=30d"), now=timezone.now())
     project = Project.objects.get(slug=PROJECT)
-    selection = explorer.selection_of(filters, explorer.explorer_parse(QueryDict("sort=cost")),
-                                      project_id=project.pk, environments={})
+    selection = explorer.selection_of(
+        filters, explorer.explorer_parse(QueryDict("sort=cost")), project_id=project.pk, environments={}
+    )
     if selection is None:
         return None
     rows = explorer.calls_read(selection, after=None, limit=5000)
@@ -202,8 +224,9 @@ def main() -> int:
         build(args.events)
     else:
         print(f"reusing {PROJECT} ({have:,} events)", flush=True)
-    user, _ = get_user_model().objects.get_or_create(username="bench-pages-admin",
-                                                     defaults={"is_superuser": True, "is_staff": True})
+    user, _ = get_user_model().objects.get_or_create(
+        username="bench-pages-admin", defaults={"is_superuser": True, "is_staff": True}
+    )
     client = Client(HTTP_HOST="127.0.0.1")
     client.force_login(user)
     yesterday = (datetime.now(tz=UTC) - timedelta(days=1)).date().isoformat()
@@ -224,9 +247,13 @@ def main() -> int:
         cursor.execute("SELECT count(*) FROM pg_indexes WHERE tablename = 'ingest_event'")
         indexes = cursor.fetchone()[0]
     print()
-    print(f"Tally pages and explorer ({os.cpu_count()} cores; project {PROJECT}: {args.events + RARE_CALLS:,} events "
-          f"over {DAYS} days; {indexes} indexes on ingest_event; {args.requests} requests each, in-process)")
-    print(f"| {'page / explorer query (30 days unless named)':<52} | {'rows':>6} | {'p50 ms':>7} | {'p95 ms':>7} | ok |")
+    print(
+        f"Tally pages and explorer ({os.cpu_count()} cores; project {PROJECT}: {args.events + RARE_CALLS:,} events "
+        f"over {DAYS} days; {indexes} indexes on ingest_event; {args.requests} requests each, in-process)"
+    )
+    print(
+        f"| {'page / explorer query (30 days unless named)':<52} | {'rows':>6} | {'p50 ms':>7} | {'p95 ms':>7} | ok |"
+    )
     print(f"|{'-' * 54}|{'-' * 8}|{'-' * 9}|{'-' * 9}|----|")
     for label, p50, p95, rows in results:
         ok = "yes" if p95 < TARGET_P95_MS else "NO"

@@ -93,15 +93,42 @@ def bench_copy(n: int) -> float:
     from django.db import connection
 
     now = datetime.now(tz=UTC)
-    rows = [(1, 1, f"copy-{i}", now - timedelta(seconds=i), now, "claude-sonnet-4-6", "anthropic", "search", "",
-             "", "ok", "", 200, 812.5, 1200, 300, 0, 0, 0, 45_000_000, "bench") for i in range(n)]
-    cols = ("project_id, environment_id, request_id, \"timestamp\", received_at, model, provider, service, feature, "
-            "user_id, status, error_type, http_status, latency_ms, input_tokens, output_tokens, "
-            "cache_read_input_tokens, cache_creation_input_tokens, cache_write_5m_tokens, cost_units, price_source")
+    rows = [
+        (
+            1,
+            1,
+            f"copy-{i}",
+            now - timedelta(seconds=i),
+            now,
+            "claude-sonnet-4-6",
+            "anthropic",
+            "search",
+            "",
+            "",
+            "ok",
+            "",
+            200,
+            812.5,
+            1200,
+            300,
+            0,
+            0,
+            0,
+            45_000_000,
+            "bench",
+        )
+        for i in range(n)
+    ]
+    cols = (
+        'project_id, environment_id, request_id, "timestamp", received_at, model, provider, service, feature, '
+        "user_id, status, error_type, http_status, latency_ms, input_tokens, output_tokens, "
+        "cache_read_input_tokens, cache_creation_input_tokens, cache_write_5m_tokens, cost_units, price_source"
+    )
     with connection.cursor() as cursor:
         cursor.execute(f"DROP TABLE IF EXISTS {SCRATCH}")
-        cursor.execute(f"CREATE TABLE {SCRATCH} (LIKE ingest_event INCLUDING DEFAULTS INCLUDING IDENTITY "
-                       "INCLUDING GENERATED)")
+        cursor.execute(
+            f"CREATE TABLE {SCRATCH} (LIKE ingest_event INCLUDING DEFAULTS INCLUDING IDENTITY INCLUDING GENERATED)"
+        )
         cursor.execute(f'CREATE INDEX ON {SCRATCH} (project_id, "timestamp")')
         started = time.perf_counter()
         with cursor.cursor.copy(f"COPY {SCRATCH} ({cols}) FROM STDIN") as copy:
@@ -119,8 +146,18 @@ def generate(project_id: int, envs: list[int], first: int, last: int, now: datet
         step = 1_000_000
         for lo in range(first, last + 1, step):
             hi = min(last, lo + step - 1)
-            cursor.execute(GENERATE_SQL, {"project": project_id, "envs": envs, "prefix": "b-", "now": now,
-                                          "days": days, "first": lo, "last": hi})
+            cursor.execute(
+                GENERATE_SQL,
+                {
+                    "project": project_id,
+                    "envs": envs,
+                    "prefix": "b-",
+                    "now": now,
+                    "days": days,
+                    "first": lo,
+                    "last": hi,
+                },
+            )
             print(f"    generated {hi - first + 1:,} / {last - first + 1:,}", flush=True)
         # Settle the bulk load as autovacuum long has for events of past days (hint bits,
         # visibility map, statistics), so the first read is not also the first write.
@@ -132,8 +169,10 @@ def settle_aggregates() -> None:
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("VACUUM (ANALYZE) rollups_hourlyaggregate, rollups_dailyaggregate, rollups_dailyslice, "
-                       "rollups_dailyuserspend")
+        cursor.execute(
+            "VACUUM (ANALYZE) rollups_hourlyaggregate, rollups_dailyaggregate, rollups_dailyslice, "
+            "rollups_dailyuserspend"
+        )
 
 
 def mark_all_dirty(project_id: int) -> int:
@@ -143,7 +182,9 @@ def mark_all_dirty(project_id: int) -> int:
         cursor.execute(
             """INSERT INTO ingest_dirtyhour (project_id, hour_start, created_at)
                SELECT DISTINCT %s, date_trunc('hour', "timestamp" AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', now()
-               FROM ingest_event WHERE project_id = %s""", [project_id, project_id])
+               FROM ingest_event WHERE project_id = %s""",
+            [project_id, project_id],
+        )
         return cursor.rowcount
 
 
@@ -160,8 +201,9 @@ def bench_overview(slug: str, requests: int = 20) -> tuple[float, float]:
     from django.contrib.auth import get_user_model
     from django.test import Client
 
-    user, _ = get_user_model().objects.get_or_create(username="bench-rollup-admin",
-                                                     defaults={"is_superuser": True, "is_staff": True})
+    user, _ = get_user_model().objects.get_or_create(
+        username="bench-rollup-admin", defaults={"is_superuser": True, "is_staff": True}
+    )
     client = Client(HTTP_HOST="127.0.0.1")
     client.force_login(user)
     url = f"/?project={slug}&range=30d"
@@ -222,17 +264,25 @@ def main() -> int:
     print()
     from django.conf import settings
 
-    print(f"Tally rollup benchmark ({os.cpu_count()} cores; {hours:,} project-hours; "
-          f"{settings.TALLY_ROLLUP_LANES} rollup lanes)")
+    print(
+        f"Tally rollup benchmark ({os.cpu_count()} cores; {hours:,} project-hours; "
+        f"{settings.TALLY_ROLLUP_LANES} rollup lanes)"
+    )
     print(f"{'measure':<44}{'measured':>14}{'target':>14}  ok")
     print(f"{'(a) COPY rows/s':<44}{copy_rps:>14,.0f}")
-    print(f"{'(b) rollup events/s (re-roll ' + format(args.small, ',') + ')':<44}{rollup_eps:>14,.0f}"
-          f"{'>= 200,000':>14}  {ok(rollup_eps >= TARGET_ROLLUP_EPS)}")
+    print(
+        f"{'(b) rollup events/s (re-roll ' + format(args.small, ',') + ')':<44}{rollup_eps:>14,.0f}"
+        f"{'>= 200,000':>14}  {ok(rollup_eps >= TARGET_ROLLUP_EPS)}"
+    )
     print(f"{'    ratio rollup / COPY':<44}{rollup_eps / copy_rps:>14.2f}")
-    print(f"{'(c) overview p50 / p95 ms, ' + format(args.small, ',') + ' events':<44}"
-          f"{f'{small_p50:.0f} / {small_p95:.0f}':>14}{'p95 < 150':>14}  {ok(small_p95 < TARGET_P95_MS)}")
-    print(f"{'    overview p50 / p95 ms, ' + format(args.large, ',') + ' events':<44}"
-          f"{f'{large_p50:.0f} / {large_p95:.0f}':>14}{'p95 < 150':>14}  {ok(large_p95 < TARGET_P95_MS)}")
+    print(
+        f"{'(c) overview p50 / p95 ms, ' + format(args.small, ',') + ' events':<44}"
+        f"{f'{small_p50:.0f} / {small_p95:.0f}':>14}{'p95 < 150':>14}  {ok(small_p95 < TARGET_P95_MS)}"
+    )
+    print(
+        f"{'    overview p50 / p95 ms, ' + format(args.large, ',') + ' events':<44}"
+        f"{f'{large_p50:.0f} / {large_p95:.0f}':>14}{'p95 < 150':>14}  {ok(large_p95 < TARGET_P95_MS)}"
+    )
     print(f"{'    p95 ratio large / small':<44}{growth:>14.2f}{'<= 1.5':>14}  {ok(growth <= TARGET_GROWTH)}")
     if not args.keep:
         print("cleaning up ...", flush=True)

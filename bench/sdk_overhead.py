@@ -147,7 +147,8 @@ def measure(case: str, tally_url: str, fake_url: str, calls: int) -> dict[str, f
     stats = tally.stats()
     tally.close(timeout=0.5 if case == "down" else 5)
     result = {
-        "direct_median": statistics.median(direct), "direct_p99": _p(direct, 0.99),
+        "direct_median": statistics.median(direct),
+        "direct_p99": _p(direct, 0.99),
         # Median of the paired differences (each instrumented call against the raw call next to
         # it): steadier under machine noise than a difference of medians.
         "e2e_median": statistics.median(i - r for i, r in zip(inst_t, raw_t, strict=True)),
@@ -157,11 +158,15 @@ def measure(case: str, tally_url: str, fake_url: str, calls: int) -> dict[str, f
         "stream_p99": _p(inst_s, 0.99) - _p(raw_s, 0.99),
         "raw_stream_median": statistics.median(raw_s),
     }
-    print(f"\nTally {case}  ({calls} calls of each kind; events sent {stats['sent']}, queued {stats['queued']}, "
-          f"dropped {stats['dropped']}, sender retries {stats['retries']})")
+    print(
+        f"\nTally {case}  ({calls} calls of each kind; events sent {stats['sent']}, queued {stats['queued']}, "
+        f"dropped {stats['dropped']}, sender retries {stats['retries']})"
+    )
     print(f"  raw create, median          {_us(result['raw_median'])}")
-    print(f"  added (direct)   median     {_us(result['direct_median'])}   p99 {_us(result['direct_p99'])}"
-          f"   target median < {TARGET_MEDIAN_US:.0f} µs: {'OK' if result['direct_median'] * 1e6 < TARGET_MEDIAN_US else 'MISSED'}")
+    print(
+        f"  added (direct)   median     {_us(result['direct_median'])}   p99 {_us(result['direct_p99'])}"
+        f"   target median < {TARGET_MEDIAN_US:.0f} µs: {'OK' if result['direct_median'] * 1e6 < TARGET_MEDIAN_US else 'MISSED'}"
+    )
     print(f"  added (end to end) median   {_us(result['e2e_median'])}   p99 {_us(result['e2e_p99'])}")
     print(f"  stream, raw median          {_us(result['raw_stream_median'])}")
     print(f"  stream added (end to end)   {_us(result['stream_median'])}   p99 {_us(result['stream_p99'])}")
@@ -183,8 +188,9 @@ def main() -> int:
     try:
         results = {
             "up": measure("up", f"http://127.0.0.1:{collector_port}", f"http://127.0.0.1:{fake_port}", calls),
-            "down": measure("down", f"http://127.0.0.1:{refused.getsockname()[1]}",
-                            f"http://127.0.0.1:{fake_port}", calls),
+            "down": measure(
+                "down", f"http://127.0.0.1:{refused.getsockname()[1]}", f"http://127.0.0.1:{fake_port}", calls
+            ),
         }
     finally:
         refused.close()

@@ -34,7 +34,6 @@ def env_required(name: str) -> str:
     value = os.environ.get(name)
     if not value:
         raise ImproperlyConfigured(
-            f"{name} is not set. Run through `make run` / `make test` (which start embedded services) "
-            f"or export it."
+            f"{name} is not set. Run through `make run` / `make test` (which start embedded services) or export it."
         )
     return value

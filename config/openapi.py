@@ -35,31 +35,52 @@ ERROR = {"type": "object", "required": ["error"], "properties": {"error": _STR}}
 # A bad query parameter: the message and the parameter's name.
 PARAMETER_ERROR = {"type": "object", "required": ["error", "field"], "properties": {"error": _STR, "field": _STR}}
 FIELD_ERRORS: dict[str, Any] = {
-    "type": "object", "required": ["errors"],
-    "properties": {"errors": {"type": "array", "items": {
-        "type": "object", "required": ["field", "message"], "properties": {"field": _STR, "message": _STR}}}},
+    "type": "object",
+    "required": ["errors"],
+    "properties": {
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["field", "message"],
+                "properties": {"field": _STR, "message": _STR},
+            },
+        }
+    },
 }
 
 INGEST_RESULT = {
-    "type": "object", "required": ["accepted", "duplicates", "rejected"],
+    "type": "object",
+    "required": ["accepted", "duplicates", "rejected"],
     "properties": {
-        "accepted": _INT, "duplicates": _INT,
-        "rejected": {"type": "array", "items": {
-            "type": "object", "required": ["index", "errors"],
-            "properties": {"index": _INT, "errors": FIELD_ERRORS["properties"]["errors"]}}},
+        "accepted": _INT,
+        "duplicates": _INT,
+        "rejected": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["index", "errors"],
+                "properties": {"index": _INT, "errors": FIELD_ERRORS["properties"]["errors"]},
+            },
+        },
     },
 }
 
 _ONLINE = "online calls only: Message Batches results (batch: true) are not in latency"
 _METRIC_NOTES = {
     "batch_requests": "Message Batches results among requests",
-    "latency_avg_ms": _ONLINE, "latency_p50_ms": _ONLINE, "latency_p95_ms": _ONLINE, "latency_p99_ms": _ONLINE,
+    "latency_avg_ms": _ONLINE,
+    "latency_p50_ms": _ONLINE,
+    "latency_p95_ms": _ONLINE,
+    "latency_p99_ms": _ONLINE,
     "ttft_p50_ms": "time to first token of online calls that reported it; null when none did",
     "ttft_p95_ms": "time to first token of online calls that reported it; null when none did",
     "batch_latency_avg_ms": "average turnaround of Message Batches results; null when none",
     "rate_limited_requests": "calls answered HTTP 429",
-    **{name: "lowest remaining/limit (0..1) of the anthropic-ratelimit-* headers reported; null when none"
-       for name in HEADROOM_MINS},
+    **{
+        name: "lowest remaining/limit (0..1) of the anthropic-ratelimit-* headers reported; null when none"
+        for name in HEADROOM_MINS
+    },
 }
 
 
@@ -75,13 +96,22 @@ def _metric_field(name: str) -> dict[str, Any]:
 
 METRICS_ROW_FIELDS: dict[str, Any] = {name: _metric_field(name) for name in METRIC_FIELDS}
 METRICS = {
-    "type": "object", "required": ["granularity", "series", "totals", "as_of"],
+    "type": "object",
+    "required": ["granularity", "series", "totals", "as_of"],
     "properties": {
         "granularity": {"type": "string", "enum": ["hour", "day"]},
-        "series": {"type": "array", "items": {
-            "type": "object", "required": ["bucket", "group", *METRICS_ROW_FIELDS],
-            "properties": {"bucket": {"type": "string", "format": "date-time"},
-                           "group": {"type": "object", "additionalProperties": _STR}, **METRICS_ROW_FIELDS}}},
+        "series": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["bucket", "group", *METRICS_ROW_FIELDS],
+                "properties": {
+                    "bucket": {"type": "string", "format": "date-time"},
+                    "group": {"type": "object", "additionalProperties": _STR},
+                    **METRICS_ROW_FIELDS,
+                },
+            },
+        },
         "totals": {"type": "object", "required": list(METRICS_ROW_FIELDS), "properties": METRICS_ROW_FIELDS},
         "as_of": {"type": "string", "format": "date-time"},
     },
@@ -97,28 +127,59 @@ RULE_INPUT: dict[str, Any] = {
         "condition": {"type": "string", "enum": list(Condition.values)},
         "threshold": {"type": ["number", "null"], "minimum": 0},
         "sensitivity": {"type": ["number", "null"], "minimum": 0.5, "maximum": 20},
-        "environment": _NSTR, "service": _NSTR, "model": _NSTR,
-        "recipients": {"type": "array", "items": {"type": "string", "format": "email"},
-                       "description": "a rule needs at least one recipient or channel"},
-        "channels": {"type": "array", "maxItems": 20, "items": {"type": "string"},
-                     "description": "notification URLs in Apprise syntax (json://, slack://, msteams://, ...); "
-                                    "returned masked, and a masked entry sent back keeps the stored URL"},
+        "environment": _NSTR,
+        "service": _NSTR,
+        "model": _NSTR,
+        "recipients": {
+            "type": "array",
+            "items": {"type": "string", "format": "email"},
+            "description": "a rule needs at least one recipient or channel",
+        },
+        "channels": {
+            "type": "array",
+            "maxItems": 20,
+            "items": {"type": "string"},
+            "description": "notification URLs in Apprise syntax (json://, slack://, msteams://, ...); "
+            "returned masked, and a masked entry sent back keeps the stored URL",
+        },
         "cooldown_minutes": {"type": "integer", "minimum": 0, "maximum": 10080},
         "min_requests": {"type": "integer", "minimum": 0},
         "enabled": {"type": "boolean"},
-        "per": {"type": ["string", "null"], "enum": [*Per.values, None],
-                "description": "judge each value of this dimension on its own (an incident per value)"},
+        "per": {
+            "type": ["string", "null"],
+            "enum": [*Per.values, None],
+            "description": "judge each value of this dimension on its own (an incident per value)",
+        },
     },
 }
 RULE = {
     "type": "object",
-    "required": ["id", "project", "name", "metric", "window", "condition", "threshold", "sensitivity",
-                 "environment", "service", "model", "recipients", "channels", "cooldown_minutes", "enabled"],
-    "properties": {**RULE_INPUT["properties"], "id": _INT, "threshold": {"type": ["number", "null"]},
-                   "sensitivity": {"type": ["number", "null"]},
-                   "recipients": {"type": "array", "items": _STR},
-                   "created_at": {"type": "string", "format": "date-time"},
-                   "updated_at": {"type": "string", "format": "date-time"}},
+    "required": [
+        "id",
+        "project",
+        "name",
+        "metric",
+        "window",
+        "condition",
+        "threshold",
+        "sensitivity",
+        "environment",
+        "service",
+        "model",
+        "recipients",
+        "channels",
+        "cooldown_minutes",
+        "enabled",
+    ],
+    "properties": {
+        **RULE_INPUT["properties"],
+        "id": _INT,
+        "threshold": {"type": ["number", "null"]},
+        "sensitivity": {"type": ["number", "null"]},
+        "recipients": {"type": "array", "items": _STR},
+        "created_at": {"type": "string", "format": "date-time"},
+        "updated_at": {"type": "string", "format": "date-time"},
+    },
 }
 BUDGET_INPUT: dict[str, Any] = {
     "type": "object",
@@ -127,87 +188,192 @@ BUDGET_INPUT: dict[str, Any] = {
         "name": {"type": "string", "minLength": 1, "maxLength": 200},
         "period": {"type": "string", "enum": ["day", "month"]},
         "limit_usd": {"type": "number", "exclusiveMinimum": 0, "description": "at most 2 decimals, 14 digits"},
-        "environment": _NSTR, "service": _NSTR, "user_id": _NSTR,
+        "environment": _NSTR,
+        "service": _NSTR,
+        "user_id": _NSTR,
         "recipients": {"type": "array", "items": {"type": "string", "format": "email"}, "minItems": 1},
         "enabled": {"type": "boolean", "description": "default true"},
-        "warn_on_forecast": {"type": "boolean", "description": "default false: email once per period when the "
-                                                               "forecast date falls before the period ends"},
+        "warn_on_forecast": {
+            "type": "boolean",
+            "description": "default false: email once per period when the forecast date falls before the period ends",
+        },
     },
 }
 BUDGET = {
     "type": "object",
-    "required": ["id", "project", "name", "period", "limit_usd", "environment", "service", "user_id",
-                 "recipients", "enabled", "warn_on_forecast"],
-    "properties": {**BUDGET_INPUT["properties"], "id": _INT, "limit_usd": _NUM,
-                   "recipients": {"type": "array", "items": _STR},
-                   "created_at": {"type": "string", "format": "date-time"}},
+    "required": [
+        "id",
+        "project",
+        "name",
+        "period",
+        "limit_usd",
+        "environment",
+        "service",
+        "user_id",
+        "recipients",
+        "enabled",
+        "warn_on_forecast",
+    ],
+    "properties": {
+        **BUDGET_INPUT["properties"],
+        "id": _INT,
+        "limit_usd": _NUM,
+        "recipients": {"type": "array", "items": _STR},
+        "created_at": {"type": "string", "format": "date-time"},
+    },
 }
 BUDGETS = {
-    "type": "object", "required": ["budgets"],
-    "properties": {"budgets": {"type": "array", "items": {
-        "type": "object",
-        "required": ["id", "name", "period", "limit_usd", "spent_usd", "projected_usd", "exceeded",
-                     "daily_pace_usd", "forecast_exhausted_on"],
-        "properties": {"id": _INT, "name": _STR, "period": {"type": "string", "enum": ["day", "month"]},
-                       "scope": {"type": "object"}, "period_start": _STR, "period_end": _STR,
-                       "limit_usd": _NUM, "spent_usd": _NUM, "projected_usd": _NUM, "used": _NUM,
-                       "exceeded": {"type": "boolean"},
-                       "daily_pace_usd": {"type": "number", "description": (
-                           "median daily spend of the 7 UTC days before today (a day without calls is 0)")},
-                       "forecast_exhausted_on": {"type": ["string", "null"], "format": "date", "description": (
-                           "UTC date the limit is reached if spend goes on at daily_pace_usd from now; today "
-                           "when already reached; null when the pace is 0 or the date is after the period")}}}}},
+    "type": "object",
+    "required": ["budgets"],
+    "properties": {
+        "budgets": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": [
+                    "id",
+                    "name",
+                    "period",
+                    "limit_usd",
+                    "spent_usd",
+                    "projected_usd",
+                    "exceeded",
+                    "daily_pace_usd",
+                    "forecast_exhausted_on",
+                ],
+                "properties": {
+                    "id": _INT,
+                    "name": _STR,
+                    "period": {"type": "string", "enum": ["day", "month"]},
+                    "scope": {"type": "object"},
+                    "period_start": _STR,
+                    "period_end": _STR,
+                    "limit_usd": _NUM,
+                    "spent_usd": _NUM,
+                    "projected_usd": _NUM,
+                    "used": _NUM,
+                    "exceeded": {"type": "boolean"},
+                    "daily_pace_usd": {
+                        "type": "number",
+                        "description": ("median daily spend of the 7 UTC days before today (a day without calls is 0)"),
+                    },
+                    "forecast_exhausted_on": {
+                        "type": ["string", "null"],
+                        "format": "date",
+                        "description": (
+                            "UTC date the limit is reached if spend goes on at daily_pace_usd from now; today "
+                            "when already reached; null when the pace is 0 or the date is after the period"
+                        ),
+                    },
+                },
+            },
+        }
+    },
 }
 
 _ID_LIST = {"type": "array", "maxItems": 100, "items": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,128}$"}}
 PROVIDER_CONNECTION_INPUT: dict[str, Any] = {
-    "type": "object", "additionalProperties": False,
+    "type": "object",
+    "additionalProperties": False,
     "properties": {
         "project": {"type": "string", "description": "project slug (sessions with several projects)"},
         "provider": {"type": "string", "enum": ["anthropic"]},
-        "admin_key": {"type": "string", "minLength": 8, "maxLength": 512, "pattern": "^[\\x21-\\x7e]+$",
-                      "description": "Anthropic Admin API key; required to create, optional to update"},
-        "api_key_ids": _ID_LIST, "workspace_ids": _ID_LIST,
+        "admin_key": {
+            "type": "string",
+            "minLength": 8,
+            "maxLength": 512,
+            "pattern": "^[\\x21-\\x7e]+$",
+            "description": "Anthropic Admin API key; required to create, optional to update",
+        },
+        "api_key_ids": _ID_LIST,
+        "workspace_ids": _ID_LIST,
     },
 }
 _NDATE = {"type": ["string", "null"], "format": "date"}
 _NTIME = {"type": ["string", "null"], "format": "date-time"}
 PROVIDER_CONNECTION = {
     "type": "object",
-    "required": ["project", "provider", "admin_key_last4", "api_key_ids", "workspace_ids", "last_synced_at",
-                 "last_error"],
-    "properties": {"project": _STR, "provider": _STR, "admin_key_last4": _STR,
-                   "api_key_ids": {"type": "array", "items": _STR}, "workspace_ids": {"type": "array", "items": _STR},
-                   "last_synced_at": _NTIME, "last_error": _NSTR, "last_error_at": _NTIME,
-                   "covered_from": _NDATE, "covered_to": _NDATE},
+    "required": [
+        "project",
+        "provider",
+        "admin_key_last4",
+        "api_key_ids",
+        "workspace_ids",
+        "last_synced_at",
+        "last_error",
+    ],
+    "properties": {
+        "project": _STR,
+        "provider": _STR,
+        "admin_key_last4": _STR,
+        "api_key_ids": {"type": "array", "items": _STR},
+        "workspace_ids": {"type": "array", "items": _STR},
+        "last_synced_at": _NTIME,
+        "last_error": _NSTR,
+        "last_error_at": _NTIME,
+        "covered_from": _NDATE,
+        "covered_to": _NDATE,
+    },
 }
 _RECONCILED_SIDE = {
     "type": "object",
-    "required": ["requests", "uncached_input_tokens", "cache_read_input_tokens", "cache_creation_5m_input_tokens",
-                 "cache_creation_1h_input_tokens", "output_tokens", "cost_usd"],
-    "properties": {"requests": _INT, "uncached_input_tokens": _INT, "cache_read_input_tokens": _INT,
-                   "cache_creation_5m_input_tokens": _INT, "cache_creation_1h_input_tokens": _INT,
-                   "output_tokens": _INT, "cost_usd": _NUM},
+    "required": [
+        "requests",
+        "uncached_input_tokens",
+        "cache_read_input_tokens",
+        "cache_creation_5m_input_tokens",
+        "cache_creation_1h_input_tokens",
+        "output_tokens",
+        "cost_usd",
+    ],
+    "properties": {
+        "requests": _INT,
+        "uncached_input_tokens": _INT,
+        "cache_read_input_tokens": _INT,
+        "cache_creation_5m_input_tokens": _INT,
+        "cache_creation_1h_input_tokens": _INT,
+        "output_tokens": _INT,
+        "cost_usd": _NUM,
+    },
 }
 _NNUM = {"type": ["number", "null"]}
 RECONCILIATION = {
-    "type": "object", "required": ["synced_at", "rows", "totals"],
+    "type": "object",
+    "required": ["synced_at", "rows", "totals"],
     "properties": {
         "synced_at": _NTIME,
-        "rows": {"type": "array", "items": {
-            "type": "object", "required": ["date", "model", "provider", "tally", "coverage", "unmetered_cost_usd"],
-            "properties": {"date": {"type": "string", "format": "date"}, "model": _STR,
-                           "provider": _RECONCILED_SIDE, "tally": _RECONCILED_SIDE, "coverage": _NNUM,
-                           "unmetered_cost_usd": _NUM}}},
-        "totals": {"type": "object",
-                   "required": ["provider_cost_usd", "tally_cost_usd", "coverage", "unmetered_cost_usd"],
-                   "properties": {"provider_cost_usd": _NUM, "tally_cost_usd": _NUM, "coverage": _NNUM,
-                                  "unmetered_cost_usd": _NUM}},
+        "rows": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["date", "model", "provider", "tally", "coverage", "unmetered_cost_usd"],
+                "properties": {
+                    "date": {"type": "string", "format": "date"},
+                    "model": _STR,
+                    "provider": _RECONCILED_SIDE,
+                    "tally": _RECONCILED_SIDE,
+                    "coverage": _NNUM,
+                    "unmetered_cost_usd": _NUM,
+                },
+            },
+        },
+        "totals": {
+            "type": "object",
+            "required": ["provider_cost_usd", "tally_cost_usd", "coverage", "unmetered_cost_usd"],
+            "properties": {
+                "provider_cost_usd": _NUM,
+                "tally_cost_usd": _NUM,
+                "coverage": _NNUM,
+                "unmetered_cost_usd": _NUM,
+            },
+        },
     },
 }
 _401 = _json(ERROR, "missing, unknown or revoked credentials")
-_503 = {**_json(ERROR, "database unavailable; retry after Retry-After seconds"),
-        "headers": {"Retry-After": {"schema": _INT}}}
+_503 = {
+    **_json(ERROR, "database unavailable; retry after Retry-After seconds"),
+    "headers": {"Retry-After": {"schema": _INT}},
+}
 
 
 PER_USER_NOTE = (
@@ -242,178 +408,390 @@ def _with_nul_400(paths: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]
             schema = own["content"]["application/json"]["schema"]
             if schema != _ref("ParameterError"):
                 schema = {"anyOf": [schema, _ref("ParameterError")]}
-            responses["400"] = {**_json(schema, f"{own['description']}; or {NUL_400}"),
-                                **{k: v for k, v in own.items() if k not in ("description", "content")}}
+            responses["400"] = {
+                **_json(schema, f"{own['description']}; or {NUL_400}"),
+                **{k: v for k, v in own.items() if k not in ("description", "content")},
+            }
     return paths
 
 
 def openapi_spec() -> dict[str, Any]:
-    filters = [(n, f"only this {n} (repeatable)", {"type": "array", "items": _STR}) for n in
-               ("environment", "service", "model", "feature")]
+    filters = [
+        (n, f"only this {n} (repeatable)", {"type": "array", "items": _STR})
+        for n in ("environment", "service", "model", "feature")
+    ]
     filters.append(("user_id", f"only this end user (repeatable). {PER_USER_NOTE}", {"type": "array", "items": _STR}))
     filter_params = [{**p, "style": "form", "explode": True} for p in _params(filters)]
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Tally API", "version": "1",
-                 "description": "Telemetry ingest, metrics, alert rules and budgets of Tally."},
+        "info": {
+            "title": "Tally API",
+            "version": "1",
+            "description": "Telemetry ingest, metrics, alert rules and budgets of Tally.",
+        },
         "servers": [{"url": "/"}],
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                           "description": "ingest, read or admin key"},
-                                "session": {"type": "apiKey", "in": "cookie", "name": "sessionid"}},
-            "schemas": {**event_components(), "IngestResult": INGEST_RESULT, "Error": ERROR,
-                        "ParameterError": PARAMETER_ERROR,
-                        "FieldErrors": FIELD_ERRORS, "Metrics": METRICS, "AlertRuleInput": RULE_INPUT,
-                        "AlertRule": RULE, "BudgetInput": BUDGET_INPUT, "Budget": BUDGET,
-                        "Budgets": BUDGETS,
-                        "ProviderConnectionInput": PROVIDER_CONNECTION_INPUT,
-                        "ProviderConnection": PROVIDER_CONNECTION, "Reconciliation": RECONCILIATION},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "ingest, read or admin key"},
+                "session": {"type": "apiKey", "in": "cookie", "name": "sessionid"},
+            },
+            "schemas": {
+                **event_components(),
+                "IngestResult": INGEST_RESULT,
+                "Error": ERROR,
+                "ParameterError": PARAMETER_ERROR,
+                "FieldErrors": FIELD_ERRORS,
+                "Metrics": METRICS,
+                "AlertRuleInput": RULE_INPUT,
+                "AlertRule": RULE,
+                "BudgetInput": BUDGET_INPUT,
+                "Budget": BUDGET,
+                "Budgets": BUDGETS,
+                "ProviderConnectionInput": PROVIDER_CONNECTION_INPUT,
+                "ProviderConnection": PROVIDER_CONNECTION,
+                "Reconciliation": RECONCILIATION,
+            },
         },
         "security": [{"bearer": []}, {"session": []}],
-        "paths": _with_nul_400({
-            "/api/v1/events": {"post": {
-                "summary": "Ingest one event or a batch of 1..1000",
-                "security": [{"bearer": []}],
-                "requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": [
-                    _ref("Event"),
-                    {"type": "object", "additionalProperties": False, "required": ["events"],
-                     "properties": {"events": {"type": "array", "minItems": 1, "maxItems": 1000,
-                                               "items": _ref("Event")}}}]}}}},
-                "responses": {
-                    "202": _json(_ref("IngestResult"), "accepted events are committed"),
-                    "400": _json({"oneOf": [_ref("IngestResult"), _ref("Error")]},
-                                 "no valid event, or a malformed body"),
-                    "401": _401,
-                    "413": _json(_ref("Error"), "body over 5 MiB, compressed or not"),
-                    "415": _json(_ref("Error"), "not JSON"),
-                    "429": {**_json(_ref("Error"), "rate limited"), "headers": {"Retry-After": {"schema": _INT}}},
-                    "503": _503,
+        "paths": _with_nul_400(
+            {
+                "/api/v1/events": {
+                    "post": {
+                        "summary": "Ingest one event or a batch of 1..1000",
+                        "security": [{"bearer": []}],
+                        "requestBody": {
+                            "required": True,
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "oneOf": [
+                                            _ref("Event"),
+                                            {
+                                                "type": "object",
+                                                "additionalProperties": False,
+                                                "required": ["events"],
+                                                "properties": {
+                                                    "events": {
+                                                        "type": "array",
+                                                        "minItems": 1,
+                                                        "maxItems": 1000,
+                                                        "items": _ref("Event"),
+                                                    }
+                                                },
+                                            },
+                                        ]
+                                    }
+                                }
+                            },
+                        },
+                        "responses": {
+                            "202": _json(_ref("IngestResult"), "accepted events are committed"),
+                            "400": _json(
+                                {"oneOf": [_ref("IngestResult"), _ref("Error")]}, "no valid event, or a malformed body"
+                            ),
+                            "401": _401,
+                            "413": _json(_ref("Error"), "body over 5 MiB, compressed or not"),
+                            "415": _json(_ref("Error"), "not JSON"),
+                            "429": {
+                                **_json(_ref("Error"), "rate limited"),
+                                "headers": {"Retry-After": {"schema": _INT}},
+                            },
+                            "503": _503,
+                        },
+                    }
                 },
-            }},
-            "/api/v1/metrics": {"get": {
-                "summary": "Series and totals from the aggregates",
-                "description": "Latency and time-to-first-token fields cover online calls only. " + PER_USER_NOTE,
-                "parameters": [
-                    *_params([("from", "YYYY-MM-DD (inclusive) or RFC 3339", _STR),
-                              ("to", "YYYY-MM-DD (inclusive) or RFC 3339", _STR),
-                              ("granularity", "bucket size", {"type": "string", "enum": ["hour", "day"]}),
-                              ("group_by", "comma list of model, service, environment, feature, user_id", _STR),
-                              ("project", "project slug (sessions)", _STR),
-                              ("format", "json (default) or csv: the series rows, a header line first "
-                                         "(bucket, the group_by columns, then every row field)",
-                               {"type": "string", "enum": ["json", "csv"]})]),
-                    *filter_params,
-                ],
-                "responses": {"200": {"description": "metrics", "content": {
-                                  "application/json": {"schema": _ref("Metrics")},
-                                  "text/csv": {"schema": {"type": "string"}}}},
-                              "400": _json(_ref("ParameterError"), "bad parameter"),
-                              "401": _401, "503": _503},
-            }},
-            "/api/v1/alert-rules": {
-                "get": {"summary": "List alert rules (admin)",
-                        "responses": {"200": _json({"type": "object", "required": ["rules"], "properties": {
-                            "rules": {"type": "array", "items": _ref("AlertRule")}}}, "rules"),
-                            "401": _401, "503": _503}},
-                "post": {"summary": "Create an alert rule (admin)",
-                         "requestBody": {"required": True, "content": {"application/json": {
-                             "schema": _ref("AlertRuleInput")}}},
-                         "responses": {"201": _json(_ref("AlertRule"), "created"),
-                                       "400": _json({"oneOf": [_ref("FieldErrors"), _ref("Error")]},
-                                                    "every invalid field named; nothing saved"),
-                                       "401": _401, "415": _json(_ref("Error"), "not JSON"), "503": _503}},
-            },
-            "/api/v1/alert-rules/{rule_id}": {
-                "parameters": [{"name": "rule_id", "in": "path", "required": True, "schema": _INT}],
-                "get": {"summary": "One rule", "responses": {
-                    "200": _json(_ref("AlertRule"), "the rule"), "401": _401,
-                    "404": {"description": "no such rule in your projects"}, "503": _503}},
-                "patch": {"summary": "Change some fields", "requestBody": {"required": True, "content": {
-                    "application/json": {"schema": _ref("AlertRuleInput")}}}, "responses": {
-                    "200": _json(_ref("AlertRule"), "updated"),
-                    "400": _json({"oneOf": [_ref("FieldErrors"), _ref("Error")]}, "invalid; nothing saved"),
-                    "401": _401, "404": {"description": "no such rule in your projects"},
-                    "415": _json(_ref("Error"), "not JSON"), "503": _503}},
-                "delete": {"summary": "Delete", "responses": {
-                    "204": {"description": "deleted"}, "401": _401,
-                    "404": {"description": "no such rule in your projects"}, "503": _503}},
-            },
-            "/api/v1/budgets": {
-                "get": {"summary": "List budgets (admin)",
-                        "responses": {"200": _json({"type": "object", "required": ["budgets"], "properties": {
-                            "budgets": {"type": "array", "items": _ref("Budget")}}}, "budgets"),
-                            "401": _401, "503": _503}},
-                "post": {"summary": "Create a budget (admin)",
-                         "requestBody": {"required": True, "content": {"application/json": {
-                             "schema": _ref("BudgetInput")}}},
-                         "responses": {"201": _json(_ref("Budget"), "created"),
-                                       "400": _json({"oneOf": [_ref("FieldErrors"), _ref("Error")]},
-                                                    "every invalid field named; nothing saved"),
-                                       "401": _401, "415": _json(_ref("Error"), "not JSON"), "503": _503}},
-            },
-            "/api/v1/budgets/{budget_id}": {
-                "parameters": [{"name": "budget_id", "in": "path", "required": True, "schema": _INT}],
-                "get": {"summary": "One budget", "responses": {
-                    "200": _json(_ref("Budget"), "the budget"), "401": _401,
-                    "404": {"description": "no such budget in your projects"}, "503": _503}},
-                "patch": {"summary": "Change some fields", "requestBody": {"required": True, "content": {
-                    "application/json": {"schema": _ref("BudgetInput")}}}, "responses": {
-                    "200": _json(_ref("Budget"), "updated"),
-                    "400": _json({"oneOf": [_ref("FieldErrors"), _ref("Error")]}, "invalid; nothing saved"),
-                    "401": _401, "404": {"description": "no such budget in your projects"},
-                    "415": _json(_ref("Error"), "not JSON"), "503": _503}},
-                "delete": {"summary": "Delete", "responses": {
-                    "204": {"description": "deleted"}, "401": _401,
-                    "404": {"description": "no such budget in your projects"}, "503": _503}},
-            },
-            "/api/v1/budgets/status": {"get": {
-                "summary": "Budgets in scope: limit, spent, projection, exceeded",
-                "parameters": _params([("service", "the calling service", _STR),
-                                       ("user_id", "the end user", _STR), ("project", "project slug", _STR)]),
-                "responses": {"200": _json(_ref("Budgets"), "budget status"), "401": _401, "503": _503},
-            }},
-            "/api/v1/users/forget": {"post": {
-                "summary": "Delete an end user's events and per-user aggregates (admin)",
-                "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                    "type": "object", "required": ["user_id"],
-                    "properties": {"user_id": {"type": "string", "minLength": 1}, "project": _STR}}}}},
-                "responses": {"200": _json({"type": "object", "properties": {
-                    "events_deleted": _INT, "hours_rerolled": _INT, "user_rows_deleted": _INT}}, "done"),
-                    "400": _json({"oneOf": [_ref("FieldErrors"), _ref("Error")]}, "invalid"),
-                    "401": _401, "503": _503},
-            }},
-            "/api/v1/provider-connection": {
-                "parameters": _params([("project", "project slug (sessions with several projects)", _STR)]),
-                "get": {"summary": "The project's Anthropic connection, minus its key (admin)", "responses": {
-                    "200": _json(_ref("ProviderConnection"), "the connection"),
-                    "400": _json(_ref("Error"), "several projects: name one (`field`: project)"), "401": _401,
-                    "404": _json(_ref("Error"), "no connection, or no such project among yours"), "503": _503}},
-                "put": {"summary": "Store (or update) the Admin API key and scope; the key is never shown again",
-                        "requestBody": {"required": True, "content": {"application/json": {
-                            "schema": _ref("ProviderConnectionInput")}}},
+                "/api/v1/metrics": {
+                    "get": {
+                        "summary": "Series and totals from the aggregates",
+                        "description": "Latency and time-to-first-token fields cover online calls only. "
+                        + PER_USER_NOTE,
+                        "parameters": [
+                            *_params(
+                                [
+                                    ("from", "YYYY-MM-DD (inclusive) or RFC 3339", _STR),
+                                    ("to", "YYYY-MM-DD (inclusive) or RFC 3339", _STR),
+                                    ("granularity", "bucket size", {"type": "string", "enum": ["hour", "day"]}),
+                                    ("group_by", "comma list of model, service, environment, feature, user_id", _STR),
+                                    ("project", "project slug (sessions)", _STR),
+                                    (
+                                        "format",
+                                        "json (default) or csv: the series rows, a header line first "
+                                        "(bucket, the group_by columns, then every row field)",
+                                        {"type": "string", "enum": ["json", "csv"]},
+                                    ),
+                                ]
+                            ),
+                            *filter_params,
+                        ],
+                        "responses": {
+                            "200": {
+                                "description": "metrics",
+                                "content": {
+                                    "application/json": {"schema": _ref("Metrics")},
+                                    "text/csv": {"schema": {"type": "string"}},
+                                },
+                            },
+                            "400": _json(_ref("ParameterError"), "bad parameter"),
+                            "401": _401,
+                            "503": _503,
+                        },
+                    }
+                },
+                "/api/v1/alert-rules": {
+                    "get": {
+                        "summary": "List alert rules (admin)",
+                        "responses": {
+                            "200": _json(
+                                {
+                                    "type": "object",
+                                    "required": ["rules"],
+                                    "properties": {"rules": {"type": "array", "items": _ref("AlertRule")}},
+                                },
+                                "rules",
+                            ),
+                            "401": _401,
+                            "503": _503,
+                        },
+                    },
+                    "post": {
+                        "summary": "Create an alert rule (admin)",
+                        "requestBody": {
+                            "required": True,
+                            "content": {"application/json": {"schema": _ref("AlertRuleInput")}},
+                        },
+                        "responses": {
+                            "201": _json(_ref("AlertRule"), "created"),
+                            "400": _json(
+                                {"oneOf": [_ref("FieldErrors"), _ref("Error")]},
+                                "every invalid field named; nothing saved",
+                            ),
+                            "401": _401,
+                            "415": _json(_ref("Error"), "not JSON"),
+                            "503": _503,
+                        },
+                    },
+                },
+                "/api/v1/alert-rules/{rule_id}": {
+                    "parameters": [{"name": "rule_id", "in": "path", "required": True, "schema": _INT}],
+                    "get": {
+                        "summary": "One rule",
+                        "responses": {
+                            "200": _json(_ref("AlertRule"), "the rule"),
+                            "401": _401,
+                            "404": {"description": "no such rule in your projects"},
+                            "503": _503,
+                        },
+                    },
+                    "patch": {
+                        "summary": "Change some fields",
+                        "requestBody": {
+                            "required": True,
+                            "content": {"application/json": {"schema": _ref("AlertRuleInput")}},
+                        },
+                        "responses": {
+                            "200": _json(_ref("AlertRule"), "updated"),
+                            "400": _json({"oneOf": [_ref("FieldErrors"), _ref("Error")]}, "invalid; nothing saved"),
+                            "401": _401,
+                            "404": {"description": "no such rule in your projects"},
+                            "415": _json(_ref("Error"), "not JSON"),
+                            "503": _503,
+                        },
+                    },
+                    "delete": {
+                        "summary": "Delete",
+                        "responses": {
+                            "204": {"description": "deleted"},
+                            "401": _401,
+                            "404": {"description": "no such rule in your projects"},
+                            "503": _503,
+                        },
+                    },
+                },
+                "/api/v1/budgets": {
+                    "get": {
+                        "summary": "List budgets (admin)",
+                        "responses": {
+                            "200": _json(
+                                {
+                                    "type": "object",
+                                    "required": ["budgets"],
+                                    "properties": {"budgets": {"type": "array", "items": _ref("Budget")}},
+                                },
+                                "budgets",
+                            ),
+                            "401": _401,
+                            "503": _503,
+                        },
+                    },
+                    "post": {
+                        "summary": "Create a budget (admin)",
+                        "requestBody": {
+                            "required": True,
+                            "content": {"application/json": {"schema": _ref("BudgetInput")}},
+                        },
+                        "responses": {
+                            "201": _json(_ref("Budget"), "created"),
+                            "400": _json(
+                                {"oneOf": [_ref("FieldErrors"), _ref("Error")]},
+                                "every invalid field named; nothing saved",
+                            ),
+                            "401": _401,
+                            "415": _json(_ref("Error"), "not JSON"),
+                            "503": _503,
+                        },
+                    },
+                },
+                "/api/v1/budgets/{budget_id}": {
+                    "parameters": [{"name": "budget_id", "in": "path", "required": True, "schema": _INT}],
+                    "get": {
+                        "summary": "One budget",
+                        "responses": {
+                            "200": _json(_ref("Budget"), "the budget"),
+                            "401": _401,
+                            "404": {"description": "no such budget in your projects"},
+                            "503": _503,
+                        },
+                    },
+                    "patch": {
+                        "summary": "Change some fields",
+                        "requestBody": {
+                            "required": True,
+                            "content": {"application/json": {"schema": _ref("BudgetInput")}},
+                        },
+                        "responses": {
+                            "200": _json(_ref("Budget"), "updated"),
+                            "400": _json({"oneOf": [_ref("FieldErrors"), _ref("Error")]}, "invalid; nothing saved"),
+                            "401": _401,
+                            "404": {"description": "no such budget in your projects"},
+                            "415": _json(_ref("Error"), "not JSON"),
+                            "503": _503,
+                        },
+                    },
+                    "delete": {
+                        "summary": "Delete",
+                        "responses": {
+                            "204": {"description": "deleted"},
+                            "401": _401,
+                            "404": {"description": "no such budget in your projects"},
+                            "503": _503,
+                        },
+                    },
+                },
+                "/api/v1/budgets/status": {
+                    "get": {
+                        "summary": "Budgets in scope: limit, spent, projection, exceeded",
+                        "parameters": _params(
+                            [
+                                ("service", "the calling service", _STR),
+                                ("user_id", "the end user", _STR),
+                                ("project", "project slug", _STR),
+                            ]
+                        ),
+                        "responses": {"200": _json(_ref("Budgets"), "budget status"), "401": _401, "503": _503},
+                    }
+                },
+                "/api/v1/users/forget": {
+                    "post": {
+                        "summary": "Delete an end user's events and per-user aggregates (admin)",
+                        "requestBody": {
+                            "required": True,
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "required": ["user_id"],
+                                        "properties": {"user_id": {"type": "string", "minLength": 1}, "project": _STR},
+                                    }
+                                }
+                            },
+                        },
+                        "responses": {
+                            "200": _json(
+                                {
+                                    "type": "object",
+                                    "properties": {
+                                        "events_deleted": _INT,
+                                        "hours_rerolled": _INT,
+                                        "user_rows_deleted": _INT,
+                                    },
+                                },
+                                "done",
+                            ),
+                            "400": _json({"oneOf": [_ref("FieldErrors"), _ref("Error")]}, "invalid"),
+                            "401": _401,
+                            "503": _503,
+                        },
+                    }
+                },
+                "/api/v1/provider-connection": {
+                    "parameters": _params([("project", "project slug (sessions with several projects)", _STR)]),
+                    "get": {
+                        "summary": "The project's Anthropic connection, minus its key (admin)",
+                        "responses": {
+                            "200": _json(_ref("ProviderConnection"), "the connection"),
+                            "400": _json(_ref("Error"), "several projects: name one (`field`: project)"),
+                            "401": _401,
+                            "404": _json(_ref("Error"), "no connection, or no such project among yours"),
+                            "503": _503,
+                        },
+                    },
+                    "put": {
+                        "summary": "Store (or update) the Admin API key and scope; the key is never shown again",
+                        "requestBody": {
+                            "required": True,
+                            "content": {"application/json": {"schema": _ref("ProviderConnectionInput")}},
+                        },
                         "responses": {
                             "200": _json(_ref("ProviderConnection"), "stored"),
-                            "400": _json({"anyOf": [_ref("FieldErrors"), _ref("Error")]},
-                                         "every invalid field named; nothing saved"),
-                            "401": _401, "404": _json(_ref("Error"), "no such project among yours"),
-                            "415": _json(_ref("Error"), "not JSON"), "503": _503}},
-                "delete": {"summary": "Remove the connection and the figures read through it", "responses": {
-                    "204": {"description": "deleted"}, "400": _json(_ref("Error"), "several projects: name one"),
-                    "401": _401, "404": _json(_ref("Error"), "no connection"), "503": _503}},
-            },
-            "/api/v1/reconciliation": {"get": {
-                "summary": "Per day and model, Anthropic's usage and cost beside Tally's",
-                "parameters": _params([("from", "YYYY-MM-DD, inclusive (default: 6 days before to)", _STR),
-                                       ("to", "YYYY-MM-DD, inclusive (default: today, UTC)", _STR),
-                                       ("project", "project slug (sessions with several projects)", _STR)]),
-                "responses": {"200": _json(_ref("Reconciliation"), "reconciliation"),
-                              "400": _json(_ref("Error"), "bad parameter (`field` names it)"), "401": _401,
-                              "404": _json(_ref("Error"), "no provider connection, or no such project"),
-                              "503": _503},
-            }},
-            "/api/v1/openapi.json": {"get": {"summary": "This document", "security": [],
-                                             "responses": {"200": {"description": "OpenAPI 3.1"}}}},
-        }),
+                            "400": _json(
+                                {"anyOf": [_ref("FieldErrors"), _ref("Error")]},
+                                "every invalid field named; nothing saved",
+                            ),
+                            "401": _401,
+                            "404": _json(_ref("Error"), "no such project among yours"),
+                            "415": _json(_ref("Error"), "not JSON"),
+                            "503": _503,
+                        },
+                    },
+                    "delete": {
+                        "summary": "Remove the connection and the figures read through it",
+                        "responses": {
+                            "204": {"description": "deleted"},
+                            "400": _json(_ref("Error"), "several projects: name one"),
+                            "401": _401,
+                            "404": _json(_ref("Error"), "no connection"),
+                            "503": _503,
+                        },
+                    },
+                },
+                "/api/v1/reconciliation": {
+                    "get": {
+                        "summary": "Per day and model, Anthropic's usage and cost beside Tally's",
+                        "parameters": _params(
+                            [
+                                ("from", "YYYY-MM-DD, inclusive (default: 6 days before to)", _STR),
+                                ("to", "YYYY-MM-DD, inclusive (default: today, UTC)", _STR),
+                                ("project", "project slug (sessions with several projects)", _STR),
+                            ]
+                        ),
+                        "responses": {
+                            "200": _json(_ref("Reconciliation"), "reconciliation"),
+                            "400": _json(_ref("Error"), "bad parameter (`field` names it)"),
+                            "401": _401,
+                            "404": _json(_ref("Error"), "no provider connection, or no such project"),
+                            "503": _503,
+                        },
+                    }
+                },
+                "/api/v1/openapi.json": {
+                    "get": {
+                        "summary": "This document",
+                        "security": [],
+                        "responses": {"200": {"description": "OpenAPI 3.1"}},
+                    }
+                },
+            }
+        ),
     }
 
 

@@ -29,4 +29,3 @@ def process_caches_clear() -> None:
     """Empty every registered process cache."""
     for clear in _clearers:
         clear()
-

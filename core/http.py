@@ -91,6 +91,5 @@ class ApiNulParameterMiddleware:
         if request.path.startswith(API_PREFIX):
             name = nul_parameter(request)
             if name is not None:
-                return JsonResponse({"error": f"{name}: must not contain a NUL character", "field": name},
-                                    status=400)
+                return JsonResponse({"error": f"{name}: must not contain a NUL character", "field": name}, status=400)
         return self.get_response(request)

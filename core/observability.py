@@ -23,10 +23,14 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("tally_request_id", default="-")
 
-EVENTS = Counter("tally_ingest_events_total", "Events received by ingest, by project and outcome",
-                 ["project", "outcome"])
-INGEST_SECONDS = Histogram("tally_ingest_request_seconds", "Time to answer an ingest request",
-                           buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+EVENTS = Counter(
+    "tally_ingest_events_total", "Events received by ingest, by project and outcome", ["project", "outcome"]
+)
+INGEST_SECONDS = Histogram(
+    "tally_ingest_request_seconds",
+    "Time to answer an ingest request",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
 
 
 def ingest_observe(*, project: str, accepted: int, duplicates: int, rejected: int) -> None:
@@ -54,19 +58,25 @@ class PipelineCollector:
                           (SELECT count(*) FROM alerts_incident WHERE resolved_at IS NULL),
                           (SELECT coalesce(sum(evaluations), 0) FROM alerts_alertrule),
                           (SELECT greatest(0, extract(epoch FROM clock_timestamp() - last_pass_finished_at)) FROM rollups_rollupstate
-                           WHERE id = 1)""")
+                           WHERE id = 1)"""
+            )
             pending, lag, retrying, failed, unsent, open_incidents, evaluations, since_pass = cursor.fetchone()
         yield GaugeMetricFamily("tally_rollup_pending_hours", "Project-hours waiting for the rollup", pending)
-        yield GaugeMetricFamily("tally_rollup_lag_seconds", "Age of the oldest event not yet rolled up",
-                                float(lag or 0))
-        yield GaugeMetricFamily("tally_rollup_seconds_since_last_pass", "Seconds since a rollup pass finished",
-                                float(since_pass) if since_pass is not None else float("nan"))
+        yield GaugeMetricFamily(
+            "tally_rollup_lag_seconds", "Age of the oldest event not yet rolled up", float(lag or 0)
+        )
+        yield GaugeMetricFamily(
+            "tally_rollup_seconds_since_last_pass",
+            "Seconds since a rollup pass finished",
+            float(since_pass) if since_pass is not None else float("nan"),
+        )
         yield GaugeMetricFamily("tally_email_retrying", "Emails whose last attempt failed, to be retried", retrying)
         yield GaugeMetricFamily("tally_email_failed", "Emails given up on after every retry", failed)
         yield GaugeMetricFamily("tally_email_unsent", "Emails not sent yet", unsent)
         yield GaugeMetricFamily("tally_alert_incidents_open", "Open alert incidents", open_incidents)
-        counter = GaugeMetricFamily("tally_alert_evaluations", "Alert rule evaluations so far (all rules)",
-                                    float(evaluations))
+        counter = GaugeMetricFamily(
+            "tally_alert_evaluations", "Alert rule evaluations so far (all rules)", float(evaluations)
+        )
         yield counter
 
 

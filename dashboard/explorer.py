@@ -44,10 +44,16 @@ CSV_CHUNK = 2000  # rows per keyset read of the export: a few hundred KB in memo
 
 STATUSES = (("", "Any status"), ("ok", "ok"), ("error", "error"))
 KINDS = (("", "Batch and online"), ("online", "Online only"), ("batch", "Batch only"))
-SORTS = (("time", "Newest first"), ("cost", "Most expensive first"), ("latency", "Slowest first"),
-         ("tokens", "Most tokens first"))
+SORTS = (
+    ("time", "Newest first"),
+    ("cost", "Most expensive first"),
+    ("latency", "Slowest first"),
+    ("tokens", "Most tokens first"),
+)
 
-_TIME_CURSOR = re.compile(r"^(?P<key>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d))_(?P<id>\d{1,19})$")
+_TIME_CURSOR = re.compile(
+    r"^(?P<key>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d))_(?P<id>\d{1,19})$"
+)
 _FLOAT_CURSOR = re.compile(r"^(?P<key>\d+(?:\.\d+)?(?:e[+-]?\d+)?)_(?P<id>\d{1,19})$")
 _INT_CURSOR = re.compile(r"^(?P<key>-1|\d{1,19})_(?P<id>\d{1,19})$")
 CURSOR_PATTERNS = {"time": _TIME_CURSOR, "latency": _FLOAT_CURSOR, "cost": _INT_CURSOR, "tokens": _INT_CURSOR}
@@ -80,8 +86,13 @@ class ExplorerForm(forms.Form):
                 self.add_error("cursor", f"not a cursor of the {sort!r} order; starting from the first page.")
             else:
                 key = match["key"]
-                value = (datetime.fromisoformat(key.replace("Z", "+00:00")) if sort == "time"
-                              else float(key) if sort == "latency" else int(key))
+                value = (
+                    datetime.fromisoformat(key.replace("Z", "+00:00"))
+                    if sort == "time"
+                    else float(key)
+                    if sort == "latency"
+                    else int(key)
+                )
                 data["cursor_key"] = (value, int(match["id"]))
         return data
 
@@ -105,8 +116,12 @@ class Explorer:
     def params(self, **overrides: Any) -> dict[str, str]:
         """Query parameters reproducing these (empty ones, the default sort and no cursor left out)."""
         out: dict[str, Any] = {
-            "status": self.status, "error_type": self.error_type, "http_status": self.http_status,
-            "kind": self.kind, "min_latency_ms": self.min_latency_ms, "min_cost_usd": self.min_cost_usd,
+            "status": self.status,
+            "error_type": self.error_type,
+            "http_status": self.http_status,
+            "kind": self.kind,
+            "min_latency_ms": self.min_latency_ms,
+            "min_cost_usd": self.min_cost_usd,
             "sort": "" if self.sort == "time" else self.sort,
         }
         out.update(overrides)
@@ -135,11 +150,16 @@ def explorer_parse(params: QueryDict) -> Explorer:
     form.is_valid()
     data = form.cleaned_data
     return Explorer(
-        status=data.get("status") or "", error_type=data.get("error_type") or "",
-        http_status=data.get("http_status"), kind=data.get("kind") or "",
-        min_latency_ms=data.get("min_latency_ms"), min_cost_usd=data.get("min_cost_usd"),
-        request_id=data.get("request_id") or "", sort=data.get("sort") or "time",
-        cursor=data.get("cursor_key"), csv=data.get("format") == "csv",
+        status=data.get("status") or "",
+        error_type=data.get("error_type") or "",
+        http_status=data.get("http_status"),
+        kind=data.get("kind") or "",
+        min_latency_ms=data.get("min_latency_ms"),
+        min_cost_usd=data.get("min_cost_usd"),
+        request_id=data.get("request_id") or "",
+        sort=data.get("sort") or "time",
+        cursor=data.get("cursor_key"),
+        csv=data.get("format") == "csv",
         errors=tuple(_message(name, messages) for name, messages in form.errors.items()),
     )
 
@@ -158,8 +178,9 @@ def cursor_format(sort: str, key: Any, event_id: int) -> str:
 RARE_HOURS = 48
 
 
-def selection_of(filters: Filters, explorer: Explorer, *, project_id: int,
-                 environments: dict[str, int]) -> CallSelection | None:
+def selection_of(
+    filters: Filters, explorer: Explorer, *, project_id: int, environments: dict[str, int]
+) -> CallSelection | None:
     """The explorer's selection; None when it is certainly empty (an unknown environment, a rare
     value in no hour of the range). An unknown request id is ingest's to find empty."""
     environment_id = None
@@ -169,27 +190,42 @@ def selection_of(filters: Filters, explorer: Explorer, *, project_id: int,
         environment_id = environments[filters.environment]
     hours = None
     few_rows = bool(filters.user or explorer.request_id)
-    dimensions: dict[str, str | int] = {name: value for name, value in (("service", filters.service), ("model", filters.model),
-                                                   ("feature", filters.feature)) if value}
+    dimensions: dict[str, str | int] = {
+        name: value
+        for name, value in (("service", filters.service), ("model", filters.model), ("feature", filters.feature))
+        if value
+    }
     if dimensions and not few_rows:
         # A rare service, model or feature (bench/pages.py: a feature with 6 calls in 30 days took
         # 2 s walking the time index): the aggregates say which hours hold it, and only those are
         # read. Past RARE_HOURS it is common enough for the sort index to meet matches quickly.
         if environment_id is not None:
             dimensions["environment_id"] = environment_id
-        found = hours_with_calls(project_id=project_id, start=filters.start, end=filters.end, filters=dimensions,
-                                 limit=RARE_HOURS)
+        found = hours_with_calls(
+            project_id=project_id, start=filters.start, end=filters.end, filters=dimensions, limit=RARE_HOURS
+        )
         if found is not None:
             if not found:
                 return None
             hours = tuple(found)
     return CallSelection(
-        project_id=project_id, start=filters.start, end=filters.end, sort=explorer.sort,
-        request_id=explorer.request_id, environment_id=environment_id, service=filters.service,
-        model=filters.model, feature=filters.feature, user_id=filters.user, status=explorer.status,
-        error_type=explorer.error_type, http_status=explorer.http_status,
-        batch={"batch": True, "online": False}.get(explorer.kind), min_latency_ms=explorer.min_latency_ms,
-        min_cost_usd=explorer.min_cost_usd, hours=hours,
+        project_id=project_id,
+        start=filters.start,
+        end=filters.end,
+        sort=explorer.sort,
+        request_id=explorer.request_id,
+        environment_id=environment_id,
+        service=filters.service,
+        model=filters.model,
+        feature=filters.feature,
+        user_id=filters.user,
+        status=explorer.status,
+        error_type=explorer.error_type,
+        http_status=explorer.http_status,
+        batch={"batch": True, "online": False}.get(explorer.kind),
+        min_latency_ms=explorer.min_latency_ms,
+        min_cost_usd=explorer.min_cost_usd,
+        hours=hours,
     )
 
 
@@ -217,8 +253,7 @@ class EventsPage:
 
     def params(self, **overrides: Any) -> dict[str, str]:
         """The page's whole query (filter bar and explorer), with overrides; empty values left out."""
-        out = {**self.filters.params(feature=self.filters.feature, user=self.filters.user),
-               **self.explorer.params()}
+        out = {**self.filters.params(feature=self.filters.feature, user=self.filters.user), **self.explorer.params()}
         out.update({k: _param(v) for k, v in overrides.items()})
         return {k: v for k, v in out.items() if v not in ("", "None")}
 
@@ -285,11 +320,37 @@ def events_page(filters: Filters, explorer: Explorer, *, projects: QuerySet[Proj
 
 # --- the CSV export -----------------------------------------------------------------------------
 
-CSV_HEADER = ("timestamp", "request_id", "environment", "service", "feature", "user_id", "model", "provider",
-              "status", "error_type", "http_status", "stop_reason", "batch", "service_tier", "latency_ms",
-              "time_to_first_token_ms", "input_tokens", "output_tokens", "cache_read_input_tokens",
-              "cache_creation_input_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens", "total_tokens",
-              "cost_usd", "cache_savings_usd", "client_cost_usd", "price_source", "metadata", "event_id")
+CSV_HEADER = (
+    "timestamp",
+    "request_id",
+    "environment",
+    "service",
+    "feature",
+    "user_id",
+    "model",
+    "provider",
+    "status",
+    "error_type",
+    "http_status",
+    "stop_reason",
+    "batch",
+    "service_tier",
+    "latency_ms",
+    "time_to_first_token_ms",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "total_tokens",
+    "cost_usd",
+    "cache_savings_usd",
+    "client_cost_usd",
+    "price_source",
+    "metadata",
+    "event_id",
+)
 # Text a client sent that a spreadsheet would run as a formula (CSV injection): prefixed with
 # a quote, as OWASP advises. Only client-supplied text columns; numbers are written as numbers.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -311,15 +372,33 @@ def _number(value: Any) -> str:
 
 def csv_row(call: Call) -> list[str]:
     return [
-        call.timestamp.astimezone(UTC).isoformat().replace("+00:00", "Z"), _text(call.request_id),
-        _text(call.environment), _text(call.service), _text(call.feature), _text(call.user_id), _text(call.model),
-        _text(call.provider), call.status, _text(call.error_type), _number(call.http_status),
-        _text(call.stop_reason), "true" if call.batch else "false", _text(call.service_tier),
-        _number(call.latency_ms), _number(call.time_to_first_token_ms), _number(call.input_tokens),
-        _number(call.output_tokens), _number(call.cache_read_input_tokens),
-        _number(call.cache_creation_input_tokens), _number(call.cache_write_5m_tokens),
-        _number(call.cache_write_1h_tokens), _number(call.total_tokens), _number(call.cost_usd),
-        _number(call.cache_savings_usd), _number(call.client_cost_usd), _text(call.price_source),
+        call.timestamp.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        _text(call.request_id),
+        _text(call.environment),
+        _text(call.service),
+        _text(call.feature),
+        _text(call.user_id),
+        _text(call.model),
+        _text(call.provider),
+        call.status,
+        _text(call.error_type),
+        _number(call.http_status),
+        _text(call.stop_reason),
+        "true" if call.batch else "false",
+        _text(call.service_tier),
+        _number(call.latency_ms),
+        _number(call.time_to_first_token_ms),
+        _number(call.input_tokens),
+        _number(call.output_tokens),
+        _number(call.cache_read_input_tokens),
+        _number(call.cache_creation_input_tokens),
+        _number(call.cache_write_5m_tokens),
+        _number(call.cache_write_1h_tokens),
+        _number(call.total_tokens),
+        _number(call.cost_usd),
+        _number(call.cache_savings_usd),
+        _number(call.client_cost_usd),
+        _text(call.price_source),
         _text(_metadata_json(call.metadata)),
         str(call.id),
     ]

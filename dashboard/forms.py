@@ -18,8 +18,14 @@ from urllib.parse import urlencode
 from django import forms
 from django.http import QueryDict
 
-RANGES = (("1h", "Last hour"), ("6h", "Last 6 hours"), ("24h", "Last 24 hours"), ("7d", "Last 7 days"),
-          ("30d", "Last 30 days"), ("custom", "Custom"))
+RANGES = (
+    ("1h", "Last hour"),
+    ("6h", "Last 6 hours"),
+    ("24h", "Last 24 hours"),
+    ("7d", "Last 7 days"),
+    ("30d", "Last 30 days"),
+    ("custom", "Custom"),
+)
 # Presets in whole hours ending with the current hour; the others are whole UTC days ending today.
 HOUR_PRESETS = {"1h": 1, "6h": 6, "24h": 24}
 DEFAULT_RANGE = "7d"
@@ -56,7 +62,8 @@ class InstantField(forms.Field):
             at = datetime.fromisoformat(text.replace("z", "Z").replace("Z", "+00:00"))
         except ValueError as exc:
             raise forms.ValidationError(
-                f"{text!r} is neither a date (2026-12-03) nor an RFC 3339 time (2026-12-03T01:00:00Z).") from exc
+                f"{text!r} is neither a date (2026-12-03) nor an RFC 3339 time (2026-12-03T01:00:00Z)."
+            ) from exc
         return Instant(at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC), False)
 
 
@@ -178,8 +185,11 @@ class Filters:
     @property
     def range_label(self) -> str:
         labels = dict(RANGES)
-        span = f"{self.start:%b %d %H:%M} – {self.end:%b %d %H:%M} UTC" if self.granularity == "hour" else (
-            f"{self.from_date:%b %d} – {self.to_date:%b %d, %Y} UTC")
+        span = (
+            f"{self.start:%b %d %H:%M} – {self.end:%b %d %H:%M} UTC"
+            if self.granularity == "hour"
+            else (f"{self.from_date:%b %d} – {self.to_date:%b %d, %Y} UTC")
+        )
         if self.range == "custom":
             return span
         return f"{labels[self.range]} ({span})"
@@ -209,13 +219,17 @@ class Filters:
     def querystring(self) -> str:
         return urlencode(self.params())
 
-    def calls_params(self, start: datetime | None = None, end: datetime | None = None,
-                     **extra: str) -> dict[str, str]:
+    def calls_params(self, start: datetime | None = None, end: datetime | None = None, **extra: str) -> dict[str, str]:
         """The events explorer's parameters (agreement 2) for the calls behind a window of this page:
         the project, the window as RFC 3339 instants (the explorer's half-open [from, to)), the
         page's dimension filters, plus `extra` (status, error_type, http_status, ...)."""
-        out = {"project": self.project_slug, "from": rfc3339(start or self.start), "to": rfc3339(end or self.end),
-               **self.dimension_params(), **extra}
+        out = {
+            "project": self.project_slug,
+            "from": rfc3339(start or self.start),
+            "to": rfc3339(end or self.end),
+            **self.dimension_params(),
+            **extra,
+        }
         return {k: v for k, v in out.items() if v}
 
 
@@ -223,8 +237,9 @@ def _midnight(day: date) -> datetime:
     return datetime.combine(day, time(0), tzinfo=UTC)
 
 
-def range_bounds(range_: str, *, now: datetime, start: Instant | None = None,
-                 end: Instant | None = None) -> tuple[datetime, datetime]:
+def range_bounds(
+    range_: str, *, now: datetime, start: Instant | None = None, end: Instant | None = None
+) -> tuple[datetime, datetime]:
     """[start, end) in UTC. Hour presets are whole hours ending with the current one; 7d/30d are
     whole UTC days ending with today, so they read the daily aggregates. A custom range snaps
     outwards to whole hours (the aggregates' smallest bucket); a `to` date is inclusive, a `to`
@@ -263,11 +278,20 @@ def filters_parse(params: QueryDict, *, now: datetime) -> Filters:
     range_ = "custom" if custom else (data.get("range") or DEFAULT_RANGE)
     if range_ == "custom" and not custom:
         range_ = DEFAULT_RANGE
-    start, end = range_bounds(range_, now=now, start=data.get("from") if custom else None,
-                              end=data.get("to") if custom else None)
+    start, end = range_bounds(
+        range_, now=now, start=data.get("from") if custom else None, end=data.get("to") if custom else None
+    )
     return Filters(
-        project_slug=data.get("project") or "", range=range_, start=start, end=end, now=now,
-        environment=data.get("environment") or "", service=data.get("service") or "", model=data.get("model") or "",
-        feature=data.get("feature") or "", user=data.get("user") or "", compare=bool(data.get("compare")),
+        project_slug=data.get("project") or "",
+        range=range_,
+        start=start,
+        end=end,
+        now=now,
+        environment=data.get("environment") or "",
+        service=data.get("service") or "",
+        model=data.get("model") or "",
+        feature=data.get("feature") or "",
+        user=data.get("user") or "",
+        compare=bool(data.get("compare")),
         errors=tuple(errors),
     )

@@ -126,11 +126,20 @@ class TimeSeries:
         return self.values[name]
 
 
-_SERIES_FIELDS = ("requests", "errors", "cost_usd", "cache_savings_usd", "input_tokens", "output_tokens",
-                  "cache_read_input_tokens", "cache_creation_input_tokens", "cache_write_5m_tokens",
-                  "cache_write_1h_tokens", "unpriced_requests")
-_WHEN_CALLS = ("error_rate", "cache_hit_rate", "latency_avg_ms", "latency_p50_ms", "latency_p95_ms",
-               "latency_p99_ms")
+_SERIES_FIELDS = (
+    "requests",
+    "errors",
+    "cost_usd",
+    "cache_savings_usd",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "unpriced_requests",
+)
+_WHEN_CALLS = ("error_rate", "cache_hit_rate", "latency_avg_ms", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms")
 
 
 # What per-user spend (rollups_dailyuserspend: per UTC day, environment and user_id) knows.
@@ -178,8 +187,13 @@ def buckets_of(start: datetime, end: datetime, granularity: str) -> list[datetim
     return out
 
 
-def stacks_of(rows: Iterable[MetricsRow], dimension: str, buckets: list[datetime],
-              value: Callable[[MetricsRow], float], top: int = TOP_STACKS) -> dict[str, list[float]]:
+def stacks_of(
+    rows: Iterable[MetricsRow],
+    dimension: str,
+    buckets: list[datetime],
+    value: Callable[[MetricsRow], float],
+    top: int = TOP_STACKS,
+) -> dict[str, list[float]]:
     """Per value of `dimension`, one number per bucket; the largest `top`, the rest summed as "other"."""
     index = {b.timestamp(): i for i, b in enumerate(buckets)}
     per: dict[str, list[float]] = {}
@@ -220,22 +234,45 @@ def breakdown_of(rows: Iterable[MetricsRow], dimension: str) -> list[BreakdownRo
     out = []
     for name, row in merged.items():
         d = summary(row)
-        out.append(BreakdownRow(
-            name=name or "(none)", requests=d["requests"], cost_usd=d["cost_usd"],
-            spend_share=float(row.cost_usd / total_cost) if total_cost else None, errors=d["errors"],
-            error_rate=d["error_rate"], latency_avg_ms=d["latency_avg_ms"], latency_p50_ms=d["latency_p50_ms"],
-            latency_p95_ms=d["latency_p95_ms"], latency_p99_ms=d["latency_p99_ms"],
-            unpriced_requests=d["unpriced_requests"],
-        ))
+        out.append(
+            BreakdownRow(
+                name=name or "(none)",
+                requests=d["requests"],
+                cost_usd=d["cost_usd"],
+                spend_share=float(row.cost_usd / total_cost) if total_cost else None,
+                errors=d["errors"],
+                error_rate=d["error_rate"],
+                latency_avg_ms=d["latency_avg_ms"],
+                latency_p50_ms=d["latency_p50_ms"],
+                latency_p95_ms=d["latency_p95_ms"],
+                latency_p99_ms=d["latency_p99_ms"],
+                unpriced_requests=d["unpriced_requests"],
+            )
+        )
     return sorted(out, key=lambda r: (-(r.cost_usd or 0), -r.requests, r.name))
 
 
-def _query(filters: Filters, project: Project, *, start: datetime | None = None, end: datetime | None = None,
-           granularity: str | None = None, group_by: list[str] | None = None,
-           histograms: bool = True, ttft: bool = True) -> MetricsQuery:
-    return MetricsQuery(project_ids=[project.pk], start=start or filters.start, end=end or filters.end,
-                        granularity=granularity or filters.granularity, group_by=group_by or [],
-                        filters=filters.metric_filters, histograms=histograms, ttft=ttft)
+def _query(
+    filters: Filters,
+    project: Project,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    granularity: str | None = None,
+    group_by: list[str] | None = None,
+    histograms: bool = True,
+    ttft: bool = True,
+) -> MetricsQuery:
+    return MetricsQuery(
+        project_ids=[project.pk],
+        start=start or filters.start,
+        end=end or filters.end,
+        granularity=granularity or filters.granularity,
+        group_by=group_by or [],
+        filters=filters.metric_filters,
+        histograms=histograms,
+        ttft=ttft,
+    )
 
 
 # --- KPIs ---------------------------------------------------------------------------------------
@@ -273,13 +310,21 @@ class Kpi:
 
 def overview_kpis(current: dict[str, Any], previous: dict[str, Any]) -> list[Kpi]:
     """The field guide's six daily-dashboard numbers, each against the previous period."""
+
     def prev(name: str) -> float | None:
         return previous[name] if previous["requests"] else None
 
     return [
         Kpi("requests", "Requests", "count", current["requests"], prev("requests")),
-        Kpi("spend", "Spend", "usd", current["cost_usd"], prev("cost_usd"), "bad",
-            note=f"excludes {current['unpriced_requests']:,} unpriced" if current["unpriced_requests"] else ""),
+        Kpi(
+            "spend",
+            "Spend",
+            "usd",
+            current["cost_usd"],
+            prev("cost_usd"),
+            "bad",
+            note=f"excludes {current['unpriced_requests']:,} unpriced" if current["unpriced_requests"] else "",
+        ),
         Kpi("latency_avg", "Average latency", "ms", current["latency_avg_ms"], prev("latency_avg_ms"), "bad"),
         Kpi("latency_p95", "P95 latency", "ms", current["latency_p95_ms"], prev("latency_p95_ms"), "bad"),
         Kpi("error_rate", "Error rate", "pct", current["error_rate"], prev("error_rate"), "bad"),
@@ -331,8 +376,11 @@ class Page:
         page's project and filters, and the page's range (a bucket is clipped to it)."""
         params = self.filters.calls_params()
         del params["from"], params["to"]
-        return {"url": f"{reverse('dashboard:events')}?{urlencode(params)}", "start": rfc3339(self.filters.start),
-                "end": rfc3339(self.filters.end)}
+        return {
+            "url": f"{reverse('dashboard:events')}?{urlencode(params)}",
+            "start": rfc3339(self.filters.start),
+            "end": rfc3339(self.filters.end),
+        }
 
     @property
     def calls_url(self) -> str:
@@ -345,16 +393,42 @@ def overlays_of(alerts: ChartAlerts, *, project_slug: str) -> dict[str, Any]:
     query = f"?{urlencode({'project': project_slug})}"
     rule_url = {r.rule.pk: reverse("alerts_ui:rule", args=[r.rule.pk]) + query for r in alerts.rules}
     return {
-        "rules": [{"name": r.rule.name, "metric": r.rule.metric, "window": r.rule.window,
-                   "condition": r.rule.condition, "threshold": r.rule.threshold,
-                   "sensitivity": r.rule.sensitivity or 3.0, "band": r.band, "url": rule_url[r.rule.pk]}
-                  for r in alerts.rules],
-        "incidents": [{"rule": i.rule.name, "metric": i.rule.metric, "start": i.start, "end": i.end,
-                       "open": i.incident.resolved_at is None, "value": i.incident.value,
-                       "threshold": i.incident.threshold, "baseline": i.incident.baseline,
-                       "url": rule_url[i.rule.pk]} for i in alerts.incidents],
-        "budgets": [{"name": b.name, "period": b.period, "limit_usd": float(b.limit_usd),
-                     "url": reverse("alerts_ui:budgets") + query} for b in alerts.budgets],
+        "rules": [
+            {
+                "name": r.rule.name,
+                "metric": r.rule.metric,
+                "window": r.rule.window,
+                "condition": r.rule.condition,
+                "threshold": r.rule.threshold,
+                "sensitivity": r.rule.sensitivity or 3.0,
+                "band": r.band,
+                "url": rule_url[r.rule.pk],
+            }
+            for r in alerts.rules
+        ],
+        "incidents": [
+            {
+                "rule": i.rule.name,
+                "metric": i.rule.metric,
+                "start": i.start,
+                "end": i.end,
+                "open": i.incident.resolved_at is None,
+                "value": i.incident.value,
+                "threshold": i.incident.threshold,
+                "baseline": i.incident.baseline,
+                "url": rule_url[i.rule.pk],
+            }
+            for i in alerts.incidents
+        ],
+        "budgets": [
+            {
+                "name": b.name,
+                "period": b.period,
+                "limit_usd": float(b.limit_usd),
+                "url": reverse("alerts_ui:budgets") + query,
+            }
+            for b in alerts.budgets
+        ],
     }
 
 
@@ -363,10 +437,18 @@ def _page(filters: Filters, projects: QuerySet[Project]) -> tuple[Page, Project 
     page = Page(filters=filters, scope=scope)
     project = scope.project if scope.has_events else None
     if project is not None:
-        page.alerts = chart_alerts(project_id=project.pk, start=filters.start, end=filters.end, now=filters.now,
-                                   band_window=page.granularity, environment=filters.environment,
-                                   service=filters.service, model=filters.model, feature=filters.feature,
-                                   user_id=filters.user)
+        page.alerts = chart_alerts(
+            project_id=project.pk,
+            start=filters.start,
+            end=filters.end,
+            now=filters.now,
+            band_window=page.granularity,
+            environment=filters.environment,
+            service=filters.service,
+            model=filters.model,
+            feature=filters.feature,
+            user_id=filters.user,
+        )
     return page, project
 
 
@@ -377,13 +459,15 @@ def _with_series(page: Page, result: MetricsResult) -> None:
     project = page.scope.project
     if page.filters.compare and project is not None:
         start, end = page.filters.previous_whole
-        previous = _series_result(page.filters, project, start=start, end=end, granularity=page.granularity,
-                                  with_as_of=False)
+        previous = _series_result(
+            page.filters, project, start=start, end=end, granularity=page.granularity, with_as_of=False
+        )
         page.previous_series = series_of(previous, per_user=page.per_user)
 
 
-def user_metrics(project: Project, filters: Filters, *, start: datetime, end: datetime,
-                 with_as_of: bool = True) -> MetricsResult:
+def user_metrics(
+    project: Project, filters: Filters, *, start: datetime, end: datetime, with_as_of: bool = True
+) -> MetricsResult:
     """Per-user numbers of `filters.user` per UTC day, zero-filled, over every day [start, end) touches.
 
     End users are many, so the rollup keeps them apart from the other dimensions: per day and
@@ -392,14 +476,19 @@ def user_metrics(project: Project, filters: Filters, *, start: datetime, end: da
     """
     first = start.astimezone(UTC).date()
     last = (end - timedelta(microseconds=1)).astimezone(UTC).date()
-    per_day = user_spend_by_day(project_id=project.pk, user_id=filters.user, first_day=first, last_day=last,
-                                environment=filters.environment)
+    per_day = user_spend_by_day(
+        project_id=project.pk, user_id=filters.user, first_day=first, last_day=last, environment=filters.environment
+    )
     series, totals = [], MetricsRow(bucket=None, group={})
     for bucket in buckets_of(start, end, "day"):
         row = MetricsRow(bucket=bucket, group={})
         found = per_day.get(bucket.date())
         if found:
-            row.sums = {"requests": found["requests"], "errors": found["errors"], "unpriced_requests": found["unpriced"]}
+            row.sums = {
+                "requests": found["requests"],
+                "errors": found["errors"],
+                "unpriced_requests": found["unpriced"],
+            }
             row.cost_usd = found["cost"]
         series.append(row)
         totals.add(row)
@@ -409,15 +498,21 @@ def user_metrics(project: Project, filters: Filters, *, start: datetime, end: da
     return MetricsResult(granularity="day", series=series, totals=totals, as_of=as_of)
 
 
-def _series_result(filters: Filters, project: Project, *, start: datetime | None = None,
-                   end: datetime | None = None, granularity: str | None = None,
-                   with_as_of: bool = True) -> MetricsResult:
+def _series_result(
+    filters: Filters,
+    project: Project,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    granularity: str | None = None,
+    with_as_of: bool = True,
+) -> MetricsResult:
     """The page's time series: from the aggregates, or from per-user spend under a user filter."""
     if filters.user:
-        return user_metrics(project, filters, start=start or filters.start, end=end or filters.end,
-                            with_as_of=with_as_of)
-    return metrics_query(_query(filters, project, start=start, end=end, granularity=granularity),
-                         with_as_of=with_as_of)
+        return user_metrics(
+            project, filters, start=start or filters.start, end=end or filters.end, with_as_of=with_as_of
+        )
+    return metrics_query(_query(filters, project, start=start, end=end, granularity=granularity), with_as_of=with_as_of)
 
 
 def top_users(project: Project, filters: Filters, limit: int = TOP_USERS) -> list[UserSpend]:
@@ -425,8 +520,14 @@ def top_users(project: Project, filters: Filters, limit: int = TOP_USERS) -> lis
     environment, so a 24-hour range counts two calendar days, and service/model/feature filters can't
     apply). Under a user filter, that user only."""
     last_day = (filters.end - timedelta(microseconds=1)).astimezone(UTC).date()
-    return user_spend_top(project_id=project.pk, first_day=filters.start.astimezone(UTC).date(), last_day=last_day,
-                          environment=filters.environment, user_id=filters.user, limit=limit)
+    return user_spend_top(
+        project_id=project.pk,
+        first_day=filters.start.astimezone(UTC).date(),
+        last_day=last_day,
+        environment=filters.environment,
+        user_id=filters.user,
+        limit=limit,
+    )
 
 
 BREAKDOWN_DIMENSIONS = ("model", "service", "feature", "environment")
@@ -449,11 +550,19 @@ def overview_page(filters: Filters, *, projects: QuerySet[Project]) -> Page:
     page.data["previous"] = (prev_start, prev_end)
     # One row per group over the whole range (no buckets), one call per dimension: each reads
     # the daily slice of just that dimension, a few rows a day.
-    page.data["breakdowns"] = {} if page.per_user else {
-        dim: breakdown_of(metrics_query(_query(filters, project, granularity=TOTAL, group_by=[dim], ttft=False),
-                                        with_as_of=False).series, dim)
-        for dim in BREAKDOWN_DIMENSIONS
-    }
+    page.data["breakdowns"] = (
+        {}
+        if page.per_user
+        else {
+            dim: breakdown_of(
+                metrics_query(
+                    _query(filters, project, granularity=TOTAL, group_by=[dim], ttft=False), with_as_of=False
+                ).series,
+                dim,
+            )
+            for dim in BREAKDOWN_DIMENSIONS
+        }
+    )
     page.data["top_users"] = top_users(project, filters)
     page.data["users_filter_note"] = bool(filters.service or filters.model or filters.feature)
     return page
@@ -494,10 +603,14 @@ def month_to_date(project: Project, filters: Filters) -> MonthToDate:
         running += float(row.cost_usd)
         cumulative.append(running)
     return MonthToDate(
-        month_start=month_start, spend_usd=spend, days_elapsed=days_elapsed, days_in_month=days_in_month,
+        month_start=month_start,
+        spend_usd=spend,
+        days_elapsed=days_elapsed,
+        days_in_month=days_in_month,
         projected_usd=spend / days_elapsed * days_in_month,
         unpriced_requests=result.totals.sums.get("unpriced_requests", 0),
-        days=[row.bucket for row in result.series if row.bucket], cumulative_usd=cumulative,
+        days=[row.bucket for row in result.series if row.bucket],
+        cumulative_usd=cumulative,
     )
 
 
@@ -521,13 +634,16 @@ def spend_page(filters: Filters, *, projects: QuerySet[Project]) -> Page:
         page.data[f"by_{dim}"] = stacks_of(grouped.series, dim, page.series.buckets, lambda r: float(r.cost_usd))
     if filters.compare:
         start, end = filters.previous_whole
-        page.previous_series = series_of(metrics_query(_query(filters, project, start=start, end=end),
-                                                       with_as_of=False))
+        page.previous_series = series_of(
+            metrics_query(_query(filters, project, start=start, end=end), with_as_of=False)
+        )
     page.data["models"] = breakdown_of(grouped.series, "model")
-    page.data["features"] = breakdown_of(metrics_query(_query(filters, project, granularity=TOTAL,
-                                                              group_by=["feature"], histograms=False),
-                                                       with_as_of=False).series,
-                                         "feature")
+    page.data["features"] = breakdown_of(
+        metrics_query(
+            _query(filters, project, granularity=TOTAL, group_by=["feature"], histograms=False), with_as_of=False
+        ).series,
+        "feature",
+    )
     page.data["unpriced_models"] = [(r.name, r.unpriced_requests) for r in page.data["models"] if r.unpriced_requests]
     page.data["mtd"] = month_to_date(project, filters)
     return page
@@ -556,8 +672,10 @@ def latency_numbers(row: MetricsRow) -> dict[str, Any]:
     """A row's latency fields, None where there is nothing to measure: latency without online calls,
     TTFT without a streamed call that reported it, turnaround without batch calls."""
     d = row.as_dict()
-    out = {name: d[name] for name in (*_ONLINE_LATENCY, "ttft_p50_ms", "ttft_p95_ms", "batch_latency_avg_ms",
-                                      "batch_requests")}
+    out = {
+        name: d[name]
+        for name in (*_ONLINE_LATENCY, "ttft_p50_ms", "ttft_p95_ms", "batch_latency_avg_ms", "batch_requests")
+    }
     out["online_requests"] = row.online_requests
     if not row.online_requests:
         out.update(dict.fromkeys(_ONLINE_LATENCY))
@@ -579,8 +697,14 @@ def latency_page(filters: Filters, *, projects: QuerySet[Project]) -> Page:
     _with_series(page, result)
     # Message Batches results are not in latency: a bucket of batch calls only is a gap, not 0 ms.
     per_bucket = [latency_numbers(row) for row in result.series]
-    for name in (*_ONLINE_LATENCY, "ttft_p50_ms", "ttft_p95_ms", "batch_latency_avg_ms", "batch_requests",
-                 "online_requests"):
+    for name in (
+        *_ONLINE_LATENCY,
+        "ttft_p50_ms",
+        "ttft_p95_ms",
+        "batch_latency_avg_ms",
+        "batch_requests",
+        "online_requests",
+    ):
         page.series.values[name] = [numbers[name] for numbers in per_bucket]
     page.totals.update(latency_numbers(result.totals))
     grouped = metrics_query(_query(filters, project, granularity=TOTAL, group_by=["model"]), with_as_of=False)
@@ -588,8 +712,7 @@ def latency_page(filters: Filters, *, projects: QuerySet[Project]) -> Page:
     for row in grouped.series:
         merged.setdefault(row.group["model"], MetricsRow(bucket=None, group=row.group)).add(row)
     rows = [LatencyRow(name=name or "(none)", **latency_numbers(row)) for name, row in merged.items()]
-    page.data["models"] = sorted(rows, key=lambda r: (-(r.latency_p95_ms or 0), -(r.batch_latency_avg_ms or 0),
-                                                      r.name))
+    page.data["models"] = sorted(rows, key=lambda r: (-(r.latency_p95_ms or 0), -(r.batch_latency_avg_ms or 0), r.name))
     return page
 
 
@@ -606,12 +729,14 @@ def errors_page(filters: Filters, *, projects: QuerySet[Project]) -> Page:
     page.data["by_type"] = maps["type"]
     page.data["by_status"] = maps["status"]
     page.data["type_totals"] = [(name, sum(counts)) for name, counts in maps["type"].items()]
-    page.data["status_totals"] = sorted(((code, sum(counts)) for code, counts in maps["status"].items()),
-                                        key=lambda kv: kv[0])
+    page.data["status_totals"] = sorted(
+        ((code, sum(counts)) for code, counts in maps["status"].items()), key=lambda kv: kv[0]
+    )
     page.data["headroom"], page.data["rate_limited"] = {}, [0] * len(page.series.buckets)
     if not page.per_user:  # rate-limit headers are not kept per end user either
         page.data["headroom"], page.data["rate_limited"] = ratelimit_series(
-            metrics_query(_query(filters, project, group_by=["model"]), with_as_of=False), page.series.buckets)
+            metrics_query(_query(filters, project, group_by=["model"]), with_as_of=False), page.series.buckets
+        )
     return page
 
 
@@ -650,19 +775,30 @@ def cache_rows(rows: Iterable[MetricsRow], dimension: str) -> list[CacheRow]:
     merged: dict[str, MetricsRow] = {}
     for row in rows:
         merged.setdefault(row.group[dimension], MetricsRow(bucket=None, group={})).add(row)
-    out = [CacheRow(name=name or "(none)", requests=row.requests, cache_hits=row.sums.get("cache_hits", 0),
-                    read_tokens=row.sums.get("cache_read_input_tokens", 0),
-                    written_tokens=row.sums.get("cache_creation_input_tokens", 0),
-                    saved_usd=float(row.cache_savings_usd)) for name, row in merged.items()]
+    out = [
+        CacheRow(
+            name=name or "(none)",
+            requests=row.requests,
+            cache_hits=row.sums.get("cache_hits", 0),
+            read_tokens=row.sums.get("cache_read_input_tokens", 0),
+            written_tokens=row.sums.get("cache_creation_input_tokens", 0),
+            saved_usd=float(row.cache_savings_usd),
+        )
+        for name, row in merged.items()
+    ]
     return sorted(out, key=lambda r: (-r.written_tokens, -r.read_tokens, r.name))
 
 
-_HEADROOM_FIELDS = ("ratelimit_requests_headroom_min", "ratelimit_input_tokens_headroom_min",
-                    "ratelimit_output_tokens_headroom_min")
+_HEADROOM_FIELDS = (
+    "ratelimit_requests_headroom_min",
+    "ratelimit_input_tokens_headroom_min",
+    "ratelimit_output_tokens_headroom_min",
+)
 
 
-def ratelimit_series(by_model: MetricsResult, buckets: list[datetime]
-                     ) -> tuple[dict[str, list[float | None]], list[int]]:
+def ratelimit_series(
+    by_model: MetricsResult, buckets: list[datetime]
+) -> tuple[dict[str, list[float | None]], list[int]]:
     """({model: the tightest rate-limit headroom per bucket, the lowest of requests, input and output
     tokens; None where no call reported the headers}, HTTP 429s per bucket). Models that never
     reported headers are left out."""
@@ -690,8 +826,9 @@ def cache_page(filters: Filters, *, projects: QuerySet[Project]) -> Page:
     _with_series(page, _series_result(filters, project))
     page.data["by_service"], page.data["by_model"] = [], []
     if not page.per_user:
-        grouped = metrics_query(_query(filters, project, granularity=TOTAL, group_by=["service", "model"]),
-                                with_as_of=False).series
+        grouped = metrics_query(
+            _query(filters, project, granularity=TOTAL, group_by=["service", "model"]), with_as_of=False
+        ).series
         page.data["by_service"] = cache_rows(grouped, "service")
         page.data["by_model"] = cache_rows(grouped, "model")
     page.data["wasted"] = [r for r in page.data["by_service"] if r.wasted_writes]
@@ -708,8 +845,9 @@ class EventDetail:
     fields: list[tuple[str, Any]]
 
 
-def event_detail(*, project_slug: str, event_id: int, at: datetime | None, now: datetime,
-                 projects: QuerySet[Project]) -> EventDetail | None:
+def event_detail(
+    *, project_slug: str, event_id: int, at: datetime | None, now: datetime, projects: QuerySet[Project]
+) -> EventDetail | None:
     """One event, whole, of one of `projects` (the user's visible ones). `at` (its timestamp, carried
     by the explorer's links) pins one partition; without it the search is bounded by raw retention,
     so it never touches every partition ever made."""
@@ -718,10 +856,14 @@ def event_detail(*, project_slug: str, event_id: int, at: datetime | None, now: 
     if project is None:
         return None
     lookback = timedelta(days=max(project.raw_retention_days, 30)) + DETAIL_LOOKBACK_SLACK
-    event = event_get(project_id=project.pk, event_id=event_id, at=at, start=now - lookback,
-                      end=now + timedelta(days=1))
+    event = event_get(
+        project_id=project.pk, event_id=event_id, at=at, start=now - lookback, end=now + timedelta(days=1)
+    )
     if event is None:
         return None
-    fields = [("project", project.slug), ("environment", event.environment.name if event.environment else ""),
-              *event_fields(event)]
+    fields = [
+        ("project", project.slug),
+        ("environment", event.environment.name if event.environment else ""),
+        *event_fields(event),
+    ]
     return EventDetail(project=project, event=event, fields=fields)

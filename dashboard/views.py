@@ -29,15 +29,30 @@ def _filters(request: HttpRequest) -> Filters:
     return filters_parse(request.GET, now=timezone.now())
 
 
-def _render(request: HttpRequest, name: str, page: Any, figures: dict[str, Any] | None = None,
-            **extra: Any) -> HttpResponse:
+def _render(
+    request: HttpRequest, name: str, page: Any, figures: dict[str, Any] | None = None, **extra: Any
+) -> HttpResponse:
     if figures:
         # Every chart: the rules in scope and their incidents, the previous period when asked, drill-down.
-        charts.decorate(figures, granularity=page.granularity, overlays=page.overlays, drill=page.drill,
-                        previous=page.previous_series, per_user=page.per_user)
-    context = {"page": page, "filters": page.filters, "scope": page.scope, "current_project": page.scope.project,
-               "active": name, "ranges": RANGES,
-               "figures": figures or {}, "ingest_url": request.build_absolute_uri(reverse("ingest:events")), **extra}
+        charts.decorate(
+            figures,
+            granularity=page.granularity,
+            overlays=page.overlays,
+            drill=page.drill,
+            previous=page.previous_series,
+            per_user=page.per_user,
+        )
+    context = {
+        "page": page,
+        "filters": page.filters,
+        "scope": page.scope,
+        "current_project": page.scope.project,
+        "active": name,
+        "ranges": RANGES,
+        "figures": figures or {},
+        "ingest_url": request.build_absolute_uri(reverse("ingest:events")),
+        **extra,
+    }
     return render(request, f"dashboard/{name}.html", context)
 
 
@@ -59,10 +74,12 @@ def spend(request: HttpRequest) -> HttpResponse:
     if not page.empty:
         mtd = page.data["mtd"]
         figures = {
-            **charts.spend_figures(page.series.buckets, page.data["by_model"], page.data["by_service"],
-                                   granularity=page.granularity),
-            "mtd": charts.month_projection_figure(mtd.days, mtd.cumulative_usd, last_day=mtd.last_day,
-                                                  projected_usd=mtd.projected_usd),
+            **charts.spend_figures(
+                page.series.buckets, page.data["by_model"], page.data["by_service"], granularity=page.granularity
+            ),
+            "mtd": charts.month_projection_figure(
+                mtd.days, mtd.cumulative_usd, last_day=mtd.last_day, projected_usd=mtd.projected_usd
+            ),
         }
     return _render(request, "spend", page, figures)
 
@@ -81,9 +98,18 @@ def latency(request: HttpRequest) -> HttpResponse:
 def errors(request: HttpRequest) -> HttpResponse:
     """Error rate, errors by type and calls by HTTP status over time."""
     page = selectors.errors_page(_filters(request), projects=visible_projects(request.user))
-    figures = None if page.empty else charts.errors_figures(
-        page.series, page.data["by_type"], page.data["by_status"], granularity=page.granularity,
-        headroom=page.data["headroom"], rate_limited=page.data["rate_limited"])
+    figures = (
+        None
+        if page.empty
+        else charts.errors_figures(
+            page.series,
+            page.data["by_type"],
+            page.data["by_status"],
+            granularity=page.granularity,
+            headroom=page.data["headroom"],
+            rate_limited=page.data["rate_limited"],
+        )
+    )
     return _render(request, "errors", page, figures)
 
 
@@ -104,8 +130,11 @@ def events(request: HttpRequest) -> HttpResponseBase:
     if params.csv:
         export = explorer.events_csv(filters, params, projects=visible_projects(request.user))
         if export.lines is None:
-            return HttpResponse("Cannot export: " + "; ".join(export.errors) + "\n", status=400,
-                                content_type="text/plain; charset=utf-8")
+            return HttpResponse(
+                "Cannot export: " + "; ".join(export.errors) + "\n",
+                status=400,
+                content_type="text/plain; charset=utf-8",
+            )
         response = StreamingHttpResponse(export.lines, content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="{export.filename}"'
         return response
@@ -122,9 +151,17 @@ def event_detail(request: HttpRequest, event_id: int) -> HttpResponse:
         at = datetime.fromisoformat(request.GET["t"]) if request.GET.get("t") else None
     except ValueError:
         at = None
-    detail = selectors.event_detail(project_slug=filters.project_slug, event_id=event_id, at=at, now=filters.now,
-                                    projects=visible_projects(request.user))
+    detail = selectors.event_detail(
+        project_slug=filters.project_slug,
+        event_id=event_id,
+        at=at,
+        now=filters.now,
+        projects=visible_projects(request.user),
+    )
     if detail is None:
         raise Http404("No such event in this project (it may be past raw retention).")
-    return render(request, "dashboard/event_detail.html", {"detail": detail, "filters": filters, "active": "events",
-                                                           "current_project": detail.project})
+    return render(
+        request,
+        "dashboard/event_detail.html",
+        {"detail": detail, "filters": filters, "active": "events", "current_project": detail.project},
+    )

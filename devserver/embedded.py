@@ -173,8 +173,9 @@ class EmbeddedPostgres:
             opts = f"-h 127.0.0.1 -p {port} -k '' -c max_connections=200"
             if self.fast:
                 opts += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-            self._run("pg_ctl", "-w", "-t", "60", "-D", str(self.pgdata), "-l", str(self.pgdata / "log"),
-                      "-o", opts, "start")
+            self._run(
+                "pg_ctl", "-w", "-t", "60", "-D", str(self.pgdata), "-l", str(self.pgdata / "log"), "-o", opts, "start"
+            )
             self.started_here = True
         self._ensure_database(port)
         return self.url(port)
@@ -187,7 +188,11 @@ class EmbeddedPostgres:
     def _run(self, command: str, *args: str) -> None:
         proc = subprocess.run(  # noqa: S603 - fixed binaries from the wheel
             [str(self.bin_path / command), *args],
-            capture_output=True, text=True, check=False, timeout=120, user=self._run_as(),
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+            user=self._run_as(),
         )
         if proc.returncode != 0:
             log = self.pgdata / "log"
@@ -242,10 +247,27 @@ class EmbeddedRedis:
             self.dir.mkdir(parents=True, exist_ok=True)
             port = port_wanted or _pick_port("TALLY_REDIS_PORT", REDIS_BASE_PORT)
             subprocess.run(  # noqa: S603
-                [REDIS_SERVER_PATH, "--port", str(port), "--bind", "127.0.0.1", "--daemonize", "yes",
-                 "--pidfile", str(self.dir / "redis.pid"), "--dir", str(self.dir), "--save", "",
-                 "--appendonly", "no", "--logfile", str(self.dir / "redis.log")],
-                check=True, timeout=30,
+                [
+                    REDIS_SERVER_PATH,
+                    "--port",
+                    str(port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--daemonize",
+                    "yes",
+                    "--pidfile",
+                    str(self.dir / "redis.pid"),
+                    "--dir",
+                    str(self.dir),
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--logfile",
+                    str(self.dir / "redis.log"),
+                ],
+                check=True,
+                timeout=30,
             )
             if not _wait_port(port, 15):
                 raise RuntimeError(f"embedded Redis did not open port {port}; see {self.dir / 'redis.log'}")

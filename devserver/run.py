@@ -82,9 +82,24 @@ def web_command(*, port: int | str, workers: int | str, threads: int | str, host
     COMMIT waits for its WAL flush). HTTP/1 only: nothing here speaks h2c, and `auto` sniffs every
     new connection for it. A worker that dies is started again, as gunicorn's arbiter did."""
     return [
-        str(Path(sys.executable).parent / "granian"), "--interface", "wsgi", "config.wsgi:application",
-        "--host", host, "--port", str(port), "--workers", str(workers), "--blocking-threads", str(threads),
-        "--http", "1", "--no-ws", "--respawn-failed-workers", "--workers-kill-timeout", str(WEB_STOP_TIMEOUT_S),
+        str(Path(sys.executable).parent / "granian"),
+        "--interface",
+        "wsgi",
+        "config.wsgi:application",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--blocking-threads",
+        str(threads),
+        "--http",
+        "1",
+        "--no-ws",
+        "--respawn-failed-workers",
+        "--workers-kill-timeout",
+        str(WEB_STOP_TIMEOUT_S),
     ]
 
 
@@ -93,8 +108,18 @@ def _children(port: str, root: Path) -> dict[str, subprocess.Popen[bytes]]:
     commands = {
         "web": [*web_command(port=port, workers=os.environ.get("WEB_CONCURRENCY", "2"), threads=4), "--access-log"],
         "worker": [py, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO", "--concurrency", "2"],
-        "beat": [py, "-m", "celery", "-A", "config", "beat", "--loglevel", "INFO",
-                 "--schedule", str(root / "celerybeat-schedule")],
+        "beat": [
+            py,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "beat",
+            "--loglevel",
+            "INFO",
+            "--schedule",
+            str(root / "celerybeat-schedule"),
+        ],
     }
     # Own sessions: a terminal's Ctrl-C reaches us, and we stop the children in order.
     return {name: subprocess.Popen(cmd, start_new_session=True) for name, cmd in commands.items()}  # noqa: S603
@@ -166,7 +191,9 @@ def main() -> int:
             from alerts.services import demo_seed_with_alerts
 
             print("Seeding demo data (first start only)...", flush=True)
-            summary = demo_seed_with_alerts(progress=lambda done, total: print(f"  {done:,} / {total:,} events", flush=True))
+            summary = demo_seed_with_alerts(
+                progress=lambda done, total: print(f"  {done:,} / {total:,} events", flush=True)
+            )
             print(f"  seeded {summary['accepted']:,} demo events", flush=True)
         print(
             f"\n  Tally is running at http://127.0.0.1:{port}/\n"
@@ -176,8 +203,8 @@ def main() -> int:
             f"  Send an event:\n"
             f"    curl -X POST http://127.0.0.1:{port}/api/v1/events -H 'Authorization: Bearer {ingest_key}' \\\n"
             f"      -H 'Content-Type: application/json' \\\n"
-            f"      -d '{{\"request_id\": \"req_1\", \"model\": \"claude-sonnet-4-6\", \"latency_ms\": 812, "
-            f"\"input_tokens\": 1200, \"output_tokens\": 300}}'\n"
+            f'      -d \'{{"request_id": "req_1", "model": "claude-sonnet-4-6", "latency_ms": 812, '
+            f'"input_tokens": 1200, "output_tokens": 300}}\'\n'
             f"  Ctrl-C stops everything.\n",
             flush=True,
         )

@@ -18,8 +18,14 @@ from urllib.parse import urlencode
 from devserver.embedded import data_dir, dev_environ
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def _pages() -> dict[str, str]:
@@ -37,11 +43,17 @@ def _pages() -> dict[str, str]:
     rule = incident.rule
     start, end = incident.window_start - timedelta(hours=18), incident.window_start + timedelta(hours=6)
     stamp = "%Y-%m-%dT%H:%M:%SZ"
-    scope = {k: v for k, v in (("environment", rule.environment), ("service", rule.service), ("model", rule.model))
-             if v}
+    scope = {
+        k: v for k, v in (("environment", rule.environment), ("service", rule.service), ("model", rule.model)) if v
+    }
     window = {"project": "demo", "from": start.strftime(stamp), "to": end.strftime(stamp), **scope}
-    calls = {"project": "demo", "from": incident.window_start.strftime(stamp),
-             "to": (incident.window_start + timedelta(hours=1)).strftime(stamp), **scope, "sort": "cost"}
+    calls = {
+        "project": "demo",
+        "from": incident.window_start.strftime(stamp),
+        "to": (incident.window_start + timedelta(hours=1)).strftime(stamp),
+        **scope,
+        "sort": "cost",
+    }
     return {"overview": f"/?{urlencode(window)}", "explorer": f"/events?{urlencode(calls)}"}
 
 

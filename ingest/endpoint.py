@@ -50,8 +50,9 @@ class BodyTooLarge(Exception):
     pass
 
 
-def body_read(read: Callable[[int], bytes], *, content_length: str | None, content_encoding: str | None,
-              limit: int) -> bytes:
+def body_read(
+    read: Callable[[int], bytes], *, content_length: str | None, content_encoding: str | None, limit: int
+) -> bytes:
     """The request body, gunzipped if needed; BodyTooLarge past `limit` bytes either way."""
     if content_length and content_length.isdigit() and int(content_length) > limit:
         raise BodyTooLarge
@@ -76,8 +77,14 @@ def _recheck(key: IngestKeyRef, reply: Reply) -> Reply:
     return reply
 
 
-def events_post_handle(*, authorization: str | None, content_type: str, content_encoding: str | None,
-                       content_length: str | None, read: Callable[[int], bytes]) -> Reply:
+def events_post_handle(
+    *,
+    authorization: str | None,
+    content_type: str,
+    content_encoding: str | None,
+    content_length: str | None,
+    read: Callable[[int], bytes],
+) -> Reply:
     """The whole answer to one POST: 202 only once the accepted events are committed.
 
     `content_type` is the media type alone, lower case (no parameters). PostgreSQL unreachable
@@ -91,8 +98,13 @@ def events_post_handle(*, authorization: str | None, content_type: str, content_
         return _error(status, message, retry_after=retry_after)
 
 
-def _handle(authorization: str | None, content_type: str, content_encoding: str | None,
-            content_length: str | None, read: Callable[[int], bytes]) -> Reply:
+def _handle(
+    authorization: str | None,
+    content_type: str,
+    content_encoding: str | None,
+    content_length: str | None,
+    read: Callable[[int], bytes],
+) -> Reply:
     key = ingest_key_from_bearer(authorization=authorization)
     if key is None:
         return UNAUTHORIZED
@@ -110,17 +122,20 @@ def _handle(authorization: str | None, content_type: str, content_encoding: str 
     except (ValueError, zlib.error) as exc:
         return _recheck(key, _error(400, f"malformed JSON or gzip: {exc}"))
     try:
-        result = events_ingest(project_id=key.project_id, environment_id=key.environment_id, body=data,
-                               max_batch=max_batch, key_id=key.id)
+        result = events_ingest(
+            project_id=key.project_id, environment_id=key.environment_id, body=data, max_batch=max_batch, key_id=key.id
+        )
     except BodyError as exc:
         return _recheck(key, _error(400, str(exc)))
     except KeyNotLive:
         return UNAUTHORIZED
-    ingest_observe(project=key.project_slug, accepted=result.accepted, duplicates=result.duplicates,
-                   rejected=len(result.rejected))
+    ingest_observe(
+        project=key.project_slug, accepted=result.accepted, duplicates=result.duplicates, rejected=len(result.rejected)
+    )
     if result.accepted + result.duplicates:
         if not result.rejected:  # the usual answer, formatted without json.dumps
-            return Reply(202, b'{"accepted": %d, "duplicates": %d, "rejected": []}'
-                         % (result.accepted, result.duplicates))
+            return Reply(
+                202, b'{"accepted": %d, "duplicates": %d, "rejected": []}' % (result.accepted, result.duplicates)
+            )
         return Reply(202, json.dumps(result.as_dict()).encode())
     return _recheck(key, Reply(400, json.dumps(result.as_dict()).encode()))

@@ -59,11 +59,18 @@ MODEL_OPERATIONS = frozenset({"chat", "text_completion", "generate_content", "em
 _OPENLLMETRY_FINISH = {"stop": "end_turn", "tool_call": "tool_use", "length": "max_tokens"}
 # error.type spellings -> the API's error types (OpenLLMetry and OpenLIT report class names).
 _ERROR_TYPES = {
-    "client_timeout_error": "timeout", "APITimeoutError": "timeout", "TimeoutError": "timeout",
-    "APIConnectionError": "connection_error", "RateLimitError": "rate_limit_error",
-    "OverloadedError": "overloaded_error", "InternalServerError": "api_error", "BadRequestError":
-    "invalid_request_error", "AuthenticationError": "authentication_error", "PermissionDeniedError":
-    "permission_error", "NotFoundError": "not_found_error", "ServiceUnavailableError": "api_error",
+    "client_timeout_error": "timeout",
+    "APITimeoutError": "timeout",
+    "TimeoutError": "timeout",
+    "APIConnectionError": "connection_error",
+    "RateLimitError": "rate_limit_error",
+    "OverloadedError": "overloaded_error",
+    "InternalServerError": "api_error",
+    "BadRequestError": "invalid_request_error",
+    "AuthenticationError": "authentication_error",
+    "PermissionDeniedError": "permission_error",
+    "NotFoundError": "not_found_error",
+    "ServiceUnavailableError": "api_error",
 }
 _ID_FIELDS = ("traceId", "spanId", "parentSpanId")
 _MAX_ERROR_MESSAGE = 1000
@@ -184,19 +191,23 @@ def _text(value: Any, field: str) -> str | None:
     """`value` as the event's `field`, cut to that field's declared length."""
     if value is None or value == "":
         return None
-    return str(value)[:max_length(field)]
+    return str(value)[: max_length(field)]
 
 
 def _error_type(value: Any) -> str:
     text = str(value) if value not in (None, "") else "error"
-    return _ERROR_TYPES.get(text, text)[:max_length("error_type")]
+    return _ERROR_TYPES.get(text, text)[: max_length("error_type")]
 
 
 def _tokens(attrs: dict[str, Any], scope: str) -> dict[str, Any]:
     tokens: dict[str, Any] = {}
     read = _count(attrs, "gen_ai.usage.cache_read.input_tokens", "gen_ai.usage.cache_read_input_tokens")
-    write = _count(attrs, "gen_ai.usage.cache_write.input_tokens", "gen_ai.usage.cache_creation.input_tokens",
-                   "gen_ai.usage.cache_creation_input_tokens")
+    write = _count(
+        attrs,
+        "gen_ai.usage.cache_write.input_tokens",
+        "gen_ai.usage.cache_creation.input_tokens",
+        "gen_ai.usage.cache_creation_input_tokens",
+    )
     five = _count(attrs, "anthropic.usage.cache_creation.ephemeral_5m_input_tokens")
     hour = _count(attrs, "anthropic.usage.cache_creation.ephemeral_1h_input_tokens")
     if five is not None or hour is not None:
@@ -209,8 +220,12 @@ def _tokens(attrs: dict[str, Any], scope: str) -> dict[str, Any]:
     if inputs is not None and not scope.startswith("openlit"):
         inputs = max(0, inputs - (read or 0) - (write or 0))
     outputs = _count(attrs, "gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens")
-    for name, value in (("input_tokens", inputs), ("output_tokens", outputs), ("cache_read_input_tokens", read),
-                        ("cache_creation_input_tokens", write)):
+    for name, value in (
+        ("input_tokens", inputs),
+        ("output_tokens", outputs),
+        ("cache_read_input_tokens", read),
+        ("cache_creation_input_tokens", write),
+    ):
         if value is not None:
             tokens[name] = value
     return tokens
@@ -228,9 +243,11 @@ def span_event(span: Span, *, scope: str, service: str | None) -> dict[str, Any]
     trace_id, span_id = span.trace_id.hex(), span.span_id.hex()
     request_id = attrs.get("gen_ai.response.id") or attrs.get("anthropic.request.id") or f"otel-{trace_id}-{span_id}"
     event: dict[str, Any] = {
-        "request_id": str(request_id), "model": model, "provider": _text(attrs.get("gen_ai.provider.name")
-                                                                         or attrs.get("gen_ai.system"), "provider"),
-        "service": service, **_tokens(attrs, scope),
+        "request_id": str(request_id),
+        "model": model,
+        "provider": _text(attrs.get("gen_ai.provider.name") or attrs.get("gen_ai.system"), "provider"),
+        "service": service,
+        **_tokens(attrs, scope),
         "metadata": {"trace_id": trace_id, "span_id": span_id},
     }
     if span.start_time_unix_nano:
@@ -262,7 +279,7 @@ def span_event(span: Span, *, scope: str, service: str | None) -> dict[str, Any]
         event["status"] = "error"
         event["error_type"] = _error_type(attrs.get("error.type"))
     if attrs.get("anthropic.request.id") and attrs.get("anthropic.request.id") != request_id:
-        event["metadata"]["anthropic_request_id"] = str(attrs["anthropic.request.id"])[:max_length("metadata")]
+        event["metadata"]["anthropic_request_id"] = str(attrs["anthropic.request.id"])[: max_length("metadata")]
     return {name: value for name, value in event.items() if value is not None}
 
 
@@ -293,17 +310,19 @@ def spans_events(request: ExportTraceServiceRequest) -> tuple[list[dict[str, Any
     return [event for _, event in found], rejected, seen
 
 
-def traces_ingest(*, project_id: int, environment_id: int, request: ExportTraceServiceRequest,
-                  max_batch: int) -> TracesResult:
+def traces_ingest(
+    *, project_id: int, environment_id: int, request: ExportTraceServiceRequest, max_batch: int
+) -> TracesResult:
     """Store the model-call spans of one export as events; every accepted one is committed on return."""
     events, rejected, seen = spans_events(request)
     result = TracesResult(spans=seen, events=len(events), rejected=rejected)
     for start in range(0, len(events), max_batch):
-        chunk = events[start:start + max_batch]
+        chunk = events[start : start + max_batch]
         labels = [event.pop("_label") for event in chunk]
         try:
-            ingested: IngestResult = events_ingest(project_id=project_id, environment_id=environment_id,
-                                                   body={"events": chunk}, max_batch=max_batch)
+            ingested: IngestResult = events_ingest(
+                project_id=project_id, environment_id=environment_id, body={"events": chunk}, max_batch=max_batch
+            )
         except BodyError as exc:  # pragma: no cover - the chunks are built to the right shape
             result.rejected += [f"{label}: {exc}" for label in labels]
             continue
@@ -325,8 +344,9 @@ def response_body(result: TracesResult, *, content_type: str) -> bytes:
         message = "; ".join(result.rejected[:5])
         if len(result.rejected) > 5:
             message += f"; and {len(result.rejected) - 5} more"
-        response.partial_success.CopyFrom(ExportTracePartialSuccess(
-            rejected_spans=len(result.rejected), error_message=message[:_MAX_ERROR_MESSAGE]))
+        response.partial_success.CopyFrom(
+            ExportTracePartialSuccess(rejected_spans=len(result.rejected), error_message=message[:_MAX_ERROR_MESSAGE])
+        )
     if content_type == JSON:
         return json.dumps(json_format.MessageToDict(response)).encode()
     return response.SerializeToString()
@@ -351,4 +371,3 @@ def status_body(message: str, *, content_type: str, code: int = INVALID_ARGUMENT
         return json.dumps({"code": code, "message": message}).encode()
     text = message.encode()
     return b"\x08" + _varint(code) + b"\x12" + _varint(len(text)) + text
-

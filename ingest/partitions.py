@@ -63,8 +63,9 @@ def partitions_ensure(days: set[date]) -> None:
         _known.add(day)
 
 
-def partitions_ensure_range(*, days_back: int, days_ahead: int,
-                            connection: BaseDatabaseWrapper = default_connection) -> int:
+def partitions_ensure_range(
+    *, days_back: int, days_ahead: int, connection: BaseDatabaseWrapper = default_connection
+) -> int:
     """Create partitions from today-days_back to today+days_ahead; returns how many were new."""
     today = datetime.now(tz=UTC).date()
     wanted = {today + timedelta(days=offset) for offset in range(-days_back, days_ahead + 1)}

@@ -92,7 +92,8 @@ def rate_limit_check(*, key_id: int) -> int:
     rate, burst = settings.TALLY_INGEST_RATE_PER_SEC, settings.TALLY_INGEST_BURST
     try:
         granted, wait_ms = _get_script()(
-            keys=[f"tally:ratelimit:{key_id}"], args=[rate, burst, lease_size(rate, burst)],
+            keys=[f"tally:ratelimit:{key_id}"],
+            args=[rate, burst, lease_size(rate, burst)],
         )
     except redis.RedisError as exc:
         _down_until = time.monotonic() + DOWN_BACKOFF_S

@@ -42,16 +42,24 @@ Text128 = Annotated[str, msgspec.Meta(max_length=128)]
 Text256 = Annotated[str, msgspec.Meta(max_length=256)]
 MetadataKey = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 MetadataValue = Annotated[str, msgspec.Meta(max_length=200)]
-Timestamp = Annotated[str, msgspec.Meta(
-    extra_json_schema={"format": "date-time", "description": "RFC 3339 with offset; at most 5 min ahead, 30 days "
-                                                            "back (or the project's raw retention); default: now"},
-    extra={"type_error": "must be an RFC 3339 string with offset"})]
+Timestamp = Annotated[
+    str,
+    msgspec.Meta(
+        extra_json_schema={
+            "format": "date-time",
+            "description": "RFC 3339 with offset; at most 5 min ahead, 30 days "
+            "back (or the project's raw retention); default: now",
+        },
+        extra={"type_error": "must be an RFC 3339 string with offset"},
+    ),
+]
 Status = Annotated[Literal["ok", "error"], msgspec.Meta(extra={"type_error": 'must be "ok" or "error"'})]
 # An `anthropic-ratelimit-*` header value; stored as bigint, hence the bound.
 MAX_RATELIMIT = 2**63 - 1
 RateLimit = Annotated[int, msgspec.Meta(ge=0, le=MAX_RATELIMIT)]
-HttpStatus = Annotated[int, msgspec.Meta(ge=100, le=599,
-                                         extra={"type_error": "must be an integer between 100 and 599"})]
+HttpStatus = Annotated[
+    int, msgspec.Meta(ge=100, le=599, extra={"type_error": "must be an integer between 100 and 599"})
+]
 
 
 # gc=False: the structs hold only strings, numbers and a dict of strings, so they can't be part of
@@ -251,14 +259,39 @@ def _accept(e: Event, window: Window) -> ValidEvent | None:
         text += "".join(metadata) + "".join(metadata.values())
     if _text_problem(text):
         return None
-    return ValidEvent(e.request_id, e.model, timestamp, e.latency_ms, e.input_tokens or 0, e.output_tokens or 0,
-                      e.cache_read_input_tokens or 0, *writes, e.status or "ok", error_type, e.http_status,
-                      stop_reason, service, feature, user_id, provider, e.batch or False, service_tier,
-                      e.time_to_first_token_ms, e.cost_usd, metadata,
-                      (e.ratelimit_requests_limit, e.ratelimit_requests_remaining, e.ratelimit_tokens_limit,
-                       e.ratelimit_tokens_remaining, e.ratelimit_input_tokens_limit,
-                       e.ratelimit_input_tokens_remaining, e.ratelimit_output_tokens_limit,
-                       e.ratelimit_output_tokens_remaining))
+    return ValidEvent(
+        e.request_id,
+        e.model,
+        timestamp,
+        e.latency_ms,
+        e.input_tokens or 0,
+        e.output_tokens or 0,
+        e.cache_read_input_tokens or 0,
+        *writes,
+        e.status or "ok",
+        error_type,
+        e.http_status,
+        stop_reason,
+        service,
+        feature,
+        user_id,
+        provider,
+        e.batch or False,
+        service_tier,
+        e.time_to_first_token_ms,
+        e.cost_usd,
+        metadata,
+        (
+            e.ratelimit_requests_limit,
+            e.ratelimit_requests_remaining,
+            e.ratelimit_tokens_limit,
+            e.ratelimit_tokens_remaining,
+            e.ratelimit_input_tokens_limit,
+            e.ratelimit_input_tokens_remaining,
+            e.ratelimit_output_tokens_limit,
+            e.ratelimit_output_tokens_remaining,
+        ),
+    )
 
 
 # --- field errors, from the declaration ----------------------------------------------------------
@@ -315,7 +348,9 @@ def _value_errors(label: str, declared: mi.Type, value: Any) -> list[FieldError]
             return [FieldError(label, "must be an object of strings")]
         if t.max_length is not None and len(value) > t.max_length:
             return [FieldError(label, f"must have at most {t.max_length} keys")]
-        errors = [FieldError(label, f"keys {e.message}") for key in value for e in _value_errors(label, t.key_type, key)]
+        errors = [
+            FieldError(label, f"keys {e.message}") for key in value for e in _value_errors(label, t.key_type, key)
+        ]
         for key, item in value.items():
             errors += _value_errors(f"{label}.{key}", t.value_type, item)
         return errors
@@ -435,8 +470,9 @@ def _decode(data: bytes, window: Window, max_batch: int) -> list[ValidEvent] | N
     return valid
 
 
-def body_validate(body: bytes | Any, *, window: Window, max_batch: int
-                  ) -> tuple[list[ValidEvent], list[dict[str, Any]]]:
+def body_validate(
+    body: bytes | Any, *, window: Window, max_batch: int
+) -> tuple[list[ValidEvent], list[dict[str, Any]]]:
     """(valid events, rejections {"index": i, "errors": [...]}) of a body: JSON bytes as received,
     or already parsed. BodyError when the body as a whole is unusable."""
     if isinstance(body, bytes):

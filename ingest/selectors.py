@@ -25,8 +25,11 @@ def events_exist(*, project_id: int) -> bool:
 
 def request_timestamp(*, project_id: int, request_id: str) -> datetime | None:
     """The timestamp of the project's event `request_id` (which pins its one partition)."""
-    return EventKey.objects.filter(project_id=project_id, request_id=request_id).values_list(
-        "timestamp", flat=True).first()
+    return (
+        EventKey.objects.filter(project_id=project_id, request_id=request_id)
+        .values_list("timestamp", flat=True)
+        .first()
+    )
 
 
 def event_get(*, project_id: int, event_id: int, at: datetime | None, start: datetime, end: datetime) -> Event | None:
@@ -39,8 +42,11 @@ def event_get(*, project_id: int, event_id: int, at: datetime | None, start: dat
 
 def event_fields(event: Event) -> list[tuple[str, Any]]:
     """Every stored column of `event` but its project and environment, as (name, value)."""
-    return [(f.name, getattr(event, f.attname)) for f in Event._meta.concrete_fields
-            if f.name not in ("project", "environment")]
+    return [
+        (f.name, getattr(event, f.attname))
+        for f in Event._meta.concrete_fields
+        if f.name not in ("project", "environment")
+    ]
 
 
 # --- the events explorer's calls ------------------------------------------------------------------
@@ -64,14 +70,38 @@ COST_UNITS_PER_USD = 10**10  # costs are stored as integer 1e-10 USD (migration 
 # The sort keys, spelled exactly as the indexes of migration 0005 spell them (PostgreSQL
 # matches an expression index by expression, so these strings and the index must agree).
 _TOKENS_SQL = "(input_tokens + output_tokens + cache_read_input_tokens + cache_creation_input_tokens)"
-SORT_SQL = {"time": '"timestamp"', "latency": "latency_ms", "cost": "COALESCE(cost_units, -1)",
-            "tokens": _TOKENS_SQL}
+SORT_SQL = {"time": '"timestamp"', "latency": "latency_ms", "cost": "COALESCE(cost_units, -1)", "tokens": _TOKENS_SQL}
 
-_COLUMNS = ("id", "timestamp", "request_id", "environment_id", "service", "feature", "user_id", "model",
-            "provider", "status", "error_type", "http_status", "stop_reason", "batch", "service_tier", "latency_ms",
-            "time_to_first_token_ms", "input_tokens", "output_tokens", "cache_read_input_tokens",
-            "cache_creation_input_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens", "cost_usd",
-            "cache_savings_usd", "client_cost_usd", "price_source", "metadata")
+_COLUMNS = (
+    "id",
+    "timestamp",
+    "request_id",
+    "environment_id",
+    "service",
+    "feature",
+    "user_id",
+    "model",
+    "provider",
+    "status",
+    "error_type",
+    "http_status",
+    "stop_reason",
+    "batch",
+    "service_tier",
+    "latency_ms",
+    "time_to_first_token_ms",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "cost_usd",
+    "cache_savings_usd",
+    "client_cost_usd",
+    "price_source",
+    "metadata",
+)
 _SELECT = ", ".join(f'"{c}"' for c in _COLUMNS)
 
 
@@ -151,8 +181,7 @@ class Call:
 
     @property
     def total_tokens(self) -> int:
-        return (self.input_tokens + self.output_tokens + self.cache_read_input_tokens
-                + self.cache_creation_input_tokens)
+        return self.input_tokens + self.output_tokens + self.cache_read_input_tokens + self.cache_creation_input_tokens
 
 
 @dataclass(frozen=True)
@@ -187,9 +216,14 @@ def _where(selection: CallSelection) -> _Where | None:
     if selection.environment_id is not None:
         where.append("environment_id = %s")
         params.append(selection.environment_id)
-    for column, value in (("service", selection.service), ("model", selection.model),
-                          ("feature", selection.feature), ("user_id", selection.user_id),
-                          ("status", selection.status), ("error_type", selection.error_type)):
+    for column, value in (
+        ("service", selection.service),
+        ("model", selection.model),
+        ("feature", selection.feature),
+        ("user_id", selection.user_id),
+        ("status", selection.status),
+        ("error_type", selection.error_type),
+    ):
         if value:
             where.append(f"{column} = %s")
             params.append(value)
@@ -212,8 +246,9 @@ def _where(selection: CallSelection) -> _Where | None:
         spans = " OR ".join(['("timestamp" >= %s AND "timestamp" < %s)'] * len(selection.hours))
         where.append(f"({spans})")
         params += [bound for hour in selection.hours for bound in (hour, hour + timedelta(hours=1))]
-        return _Where(where=" AND ".join(where), params=tuple(params), sort=selection.sort, few_rows=True,
-                      by_hours=True)
+        return _Where(
+            where=" AND ".join(where), params=tuple(params), sort=selection.sort, few_rows=True, by_hours=True
+        )
     return _Where(where=" AND ".join(where), params=tuple(params), sort=selection.sort, few_rows=few_rows)
 
 
@@ -240,8 +275,7 @@ def _calls_read(selection: _Where, *, after: tuple[Any, int] | None, limit: int)
         # would walk the whole cost index of the range (8 s at 10M events) for a handful of rows.
         # The user's index then finds the rows, and they are sorted (bench/pages.py).
         order = f"({key} + 0)"
-    sql = (f"SELECT {_SELECT}, {key} AS sort_key FROM ingest_event WHERE {where} "
-           f"ORDER BY {order} DESC, id DESC LIMIT %s")
+    sql = f"SELECT {_SELECT}, {key} AS sort_key FROM ingest_event WHERE {where} ORDER BY {order} DESC, id DESC LIMIT %s"
     with connection.cursor() as cursor:
         cursor.execute(sql, [*params, limit])
         return [Call(*row) for row in cursor.fetchall()]

@@ -17,18 +17,25 @@ from projects.services import INGEST_SCOPES, key_from_bearer
 
 def _read_body(request: HttpRequest, limit: int) -> bytes:
     """The request body, gunzipped if needed; BodyTooLarge past `limit` bytes either way."""
-    return body_read(request.read, content_length=request.META.get("CONTENT_LENGTH"),
-                     content_encoding=request.headers.get("Content-Encoding"), limit=limit)
+    return body_read(
+        request.read,
+        content_length=request.META.get("CONTENT_LENGTH"),
+        content_encoding=request.headers.get("Content-Encoding"),
+        limit=limit,
+    )
 
 
 @csrf_exempt
 @require_POST
 def events_post(request: HttpRequest) -> HttpResponse:
     """CONTRACT §3: one event or {"events": [...]}; 202 once the accepted ones are committed."""
-    reply = events_post_handle(authorization=request.headers.get("Authorization"),
-                               content_type=request.content_type or "",
-                               content_encoding=request.headers.get("Content-Encoding"),
-                               content_length=request.META.get("CONTENT_LENGTH"), read=request.read)
+    reply = events_post_handle(
+        authorization=request.headers.get("Authorization"),
+        content_type=request.content_type or "",
+        content_encoding=request.headers.get("Content-Encoding"),
+        content_length=request.META.get("CONTENT_LENGTH"),
+        read=request.read,
+    )
     response = HttpResponse(reply.body, status=reply.status, content_type="application/json")
     if reply.retry_after is not None:
         response["Retry-After"] = str(reply.retry_after)
@@ -56,15 +63,22 @@ def otlp_traces(request: HttpRequest) -> HttpResponse:
     if request.headers.get("Content-Encoding", "identity").strip().lower() not in ("identity", "gzip"):
         return json_error(415, "Content-Encoding must be gzip (or none)")
     try:
-        export = otlp.request_parse(_read_body(request, settings.TALLY_INGEST_MAX_BODY_BYTES),
-                                    content_type=content_type)
+        export = otlp.request_parse(
+            _read_body(request, settings.TALLY_INGEST_MAX_BODY_BYTES), content_type=content_type
+        )
     except BodyTooLarge:
         return json_error(413, f"body is over {settings.TALLY_INGEST_MAX_BODY_BYTES} bytes (compressed or not)")
     except (otlp.OtlpBodyError, ValueError, zlib.error) as exc:
-        return HttpResponse(otlp.status_body(str(exc), content_type=content_type), status=400,
-                            content_type=content_type)
-    result = otlp.traces_ingest(project_id=key.project_id, environment_id=key.environment_id, request=export,
-                                max_batch=settings.TALLY_INGEST_MAX_BATCH)
-    ingest_observe(project=key.project.slug, accepted=result.accepted, duplicates=result.duplicates,
-                   rejected=len(result.rejected))
+        return HttpResponse(
+            otlp.status_body(str(exc), content_type=content_type), status=400, content_type=content_type
+        )
+    result = otlp.traces_ingest(
+        project_id=key.project_id,
+        environment_id=key.environment_id,
+        request=export,
+        max_batch=settings.TALLY_INGEST_MAX_BATCH,
+    )
+    ingest_observe(
+        project=key.project.slug, accepted=result.accepted, duplicates=result.duplicates, rejected=len(result.rejected)
+    )
     return HttpResponse(otlp.response_body(result, content_type=content_type), content_type=content_type)

@@ -27,19 +27,32 @@ class PriceOverrideForm(forms.ModelForm):
     )
     input_usd_per_mtok = forms.DecimalField(**_USD, label="Input $/MTok")
     output_usd_per_mtok = forms.DecimalField(**_USD, label="Output $/MTok")
-    cache_read_usd_per_mtok = forms.DecimalField(**_USD, required=False, label="Cache read $/MTok",
-                                                 help_text="Empty: 0.1 x input.")
-    cache_write_5m_usd_per_mtok = forms.DecimalField(**_USD, required=False, label="Cache write 5m $/MTok",
-                                                     help_text="Empty: 1.25 x input.")
-    cache_write_1h_usd_per_mtok = forms.DecimalField(**_USD, required=False, label="Cache write 1h $/MTok",
-                                                     help_text="Empty: 2 x input.")
-    batch_multiplier = forms.DecimalField(max_digits=6, decimal_places=4, min_value=Decimal(0),
-                                          max_value=Decimal(10), initial=Decimal("0.5"))
+    cache_read_usd_per_mtok = forms.DecimalField(
+        **_USD, required=False, label="Cache read $/MTok", help_text="Empty: 0.1 x input."
+    )
+    cache_write_5m_usd_per_mtok = forms.DecimalField(
+        **_USD, required=False, label="Cache write 5m $/MTok", help_text="Empty: 1.25 x input."
+    )
+    cache_write_1h_usd_per_mtok = forms.DecimalField(
+        **_USD, required=False, label="Cache write 1h $/MTok", help_text="Empty: 2 x input."
+    )
+    batch_multiplier = forms.DecimalField(
+        max_digits=6, decimal_places=4, min_value=Decimal(0), max_value=Decimal(10), initial=Decimal("0.5")
+    )
 
     class Meta:
         model = PriceOverride
-        fields = ["model", "effective_from", "input_usd_per_mtok", "output_usd_per_mtok", "cache_read_usd_per_mtok",
-                  "cache_write_5m_usd_per_mtok", "cache_write_1h_usd_per_mtok", "batch_multiplier", "note"]
+        fields = [
+            "model",
+            "effective_from",
+            "input_usd_per_mtok",
+            "output_usd_per_mtok",
+            "cache_read_usd_per_mtok",
+            "cache_write_5m_usd_per_mtok",
+            "cache_write_1h_usd_per_mtok",
+            "batch_multiplier",
+            "note",
+        ]
         widgets = {"note": forms.TextInput()}
 
     def __init__(self, *args: Any, project: Project, **kwargs: Any) -> None:

@@ -116,14 +116,23 @@ class _Rates:
 
 def _with_units(rates: _Rates) -> _Rates:
     """`rates` with `units` filled in when the integer path is exact for them."""
-    scaled = [r * _UNITS_PER_USD_PER_MTOK for r in (rates.input, rates.cache_read, rates.cache_write_5m,
-                                                     rates.cache_write_1h, rates.output)]
+    scaled = [
+        r * _UNITS_PER_USD_PER_MTOK
+        for r in (rates.input, rates.cache_read, rates.cache_write_5m, rates.cache_write_1h, rates.output)
+    ]
     scaled.append(rates.per_call * _UNITS_PER_USD)
     if any(v != v.to_integral_value() for v in scaled):
         return rates
     i, cr, w5, w1, o, pc = (int(v) for v in scaled)
-    return _Rates(rates.input, rates.cache_read, rates.cache_write_5m, rates.cache_write_1h, rates.output,
-                  rates.per_call, (i, cr, w5, w1, o, pc))
+    return _Rates(
+        rates.input,
+        rates.cache_read,
+        rates.cache_write_5m,
+        rates.cache_write_1h,
+        rates.output,
+        rates.per_call,
+        (i, cr, w5, w1, o, pc),
+    )
 
 
 def _half_even(units: int) -> int:
@@ -132,8 +141,15 @@ def _half_even(units: int) -> int:
     return half + 1 if odd and half & 1 else half
 
 
-def _units_cost_and_savings(units: tuple[int, int, int, int, int, int], input_tokens: int, cache_read: int,
-                            write_5m: int, write_1h: int, output_tokens: int, batch: bool) -> tuple[int, int]:
+def _units_cost_and_savings(
+    units: tuple[int, int, int, int, int, int],
+    input_tokens: int,
+    cache_read: int,
+    write_5m: int,
+    write_1h: int,
+    output_tokens: int,
+    batch: bool,
+) -> tuple[int, int]:
     """`_cost_and_savings` (x 0.5 for batch) in integers of 1e-10 USD; exact, already quantized."""
     r_in, r_read, r_5m, r_1h, r_out, per_call = units
     rest = output_tokens * r_out + per_call
@@ -211,21 +227,43 @@ class Pricer:
         batch: bool,
     ) -> PriceResult:
         cost, savings, source = self.price_parts(
-            model, provider, timestamp, input_tokens, output_tokens, cache_read_input_tokens, cache_write_5m_tokens,
-            cache_write_1h_tokens, batch,
+            model,
+            provider,
+            timestamp,
+            input_tokens,
+            output_tokens,
+            cache_read_input_tokens,
+            cache_write_5m_tokens,
+            cache_write_1h_tokens,
+            batch,
         )
         if cost is None:
             return _UNPRICED_RESULT
         return PriceResult(cost_usd=cost, source=source, cache_savings_usd=savings)
 
     def price_parts(
-        self, model: str, provider: str, timestamp: datetime, input_tokens: int, output_tokens: int,
-        cache_read_input_tokens: int, cache_write_5m_tokens: int, cache_write_1h_tokens: int, batch: bool,
+        self,
+        model: str,
+        provider: str,
+        timestamp: datetime,
+        input_tokens: int,
+        output_tokens: int,
+        cache_read_input_tokens: int,
+        cache_write_5m_tokens: int,
+        cache_write_1h_tokens: int,
+        batch: bool,
     ) -> tuple[Decimal | None, Decimal | None, str]:
         """`price` as (cost_usd, cache_savings_usd, source), positional."""
         cost, savings, source = self.price_units(
-            model, provider, timestamp, input_tokens, output_tokens, cache_read_input_tokens, cache_write_5m_tokens,
-            cache_write_1h_tokens, batch,
+            model,
+            provider,
+            timestamp,
+            input_tokens,
+            output_tokens,
+            cache_read_input_tokens,
+            cache_write_5m_tokens,
+            cache_write_1h_tokens,
+            batch,
         )
         if cost is None or savings is None:
             return None, None, source
@@ -233,8 +271,16 @@ class Pricer:
         return Decimal(cost) * _UNIT, (Decimal(savings) * _UNIT) if savings else _ZERO_UNITS, source
 
     def price_units(
-        self, model: str, provider: str, timestamp: datetime, input_tokens: int, output_tokens: int,
-        cache_read_input_tokens: int, cache_write_5m_tokens: int, cache_write_1h_tokens: int, batch: bool,
+        self,
+        model: str,
+        provider: str,
+        timestamp: datetime,
+        input_tokens: int,
+        output_tokens: int,
+        cache_read_input_tokens: int,
+        cache_write_5m_tokens: int,
+        cache_write_1h_tokens: int,
+        batch: bool,
     ) -> tuple[int | None, int | None, str]:
         """(cost, cache savings, source) with the amounts in integer units of 1e-10 USD (None when
         unpriced), positional: ingest calls this per event and stores the units as they are
@@ -248,18 +294,31 @@ class Pricer:
                 rates = override.rates
                 if rates.units is not None and (not batch or override.batch_multiplier == _HALF):
                     cost_units, savings_units = _units_cost_and_savings(
-                        rates.units, input_tokens, cache_read_input_tokens, cache_write_5m_tokens,
-                        cache_write_1h_tokens, output_tokens, batch)
+                        rates.units,
+                        input_tokens,
+                        cache_read_input_tokens,
+                        cache_write_5m_tokens,
+                        cache_write_1h_tokens,
+                        output_tokens,
+                        batch,
+                    )
                     return cost_units, savings_units, override.source
                 cost, savings = _cost_and_savings(
-                    rates, input_tokens, cache_read_input_tokens, cache_write_5m_tokens,
-                    cache_write_1h_tokens, output_tokens,
+                    rates,
+                    input_tokens,
+                    cache_read_input_tokens,
+                    cache_write_5m_tokens,
+                    cache_write_1h_tokens,
+                    output_tokens,
                 )
                 if batch:
                     cost *= override.batch_multiplier
                     savings *= override.batch_multiplier
-                return (_to_units(cost.quantize(_COST_QUANTUM)), _to_units(savings.quantize(_COST_QUANTUM)),
-                        override.source)
+                return (
+                    _to_units(cost.quantize(_COST_QUANTUM)),
+                    _to_units(savings.quantize(_COST_QUANTUM)),
+                    override.source,
+                )
 
         provider = provider or DEFAULT_PROVIDER
         try:  # the rate card of this model and UTC day, when remembered (_card_for)
@@ -271,16 +330,28 @@ class Pricer:
         card, source = found
         if card.thresholds:
             rates = card.rates_for(
-                input_tokens + cache_read_input_tokens + cache_write_5m_tokens + cache_write_1h_tokens)
+                input_tokens + cache_read_input_tokens + cache_write_5m_tokens + cache_write_1h_tokens
+            )
         else:
             rates = card.regions[0]
         if rates.units is not None:
             cost_units, savings_units = _units_cost_and_savings(
-                rates.units, input_tokens, cache_read_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens,
-                output_tokens, batch)
+                rates.units,
+                input_tokens,
+                cache_read_input_tokens,
+                cache_write_5m_tokens,
+                cache_write_1h_tokens,
+                output_tokens,
+                batch,
+            )
             return cost_units, savings_units, source
         cost, savings = _cost_and_savings(
-            rates, input_tokens, cache_read_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, output_tokens,
+            rates,
+            input_tokens,
+            cache_read_input_tokens,
+            cache_write_5m_tokens,
+            cache_write_1h_tokens,
+            output_tokens,
         )
         if batch:
             cost *= ANTHROPIC_BATCH_MULTIPLIER
@@ -347,13 +418,15 @@ def _override_from_row(row: PriceOverride) -> _Override:
     return _Override(
         id=row.pk,
         effective_from=row.effective_from,
-        rates=_with_units(_Rates(
-            input=base,
-            cache_read=or_default(row.cache_read_usd_per_mtok, DEFAULT_CACHE_READ_MULTIPLIER),
-            cache_write_5m=or_default(row.cache_write_5m_usd_per_mtok, DEFAULT_CACHE_WRITE_5M_MULTIPLIER),
-            cache_write_1h=or_default(row.cache_write_1h_usd_per_mtok, DEFAULT_CACHE_WRITE_1H_MULTIPLIER),
-            output=row.output_usd_per_mtok,
-        )),
+        rates=_with_units(
+            _Rates(
+                input=base,
+                cache_read=or_default(row.cache_read_usd_per_mtok, DEFAULT_CACHE_READ_MULTIPLIER),
+                cache_write_5m=or_default(row.cache_write_5m_usd_per_mtok, DEFAULT_CACHE_WRITE_5M_MULTIPLIER),
+                cache_write_1h=or_default(row.cache_write_1h_usd_per_mtok, DEFAULT_CACHE_WRITE_1H_MULTIPLIER),
+                output=row.output_usd_per_mtok,
+            )
+        ),
         batch_multiplier=row.batch_multiplier,
         source=f"override:{row.pk}",
     )
@@ -430,9 +503,16 @@ def _region_rates(prices: dict[str, Decimal | TieredPrices], total_input: int) -
     per_mtok = {
         name: flat.calc_price(genai_prices.Usage(**usage))["total_price"] - per_call for name, usage in _PROBES.items()
     }
-    return _with_units(_Rates(input=per_mtok["input"], cache_read=per_mtok["cache_read"],
-                              cache_write_5m=per_mtok["cache_write_5m"], cache_write_1h=per_mtok["cache_write_1h"],
-                              output=per_mtok["output"], per_call=per_call))
+    return _with_units(
+        _Rates(
+            input=per_mtok["input"],
+            cache_read=per_mtok["cache_read"],
+            cache_write_5m=per_mtok["cache_write_5m"],
+            cache_write_1h=per_mtok["cache_write_1h"],
+            output=per_mtok["output"],
+            per_call=per_call,
+        )
+    )
 
 
 def _tier_price(value: Decimal | TieredPrices, total_input: int) -> Decimal:
@@ -494,16 +574,31 @@ def pricers_forget() -> None:
 
 
 @transaction.atomic
-def price_override_create(*, project: Project, model: str, effective_from: datetime, input_usd_per_mtok: Decimal,
-                          output_usd_per_mtok: Decimal, cache_read_usd_per_mtok: Decimal | None = None,
-                          cache_write_5m_usd_per_mtok: Decimal | None = None,
-                          cache_write_1h_usd_per_mtok: Decimal | None = None,
-                          batch_multiplier: Decimal = ANTHROPIC_BATCH_MULTIPLIER, note: str = "") -> PriceOverride:
+def price_override_create(
+    *,
+    project: Project,
+    model: str,
+    effective_from: datetime,
+    input_usd_per_mtok: Decimal,
+    output_usd_per_mtok: Decimal,
+    cache_read_usd_per_mtok: Decimal | None = None,
+    cache_write_5m_usd_per_mtok: Decimal | None = None,
+    cache_write_1h_usd_per_mtok: Decimal | None = None,
+    batch_multiplier: Decimal = ANTHROPIC_BATCH_MULTIPLIER,
+    note: str = "",
+) -> PriceOverride:
     override = PriceOverride.objects.create(
-        project=project, model=model, effective_from=effective_from, input_usd_per_mtok=input_usd_per_mtok,
-        output_usd_per_mtok=output_usd_per_mtok, cache_read_usd_per_mtok=cache_read_usd_per_mtok,
+        project=project,
+        model=model,
+        effective_from=effective_from,
+        input_usd_per_mtok=input_usd_per_mtok,
+        output_usd_per_mtok=output_usd_per_mtok,
+        cache_read_usd_per_mtok=cache_read_usd_per_mtok,
         cache_write_5m_usd_per_mtok=cache_write_5m_usd_per_mtok,
-        cache_write_1h_usd_per_mtok=cache_write_1h_usd_per_mtok, batch_multiplier=batch_multiplier, note=note)
+        cache_write_1h_usd_per_mtok=cache_write_1h_usd_per_mtok,
+        batch_multiplier=batch_multiplier,
+        note=note,
+    )
     transaction.on_commit(pricers_forget)
     return override
 

@@ -26,8 +26,17 @@ def prices(request: HttpRequest, slug: str) -> HttpResponse:
     project = administered_project(request.user, slug)
     form = PriceOverrideForm(request.POST if request.method == "POST" else None, project=project)
     if not form.is_valid():
-        return render(request, "pricing/prices.html", {"current_project": project, "active": "prices", "form": form,
-                      "overrides": price_overrides_of(project=project)}, status=400 if form.is_bound else 200)
+        return render(
+            request,
+            "pricing/prices.html",
+            {
+                "current_project": project,
+                "active": "prices",
+                "form": form,
+                "overrides": price_overrides_of(project=project),
+            },
+            status=400 if form.is_bound else 200,
+        )
     override = price_override_create(project=project, **form.cleaned_data)
     messages.success(request, f"Added the override for {override.model}. {REPRICE_HINT}")
     return redirect("pricing:prices", slug=project.slug)

@@ -22,8 +22,17 @@ class IngestKeyAdmin(admin.ModelAdmin):
     list_filter = ("scope", "project")
     # The secret is never stored; keys are created with `manage.py create_ingest_key`.
     readonly_fields = ("key_hash", "prefix", "created_at", "last_used_at")
-    fields = ("project", "environment", "scope", "name", "prefix", "key_hash", "created_at", "last_used_at",
-              "revoked_at")
+    fields = (
+        "project",
+        "environment",
+        "scope",
+        "name",
+        "prefix",
+        "key_hash",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

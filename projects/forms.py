@@ -55,8 +55,9 @@ class AdminLoginForm(_RateLimitedLogin, AdminAuthenticationForm):
     def confirm_login_allowed(self, user: Any) -> None:
         AuthenticationForm.confirm_login_allowed(self, user)  # active; then superuser, not just staff
         if not user.is_superuser:
-            raise ValidationError("The admin site is for superusers. Use the dashboard login at /login.",
-                                  code="invalid_login")
+            raise ValidationError(
+                "The admin site is for superusers. Use the dashboard login at /login.", code="invalid_login"
+            )
 
 
 # --- keys -----------------------------------------------------------------------------------------
@@ -73,8 +74,11 @@ class KeyCreateForm(forms.Form):
 
 class RetentionForm(forms.Form):
     raw_retention_days = forms.IntegerField(
-        min_value=1, max_value=MAX_RETENTION_DAYS, label="Keep raw events for (days)",
-        help_text=f"1 to {MAX_RETENTION_DAYS}. Aggregates are kept separately, much longer.")
+        min_value=1,
+        max_value=MAX_RETENTION_DAYS,
+        label="Keep raw events for (days)",
+        help_text=f"1 to {MAX_RETENTION_DAYS}. Aggregates are kept separately, much longer.",
+    )
 
 
 # --- members --------------------------------------------------------------------------------------

@@ -105,8 +105,10 @@ def login_success_record(*, username: str, ip: str) -> None:
 
 def wait_message(seconds: int) -> str:
     minutes = max(1, math.ceil(seconds / 60))
-    return (f"Too many failed login attempts. Logins for this account or from this address are refused "
-            f"for {minutes} more minute{'s' if minutes != 1 else ''}.")
+    return (
+        f"Too many failed login attempts. Logins for this account or from this address are refused "
+        f"for {minutes} more minute{'s' if minutes != 1 else ''}."
+    )
 
 
 @process_cache

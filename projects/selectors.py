@@ -16,8 +16,11 @@ def ingest_key_is_live(*, key_id: int) -> bool:
 
 def project_keys(*, project: Project) -> list[IngestKey]:
     """Every key of the project, live first, newest first."""
-    return list(IngestKey.objects.filter(project=project).select_related("environment")
-                .order_by(F("revoked_at").asc(nulls_first=True), "-created_at"))
+    return list(
+        IngestKey.objects.filter(project=project)
+        .select_related("environment")
+        .order_by(F("revoked_at").asc(nulls_first=True), "-created_at")
+    )
 
 
 def project_members(*, project: Project) -> list[Membership]:
@@ -66,6 +69,10 @@ def project_slug_of(*, project_id: int) -> str:
 
 def project_admin_emails(*, project_id: int) -> list[str]:
     """Where project notices go: the addresses of the project's active admins (Membership role admin)."""
-    found = Membership.objects.filter(project_id=project_id, role=Membership.Role.ADMIN, user__is_active=True) \
-        .exclude(user__email="").order_by("user__email").values_list("user__email", flat=True)
+    found = (
+        Membership.objects.filter(project_id=project_id, role=Membership.Role.ADMIN, user__is_active=True)
+        .exclude(user__email="")
+        .order_by("user__email")
+        .values_list("user__email", flat=True)
+    )
     return list(dict.fromkeys(found))

@@ -92,8 +92,11 @@ def membership_add(*, project: Project, user: User, role: str) -> Membership:
 def _is_last_admin(membership: Membership) -> bool:
     """Call inside a transaction: locks the project's admin rows, so two admins demoting each
     other at once can't both succeed, then reads the roles as they are now."""
-    admins = list(Membership.objects.select_for_update()
-                  .filter(project_id=membership.project_id, role=Membership.Role.ADMIN).values_list("pk", flat=True))
+    admins = list(
+        Membership.objects.select_for_update()
+        .filter(project_id=membership.project_id, role=Membership.Role.ADMIN)
+        .values_list("pk", flat=True)
+    )
     return admins == [membership.pk]
 
 
@@ -144,8 +147,9 @@ def key_from_bearer(*, authorization: str | None, scopes: tuple[str, ...]) -> In
     if row is None:
         return None
     key_id, project_id, environment_id, scope, last_used_at, slug = row
-    key = IngestKey(id=key_id, project_id=project_id, environment_id=environment_id, scope=scope,
-                    last_used_at=last_used_at)
+    key = IngestKey(
+        id=key_id, project_id=project_id, environment_id=environment_id, scope=scope, last_used_at=last_used_at
+    )
     key.project = Project(id=project_id, slug=slug)
     now = timezone.now()
     if last_used_at is None or now - last_used_at > LAST_USED_RESOLUTION:
@@ -195,13 +199,23 @@ def ingest_key_from_bearer(*, authorization: str | None) -> IngestKeyRef | None:
     key = key_from_bearer(authorization=authorization, scopes=INGEST_SCOPES)
     if key is None:
         return None
-    ref = IngestKeyRef(id=key.pk, project_id=key.project_id, environment_id=key.environment_id,
-                       project_slug=key.project.slug, from_cache=True)
+    ref = IngestKeyRef(
+        id=key.pk,
+        project_id=key.project_id,
+        environment_id=key.environment_id,
+        project_slug=key.project.slug,
+        from_cache=True,
+    )
     if len(_ingest_keys) >= INGEST_KEY_CACHE_MAX:
         _ingest_keys.clear()
     _ingest_keys[digest] = (ref, time.monotonic())
-    return IngestKeyRef(id=ref.id, project_id=ref.project_id, environment_id=ref.environment_id,
-                        project_slug=ref.project_slug, from_cache=False)
+    return IngestKeyRef(
+        id=ref.id,
+        project_id=ref.project_id,
+        environment_id=ref.environment_id,
+        project_slug=ref.project_slug,
+        from_cache=False,
+    )
 
 
 @process_cache

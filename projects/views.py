@@ -50,8 +50,9 @@ logout = auth_views.LogoutView.as_view()  # POST only (Django 5): a link can't l
 
 
 def _page(request: HttpRequest, name: str, project: Project, status: int = 200, **context: Any) -> HttpResponse:
-    return render(request, f"projects/{name}.html", {"current_project": project, "active": name, **context},
-                  status=status)
+    return render(
+        request, f"projects/{name}.html", {"current_project": project, "active": name, **context}, status=status
+    )
 
 
 # --- keys -----------------------------------------------------------------------------------------
@@ -65,12 +66,22 @@ def keys(request: HttpRequest, slug: str) -> HttpResponse:
     project = administered_project(request.user, slug)
     form = KeyCreateForm(request.POST if request.method == "POST" else None)
     if not form.is_valid():
-        return _page(request, "keys", project, status=400 if form.is_bound else 200, form=form,
-                     keys=project_keys(project=project))
+        return _page(
+            request,
+            "keys",
+            project,
+            status=400 if form.is_bound else 200,
+            form=form,
+            keys=project_keys(project=project),
+        )
     # Rendered, not redirected: the secret exists only in this response (never_cache), so
     # there is no second view of it; the list page shows the prefix from now on.
-    created = ingest_key_create(project_slug=project.slug, environment_name=form.cleaned_data["environment"],
-                                scope=form.cleaned_data["scope"], name=form.cleaned_data["name"])
+    created = ingest_key_create(
+        project_slug=project.slug,
+        environment_name=form.cleaned_data["environment"],
+        scope=form.cleaned_data["scope"],
+        name=form.cleaned_data["name"],
+    )
     return _page(request, "key_created", project, active="keys", created=created)
 
 
@@ -91,8 +102,9 @@ def key_revoke(request: HttpRequest, slug: str, key_id: int) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def retention(request: HttpRequest, slug: str) -> HttpResponse:
     project = administered_project(request.user, slug)
-    form = RetentionForm(request.POST if request.method == "POST" else None,
-                         initial={"raw_retention_days": project.raw_retention_days})
+    form = RetentionForm(
+        request.POST if request.method == "POST" else None, initial={"raw_retention_days": project.raw_retention_days}
+    )
     if not form.is_valid():
         return _page(request, "retention", project, status=400 if form.is_bound else 200, form=form)
     project_retention_set(project=project, raw_retention_days=form.cleaned_data["raw_retention_days"])
@@ -110,8 +122,15 @@ def members(request: HttpRequest, slug: str) -> HttpResponse:
     project = administered_project(request.user, slug)
     form = MemberAddForm(request.POST if request.method == "POST" else None, project=project)
     if not form.is_valid():
-        return _page(request, "members", project, status=400 if form.is_bound else 200, form=form,
-                     members=project_members(project=project), roles=Membership.Role.choices)
+        return _page(
+            request,
+            "members",
+            project,
+            status=400 if form.is_bound else 200,
+            form=form,
+            members=project_members(project=project),
+            roles=Membership.Role.choices,
+        )
     membership = membership_add(project=project, user=form.cleaned_data["username"], role=form.cleaned_data["role"])
     messages.success(request, f"Added {membership.user.get_username()} as {membership.role}.")
     return redirect("projects:members", slug=project.slug)

@@ -53,14 +53,22 @@ class ProviderConnectionForm(forms.Form):
 
     provider = forms.ChoiceField(choices=ProviderConnection.Provider.choices, required=False)
     admin_key = forms.CharField(
-        required=False, strip=True, label="Anthropic Admin API key",
+        required=False,
+        strip=True,
+        label="Anthropic Admin API key",
         widget=forms.PasswordInput(attrs={"autocomplete": "off", "placeholder": "sk-ant-admin..."}),
         help_text="Stored encrypted and never shown again. Leave empty to keep the stored key.",
     )
-    api_key_ids = IdListField(prefix="apikey_", label="Anthropic API key IDs (optional)",
-                              help_text="Only count usage of these API keys, e.g. apikey_01Ab…, comma-separated.")
-    workspace_ids = IdListField(prefix="wrkspc_", label="Workspace IDs (optional)",
-                                help_text="Only count usage in these workspaces, e.g. wrkspc_01Ab…")
+    api_key_ids = IdListField(
+        prefix="apikey_",
+        label="Anthropic API key IDs (optional)",
+        help_text="Only count usage of these API keys, e.g. apikey_01Ab…, comma-separated.",
+    )
+    workspace_ids = IdListField(
+        prefix="wrkspc_",
+        label="Workspace IDs (optional)",
+        help_text="Only count usage in these workspaces, e.g. wrkspc_01Ab…",
+    )
 
     def __init__(self, *args: Any, connected: bool = False, **kwargs: Any) -> None:
         self.connected = connected

@@ -58,8 +58,13 @@ class Side:
     output_tokens: int = 0
     cost_usd: Decimal = field(default_factory=Decimal)
 
-    TOKEN_FIELDS = ("uncached_input_tokens", "cache_read_input_tokens", "cache_creation_5m_input_tokens",
-                    "cache_creation_1h_input_tokens", "output_tokens")
+    TOKEN_FIELDS = (
+        "uncached_input_tokens",
+        "cache_read_input_tokens",
+        "cache_creation_5m_input_tokens",
+        "cache_creation_1h_input_tokens",
+        "output_tokens",
+    )
 
     def add(self, other: Side) -> None:
         for f in fields(self):
@@ -69,8 +74,10 @@ class Side:
         return tuple(getattr(self, name) for name in self.TOKEN_FIELDS)
 
     def as_dict(self) -> dict[str, Any]:
-        return {**{f.name: getattr(self, f.name) for f in fields(self) if f.name != "cost_usd"},
-                "cost_usd": float(self.cost_usd)}
+        return {
+            **{f.name: getattr(self, f.name) for f in fields(self) if f.name != "cost_usd"},
+            "cost_usd": float(self.cost_usd),
+        }
 
 
 def _coverage(tally: Decimal, provider: Decimal) -> float | None:
@@ -113,9 +120,14 @@ class ReconciliationRow:
         return self.model or NO_MODEL
 
     def as_dict(self) -> dict[str, Any]:
-        return {"date": self.day.isoformat(), "model": self.model, "provider": self.provider.as_dict(),
-                "tally": self.tally.as_dict(), "coverage": self.coverage,
-                "unmetered_cost_usd": float(self.unmetered_cost_usd)}
+        return {
+            "date": self.day.isoformat(),
+            "model": self.model,
+            "provider": self.provider.as_dict(),
+            "tally": self.tally.as_dict(),
+            "coverage": self.coverage,
+            "unmetered_cost_usd": float(self.unmetered_cost_usd),
+        }
 
 
 @dataclass
@@ -159,9 +171,12 @@ class Reconciliation:
         return {
             "synced_at": _iso(self.connection.last_synced_at) if self.connection else None,
             "rows": [r.as_dict() for r in self.rows],
-            "totals": {"provider_cost_usd": float(self.provider_cost_usd),
-                       "tally_cost_usd": float(self.tally_cost_usd), "coverage": self.coverage,
-                       "unmetered_cost_usd": float(self.unmetered_cost_usd)},
+            "totals": {
+                "provider_cost_usd": float(self.provider_cost_usd),
+                "tally_cost_usd": float(self.tally_cost_usd),
+                "coverage": self.coverage,
+                "unmetered_cost_usd": float(self.unmetered_cost_usd),
+            },
         }
 
 
@@ -197,10 +212,16 @@ def reconciliation(*, project_id: int, start: date, end: date) -> Reconciliation
         else:
             row.provider.add(side)
 
-    result = metrics_query(MetricsQuery(
-        project_ids=[project_id], start=datetime(first.year, first.month, first.day, tzinfo=UTC),
-        end=datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1),
-        granularity="day", group_by=["model"]), with_as_of=False)
+    result = metrics_query(
+        MetricsQuery(
+            project_ids=[project_id],
+            start=datetime(first.year, first.month, first.day, tzinfo=UTC),
+            end=datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1),
+            granularity="day",
+            group_by=["model"],
+        ),
+        with_as_of=False,
+    )
     for aggregate in result.series:
         assert aggregate.bucket is not None
         tally_model = aggregate.group["model"]

@@ -75,8 +75,9 @@ def admin_key_decrypt(*, token: str) -> str:
 # --- the connection ---------------------------------------------------------------------------
 
 
-def provider_connection_set(*, project: Project, admin_key: str | None, api_key_ids: list[str],
-                            workspace_ids: list[str]) -> ProviderConnection:
+def provider_connection_set(
+    *, project: Project, admin_key: str | None, api_key_ids: list[str], workspace_ids: list[str]
+) -> ProviderConnection:
     """Create or update the project's connection. `admin_key` None keeps the stored key (an update
     of the scope only); a new key clears the last error, which was about the old one."""
     with transaction.atomic():
@@ -154,15 +155,18 @@ def _call_rate_limited(call: Callable[[], Any], *, sleep: Callable[[float], None
         except anthropic.RateLimitError as exc:
             wait = _retry_after_s(exc.response)
             if attempt == RATE_LIMIT_ATTEMPTS or wait > RATE_LIMIT_MAX_WAIT_S:
-                raise SyncError(f"Anthropic rate-limited the sync (429, retry-after {wait:g} s) "
-                                f"after {attempt} attempt(s); the next hourly sync tries again") from exc
+                raise SyncError(
+                    f"Anthropic rate-limited the sync (429, retry-after {wait:g} s) "
+                    f"after {attempt} attempt(s); the next hourly sync tries again"
+                ) from exc
             logger.info("provider report rate-limited; waiting %.1f s (retry-after)", wait)
             sleep(wait)
     raise AssertionError("unreachable")
 
 
-def _all_pages(list_page: Callable[..., Any], params: dict[str, Any], *,
-               sleep: Callable[[float], None]) -> Iterable[Any]:
+def _all_pages(
+    list_page: Callable[..., Any], params: dict[str, Any], *, sleep: Callable[[float], None]
+) -> Iterable[Any]:
     """Every row of a report, page after page (the SDK's cursor: `next_page` while `has_more`)."""
     cursor: str | None = None
     for _ in range(MAX_PAGES):
@@ -175,8 +179,14 @@ def _all_pages(list_page: Callable[..., Any], params: dict[str, Any], *,
     raise SyncError(f"the report had more than {MAX_PAGES} pages; stopped")
 
 
-def _read_reports(client: anthropic.Anthropic, *, connection: ProviderConnection, start: date, today: date,
-                  sleep: Callable[[float], None]) -> dict[tuple[date, str], Side]:
+def _read_reports(
+    client: anthropic.Anthropic,
+    *,
+    connection: ProviderConnection,
+    start: date,
+    today: date,
+    sleep: Callable[[float], None],
+) -> dict[tuple[date, str], Side]:
     """The usage and cost reports for [start, today], daily, per model, summed per (day, model)."""
     analytics = client.beta.organization.analytics
     figures: dict[tuple[date, str], Side] = {}
@@ -184,8 +194,13 @@ def _read_reports(client: anthropic.Anthropic, *, connection: ProviderConnection
     chunk = start
     while chunk <= today:
         chunk_end = min(chunk + timedelta(days=REPORT_MAX_RANGE_DAYS), today + timedelta(days=1))
-        params: dict[str, Any] = {"starting_at": _midnight(chunk), "ending_at": _midnight(chunk_end),
-                                  "time_bucket_width": "1d", "group_by": ["model"], "limit": PAGE_LIMIT}
+        params: dict[str, Any] = {
+            "starting_at": _midnight(chunk),
+            "ending_at": _midnight(chunk_end),
+            "time_bucket_width": "1d",
+            "group_by": ["model"],
+            "limit": PAGE_LIMIT,
+        }
         if connection.api_key_ids:
             params["api_key_ids"] = list(connection.api_key_ids)
         if connection.workspace_ids:
@@ -232,8 +247,10 @@ def _failure_message(exc: BaseException) -> str:
     if isinstance(exc, SyncError):
         return str(exc)
     if isinstance(exc, InvalidToken):
-        return ("the stored Admin API key cannot be decrypted: SECRET_KEY or TALLY_ENCRYPTION_KEY changed "
-                "since it was saved; save the key again")
+        return (
+            "the stored Admin API key cannot be decrypted: SECRET_KEY or TALLY_ENCRYPTION_KEY changed "
+            "since it was saved; save the key again"
+        )
     if isinstance(exc, anthropic.AuthenticationError):
         return f"Anthropic refused the Admin API key (401): {_api_message(exc)}. Save a valid Admin API key."
     if isinstance(exc, anthropic.PermissionDeniedError):
@@ -245,28 +262,37 @@ def _failure_message(exc: BaseException) -> str:
     return f"the sync failed unexpectedly ({type(exc).__name__}); see the worker log"
 
 
-def _store(*, connection_id: int, start: date, today: date, figures: dict[tuple[date, str], Side],
-           now: datetime) -> int:
+def _store(
+    *, connection_id: int, start: date, today: date, figures: dict[tuple[date, str], Side], now: datetime
+) -> int:
     with transaction.atomic():
         # Serialises syncs of one connection: each replaces its days whole, never interleaved.
         connection = ProviderConnection.objects.select_for_update().get(pk=connection_id)
         connection.days.filter(day__gte=start, day__lte=today).delete()
-        ProviderDailyUsage.objects.bulk_create([
-            ProviderDailyUsage(connection=connection, day=day, model=model, synced_at=now, **vars(values))
-            for (day, model), values in sorted(figures.items())
-        ])
+        ProviderDailyUsage.objects.bulk_create(
+            [
+                ProviderDailyUsage(connection=connection, day=day, model=model, synced_at=now, **vars(values))
+                for (day, model), values in sorted(figures.items())
+            ]
+        )
         connection.covered_from = min(filter(None, (connection.covered_from, start)))
         connection.covered_to = max(filter(None, (connection.covered_to, today)))
         connection.last_synced_at = now
         connection.last_error = ""
         connection.last_error_at = None
-        connection.save(update_fields=["covered_from", "covered_to", "last_synced_at", "last_error",
-                                       "last_error_at", "updated_at"])
+        connection.save(
+            update_fields=["covered_from", "covered_to", "last_synced_at", "last_error", "last_error_at", "updated_at"]
+        )
     return len(figures)
 
 
-def provider_usage_sync(*, connection: ProviderConnection, days: int | None = None, now: datetime | None = None,
-                        sleep: Callable[[float], None] = time.sleep) -> SyncResult:
+def provider_usage_sync(
+    *,
+    connection: ProviderConnection,
+    days: int | None = None,
+    now: datetime | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> SyncResult:
     """Read the provider's reports for the sync window and replace those days. Never raises for
     a failure of the provider, the network or the stored key: it is recorded on the connection."""
     now = now or timezone.now()
@@ -291,9 +317,13 @@ def provider_usage_sync(*, connection: ProviderConnection, days: int | None = No
     return SyncResult(project_slug=slug, ok=True, start=start, end=today, rows=rows)
 
 
-def provider_usage_sync_all(*, project_slug: str | None = None, days: int | None = None,
-                            now: datetime | None = None,
-                            sleep: Callable[[float], None] = time.sleep) -> list[SyncResult]:
+def provider_usage_sync_all(
+    *,
+    project_slug: str | None = None,
+    days: int | None = None,
+    now: datetime | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[SyncResult]:
     """Sync every connected project (or just `project_slug`), one after the other."""
     connections = ProviderConnection.objects.select_related("project").order_by("project__slug")
     if project_slug is not None:

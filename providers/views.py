@@ -36,8 +36,13 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_BODY_FIELDS = {"provider": (str,), "admin_key": (str,), "api_key_ids": (list,), "workspace_ids": (list,),
-                "project": (str,)}
+_BODY_FIELDS = {
+    "provider": (str,),
+    "admin_key": (str,),
+    "api_key_ids": (list,),
+    "workspace_ids": (list,),
+    "project": (str,),
+}
 
 
 def _one_project(project_ids: list[int], slug: str | None) -> Project | JsonResponse:
@@ -60,8 +65,11 @@ def _json_body(request: HttpRequest) -> dict[str, Any] | JsonResponse:
     if not isinstance(body, dict):
         return json_error(400, "body must be a JSON object")
     errors = [{"field": k, "message": "is not a known field"} for k in body if k not in _BODY_FIELDS]
-    errors += [{"field": k, "message": f"must be a {_BODY_FIELDS[k][0].__name__}"}
-               for k, v in body.items() if k in _BODY_FIELDS and v is not None and not isinstance(v, _BODY_FIELDS[k])]
+    errors += [
+        {"field": k, "message": f"must be a {_BODY_FIELDS[k][0].__name__}"}
+        for k, v in body.items()
+        if k in _BODY_FIELDS and v is not None and not isinstance(v, _BODY_FIELDS[k])
+    ]
     return JsonResponse({"errors": errors}, status=400) if errors else body
 
 
@@ -92,8 +100,9 @@ def provider_connection(request: HttpRequest) -> HttpResponse:
         if not services.provider_connection_delete(project=project):
             return json_error(404, f"project {project.slug} has no provider connection")
         return HttpResponse(status=204)
-    form = ProviderConnectionForm(data={k: v for k, v in body.items() if k != "project"},
-                                  connected=connection is not None)
+    form = ProviderConnectionForm(
+        data={k: v for k, v in body.items() if k != "project"}, connected=connection is not None
+    )
     if not form.is_valid():
         return JsonResponse({"errors": _form_errors(form)}, status=400)
     connection = services.provider_connection_set(project=project, **_connection_fields(form))
@@ -130,9 +139,12 @@ def reconciliation(request: HttpRequest) -> JsonResponse:
 
 
 def _page(request: HttpRequest, name: str, project: Project, status: int = 200, **context: Any) -> HttpResponse:
-    return render(request, f"providers/{name}.html", {"current_project": project, "active": name,
-                                                       "nav_querystring": f"project={project.slug}", **context},
-                  status=status)
+    return render(
+        request,
+        f"providers/{name}.html",
+        {"current_project": project, "active": name, "nav_querystring": f"project={project.slug}", **context},
+        status=status,
+    )
 
 
 @login_required
@@ -143,14 +155,14 @@ def provider_page(request: HttpRequest, slug: str) -> HttpResponse:
     project = administered_project(request.user, slug)
     connection = selectors.connection_of(project_id=project.pk)
     initial = {"api_key_ids": connection.api_key_ids, "workspace_ids": connection.workspace_ids} if connection else {}
-    form = ProviderConnectionForm(request.POST if request.method == "POST" else None, initial=initial,
-                                  connected=connection is not None)
+    form = ProviderConnectionForm(
+        request.POST if request.method == "POST" else None, initial=initial, connected=connection is not None
+    )
     if request.method == "POST" and form.is_valid():
         services.provider_connection_set(project=project, **_connection_fields(form))
         messages.success(request, "Provider connection saved. The key is stored encrypted and won't be shown again.")
         return redirect("providers_ui:provider", slug=project.slug)
-    return _page(request, "provider", project, status=400 if form.is_bound else 200, form=form,
-                 connection=connection)
+    return _page(request, "provider", project, status=400 if form.is_bound else 200, form=form, connection=connection)
 
 
 @login_required
@@ -194,6 +206,12 @@ def reconciliation_page(request: HttpRequest) -> HttpResponse:
         start, end = range_parse({}, today=today)
         range_error = "; ".join(f"{k}: {v[0]}" for k, v in exc.message_dict.items())
     result = selectors.reconciliation(project_id=project.pk, start=start, end=end)
-    return _page(request, "reconciliation", project, result=result, range_error=range_error,
-                 is_admin=is_project_admin(request.user, project),
-                 prices_url=reverse("pricing:prices", args=[project.slug]))
+    return _page(
+        request,
+        "reconciliation",
+        project,
+        result=result,
+        range_error=range_error,
+        is_admin=is_project_admin(request.user, project),
+        prices_url=reverse("pricing:prices", args=[project.slug]),
+    )

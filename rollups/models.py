@@ -115,8 +115,9 @@ class DailySlice(AggregateValues):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["project", "dims", "day", "environment_id", "service", "model"],
-                                    name="daily_slice_key")
+            models.UniqueConstraint(
+                fields=["project", "dims", "day", "environment_id", "service", "model"], name="daily_slice_key"
+            )
         ]
 
     def __str__(self) -> str:

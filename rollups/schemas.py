@@ -53,7 +53,8 @@ def metrics_query_parse(params: QueryDict, *, project_ids: list[int]) -> Metrics
     now = timezone.now()
     to_value, from_value = params.get("to"), params.get("from")
     per_user = "user_id" in params or any(
-        part.strip() == "user_id" for raw in params.getlist("group_by") for part in raw.split(","))
+        part.strip() == "user_id" for raw in params.getlist("group_by") for part in raw.split(",")
+    )
     if per_user and not to_value:
         # Per-user numbers are per UTC day: the default range ends with today, whole.
         now = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
@@ -80,8 +81,9 @@ def metrics_query_parse(params: QueryDict, *, project_ids: list[int]) -> Metrics
             if name not in group_by:
                 group_by.append(name)
     filters = {name: params.getlist(name) for name in FILTERS if params.getlist(name)}
-    query = MetricsQuery(project_ids=project_ids, start=start, end=end, granularity=granularity, group_by=group_by,
-                         filters=filters)
+    query = MetricsQuery(
+        project_ids=project_ids, start=start, end=end, granularity=granularity, group_by=group_by, filters=filters
+    )
     problem = per_user_problem(query)
     if problem:
         raise QueryError(*problem)

@@ -39,12 +39,26 @@ GRANULARITIES = ("hour", "day")
 # Internal granularity for breakdown tables: one row per group over the whole range (no
 # buckets), so a grouped call costs groups x histogram buckets rows, not days x that.
 TOTAL = "total"
-_GROUP_SQL = {"model": "a.model", "service": "a.service", "environment": "env.name", "feature": "a.feature",
-              "user_id": "a.user_id"}
+_GROUP_SQL = {
+    "model": "a.model",
+    "service": "a.service",
+    "environment": "env.name",
+    "feature": "a.feature",
+    "user_id": "a.user_id",
+}
 
 SUM_FIELDS = (
-    "requests", "errors", "input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens",
-    "cache_write_5m_tokens", "cache_write_1h_tokens", "cache_hits", "batch_requests", "unpriced_requests",
+    "requests",
+    "errors",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "cache_hits",
+    "batch_requests",
+    "unpriced_requests",
     "rate_limited_requests",
 )
 DECIMAL_FIELDS = ("cost_usd", "cache_savings_usd")
@@ -52,11 +66,30 @@ DECIMAL_FIELDS = ("cost_usd", "cache_savings_usd")
 
 # Every row's fields (CONTRACT §4), in the order of MetricsRow.as_dict and of the CSV columns.
 METRIC_FIELDS = (
-    "requests", "errors", "error_rate", "input_tokens", "output_tokens", "cache_read_input_tokens",
-    "cache_creation_input_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens", "cache_hits", "cache_hit_rate",
-    "batch_requests", "cost_usd", "cache_savings_usd", "unpriced_requests", "latency_avg_ms", "latency_p50_ms",
-    "latency_p95_ms", "latency_p99_ms", "ttft_p50_ms", "ttft_p95_ms", "batch_latency_avg_ms",
-    "rate_limited_requests", *HEADROOM_MINS,
+    "requests",
+    "errors",
+    "error_rate",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "cache_hits",
+    "cache_hit_rate",
+    "batch_requests",
+    "cost_usd",
+    "cache_savings_usd",
+    "unpriced_requests",
+    "latency_avg_ms",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "latency_p99_ms",
+    "ttft_p50_ms",
+    "ttft_p95_ms",
+    "batch_latency_avg_ms",
+    "rate_limited_requests",
+    *HEADROOM_MINS,
 )
 PER_USER_UNKNOWN = tuple(name for name in METRIC_FIELDS if name not in PER_USER_KNOWN)
 
@@ -197,8 +230,11 @@ class MetricsResult:
         yield ["bucket", *self.groups, *METRIC_FIELDS]
         for row in self.series:
             d = row.as_dict()
-            yield [d.get("bucket", ""), *(row.group.get(g, "") for g in self.groups),
-                   *(_csv_value(d[name]) for name in METRIC_FIELDS)]
+            yield [
+                d.get("bucket", ""),
+                *(row.group.get(g, "") for g in self.groups),
+                *(_csv_value(d[name]) for name in METRIC_FIELDS),
+            ]
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -249,8 +285,11 @@ def aggregate_table(query: MetricsQuery) -> tuple[str, str, list[Any]]:
     if "feature" in used:
         return "rollups_dailyaggregate a JOIN projects_environment env ON env.id = a.environment_id", "", []
     dims = sum(_SLICE_BITS[name] for name in used)
-    return ("rollups_dailyslice a LEFT JOIN projects_environment env ON env.id = a.environment_id",
-            " AND a.dims = %s", [dims])
+    return (
+        "rollups_dailyslice a LEFT JOIN projects_environment env ON env.id = a.environment_id",
+        " AND a.dims = %s",
+        [dims],
+    )
 
 
 def _pieces(query: MetricsQuery) -> list[MetricsQuery]:
@@ -270,7 +309,9 @@ def _pieces(query: MetricsQuery) -> list[MetricsQuery]:
     return [replace(query, start=a, end=b) for a, b in bounds]
 
 
-def _fetch(cursor: CursorWrapper, query: MetricsQuery, groups: list[str], rows: dict[tuple[Any, ...], MetricsRow]) -> None:
+def _fetch(
+    cursor: CursorWrapper, query: MetricsQuery, groups: list[str], rows: dict[tuple[Any, ...], MetricsRow]
+) -> None:
     """Add the query's rows (per bucket and group) into `rows`, merging rows of the same key."""
     table, dims_where, dims_params = aggregate_table(query)
     where, params = _where(query)
@@ -290,21 +331,24 @@ def _fetch(cursor: CursorWrapper, query: MetricsQuery, groups: list[str], rows: 
     # One row per (bucket, group, histogram) with the merged histogram as two arrays: a row per
     # histogram bucket would cost a timestamp parse each on the way back. Latency (kind 0) and
     # time to first token (kind 1) in one statement, one round trip.
-    hist_sql = " UNION ALL ".join(f"""
+    hist_sql = " UNION ALL ".join(
+        f"""
         SELECT bucket{group_by}, {kind} AS kind, array_agg(i), array_agg(n) FROM (
             SELECT {bucket} AS bucket{group_cols}, u.i, sum(u.n)::bigint AS n
             FROM {table}, unnest(a.{column}_idx, a.{column}_cnt) AS u(i, n)
             WHERE {where} GROUP BY bucket{group_by}, u.i
-        ) h GROUP BY bucket{group_by}""" for kind, column in ((0, "latency_hist"), (1, "ttft_hist"))
-        if kind == 0 or query.ttft)  # noqa: S608
+        ) h GROUP BY bucket{group_by}"""
+        for kind, column in ((0, "latency_hist"), (1, "ttft_hist"))
+        if kind == 0 or query.ttft
+    )  # noqa: S608
     fetched: dict[tuple[Any, ...], MetricsRow] = {}
     cursor.execute(sums_sql, params)
     for record in cursor.fetchall():
         key = tuple(record[: 1 + len(groups)])
-        values = record[1 + len(groups):]
+        values = record[1 + len(groups) :]
         row = MetricsRow(bucket=key[0], group=dict(zip(groups, key[1:], strict=True)))
         row.sums = dict(zip(SUM_FIELDS, (int(v) for v in values[: len(SUM_FIELDS)]), strict=True))
-        rest = values[len(SUM_FIELDS):]
+        rest = values[len(SUM_FIELDS) :]
         row.cost_usd, row.cache_savings_usd, row.latency_sum_ms, row.batch_latency_sum_ms = rest[:4]
         row.headroom = {name: low for name, low in zip(HEADROOM_MINS, rest[4:], strict=True) if low is not None}
         fetched[key] = row
@@ -342,18 +386,22 @@ def per_user_problem(query: MetricsQuery) -> tuple[str, str] | None:
     used = {*query.group_by, *(name for name, values in query.filters.items() if values)}
     others = sorted(used - set(PER_USER_DIMENSIONS))
     if others:
-        return ("user_id" if query.filters.get("user_id") else "group_by",
-                f"user_id can be combined only with environment (per-user numbers are not kept per "
-                f"{', '.join(others)})")
+        return (
+            "user_id" if query.filters.get("user_id") else "group_by",
+            f"user_id can be combined only with environment (per-user numbers are not kept per {', '.join(others)})",
+        )
     if not query.uses_daily_table and query.granularity != TOTAL:
         whole_start = query.start.astimezone(UTC).time() == time(0)
-        return ("to" if whole_start else "from",
-                "user_id is kept per UTC day: give whole days (YYYY-MM-DD, or times at 00:00Z)")
+        return (
+            "to" if whole_start else "from",
+            "user_id is kept per UTC day: give whole days (YYYY-MM-DD, or times at 00:00Z)",
+        )
     return None
 
 
-def _fetch_users(cursor: CursorWrapper, query: MetricsQuery, groups: list[str],
-                 rows: dict[tuple[Any, ...], MetricsRow]) -> None:
+def _fetch_users(
+    cursor: CursorWrapper, query: MetricsQuery, groups: list[str], rows: dict[tuple[Any, ...], MetricsRow]
+) -> None:
     """Per-user spend rows (one per user, environment and UTC day) summed per bucket and group.
     A TOTAL query reads every UTC day its range touches (top users of "the last 24 hours")."""
     problem = per_user_problem(query)
@@ -369,18 +417,25 @@ def _fetch_users(cursor: CursorWrapper, query: MetricsQuery, groups: list[str],
     bucket = "NULL::timestamptz" if query.granularity == TOTAL else "(a.day::timestamp AT TIME ZONE 'UTC')"
     group_cols = "".join(f", {_GROUP_SQL[g]} AS g_{g}" for g in groups)
     group_by = "".join(f", g_{g}" for g in groups)
-    cursor.execute(f"""
+    cursor.execute(
+        f"""
         SELECT {bucket} AS bucket{group_cols}, sum(a.requests)::bigint, sum(a.errors)::bigint,
                sum(a.unpriced_requests)::bigint, sum(a.cost_usd)
         FROM rollups_dailyuserspend a JOIN projects_environment env ON env.id = a.environment_id
         WHERE {" AND ".join(where)} GROUP BY bucket{group_by} ORDER BY bucket{group_by}
-    """, params)  # noqa: S608 - identifiers come from the fixed maps above
+    """,
+        params,
+    )  # noqa: S608 - identifiers come from the fixed maps above
     for record in cursor.fetchall():
         key = tuple(record[: 1 + len(groups)])
-        requests, errors, unpriced, cost = record[1 + len(groups):]
-        rows[key] = MetricsRow(bucket=key[0], group=dict(zip(groups, key[1:], strict=True)), per_user=True,
-                               sums={"requests": int(requests), "errors": int(errors),
-                                     "unpriced_requests": int(unpriced)}, cost_usd=cost)
+        requests, errors, unpriced, cost = record[1 + len(groups) :]
+        rows[key] = MetricsRow(
+            bucket=key[0],
+            group=dict(zip(groups, key[1:], strict=True)),
+            per_user=True,
+            sums={"requests": int(requests), "errors": int(errors), "unpriced_requests": int(unpriced)},
+            cost_usd=cost,
+        )
 
 
 def metrics_query(query: MetricsQuery, *, with_as_of: bool = True) -> MetricsResult:
@@ -448,8 +503,9 @@ SELECT hour_start FROM (
 """
 
 
-def hours_with_calls(*, project_id: int, start: datetime, end: datetime, filters: dict[str, str | int],
-                     limit: int) -> list[datetime] | None:
+def hours_with_calls(
+    *, project_id: int, start: datetime, end: datetime, filters: dict[str, str | int], limit: int
+) -> list[datetime] | None:
     """The UTC hours of [start, end) that can hold calls matching `filters` (environment_id,
     service, model, feature: equality), from the hourly aggregates plus the hours not yet rolled
     up; None when more than `limit` hours do. Lets a search for a rare value (a feature used a
@@ -458,9 +514,16 @@ def hours_with_calls(*, project_id: int, start: datetime, end: datetime, filters
     where = "".join(f" AND a.{name} = %({name})s" for name in allowed if name in filters)
     first = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     with connection.cursor() as cursor:
-        cursor.execute(_HOURS_WITH_CALLS_SQL.format(where=where),  # noqa: S608 - names from `allowed`
-                       {"project": project_id, "first": first, "end": end, "limit": limit + 1,
-                        **{k: v for k, v in filters.items() if k in allowed}})
+        cursor.execute(
+            _HOURS_WITH_CALLS_SQL.format(where=where),  # noqa: S608 - names from `allowed`
+            {
+                "project": project_id,
+                "first": first,
+                "end": end,
+                "limit": limit + 1,
+                **{k: v for k, v in filters.items() if k in allowed},
+            },
+        )
         hours = [row[0] for row in cursor.fetchall()]
     return None if len(hours) > limit else hours
 
@@ -480,25 +543,37 @@ def project_has_aggregates(*, project_id: int) -> bool:
 def dimension_values(*, project_id: int, first_day: date, last_day: date) -> list[tuple[str, str, str, str]]:
     """The distinct (environment, service, model, feature) of the project's daily rows over
     [first_day, last_day] (a few rows per day)."""
-    return list(DailyAggregate.objects.filter(project_id=project_id, day__gte=first_day, day__lte=last_day)
-                .values_list("environment__name", "service", "model", "feature").distinct())
+    return list(
+        DailyAggregate.objects.filter(project_id=project_id, day__gte=first_day, day__lte=last_day)
+        .values_list("environment__name", "service", "model", "feature")
+        .distinct()
+    )
 
 
 def features_seen(*, project_id: int, first_day: date, last_day: date) -> set[str]:
     """The non-empty features of the project's daily rows over [first_day, last_day]."""
-    return set(DailyAggregate.objects.filter(project_id=project_id, day__gte=first_day, day__lte=last_day)
-               .exclude(feature="").values_list("feature", flat=True).distinct())
+    return set(
+        DailyAggregate.objects.filter(project_id=project_id, day__gte=first_day, day__lte=last_day)
+        .exclude(feature="")
+        .values_list("feature", flat=True)
+        .distinct()
+    )
 
 
-def user_spend_by_day(*, project_id: int, user_id: str, first_day: date, last_day: date,
-                      environment: str | None) -> dict[date, Mapping[str, Any]]:
+def user_spend_by_day(
+    *, project_id: int, user_id: str, first_day: date, last_day: date, environment: str | None
+) -> dict[date, Mapping[str, Any]]:
     """One end user's requests, errors, cost and unpriced requests per UTC day over
     [first_day, last_day] (days without calls are absent), in one environment if named."""
     qs = DailyUserSpend.objects.filter(project_id=project_id, user_id=user_id, day__gte=first_day, day__lte=last_day)
     if environment:
         qs = qs.filter(environment__name=environment)
-    return {r["day"]: r for r in qs.values("day").annotate(
-        requests=Sum("requests"), errors=Sum("errors"), cost=Sum("cost_usd"), unpriced=Sum("unpriced_requests"))}
+    return {
+        r["day"]: r
+        for r in qs.values("day").annotate(
+            requests=Sum("requests"), errors=Sum("errors"), cost=Sum("cost_usd"), unpriced=Sum("unpriced_requests")
+        )
+    }
 
 
 @dataclass
@@ -510,8 +585,9 @@ class UserSpend:
     unpriced_requests: int
 
 
-def user_spend_top(*, project_id: int, first_day: date, last_day: date, environment: str | None,
-                   user_id: str | None, limit: int) -> list[UserSpend]:
+def user_spend_top(
+    *, project_id: int, first_day: date, last_day: date, environment: str | None, user_id: str | None, limit: int
+) -> list[UserSpend]:
     """The end users with the most spend over [first_day, last_day], in one environment and of
     one user if named."""
     qs = DailyUserSpend.objects.filter(project_id=project_id, day__gte=first_day, day__lte=last_day)
@@ -519,11 +595,23 @@ def user_spend_top(*, project_id: int, first_day: date, last_day: date, environm
         qs = qs.filter(environment__name=environment)
     if user_id:
         qs = qs.filter(user_id=user_id)
-    rows = (qs.values("user_id").annotate(requests=Sum("requests"), errors=Sum("errors"), cost=Sum("cost_usd"),
-                                          unpriced=Sum("unpriced_requests"))
-            .order_by("-cost", "-requests", "user_id")[:limit])
-    return [UserSpend(user_id=r["user_id"], requests=r["requests"], errors=r["errors"], cost_usd=float(r["cost"]),
-                      unpriced_requests=r["unpriced"]) for r in rows]
+    rows = (
+        qs.values("user_id")
+        .annotate(
+            requests=Sum("requests"), errors=Sum("errors"), cost=Sum("cost_usd"), unpriced=Sum("unpriced_requests")
+        )
+        .order_by("-cost", "-requests", "user_id")[:limit]
+    )
+    return [
+        UserSpend(
+            user_id=r["user_id"],
+            requests=r["requests"],
+            errors=r["errors"],
+            cost_usd=float(r["cost"]),
+            unpriced_requests=r["unpriced"],
+        )
+        for r in rows
+    ]
 
 
 def _dimension_sql(query: MetricsQuery) -> tuple[str, str, str, list[Any]]:
@@ -534,8 +622,11 @@ def _dimension_sql(query: MetricsQuery) -> tuple[str, str, str, list[Any]]:
         where = ["a.project_id = ANY(%s)", "a.day >= %s", "a.day < %s"]
         params: list[Any] = [query.project_ids, query.start.astimezone(UTC).date(), query.end.astimezone(UTC).date()]
     else:
-        bucket = ("a.hour_start" if query.granularity == "hour"
-                  else "(date_trunc('day', a.hour_start AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')")
+        bucket = (
+            "a.hour_start"
+            if query.granularity == "hour"
+            else "(date_trunc('day', a.hour_start AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')"
+        )
         where = ["a.project_id = ANY(%s)", "a.hour_start >= %s", "a.hour_start < %s"]
         params = [query.project_ids, query.start, query.end]
     columns = {"environment": "env.name", "service": "a.service", "model": "a.model", "feature": "a.feature"}
@@ -564,14 +655,18 @@ def error_maps(query: MetricsQuery, buckets: list[datetime]) -> dict[str, dict[s
                 out[kind].setdefault(key, [0] * len(buckets))[i] += int(count)
     return {kind: dict(sorted(maps.items(), key=lambda kv: (-sum(kv[1]), kv[0]))) for kind, maps in out.items()}
 
+
 # What a per-user alert rule can judge from per-user spend rows (alerts.selectors), as SQL over one
 # row (`row`) and over a user's rows of a day summed across environments (`summed`); `additive`
 # sums can be pre-filtered (see users_breaching).
 USER_RULE_METRICS: dict[str, dict[str, Any]] = {
     "cost_usd": {"row": "a.cost_usd", "summed": "sum(a.cost_usd)", "additive": True},
     "requests": {"row": "a.requests", "summed": "sum(a.requests)", "additive": True},
-    "error_rate": {"row": "a.errors::float8 / nullif(a.requests, 0)",
-                   "summed": "sum(a.errors)::float8 / nullif(sum(a.requests), 0)", "additive": False},
+    "error_rate": {
+        "row": "a.errors::float8 / nullif(a.requests, 0)",
+        "summed": "sum(a.errors)::float8 / nullif(sum(a.requests), 0)",
+        "additive": False,
+    },
 }
 USER_RULE_WORK_MEM = "64MB"
 
@@ -584,8 +679,16 @@ class UserDayValue:
     requests: int
 
 
-def users_breaching(*, project_id: int, days: list[date], metric: str, above: bool, threshold: float,
-                    environment: str | None = None, min_requests: int = 0) -> list[UserDayValue]:
+def users_breaching(
+    *,
+    project_id: int,
+    days: list[date],
+    metric: str,
+    above: bool,
+    threshold: float,
+    environment: str | None = None,
+    min_requests: int = 0,
+) -> list[UserDayValue]:
     """The (user, UTC day) pairs among `days` whose metric is above (or below) `threshold`, worst
     first, from per-user spend rows (one per user, environment and day) in one query whose WHERE
     or HAVING does the judging, so a day of 100k users returns only the few that breach, never
@@ -605,21 +708,26 @@ def users_breaching(*, project_id: int, days: list[date], metric: str, above: bo
     pre_params: list[Any] = []
     with transaction.atomic(), connection.cursor() as cursor:
         if environment:
-            env_where, single = ("AND a.environment_id IN (SELECT id FROM projects_environment "
-                                 "WHERE project_id = %s AND name = %s)", True)
+            env_where, single = (
+                "AND a.environment_id IN (SELECT id FROM projects_environment WHERE project_id = %s AND name = %s)",
+                True,
+            )
             env_params = [project_id, environment]
         else:
             cursor.execute("SELECT count(*) FROM projects_environment WHERE project_id = %s", [project_id])
             environments = cursor.fetchone()[0]
             env_where, single = "", environments <= 1
         if single:
-            cursor.execute(f"""
+            cursor.execute(
+                f"""
                 SELECT a.user_id, a.day, ({spec["row"]})::float8 AS value, a.requests
                 FROM rollups_dailyuserspend a
                 WHERE a.project_id = %s AND a.day = ANY(%s::date[]) {env_where}
                   AND a.requests >= %s AND ({spec["row"]}) {op} %s
                 ORDER BY value {order}, a.user_id, a.day
-            """, [project_id, days, *env_params, min_requests, threshold])  # noqa: S608 - SQL from USER_RULE_METRICS
+            """,
+                [project_id, days, *env_params, min_requests, threshold],
+            )  # noqa: S608 - SQL from USER_RULE_METRICS
         else:
             prefilter = ""
             if spec["additive"] and above and threshold >= 0:
@@ -630,14 +738,17 @@ def users_breaching(*, project_id: int, days: list[date], metric: str, above: bo
             # The grouping holds a hash entry per user and day (~500 bytes with numeric sums): at
             # 100k users the default 4 MB work_mem spills it to disk in batches.
             cursor.execute(f"SET LOCAL work_mem = '{USER_RULE_WORK_MEM}'")
-            cursor.execute(f"""
+            cursor.execute(
+                f"""
                 SELECT a.user_id, a.day, ({spec["summed"]})::float8 AS value, sum(a.requests)::bigint
                 FROM rollups_dailyuserspend a
                 WHERE a.project_id = %s AND a.day = ANY(%s::date[]) {prefilter}
                 GROUP BY a.user_id, a.day
                 HAVING sum(a.requests) >= %s AND ({spec["summed"]}) {op} %s
                 ORDER BY value {order}, a.user_id, a.day
-            """, [project_id, days, *pre_params, min_requests, threshold])  # noqa: S608 - SQL from USER_RULE_METRICS
+            """,
+                [project_id, days, *pre_params, min_requests, threshold],
+            )  # noqa: S608 - SQL from USER_RULE_METRICS
         return [UserDayValue(user_id=u, day=d, value=float(v), requests=int(r)) for u, d, v, r in cursor.fetchall()]
 
 
@@ -661,9 +772,11 @@ def models_seen(*, project_ids: list[int] | None, since: date) -> list[ModelSeen
         where += " AND project_id = ANY(%s)"
         params.append(list(project_ids))
     with connection.cursor() as cursor:
-        cursor.execute(f"""SELECT project_id, model, bool_or(unpriced_requests > 0) FROM rollups_dailyslice
+        cursor.execute(
+            f"""SELECT project_id, model, bool_or(unpriced_requests > 0) FROM rollups_dailyslice
                            WHERE {where} GROUP BY project_id, model ORDER BY project_id, model""",  # noqa: S608
-                       params)
+            params,
+        )
         return [ModelSeen(project_id, model, unpriced) for project_id, model, unpriced in cursor.fetchall()]
 
 
@@ -680,21 +793,25 @@ def model_first_call(*, project_id: int, model: str, since: date, unpriced: bool
     finds the day, so only that day's hourly rows are read."""
     unpriced_sql = "AND unpriced_requests > 0" if unpriced else ""
     with connection.cursor() as cursor:
-        cursor.execute(f"""SELECT min(day) FROM rollups_dailyslice WHERE dims = %s AND project_id = %s
+        cursor.execute(
+            f"""SELECT min(day) FROM rollups_dailyslice WHERE dims = %s AND project_id = %s
                            AND model = %s AND day >= %s {unpriced_sql}""",  # noqa: S608
-                       [SLICE_MODEL, project_id, model, since])
+            [SLICE_MODEL, project_id, model, since],
+        )
         day = cursor.fetchone()[0]
         if day is None:
             return None
         start = datetime.combine(day, time.min, tzinfo=UTC)
-        cursor.execute(f"""SELECT a.hour_start, env.name, a.service FROM rollups_hourlyaggregate a
+        cursor.execute(
+            f"""SELECT a.hour_start, env.name, a.service FROM rollups_hourlyaggregate a
                            JOIN projects_environment env ON env.id = a.environment_id
                            WHERE a.project_id = %s AND a.model = %s AND a.hour_start >= %s AND a.hour_start < %s
                            {unpriced_sql.replace("unpriced", "a.unpriced")}
                            GROUP BY a.hour_start, env.name, a.service
                            ORDER BY a.hour_start, sum(a.{"unpriced_requests" if unpriced else "requests"}) DESC,
                                     env.name, a.service LIMIT 1""",  # noqa: S608
-                       [project_id, model, start, start + timedelta(days=1)])
+            [project_id, model, start, start + timedelta(days=1)],
+        )
         row = cursor.fetchone()
     if row is None:  # hourly rows already past their retention: the day is all we know
         return FirstCall(hour_start=start, environment="", service="")

@@ -51,8 +51,11 @@ _SUMS = """
 # The lowest remaining/limit ratio (0..1) of the `anthropic-ratelimit-*` headers reported in a row;
 # NULL when no call reported that pair. A minimum of minimums is the minimum: days and slices
 # merge them exactly, like the sums.
-HEADROOM_MINS = ("ratelimit_requests_headroom_min", "ratelimit_input_tokens_headroom_min",
-                 "ratelimit_output_tokens_headroom_min")
+HEADROOM_MINS = (
+    "ratelimit_requests_headroom_min",
+    "ratelimit_input_tokens_headroom_min",
+    "ratelimit_output_tokens_headroom_min",
+)
 _MINS = ", ".join(f"min({n}) AS {n}" for n in HEADROOM_MINS)
 
 _RAW_SUMS = """
@@ -99,8 +102,9 @@ SLICE_ENV, SLICE_SERVICE, SLICE_MODEL = 4, 2, 1
 _X_KEYS = "hour_start, environment_id, service, model, feature"
 
 
-def _rows(name: str, sums: str, hist: str, ttft: str, errors: str, keys: str, table: str, columns: str,
-          select_keys: str) -> str:
+def _rows(
+    name: str, sums: str, hist: str, ttft: str, errors: str, keys: str, table: str, columns: str, select_keys: str
+) -> str:
     """CTEs writing rows of `table` from four sources keyed by `keys`: `sums` (one row per key),
     `hist` and `ttft` (one row per key and latency / time-to-first-token bucket, count n) and
     `errors` (per key, err_type and err_code, count n). A key may have no histogram rows (only
@@ -145,13 +149,20 @@ def _slice_sets(extra: str) -> tuple[str, str]:
     """The `dims` mask and the 8 grouping sets over (environment, service, model), each with `extra` kept."""
     sets = []
     for mask in range(7, -1, -1):
-        kept = [c for bit, c in ((SLICE_ENV, "environment_id"), (SLICE_SERVICE, "service"), (SLICE_MODEL, "model"))
-                if mask & bit]
+        kept = [
+            c
+            for bit, c in ((SLICE_ENV, "environment_id"), (SLICE_SERVICE, "service"), (SLICE_MODEL, "model"))
+            if mask & bit
+        ]
         sets.append(f"({', '.join([*kept, *([extra] if extra else [])])})")
-    dims = (f"{SLICE_ENV} * (1 - GROUPING(environment_id)) + {SLICE_SERVICE} * (1 - GROUPING(service))"
-            f" + {SLICE_MODEL} * (1 - GROUPING(model))")
-    head = (f"{dims} AS dims, coalesce(environment_id, 0) AS environment_id, coalesce(service, '') AS service, "
-            f"coalesce(model, '') AS model")
+    dims = (
+        f"{SLICE_ENV} * (1 - GROUPING(environment_id)) + {SLICE_SERVICE} * (1 - GROUPING(service))"
+        f" + {SLICE_MODEL} * (1 - GROUPING(model))"
+    )
+    head = (
+        f"{dims} AS dims, coalesce(environment_id, 0) AS environment_id, coalesce(service, '') AS service, "
+        f"coalesce(model, '') AS model"
+    )
     return head, f"GROUPING SETS ({', '.join(sets)})"
 
 
@@ -159,12 +170,15 @@ _SLICE_HEAD, _SLICE_SETS = _slice_sets("")
 _, _SLICE_BUCKET_SETS = _slice_sets("bucket")
 _, _SLICE_ERROR_SETS = _slice_sets("err_type, err_code")
 
+
 def _headroom_sql(kind: str) -> str:
     """remaining / limit of one `anthropic-ratelimit-<kind>-*` pair, at most 1 (remaining above the
     limit would be a client's mistake); NULL when either is missing or the limit is 0 (says nothing)."""
     # Not least/greatest alone: they ignore a NULL argument. Ingest keeps both values >= 0.
-    return (f"CASE WHEN ratelimit_{kind}_limit > 0 AND ratelimit_{kind}_remaining IS NOT NULL "
-            f"THEN least(ratelimit_{kind}_remaining::float8 / ratelimit_{kind}_limit, 1) END")
+    return (
+        f"CASE WHEN ratelimit_{kind}_limit > 0 AND ratelimit_{kind}_remaining IS NOT NULL "
+        f"THEN least(ratelimit_{kind}_remaining::float8 / ratelimit_{kind}_limit, 1) END"
+    )
 
 
 # Sums and histograms are grouped apart: the sums by (hour, dimensions) are few groups with
@@ -212,10 +226,32 @@ ss AS (
     SELECT {_SLICE_HEAD}, bucket, sum(n) AS n FROM dt GROUP BY {_SLICE_BUCKET_SETS}
 ), se AS (
     SELECT {_SLICE_HEAD}, err_type, err_code, sum(n) AS n FROM de GROUP BY {_SLICE_ERROR_SETS}
-),{_rows("d", "ds", "db", "dt", "de", _DAY_KEYS, "rollups_dailyaggregate", f"day, {_DIMS}",
-         "%(day)s, %(project)s, environment_id, service, model, feature")},
-{_rows("sl", "ss", "sb", "st", "se", _SLICE_KEYS, "rollups_dailyslice", "day, project_id, dims, environment_id, service, model",
-       "%(day)s, %(project)s, dims, environment_id, service, model")},
+),{
+    _rows(
+        "d",
+        "ds",
+        "db",
+        "dt",
+        "de",
+        _DAY_KEYS,
+        "rollups_dailyaggregate",
+        f"day, {_DIMS}",
+        "%(day)s, %(project)s, environment_id, service, model, feature",
+    )
+},
+{
+    _rows(
+        "sl",
+        "ss",
+        "sb",
+        "st",
+        "se",
+        _SLICE_KEYS,
+        "rollups_dailyslice",
+        "day, project_id, dims, environment_id, service, model",
+        "%(day)s, %(project)s, dims, environment_id, service, model",
+    )
+},
 u_ins AS (
     INSERT INTO rollups_dailyuserspend (day, project_id, environment_id, user_id, requests, errors, cost_usd,
                                         unpriced_requests)
@@ -245,8 +281,19 @@ WITH ev AS MATERIALIZED ({_EV_SELECT}
 ), de AS (
     SELECT {_DAY_KEYS}, err_type, err_code, sum(n) AS n FROM he WHERE %(whole_day)s
     GROUP BY {_DAY_KEYS}, err_type, err_code
-),{_rows("h", "ths", "thb", "tht", "the", _X_KEYS, "rollups_hourlyaggregate", f"hour_start, {_DIMS}",
-         "hour_start, %(project)s, environment_id, service, model, feature")},
+),{
+    _rows(
+        "h",
+        "ths",
+        "thb",
+        "tht",
+        "the",
+        _X_KEYS,
+        "rollups_hourlyaggregate",
+        f"hour_start, {_DIMS}",
+        "hour_start, %(project)s, environment_id, service, model, feature",
+    )
+},
 {_SLICES_AND_ROWS.replace("{users}", "ev")}
 SELECT (SELECT count(*) FROM h_ins), (SELECT count(*) FROM d_ins), (SELECT count(*) FROM sl_ins),
        (SELECT count(*) FROM u_ins)
@@ -257,8 +304,19 @@ SELECT (SELECT count(*) FROM h_ins), (SELECT count(*) FROM d_ins), (SELECT count
 HOURS_SQL = f"""
 WITH ev AS MATERIALIZED ({_EV_SELECT} AND date_trunc('hour', "timestamp" AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
                                           = ANY(%(hours)s::timestamptz[])
-),{_HOUR_GROUPS},{_rows("h", "hs", "hb", "ht", "he", _X_KEYS, "rollups_hourlyaggregate", f"hour_start, {_DIMS}",
-                       "hour_start, %(project)s, environment_id, service, model, feature")}
+),{_HOUR_GROUPS},{
+    _rows(
+        "h",
+        "hs",
+        "hb",
+        "ht",
+        "he",
+        _X_KEYS,
+        "rollups_hourlyaggregate",
+        f"hour_start, {_DIMS}",
+        "hour_start, %(project)s, environment_id, service, model, feature",
+    )
+}
 SELECT count(*) FROM h_ins
 """  # noqa: S608
 
@@ -356,12 +414,19 @@ def _by_day(hours: list[tuple[int, datetime]]) -> dict[tuple[int, date], list[da
     return grouped
 
 
-def _day_recompute(cursor: CursorWrapper, *, project_id: int, day: date, hours: list[datetime], whole_day: bool,
-                   sql: str = DAY_SQL) -> None:
+def _day_recompute(
+    cursor: CursorWrapper, *, project_id: int, day: date, hours: list[datetime], whole_day: bool, sql: str = DAY_SQL
+) -> None:
     """Rewrite `hours` of the project's `day` and, if `whole_day`, its daily rows, slices and users."""
     start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    params: dict[str, Any] = {"project": project_id, "day": day, "start": start, "end": start + timedelta(days=1),
-                              "hours": hours, "whole_day": whole_day}
+    params: dict[str, Any] = {
+        "project": project_id,
+        "day": day,
+        "start": start,
+        "end": start + timedelta(days=1),
+        "hours": hours,
+        "whole_day": whole_day,
+    }
     # Every join in these statements is between CTE results the planner can't count (it guesses
     # one row after the hour filter and picks nested loops, quadratic in the day's groups).
     cursor.execute("SET LOCAL enable_nestloop = off")
@@ -383,8 +448,9 @@ def hours_rollup(*, hours: list[tuple[int, datetime]]) -> RollupResult:
     with connection.cursor() as cursor:
         locks = [_lock_key(_HOUR_LOCK_CLASS, p, int(h.timestamp()) // 3600) for p, h in hours]
         locks += [_lock_key(_DAY_LOCK_CLASS, p, d.toordinal()) for p, d in days]
-        cursor.execute("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(%s::bigint[]) WITH ORDINALITY AS t(k, o)",
-                       [locks])
+        cursor.execute(
+            "SELECT count(pg_advisory_xact_lock(k)) FROM unnest(%s::bigint[]) WITH ORDINALITY AS t(k, o)", [locks]
+        )
         cursor.execute("SELECT set_config('work_mem', %s, true)", [ROLLUP_WORK_MEM])
         hour_params: dict[str, Any] = {"projects": [p for p, _ in hours], "hours": [h for _, h in hours]}
         cursor.execute(DELETE_HOURS_SQL, hour_params)
@@ -438,8 +504,9 @@ def _lane_thread(lane: int, lanes: int, deadline: float | None) -> RollupResult:
         connection.close()  # this thread's own connection
 
 
-def dirty_hours_rollup(*, max_batches: int | None = None, max_seconds: float | None = None,
-                       lanes: int | None = None) -> RollupResult:
+def dirty_hours_rollup(
+    *, max_batches: int | None = None, max_seconds: float | None = None, lanes: int | None = None
+) -> RollupResult:
     """One pass: claim dirty markers in batches and recompute their hours, until none is left
     (or `max_seconds` have gone by: the periodic task stops there and the next run continues,
     so a backlog never runs into the task's time limit mid-batch).
@@ -506,22 +573,40 @@ class VerifyResult:
 
 
 _VERIFY_COLUMNS = [
-    "requests", "errors", "input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens",
-    "cache_write_5m_tokens", "cache_write_1h_tokens", "cache_hits", "batch_requests", "cost_usd",
-    "cache_savings_usd", "unpriced_requests", "latency_hist_idx", "latency_hist_cnt", "ttft_hist_idx",
-    "ttft_hist_cnt", "errors_by_type", "http_status_counts", "rate_limited_requests", *HEADROOM_MINS,
+    "requests",
+    "errors",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "cache_hits",
+    "batch_requests",
+    "cost_usd",
+    "cache_savings_usd",
+    "unpriced_requests",
+    "latency_hist_idx",
+    "latency_hist_cnt",
+    "ttft_hist_idx",
+    "ttft_hist_cnt",
+    "errors_by_type",
+    "http_status_counts",
+    "rate_limited_requests",
+    *HEADROOM_MINS,
 ]
 _VERIFY_FLOATS = ["latency_sum_ms", "batch_latency_sum_ms"]
 
 
-def _compare_sql(stored: str, fresh: str, bucket: str, keys: list[str], columns: list[str],
-                 float_columns: list[str]) -> str:
+def _compare_sql(
+    stored: str, fresh: str, bucket: str, keys: list[str], columns: list[str], float_columns: list[str]
+) -> str:
     key_list = ", ".join(keys)
     exact = " OR ".join(f"a.{c} IS DISTINCT FROM b.{c}" for c in columns)
     floats = " OR ".join(f"abs(a.{c} - b.{c}) > 1e-6 * greatest(abs(a.{c}), abs(b.{c}), 1)" for c in float_columns)
     mismatch = " OR ".join(x for x in (exact, floats) if x)
     return f"""
-        SELECT {', '.join(f'coalesce(a.{k}, b.{k})' for k in keys)},
+        SELECT {", ".join(f"coalesce(a.{k}, b.{k})" for k in keys)},
                CASE WHEN a.project_id IS NULL THEN 'missing from stored aggregates'
                     WHEN b.project_id IS NULL THEN 'stored but not in raw events'
                     ELSE 'values differ' END
@@ -545,9 +630,12 @@ def rollups_verify(*, start: datetime | None = None, end: datetime | None = None
         cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         cursor.execute(
             "SELECT count(DISTINCT (project_id, hour_start)) FROM ingest_dirtyhour "
-            "WHERE hour_start >= %s AND hour_start < %s", [start, end])
+            "WHERE hour_start >= %s AND hour_start < %s",
+            [start, end],
+        )
         result.pending_hours = cursor.fetchone()[0]
-        cursor.execute("""
+        cursor.execute(
+            """
             CREATE TEMP TABLE vb_hour_start ON COMMIT DROP AS
             SELECT project_id, hour_start FROM (
                 SELECT DISTINCT project_id, date_trunc('hour', "timestamp" AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
@@ -568,7 +656,9 @@ def rollups_verify(*, start: datetime | None = None, end: datetime | None = None
             CREATE TEMP TABLE verify_daily (LIKE rollups_dailyaggregate INCLUDING DEFAULTS INCLUDING IDENTITY) ON COMMIT DROP;
             CREATE TEMP TABLE verify_daily_users (LIKE rollups_dailyuserspend INCLUDING DEFAULTS INCLUDING IDENTITY) ON COMMIT DROP;
             CREATE TEMP TABLE verify_slice (LIKE rollups_dailyslice INCLUDING DEFAULTS INCLUDING IDENTITY) ON COMMIT DROP;
-        """, {"s": start, "e": end})
+        """,
+            {"s": start, "e": end},
+        )
         cursor.execute("SELECT project_id, hour_start FROM vb_hour_start")
         hours = cursor.fetchall()
         result.hours_checked = len(hours)
@@ -576,25 +666,54 @@ def rollups_verify(*, start: datetime | None = None, end: datetime | None = None
         whole_days = set(cursor.fetchall())
         result.days_checked = len(whole_days)
         sql = DAY_SQL
-        for old, new in (("rollups_hourlyaggregate", "verify_hourly"), ("rollups_dailyaggregate", "verify_daily"),
-                         ("rollups_dailyuserspend", "verify_daily_users"), ("rollups_dailyslice", "verify_slice")):
+        for old, new in (
+            ("rollups_hourlyaggregate", "verify_hourly"),
+            ("rollups_dailyaggregate", "verify_daily"),
+            ("rollups_dailyuserspend", "verify_daily_users"),
+            ("rollups_dailyslice", "verify_slice"),
+        ):
             sql = sql.replace(old, new)
         cursor.execute("SELECT set_config('work_mem', %s, true)", [ROLLUP_WORK_MEM])
         by_day = _by_day(hours)
         for project_id, day in sorted(set(by_day) | whole_days):
-            _day_recompute(cursor, project_id=project_id, day=day, hours=by_day.get((project_id, day), []),
-                           whole_day=(project_id, day) in whole_days, sql=sql)
+            _day_recompute(
+                cursor,
+                project_id=project_id,
+                day=day,
+                hours=by_day.get((project_id, day), []),
+                whole_day=(project_id, day) in whole_days,
+                sql=sql,
+            )
         dims = ["project_id", "environment_id", "service", "model", "feature"]
         checks = [
-            ("hourly", "rollups_hourlyaggregate", "verify_hourly", "hour_start", [*dims, "hour_start"],
-             _VERIFY_COLUMNS, _VERIFY_FLOATS),
-            ("daily", "rollups_dailyaggregate", "verify_daily", "day", [*dims, "day"], _VERIFY_COLUMNS,
-             _VERIFY_FLOATS),
-            ("daily slices", "rollups_dailyslice", "verify_slice", "day",
-             ["project_id", "dims", "environment_id", "service", "model", "day"], _VERIFY_COLUMNS, _VERIFY_FLOATS),
-            ("daily users", "rollups_dailyuserspend", "verify_daily_users", "day",
-             ["project_id", "environment_id", "user_id", "day"],
-             ["requests", "errors", "cost_usd", "unpriced_requests"], []),
+            (
+                "hourly",
+                "rollups_hourlyaggregate",
+                "verify_hourly",
+                "hour_start",
+                [*dims, "hour_start"],
+                _VERIFY_COLUMNS,
+                _VERIFY_FLOATS,
+            ),
+            ("daily", "rollups_dailyaggregate", "verify_daily", "day", [*dims, "day"], _VERIFY_COLUMNS, _VERIFY_FLOATS),
+            (
+                "daily slices",
+                "rollups_dailyslice",
+                "verify_slice",
+                "day",
+                ["project_id", "dims", "environment_id", "service", "model", "day"],
+                _VERIFY_COLUMNS,
+                _VERIFY_FLOATS,
+            ),
+            (
+                "daily users",
+                "rollups_dailyuserspend",
+                "verify_daily_users",
+                "day",
+                ["project_id", "environment_id", "user_id", "day"],
+                ["requests", "errors", "cost_usd", "unpriced_requests"],
+                [],
+            ),
         ]
         for label, stored, fresh_table, bucket, keys, columns, floats in checks:
             cursor.execute(_compare_sql(stored, fresh_table, bucket, keys, columns, floats))
@@ -613,10 +732,12 @@ def aggregates_apply_retention(*, now: datetime | None = None, days: int | None 
     cutoff = cutoff.replace(hour=0, minute=0, second=0, microsecond=0)
     deleted = 0
     with transaction.atomic(), connection.cursor() as cursor:
-        for table, column, bound in (("rollups_hourlyaggregate", "hour_start", cutoff),
-                                     ("rollups_dailyaggregate", "day", cutoff.date()),
-                                     ("rollups_dailyslice", "day", cutoff.date()),
-                                     ("rollups_dailyuserspend", "day", cutoff.date())):
+        for table, column, bound in (
+            ("rollups_hourlyaggregate", "hour_start", cutoff),
+            ("rollups_dailyaggregate", "day", cutoff.date()),
+            ("rollups_dailyslice", "day", cutoff.date()),
+            ("rollups_dailyuserspend", "day", cutoff.date()),
+        ):
             cursor.execute(f"DELETE FROM {table} WHERE {column} < %s", [bound])  # noqa: S608
             deleted += cursor.rowcount
     return deleted
@@ -639,12 +760,14 @@ def user_forget_everywhere(*, project_id: int, user_id: str) -> ForgetUserResult
     forgotten = user_forget(project_id=project_id, user_id=user_id)
     with transaction.atomic(), connection.cursor() as cursor:
         # Also rows whose raw events are already past retention (nothing left to re-roll there).
-        cursor.execute("DELETE FROM rollups_dailyuserspend WHERE project_id = %s AND user_id = %s",
-                       [project_id, user_id])
+        cursor.execute(
+            "DELETE FROM rollups_dailyuserspend WHERE project_id = %s AND user_id = %s", [project_id, user_id]
+        )
         rows = cursor.rowcount
     rollup_until_current()
-    return ForgetUserResult(events_deleted=forgotten.events_deleted, hours_rerolled=forgotten.hours_marked,
-                            user_rows_deleted=rows)
+    return ForgetUserResult(
+        events_deleted=forgotten.events_deleted, hours_rerolled=forgotten.hours_marked, user_rows_deleted=rows
+    )
 
 
 @dataclass
@@ -660,5 +783,6 @@ def retention_apply(*, now: datetime | None = None) -> RetentionSummary:
 
     raw = events_apply_retention(now=now)
     rows = aggregates_apply_retention(now=now)
-    return RetentionSummary(partitions_dropped=raw.partitions_dropped, events_deleted=raw.events_deleted,
-                            aggregate_rows_deleted=rows)
+    return RetentionSummary(
+        partitions_dropped=raw.partitions_dropped, events_deleted=raw.events_deleted, aggregate_rows_deleted=rows
+    )

@@ -21,7 +21,6 @@ LN_GAMMA = math.log(GAMMA)
 ZERO_BUCKET = -(2**31)  # latency 0 (or below the smallest positive double we care about)
 
 
-
 def bucket_sql(column: str) -> str:
     """`bucket_of(column)` in SQL (NULL stays NULL)."""
     return f"CASE WHEN {column} <= 0 THEN {ZERO_BUCKET} ELSE ceil(ln({column}) / {LN_GAMMA!r})::int END"

@@ -12,8 +12,13 @@ from django.db.utils import OperationalError
 from rollups.services import dirty_hours_rollup, retention_apply
 
 
-@shared_task(name="rollups.rollup_dirty_hours", autoretry_for=(OperationalError,), retry_backoff=True,
-             retry_jitter=True, max_retries=5)
+@shared_task(
+    name="rollups.rollup_dirty_hours",
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    retry_jitter=True,
+    max_retries=5,
+)
 def dirty_hours_rollup_task() -> int:
     """Idempotent: recomputes whole (project_id, hour_start) buckets claimed from the markers.
 
@@ -25,8 +30,13 @@ def dirty_hours_rollup_task() -> int:
     return result.hours
 
 
-@shared_task(name="rollups.apply_retention", autoretry_for=(OperationalError,), retry_backoff=True,
-             retry_jitter=True, max_retries=5)
+@shared_task(
+    name="rollups.apply_retention",
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    retry_jitter=True,
+    max_retries=5,
+)
 def retention_apply_task() -> int:
     """Idempotent: deletes by cutoff date (per project for raw events), so a re-run deletes nothing more."""
     return retention_apply().events_deleted

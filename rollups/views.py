@@ -31,8 +31,9 @@ def metrics(request: HttpRequest) -> HttpResponse:
     result = metrics_query(query)
     if output == "json":
         return JsonResponse(result.as_dict())
-    response = HttpResponse(content_type="text/csv; charset=utf-8",
-                            headers={"Content-Disposition": 'attachment; filename="metrics.csv"'})
+    response = HttpResponse(
+        content_type="text/csv; charset=utf-8", headers={"Content-Disposition": 'attachment; filename="metrics.csv"'}
+    )
     csv.writer(response, lineterminator="\n").writerows(result.csv_rows())
     return response
 
@@ -56,5 +57,10 @@ def user_forget(request: HttpRequest) -> JsonResponse:
     if len(projects) != 1:
         return field_error("project", "name one project you administer")
     result = user_forget_everywhere(project_id=projects[0].pk, user_id=user_id)
-    return JsonResponse({"events_deleted": result.events_deleted, "hours_rerolled": result.hours_rerolled,
-                         "user_rows_deleted": result.user_rows_deleted})
+    return JsonResponse(
+        {
+            "events_deleted": result.events_deleted,
+            "hours_rerolled": result.hours_rerolled,
+            "user_rows_deleted": result.user_rows_deleted,
+        }
+    )

@@ -61,8 +61,15 @@ def _fresh_process_caches(settings):  # type: ignore[no-untyped-def]
     process_caches_clear()
 
 
-def post_events(client: Client, secret: str | None, body: Any, *, gzip_body: bool = False,
-                content_type: str = "application/json", **headers: str):  # type: ignore[no-untyped-def]
+def post_events(
+    client: Client,
+    secret: str | None,
+    body: Any,
+    *,
+    gzip_body: bool = False,
+    content_type: str = "application/json",
+    **headers: str,
+):  # type: ignore[no-untyped-def]
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
     extra = dict(headers)
     if secret is not None:
@@ -78,7 +85,8 @@ def committed_event_count(request_ids: list[str]) -> int:
     import psycopg
 
     s = connection.settings_dict
-    with psycopg.connect(host=s["HOST"], port=s["PORT"], user=s["USER"], dbname=s["NAME"],
-                         password=s["PASSWORD"] or None) as conn:
+    with psycopg.connect(
+        host=s["HOST"], port=s["PORT"], user=s["USER"], dbname=s["NAME"], password=s["PASSWORD"] or None
+    ) as conn:
         row = conn.execute("SELECT count(*) FROM ingest_event WHERE request_id = ANY(%s)", [request_ids]).fetchone()
         return int(row[0])

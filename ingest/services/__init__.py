@@ -7,6 +7,15 @@ from ingest.services.reprice import RepriceResult, events_reprice
 from ingest.services.retention import ForgetResult, RetentionResult, events_apply_retention, user_forget
 
 __all__ = [
-    "ForgetResult", "IngestResult", "KeyNotLive", "RepriceResult", "RetentionResult", "demo_seed",
-    "events_apply_retention", "events_ingest", "events_reprice", "events_store", "user_forget",
+    "ForgetResult",
+    "IngestResult",
+    "KeyNotLive",
+    "RepriceResult",
+    "RetentionResult",
+    "demo_seed",
+    "events_apply_retention",
+    "events_ingest",
+    "events_reprice",
+    "events_store",
+    "user_forget",
 ]

@@ -83,8 +83,10 @@ _METADATA = [name for name, _ in _COLUMNS].index("metadata")
 _INT8 = [i for i, (_, kind) in enumerate(_COLUMNS) if kind == "int8"]
 
 # The key gate: a NULL key_id (a caller other than the HTTP endpoint) always passes.
-_LIVE = ("live AS (SELECT %s::int8 IS NULL OR EXISTS (SELECT 1 FROM projects_ingestkey "
-         "WHERE id = %s AND revoked_at IS NULL) AS ok)")
+_LIVE = (
+    "live AS (SELECT %s::int8 IS NULL OR EXISTS (SELECT 1 FROM projects_ingestkey "
+    "WHERE id = %s AND revoked_at IS NULL) AS ok)"
+)
 
 ONE_SQL = f"""
 WITH {_LIVE}, k AS (
@@ -109,8 +111,9 @@ SELECT (SELECT count(*) FROM ins), (SELECT ok FROM live)
 # every COMMIT: PostgreSQL never vacuums a temp table, and the dead rows of the DELETEs would
 # otherwise pile up for as long as the connection lives, each claim scanning them again.
 _KEY_STAGE = "tally_ingest_keys"
-_KEY_STAGE_DDL = (f'CREATE TEMP TABLE IF NOT EXISTS {_KEY_STAGE} (request_id text, "timestamp" timestamptz) '
-                  "ON COMMIT DELETE ROWS")
+_KEY_STAGE_DDL = (
+    f'CREATE TEMP TABLE IF NOT EXISTS {_KEY_STAGE} (request_id text, "timestamp" timestamptz) ON COMMIT DELETE ROWS'
+)
 _KEY_COPY = f'COPY {_KEY_STAGE} (request_id, "timestamp") FROM STDIN (FORMAT BINARY)'
 # COPY.set_types by oid: by name, each call looks every name up again (~30 us a COPY).
 _KEY_COPY_OIDS = [psycopg.adapters.types[kind].oid for kind in ("text", "timestamptz")]
@@ -130,8 +133,10 @@ SELECT request_id FROM k UNION ALL SELECT NULL FROM live WHERE NOT live.ok
 _EVENT_COPY = 'COPY "{table}" (' + _QUOTED + ") FROM STDIN (FORMAT BINARY)"
 _EVENT_COPY_OIDS = [psycopg.adapters.types[kind].oid for _, kind in _COLUMNS]
 # Hours go as whole hours since the epoch: an int8[] costs the driver a fraction of a timestamptz[].
-DIRTY_SQL = ("INSERT INTO ingest_dirtyhour (project_id, hour_start, created_at) "
-             "SELECT %s::int8, to_timestamp(h * 3600), %s::timestamptz FROM unnest(%s::int8[]) AS h")
+DIRTY_SQL = (
+    "INSERT INTO ingest_dirtyhour (project_id, hour_start, created_at) "
+    "SELECT %s::int8, to_timestamp(h * 3600), %s::timestamptz FROM unnest(%s::int8[]) AS h"
+)
 
 
 class KeyNotLive(Exception):
@@ -154,18 +159,67 @@ def _rows(events: list[ValidEvent], pricer: Pricer, tail: tuple[int, int, dateti
     price = pricer.price_units
     rows: list[tuple[Any, ...]] = []
     append = rows.append
-    for (request_id, model, timestamp, latency_ms, input_tokens, output_tokens, cache_read, cache_total, cache_5m,
-         cache_1h, status, error_type, http_status, stop_reason, service, feature, user_id, provider, batch,
-         service_tier, ttft, client_cost, metadata, ratelimit) in events:
-        cost_units, savings_units, source = price(model, provider, timestamp, input_tokens, output_tokens, cache_read,
-                                                  cache_5m, cache_1h, batch)
-        append((
-            request_id, timestamp, model, provider, service, feature, user_id, status, error_type, http_status,
-            stop_reason, service_tier, batch, latency_ms, ttft, input_tokens, output_tokens, cache_read, cache_total,
-            cache_5m, cache_1h, cost_units, savings_units,
-            None if client_cost is None else Decimal(repr(client_cost)), source,
-            None if metadata is None else json.dumps(metadata), *ratelimit, *tail,
-        ))
+    for (
+        request_id,
+        model,
+        timestamp,
+        latency_ms,
+        input_tokens,
+        output_tokens,
+        cache_read,
+        cache_total,
+        cache_5m,
+        cache_1h,
+        status,
+        error_type,
+        http_status,
+        stop_reason,
+        service,
+        feature,
+        user_id,
+        provider,
+        batch,
+        service_tier,
+        ttft,
+        client_cost,
+        metadata,
+        ratelimit,
+    ) in events:
+        cost_units, savings_units, source = price(
+            model, provider, timestamp, input_tokens, output_tokens, cache_read, cache_5m, cache_1h, batch
+        )
+        append(
+            (
+                request_id,
+                timestamp,
+                model,
+                provider,
+                service,
+                feature,
+                user_id,
+                status,
+                error_type,
+                http_status,
+                stop_reason,
+                service_tier,
+                batch,
+                latency_ms,
+                ttft,
+                input_tokens,
+                output_tokens,
+                cache_read,
+                cache_total,
+                cache_5m,
+                cache_1h,
+                cost_units,
+                savings_units,
+                None if client_cost is None else Decimal(repr(client_cost)),
+                source,
+                None if metadata is None else json.dumps(metadata),
+                *ratelimit,
+                *tail,
+            )
+        )
     return rows
 
 
@@ -188,8 +242,14 @@ def _store_one(db: BaseDatabaseWrapper, row: tuple[Any, ...], key_id: int | None
     for i in _INT8:
         if values[i] is not None:
             values[i] = Int8(values[i])
-    params = [Int8(key_id) if key_id is not None else None] * 2 + [Int8(project_id), row[0], row[1], *values,
-                                                                    Int8(project_id), received_at]
+    params = [Int8(key_id) if key_id is not None else None] * 2 + [
+        Int8(project_id),
+        row[0],
+        row[1],
+        *values,
+        Int8(project_id),
+        received_at,
+    ]
 
     def execute() -> tuple[int, bool]:
         db.ensure_connection()
@@ -244,15 +304,16 @@ def _store_batch(db: BaseDatabaseWrapper, rows: list[tuple[Any, ...]], key_id: i
                 copy.set_types(_EVENT_COPY_OIDS)
                 for row in day_rows:
                     if row[_METADATA] is not None:  # already JSON text: binary jsonb wants it wrapped
-                        row = (*row[:_METADATA], Jsonb(row[_METADATA], dumps=str), *row[_METADATA + 1:])
+                        row = (*row[:_METADATA], Jsonb(row[_METADATA], dumps=str), *row[_METADATA + 1 :])
                     copy.write_row(row)
         if hours:
             raw.execute(DIRTY_SQL, [project_id, received_at, sorted(hours)])
     return len(new), True
 
 
-def events_store(*, project_id: int, environment_id: int, events: list[ValidEvent], received_at: datetime,
-                 key_id: int | None = None) -> int:
+def events_store(
+    *, project_id: int, environment_id: int, events: list[ValidEvent], received_at: datetime, key_id: int | None = None
+) -> int:
     """Insert valid events (the first occurrence of each request_id); returns how many were new.
 
     With `key_id`, nothing is written unless that ingest key is live at that moment, else KeyNotLive.
@@ -299,8 +360,9 @@ def _retention_days(project_id: int) -> int:
     return cached[1]
 
 
-def events_ingest(*, project_id: int, environment_id: int, body: bytes | Any, max_batch: int,
-                  key_id: int | None = None) -> IngestResult:
+def events_ingest(
+    *, project_id: int, environment_id: int, body: bytes | Any, max_batch: int, key_id: int | None = None
+) -> IngestResult:
     """Validate a body (JSON bytes as received, or already parsed), store its valid events, and
     report (after COMMIT).
 
@@ -310,6 +372,7 @@ def events_ingest(*, project_id: int, environment_id: int, body: bytes | Any, ma
     now = timezone.now()
     window = Window.at(now, timedelta(days=_retention_days(project_id)))
     valid, rejected = body_validate(body, window=window, max_batch=max_batch)
-    inserted = events_store(project_id=project_id, environment_id=environment_id, events=valid, received_at=now,
-                            key_id=key_id)
+    inserted = events_store(
+        project_id=project_id, environment_id=environment_id, events=valid, received_at=now, key_id=key_id
+    )
     return IngestResult(accepted=inserted, duplicates=len(valid) - inserted, rejected=rejected)

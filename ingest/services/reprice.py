@@ -62,8 +62,7 @@ def events_reprice(
         pricer = Pricer(project_id=project.pk)
         day_start = start
         while day_start < end:
-            day_end = min(end, datetime.combine(day_start.date(), datetime.min.time(), tzinfo=UTC)
-                          + timedelta(days=1))
+            day_end = min(end, datetime.combine(day_start.date(), datetime.min.time(), tzinfo=UTC) + timedelta(days=1))
             examined, changed = _reprice_window(project.pk, pricer, day_start, day_end)
             result.examined += examined
             result.changed += changed
@@ -83,9 +82,17 @@ def _reprice_window(project_id: int, pricer: Pricer, start: datetime, end: datet
         source_col: list[str] = []
         savings_col: list[Decimal | None] = []
         for ts, event_id, model, provider, inp, out, cread, w5m, w1h, batch, cost, source, savings in rows:
-            price = pricer.price(model=model, provider=provider, timestamp=ts, input_tokens=inp, output_tokens=out,
-                                 cache_read_input_tokens=cread, cache_write_5m_tokens=w5m,
-                                 cache_write_1h_tokens=w1h, batch=batch)
+            price = pricer.price(
+                model=model,
+                provider=provider,
+                timestamp=ts,
+                input_tokens=inp,
+                output_tokens=out,
+                cache_read_input_tokens=cread,
+                cache_write_5m_tokens=w5m,
+                cache_write_1h_tokens=w1h,
+                batch=batch,
+            )
             if price.cost_usd != cost or price.source != source or price.cache_savings_usd != savings:
                 ts_col.append(ts)
                 id_col.append(event_id)
@@ -95,4 +102,3 @@ def _reprice_window(project_id: int, pricer: Pricer, start: datetime, end: datet
         if id_col:
             cursor.execute(_REPRICE_UPDATE, [ts_col, id_col, cost_col, source_col, savings_col, project_id, project_id])
     return len(rows), len(id_col)
-

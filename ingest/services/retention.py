@@ -51,12 +51,14 @@ def events_apply_retention(*, now: datetime | None = None) -> RetentionResult:
         for project_id, cutoff in cutoffs.items():
             cutoff_at = datetime.combine(cutoff, datetime.min.time(), tzinfo=UTC)
             with transaction.atomic():
-                cursor.execute('DELETE FROM ingest_event WHERE project_id = %s AND "timestamp" < %s',
-                               [project_id, cutoff_at])
+                cursor.execute(
+                    'DELETE FROM ingest_event WHERE project_id = %s AND "timestamp" < %s', [project_id, cutoff_at]
+                )
                 result.events_deleted += cursor.rowcount
                 # Keys beyond retention: a re-send older than 30 days is refused by validation anyway.
-                cursor.execute('DELETE FROM ingest_eventkey WHERE project_id = %s AND "timestamp" < %s',
-                               [project_id, cutoff_at])
+                cursor.execute(
+                    'DELETE FROM ingest_eventkey WHERE project_id = %s AND "timestamp" < %s', [project_id, cutoff_at]
+                )
                 result.keys_deleted += cursor.rowcount
     return result
 

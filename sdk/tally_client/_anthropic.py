@@ -50,8 +50,7 @@ def _safe(method: F) -> F:
             return method(self, *args, **kwargs)
         except Exception:
             with contextlib.suppress(Exception):  # never let telemetry break the call
-                self.tally._warn.warning("hook", "tally_client: instrumentation error (call unaffected)",
-                                         exc_info=True)
+                self.tally._warn.warning("hook", "tally_client: instrumentation error (call unaffected)", exc_info=True)
             return None
 
     return cast(F, guarded)
@@ -129,9 +128,13 @@ class _Call:
                 return  # not an API call that failed (e.g. a TypeError from bad arguments)
             # Mid-stream, the HTTP client's own errors can surface unwrapped (a read timeout, a reset).
             name = type(exc).__name__
-            error_type = ("timeout" if isinstance(exc, TimeoutError) or "Timeout" in name
-                          else "connection_error" if isinstance(exc, OSError) or type(exc).__module__.startswith("httpx")
-                          else "client_error")
+            error_type = (
+                "timeout"
+                if isinstance(exc, TimeoutError) or "Timeout" in name
+                else "connection_error"
+                if isinstance(exc, OSError) or type(exc).__module__.startswith("httpx")
+                else "client_error"
+            )
             fields = {"status": "error", "error_type": error_type}
         self._latency()
         if in_stream and self.event.get("request_id"):
@@ -167,8 +170,7 @@ class _Call:
                 self.end()
         except Exception:
             with contextlib.suppress(Exception):
-                self.tally._warn.warning("hook", "tally_client: instrumentation error (call unaffected)",
-                                         exc_info=True)
+                self.tally._warn.warning("hook", "tally_client: instrumentation error (call unaffected)", exc_info=True)
 
     @_safe
     def end(self) -> None:
@@ -180,8 +182,9 @@ class _Call:
     def result(self, result: Any, *, stream: bool) -> Any:
         """Observe what create()/parse() returned (sync)."""
         if isinstance(result, Stream):
-            _observe(result, self, request_id=result.response.headers.get("request-id"),
-                     headers=result.response.headers)
+            _observe(
+                result, self, request_id=result.response.headers.get("request-id"), headers=result.response.headers
+            )
         elif isinstance(result, anthropic.APIResponse):  # client.with_raw_response.messages.create
             if stream:
                 self.done = True  # a raw stream's body is the caller's to read: not observed
@@ -203,8 +206,9 @@ class _Call:
             self.tally._warn.warning("hook", "tally_client: instrumentation error (call unaffected)", exc_info=True)
             return
         if isinstance(result, AsyncStream):
-            _observe(result, self, request_id=result.response.headers.get("request-id"),
-                     headers=result.response.headers)
+            _observe(
+                result, self, request_id=result.response.headers.get("request-id"), headers=result.response.headers
+            )
         elif isinstance(result, anthropic.AsyncAPIResponse):
             self.done = True
         else:
@@ -336,12 +340,17 @@ def _observed_class(cls: type, mixin: type) -> type:
     # A single base and no new slots, so that `obj.__class__ = ...` is allowed (same layout).
     # Hence the methods are copied in and call `_tally_base` explicitly rather than super().
     methods = {name: value for name, value in vars(mixin).items() if callable(value)}
-    return type(f"Tally{cls.__name__}", (cls,),
-                {**methods, "_tally_base": cls, "__module__": cls.__module__, "__slots__": ()})
+    return type(
+        f"Tally{cls.__name__}", (cls,), {**methods, "_tally_base": cls, "__module__": cls.__module__, "__slots__": ()}
+    )
 
 
-_MIXINS = ((AsyncStream, _ObservedAsyncStream), (Stream, _ObservedStream),
-           (AsyncJSONLDecoder, _ObservedAsyncResults), (JSONLDecoder, _ObservedResults))
+_MIXINS = (
+    (AsyncStream, _ObservedAsyncStream),
+    (Stream, _ObservedStream),
+    (AsyncJSONLDecoder, _ObservedAsyncResults),
+    (JSONLDecoder, _ObservedResults),
+)
 
 
 def _observe(obj: Any, observer: Any, *, request_id: str | None = None, headers: Any = None) -> None:
@@ -362,8 +371,9 @@ def _observe(obj: Any, observer: Any, *, request_id: str | None = None, headers:
     except Exception:
         obj.__dict__.pop(_CALL, None)
         with contextlib.suppress(Exception):
-            observer.tally._warn.warning("observe", "tally_client: could not observe %s (call unaffected)",
-                                         type(obj).__name__, exc_info=True)
+            observer.tally._warn.warning(
+                "observe", "tally_client: could not observe %s (call unaffected)", type(obj).__name__, exc_info=True
+            )
 
 
 class _BatchResults:
@@ -381,15 +391,21 @@ class _BatchResults:
         # The API has no per-request latency or request-id for batch results: the request_id is
         # the stable "<batch id>:<custom id>" (reading results twice stores them once).
         event: dict[str, Any] = {
-            "request_id": f"{self.batch_id}:{line.custom_id}", "batch": True, "latency_ms": 0.0,
-            "timestamp": self.created_at, "metadata": {"batch_id": self.batch_id},
+            "request_id": f"{self.batch_id}:{line.custom_id}",
+            "batch": True,
+            "latency_ms": 0.0,
+            "timestamp": self.created_at,
+            "metadata": {"batch_id": self.batch_id},
         }
         if result.type == "succeeded":
             message_into(event, result.message)
         elif result.type == "errored" and self.model:
             # Not billed; recorded for the error rate when the batch's model is known.
-            event.update(model=self.model, status="error",
-                         error_type=getattr(getattr(result.error, "error", None), "type", None) or "api_error")
+            event.update(
+                model=self.model,
+                status="error",
+                error_type=getattr(getattr(result.error, "error", None), "type", None) or "api_error",
+            )
         else:
             return  # canceled / expired never ran: nothing to count
         self.tally._emit(event, self.ctx)

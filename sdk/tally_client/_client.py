@@ -87,14 +87,29 @@ class Tally:
         if isinstance(user_id_hmac_key, str):
             user_id_hmac_key = user_id_hmac_key.encode()
         self._sender = Sender(
-            url=_events_url(endpoint), key=key, queue_size=queue_size, batch_size=batch_size,
-            flush_interval=flush_interval, timeout=timeout, initial_backoff=initial_backoff,
-            max_backoff=max_backoff, gzip_body=gzip, user_id_key=user_id_hmac_key, warn=self._warn,
+            url=_events_url(endpoint),
+            key=key,
+            queue_size=queue_size,
+            batch_size=batch_size,
+            flush_interval=flush_interval,
+            timeout=timeout,
+            initial_backoff=initial_backoff,
+            max_backoff=max_backoff,
+            gzip_body=gzip,
+            user_id_key=user_id_hmac_key,
+            warn=self._warn,
         )
         self._guard: BudgetGuard | None = None
         if enabled and enforce_budgets:
-            self._guard = BudgetGuard(endpoint=endpoint, key=key, service=service, interval=budget_refresh_interval,
-                                      timeout=timeout, user_id_key=user_id_hmac_key, warn=self._warn)
+            self._guard = BudgetGuard(
+                endpoint=endpoint,
+                key=key,
+                service=service,
+                interval=budget_refresh_interval,
+                timeout=timeout,
+                user_id_key=user_id_hmac_key,
+                warn=self._warn,
+            )
         # batch id -> (created_at epoch seconds, the one model of its requests or None), learnt
         # from batches.create/retrieve so results can be dated and errored results attributed.
         self._batches: OrderedDict[str, tuple[float | None, str | None]] = OrderedDict()
@@ -117,12 +132,19 @@ class Tally:
         try:
             from tally_client._anthropic import instrument  # imports anthropic: only when asked to
         except ImportError as exc:
-            raise ImportError("Tally.instrument() needs the anthropic package "
-                              "(pip install 'tally-client[anthropic]')") from exc
+            raise ImportError(
+                "Tally.instrument() needs the anthropic package (pip install 'tally-client[anthropic]')"
+            ) from exc
         return instrument(self, client)
 
-    def context(self, *, feature: str | None = None, user_id: str | None = None, service: str | None = None,
-                metadata: Mapping[str, str] | None = None) -> AbstractContextManager[None]:
+    def context(
+        self,
+        *,
+        feature: str | None = None,
+        user_id: str | None = None,
+        service: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> AbstractContextManager[None]:
         """`with tally.context(feature="search", user_id=u.id): ...` tags the calls made inside.
 
         Per thread and per asyncio task (contextvars); nested blocks override and merge metadata.
@@ -182,9 +204,12 @@ class Tally:
         """Counters: sent, duplicates, rejected, dropped (queue full), lost (at shutdown),
         retries, queued (waiting now), blocked (calls refused by the budget guard),
         warnings_suppressed."""
-        return {**self._sender.counts, "queued": self._sender.pending(),
-                "blocked": self._guard.blocked if self._guard is not None else 0,
-                "warnings_suppressed": self._warn.suppressed}
+        return {
+            **self._sender.counts,
+            "queued": self._sender.pending(),
+            "blocked": self._guard.blocked if self._guard is not None else 0,
+            "warnings_suppressed": self._warn.suppressed,
+        }
 
     # -- internal --------------------------------------------------------------------------
 

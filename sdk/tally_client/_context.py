@@ -20,8 +20,13 @@ def current() -> Mapping[str, Any] | None:
 
 
 @contextlib.contextmanager
-def context(*, feature: str | None = None, user_id: str | None = None, service: str | None = None,
-            metadata: Mapping[str, str] | None = None) -> Iterator[None]:
+def context(
+    *,
+    feature: str | None = None,
+    user_id: str | None = None,
+    service: str | None = None,
+    metadata: Mapping[str, str] | None = None,
+) -> Iterator[None]:
     """Attach `feature`, `user_id`, `service` and `metadata` to every call made inside the block.
     Nested blocks override the outer values and merge `metadata`."""
     parent = _current.get() or {}

@@ -21,26 +21,57 @@ from typing import Any
 # Every field the server accepts (anything else rejects the whole event server-side).
 FIELDS = frozenset(
     {
-        "request_id", "model", "timestamp", "latency_ms", "input_tokens", "output_tokens",
-        "cache_read_input_tokens", "cache_creation_input_tokens", "cache_creation", "status", "error_type",
-        "http_status", "stop_reason", "service", "feature", "user_id", "provider", "batch", "service_tier",
-        "time_to_first_token_ms", "cost_usd", "metadata",
-        "ratelimit_requests_limit", "ratelimit_requests_remaining", "ratelimit_tokens_limit",
-        "ratelimit_tokens_remaining", "ratelimit_input_tokens_limit", "ratelimit_input_tokens_remaining",
-        "ratelimit_output_tokens_limit", "ratelimit_output_tokens_remaining",
+        "request_id",
+        "model",
+        "timestamp",
+        "latency_ms",
+        "input_tokens",
+        "output_tokens",
+        "cache_read_input_tokens",
+        "cache_creation_input_tokens",
+        "cache_creation",
+        "status",
+        "error_type",
+        "http_status",
+        "stop_reason",
+        "service",
+        "feature",
+        "user_id",
+        "provider",
+        "batch",
+        "service_tier",
+        "time_to_first_token_ms",
+        "cost_usd",
+        "metadata",
+        "ratelimit_requests_limit",
+        "ratelimit_requests_remaining",
+        "ratelimit_tokens_limit",
+        "ratelimit_tokens_remaining",
+        "ratelimit_input_tokens_limit",
+        "ratelimit_input_tokens_remaining",
+        "ratelimit_output_tokens_limit",
+        "ratelimit_output_tokens_remaining",
     }
 )
 # `anthropic-ratelimit-<kind>-<limit|remaining>` response header -> event field.
 RATELIMIT_HEADERS = {
     f"anthropic-ratelimit-{kind}-{which}": f"ratelimit_{kind.replace('-', '_')}_{which}"
-    for kind in ("requests", "tokens", "input-tokens", "output-tokens") for which in ("limit", "remaining")
+    for kind in ("requests", "tokens", "input-tokens", "output-tokens")
+    for which in ("limit", "remaining")
 }
 _MAX_RATELIMIT = 2**63 - 1  # the server's bound (stored as bigint)
 # Server-side length limits of the string fields (ingest/schemas.py); longer values are cut
 # here rather than having the whole event rejected.
 _MAX_LEN = {
-    "request_id": 128, "model": 128, "error_type": 64, "stop_reason": 64, "feature": 128, "user_id": 256,
-    "service_tier": 32, "service": 128, "provider": 64,
+    "request_id": 128,
+    "model": 128,
+    "error_type": 64,
+    "stop_reason": 64,
+    "feature": 128,
+    "user_id": 256,
+    "service_tier": 32,
+    "service": 128,
+    "provider": 64,
 }
 _TOKENS = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
 MAX_TOKENS = 10_000_000
@@ -102,9 +133,16 @@ def message_into(event: dict[str, Any], message: Any) -> None:
 
 # Error types for statuses whose body did not say (CONTRACT §3 examples use the API's names).
 _STATUS_ERROR_TYPES = {
-    400: "invalid_request_error", 401: "authentication_error", 402: "billing_error", 403: "permission_error",
-    404: "not_found_error", 408: "timeout", 413: "request_too_large", 429: "rate_limit_error",
-    500: "api_error", 529: "overloaded_error",
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    408: "timeout",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    529: "overloaded_error",
 }
 
 
@@ -178,10 +216,20 @@ def wire_service(service: Any) -> str:
     return _wire_str("service", service)
 
 
-_KIND = {**dict.fromkeys(_MAX_LEN, "str"), **dict.fromkeys(_TOKENS, "tokens"), "timestamp": "timestamp",
-         "latency_ms": "ms", "time_to_first_token_ms": "ms", "metadata": "metadata", "cache_creation": "split",
-         "status": "any", "http_status": "any", "batch": "any", "cost_usd": "any",
-         **dict.fromkeys(RATELIMIT_HEADERS.values(), "any")}  # ints checked by ratelimit_into
+_KIND = {
+    **dict.fromkeys(_MAX_LEN, "str"),
+    **dict.fromkeys(_TOKENS, "tokens"),
+    "timestamp": "timestamp",
+    "latency_ms": "ms",
+    "time_to_first_token_ms": "ms",
+    "metadata": "metadata",
+    "cache_creation": "split",
+    "status": "any",
+    "http_status": "any",
+    "batch": "any",
+    "cost_usd": "any",
+    **dict.fromkeys(RATELIMIT_HEADERS.values(), "any"),
+}  # ints checked by ratelimit_into
 
 
 def to_wire(event: dict[str, Any], *, user_id_key: bytes | None) -> dict[str, Any]:

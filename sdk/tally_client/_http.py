@@ -25,8 +25,9 @@ class KeepAliveConnection:
         self._timeout = timeout
         self._conn: http.client.HTTPConnection | None = None
 
-    def request(self, method: str, path: str, body: bytes | None = None,
-                headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
         """(status, headers with lower-cased names, body) of one request."""
         for fresh in (False, True):
             reused = self._conn is not None and not fresh
@@ -58,8 +59,9 @@ class KeepAliveConnection:
     def _connect(self) -> http.client.HTTPConnection:
         self.close()
         if self._https:
-            self._conn = http.client.HTTPSConnection(self._host, self._port, timeout=self._timeout,
-                                                     context=ssl.create_default_context())
+            self._conn = http.client.HTTPSConnection(
+                self._host, self._port, timeout=self._timeout, context=ssl.create_default_context()
+            )
         else:
             self._conn = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
         return self._conn

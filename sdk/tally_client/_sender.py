@@ -76,9 +76,21 @@ def _retry_after(value: str | None) -> float | None:
 class Sender:
     """The queue and the thread that empties it into `POST <endpoint>/api/v1/events`."""
 
-    def __init__(self, *, url: str, key: str, queue_size: int, batch_size: int, flush_interval: float,
-                 timeout: float, initial_backoff: float, max_backoff: float, gzip_body: bool,
-                 user_id_key: bytes | None, warn: RateLimitedLog) -> None:
+    def __init__(
+        self,
+        *,
+        url: str,
+        key: str,
+        queue_size: int,
+        batch_size: int,
+        flush_interval: float,
+        timeout: float,
+        initial_backoff: float,
+        max_backoff: float,
+        gzip_body: bool,
+        user_id_key: bytes | None,
+        warn: RateLimitedLog,
+    ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"Tally endpoint must be an http(s) URL, got {url!r}")
@@ -99,8 +111,9 @@ class Sender:
         self._max_backoff = max_backoff
         self._user_id_key = user_id_key
         self._warn = warn
-        self._http = KeepAliveConnection(parts.hostname, parts.port or (443 if https else 80), https=https,
-                                         timeout=timeout)
+        self._http = KeepAliveConnection(
+            parts.hostname, parts.port or (443 if https else 80), https=https, timeout=timeout
+        )
         self._reset_state()
         self.counts = {"sent": 0, "duplicates": 0, "rejected": 0, "dropped": 0, "retries": 0, "lost": 0}
 
@@ -141,8 +154,12 @@ class Sender:
         if full:
             self._wake.set()
         if dropped:
-            self._warn.warning("dropped", "tally_client: queue full (%d events), dropping the oldest; "
-                               "%d dropped so far", self._queue_size, self.counts["dropped"])
+            self._warn.warning(
+                "dropped",
+                "tally_client: queue full (%d events), dropping the oldest; %d dropped so far",
+                self._queue_size,
+                self.counts["dropped"],
+            )
 
     def _start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="tally-client-sender", daemon=True)
@@ -252,8 +269,9 @@ class Sender:
             events = [to_wire(e, user_id_key=self._user_id_key) for e in batch]
             body = json.dumps({"events": events}, separators=(",", ":"), default=str).encode()
         except Exception:
-            self._warn.warning("encode", "tally_client: could not encode events, dropping %d", len(batch),
-                               exc_info=True)
+            self._warn.warning(
+                "encode", "tally_client: could not encode events, dropping %d", len(batch), exc_info=True
+            )
             self.counts["rejected"] += len(batch)
             return None, []
         if self._gzip:
@@ -261,8 +279,9 @@ class Sender:
         try:
             status, headers, data = self._post(body)
         except (OSError, http.client.HTTPException) as exc:
-            self._warn.warning("unreachable", "tally_client: Tally unreachable (%s); %d events queued, retrying",
-                               exc, self.pending())
+            self._warn.warning(
+                "unreachable", "tally_client: Tally unreachable (%s); %d events queued, retrying", exc, self.pending()
+            )
             return 0.0, batch
         if status in (200, 202, 400):
             self._account(status, data, len(batch))
@@ -276,8 +295,9 @@ class Sender:
         if status in _RETRY_STATUSES or status >= 500:
             self._warn.warning(f"status{status}", "tally_client: Tally answered %d; retrying", status)
             return _retry_after(headers.get("retry-after")) or 0.0, batch
-        self._warn.warning(f"status{status}", "tally_client: Tally refused %d events with %d: %s", len(batch),
-                           status, data[:200])
+        self._warn.warning(
+            f"status{status}", "tally_client: Tally refused %d events with %d: %s", len(batch), status, data[:200]
+        )
         self.counts["rejected"] += len(batch)
         return None, []
 
@@ -294,8 +314,9 @@ class Sender:
         if rejected or (status == 400 and not accepted):
             self.counts["rejected"] += len(rejected) or sent
             first = rejected[0] if rejected else data[:200]
-            self._warn.warning("rejected", "tally_client: Tally rejected %d events, e.g. %s",
-                               len(rejected) or sent, first)
+            self._warn.warning(
+                "rejected", "tally_client: Tally rejected %d events, e.g. %s", len(rejected) or sent, first
+            )
 
     def _post(self, body: bytes) -> tuple[int, dict[str, str], bytes]:
         return self._http.request("POST", self._path, body, self._headers)

@@ -45,9 +45,17 @@ class BudgetExceeded(Exception):  # noqa: N818 - the name says what happened, as
     `spent_usd` and `scope` ({"environment", "service", "user_id"}, None meaning any).
     """
 
-    def __init__(self, message: str, *, budget: str | None = None, limit_usd: float | None = None,
-                 spent_usd: float | None = None, period: str | None = None, budget_id: int | None = None,
-                 scope: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        budget: str | None = None,
+        limit_usd: float | None = None,
+        spent_usd: float | None = None,
+        period: str | None = None,
+        budget_id: int | None = None,
+        scope: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.budget = budget
         self.limit_usd = limit_usd
@@ -77,9 +85,15 @@ class _Exceeded:
         period = {"day": "daily", "month": "monthly"}.get(str(self.period), str(self.period))
         spent = "?" if self.spent_usd is None else f"${self.spent_usd:,.2f}"
         limit = "?" if self.limit_usd is None else f"${self.limit_usd:,.2f}"
-        return BudgetExceeded(f"Tally budget {self.name!r} exceeded: {spent} spent of {limit} ({period}); "
-                              "call not sent", budget=self.name, limit_usd=self.limit_usd, spent_usd=self.spent_usd,
-                              period=self.period, budget_id=self.id, scope=self.scope)
+        return BudgetExceeded(
+            f"Tally budget {self.name!r} exceeded: {spent} spent of {limit} ({period}); call not sent",
+            budget=self.name,
+            limit_usd=self.limit_usd,
+            spent_usd=self.spent_usd,
+            period=self.period,
+            budget_id=self.id,
+            scope=self.scope,
+        )
 
 
 def _number(value: Any) -> float | None:
@@ -131,8 +145,17 @@ _RESTART = _Verdicts()
 class BudgetGuard:
     """The refresher thread and the pre-call check of one `Tally`."""
 
-    def __init__(self, *, endpoint: str, key: str, service: str, interval: float, timeout: float,
-                 user_id_key: bytes | None, warn: Any) -> None:
+    def __init__(
+        self,
+        *,
+        endpoint: str,
+        key: str,
+        service: str,
+        interval: float,
+        timeout: float,
+        user_id_key: bytes | None,
+        warn: Any,
+    ) -> None:
         base = endpoint.rstrip("/")
         if base.endswith("/api/v1/events"):
             base = base[: -len("/api/v1/events")]
@@ -147,8 +170,9 @@ class BudgetGuard:
         self._user_id_key = user_id_key
         self._warn = warn
         self._users: dict[Any, str] = {}  # user id as given -> as on the wire (hashing is not free)
-        self._http = KeepAliveConnection(parts.hostname, parts.port or (443 if https else 80), https=https,
-                                         timeout=timeout)
+        self._http = KeepAliveConnection(
+            parts.hostname, parts.port or (443 if https else 80), https=https, timeout=timeout
+        )
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -175,8 +199,12 @@ class BudgetGuard:
             if count:
                 with self._lock:
                     self.blocked += 1
-                self._warn.warning(f"budget-blocked:{over.id}", "tally_client: budget %r exceeded, calls in its "
-                                   "scope are refused (%d so far)", over.name, self.blocked)
+                self._warn.warning(
+                    f"budget-blocked:{over.id}",
+                    "tally_client: budget %r exceeded, calls in its scope are refused (%d so far)",
+                    over.name,
+                    self.blocked,
+                )
             raise over.error()
 
     def _over(self, verdicts: _Verdicts, ctx: Mapping[str, Any] | None) -> _Exceeded | None:
@@ -239,8 +267,9 @@ class BudgetGuard:
                 self.refresh()
             except Exception:
                 self._verdicts = None
-                self._warn.warning("budget-bug", "tally_client: budget refresher error (calls not blocked)",
-                                   exc_info=True)
+                self._warn.warning(
+                    "budget-bug", "tally_client: budget refresher error (calls not blocked)", exc_info=True
+                )
             self._stop.wait(self._interval)
         self._http.close()
 
@@ -249,18 +278,26 @@ class BudgetGuard:
         try:
             status, data = self._get()
         except (OSError, http.client.HTTPException) as exc:
-            self._fail("budget-unreachable", "tally_client: budget status unavailable (%s); budgets are not "
-                       "enforced until Tally answers", exc)
+            self._fail(
+                "budget-unreachable",
+                "tally_client: budget status unavailable (%s); budgets are not enforced until Tally answers",
+                exc,
+            )
             return
         if status != 200:
-            self._fail(f"budget-status{status}", "tally_client: budget status answered %d (%s); budgets are not "
-                       "enforced until it answers 200", status, data[:200])
+            self._fail(
+                f"budget-status{status}",
+                "tally_client: budget status answered %d (%s); budgets are not enforced until it answers 200",
+                status,
+                data[:200],
+            )
             return
         try:
             verdicts = verdicts_from(json.loads(data)["budgets"])
         except (ValueError, KeyError, TypeError, AttributeError):
-            self._fail("budget-parse", "tally_client: budget status not understood (%s); budgets are not enforced",
-                       data[:200])
+            self._fail(
+                "budget-parse", "tally_client: budget status not understood (%s); budgets are not enforced", data[:200]
+            )
             return
         if not self._stop.is_set():
             self._verdicts = verdicts

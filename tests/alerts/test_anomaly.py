@@ -29,8 +29,15 @@ def series(values: list[float], *, window: str = "hour", requests: list[int] | N
 
 
 def rule(metric: str = Metric.REQUESTS, window: str = "hour", sensitivity: float = 3.0) -> AlertRule:
-    return AlertRule(name="r", metric=metric, window=window, condition=Condition.ANOMALY, sensitivity=sensitivity,
-                     min_requests=20, recipients=["oncall@example.com"])
+    return AlertRule(
+        name="r",
+        metric=metric,
+        window=window,
+        condition=Condition.ANOMALY,
+        sensitivity=sensitivity,
+        min_requests=20,
+        recipients=["oncall@example.com"],
+    )
 
 
 def hourly(days: int, fn) -> list[float]:  # type: ignore[no-untyped-def]

@@ -11,9 +11,19 @@ from django.test import Client
 from alerts.models import AlertRule
 from projects.services import ingest_key_create
 
-VALID = {"name": "Prod spend per hour", "metric": "cost_usd", "window": "hour", "condition": "above",
-         "threshold": 25.0, "environment": "prod", "service": None, "model": None,
-         "recipients": ["oncall@example.com"], "cooldown_minutes": 60, "enabled": True}
+VALID = {
+    "name": "Prod spend per hour",
+    "metric": "cost_usd",
+    "window": "hour",
+    "condition": "above",
+    "threshold": 25.0,
+    "environment": "prod",
+    "service": None,
+    "model": None,
+    "recipients": ["oncall@example.com"],
+    "cooldown_minutes": 60,
+    "enabled": True,
+}
 
 
 @pytest.fixture
@@ -38,8 +48,11 @@ def test_create_read_update_delete(admin_key):
     assert [r["id"] for r in listed] == [rule["id"]]
     patched = call("patch", f"/api/v1/alert-rules/{rule['id']}", admin_key, {"threshold": 40, "enabled": False})
     assert patched.status_code == 200
-    assert (patched.json()["threshold"], patched.json()["enabled"], patched.json()["name"]) == (40.0, False,
-                                                                                               VALID["name"])
+    assert (patched.json()["threshold"], patched.json()["enabled"], patched.json()["name"]) == (
+        40.0,
+        False,
+        VALID["name"],
+    )
     assert call("get", f"/api/v1/alert-rules/{rule['id']}", admin_key).json()["threshold"] == 40.0
     assert call("delete", f"/api/v1/alert-rules/{rule['id']}", admin_key).status_code == 204
     assert AlertRule.objects.count() == 0
@@ -102,13 +115,15 @@ def test_only_admins_manage_rules(admin_key, db):
     viewer = get_user_model().objects.create_user("viewer", password="pw-viewer-1")
     client = Client()
     client.force_login(viewer)
-    assert client.post("/api/v1/alert-rules", data=json.dumps(VALID), content_type="application/json").status_code \
-        == 401
+    assert (
+        client.post("/api/v1/alert-rules", data=json.dumps(VALID), content_type="application/json").status_code == 401
+    )
     from projects.models import Membership, Project
 
     Membership.objects.create(user=viewer, project=Project.objects.get(slug="acme"), role="viewer")
-    assert client.post("/api/v1/alert-rules", data=json.dumps(VALID), content_type="application/json").status_code \
-        == 401
+    assert (
+        client.post("/api/v1/alert-rules", data=json.dumps(VALID), content_type="application/json").status_code == 401
+    )
     boss = get_user_model().objects.create_user("boss", password="pw-boss-1")
     Membership.objects.create(user=boss, project=Project.objects.get(slug="acme"), role="admin")
     client.force_login(boss)

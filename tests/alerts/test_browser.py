@@ -38,8 +38,16 @@ def spent_11_usd(acme, clean_events):  # type: ignore[no-untyped-def]
     """$11 of calls in acme/prod today, rolled up: Haiku 4.5 input is $1 per million tokens."""
     key = ingest_key_create(project_slug="acme", environment_name="prod").key
     now = timezone.now()
-    events = [{"request_id": f"r{i}", "model": "claude-haiku-4-5", "latency_ms": 10, "input_tokens": 1_000_000,
-               "timestamp": (now - timedelta(seconds=i + 1)).isoformat()} for i in range(11)]
+    events = [
+        {
+            "request_id": f"r{i}",
+            "model": "claude-haiku-4-5",
+            "latency_ms": 10,
+            "input_tokens": 1_000_000,
+            "timestamp": (now - timedelta(seconds=i + 1)).isoformat(),
+        }
+        for i in range(11)
+    ]
     assert ingest(key, events).accepted == 11
     rollup_until_current()
 
@@ -70,26 +78,53 @@ def history(rule: AlertRule) -> Notification:
     email rendered by the real templates, then failed for good."""
     now = timezone.now().replace(second=0, microsecond=0)
     hour = now.replace(minute=0) - timedelta(hours=5)
-    contributors = [{"dimension": "model", "value": "claude-sonnet-4-6", "now": 31.4, "share": 0.835, "before": 6.2,
-                     "change": 25.2},
-                    {"dimension": "model", "value": "claude-haiku-4-5", "now": 6.2, "share": 0.165, "before": 6.0,
-                     "change": 0.2},
-                    {"dimension": "service", "value": "search", "now": 37.6, "share": 1.0, "before": 12.2,
-                     "change": 25.4}]
-    first = Incident.objects.create(rule=rule, window_start=hour, opened_at=hour + timedelta(hours=1, minutes=1),
-                                    resolved_at=hour + timedelta(hours=3, minutes=1), value=37.6, threshold=25,
-                                    detail={"contributors": contributors, "errors": [], "compared": True})
-    Incident.objects.create(rule=rule, window_start=hour + timedelta(hours=4), opened_at=now, value=28.1,
-                            threshold=25, notified=False, detail={"contributors": []})
+    contributors = [
+        {
+            "dimension": "model",
+            "value": "claude-sonnet-4-6",
+            "now": 31.4,
+            "share": 0.835,
+            "before": 6.2,
+            "change": 25.2,
+        },
+        {"dimension": "model", "value": "claude-haiku-4-5", "now": 6.2, "share": 0.165, "before": 6.0, "change": 0.2},
+        {"dimension": "service", "value": "search", "now": 37.6, "share": 1.0, "before": 12.2, "change": 25.4},
+    ]
+    first = Incident.objects.create(
+        rule=rule,
+        window_start=hour,
+        opened_at=hour + timedelta(hours=1, minutes=1),
+        resolved_at=hour + timedelta(hours=3, minutes=1),
+        value=37.6,
+        threshold=25,
+        detail={"contributors": contributors, "errors": [], "compared": True},
+    )
+    Incident.objects.create(
+        rule=rule,
+        window_start=hour + timedelta(hours=4),
+        opened_at=now,
+        value=28.1,
+        threshold=25,
+        notified=False,
+        detail={"contributors": []},
+    )
     with transaction.atomic():
         email = outbox.notification_queue(
-            project_id=rule.project_id, kind=Notification.Kind.INCIDENT_OPENED,
-            dedupe_key=f"incident:{first.pk}:opened", recipients=rule.recipients, incident=first,
-            template="incident_opened", context=formatting.incident_context(first))
+            project_id=rule.project_id,
+            kind=Notification.Kind.INCIDENT_OPENED,
+            dedupe_key=f"incident:{first.pk}:opened",
+            recipients=rule.recipients,
+            incident=first,
+            template="incident_opened",
+            context=formatting.incident_context(first),
+        )
     assert email is not None
     Notification.objects.filter(pk=email.pk).update(
-        sent_at=None, attempts=8, failed_at=now,
-        last_error="SMTPRecipientsRefused: {'oncall@example.com': (550, b'5.1.1 mailbox unavailable')}")
+        sent_at=None,
+        attempts=8,
+        failed_at=now,
+        last_error="SMTPRecipientsRefused: {'oncall@example.com': (550, b'5.1.1 mailbox unavailable')}",
+    )
     return email
 
 
@@ -129,10 +164,17 @@ def test_admin_creates_a_rule_and_works_the_pages(live_server, acme, spent_11_us
     rule = AlertRule.objects.get()
     assert (rule.threshold, rule.environment, rule.recipients) == (0.05, "prod", ["oncall@example.com"])
 
-    spend = AlertRule.objects.create(project=acme, name="Prod spend per hour", metric="cost_usd", window="hour",
-                                     condition="above", threshold=25, environment="prod",
-                                     recipients=["oncall@example.com", "finance@example.com"],
-                                     last_evaluated_at=timezone.now())
+    spend = AlertRule.objects.create(
+        project=acme,
+        name="Prod spend per hour",
+        metric="cost_usd",
+        window="hour",
+        condition="above",
+        threshold=25,
+        environment="prod",
+        recipients=["oncall@example.com", "finance@example.com"],
+        last_evaluated_at=timezone.now(),
+    )
     failed = history(spend)
     page.reload()
     shot(page, "rules")
@@ -142,18 +184,24 @@ def test_admin_creates_a_rule_and_works_the_pages(live_server, acme, spent_11_us
     assert page.locator("table.incidents tbody tr").count() == 2
     assert "suppressed by cooldown" in page.text_content("table.incidents")
     assert "claude-sonnet-4-6 $31.40, 84% ($6.20 a day earlier, +$25.20)" in " ".join(
-        page.text_content("table.incidents").split())
+        page.text_content("table.incidents").split()
+    )
     # Resolved two hours after its window opened: the chart and the calls cover 2 hours, in the rule's scope.
     first = spend.incidents.order_by("window_start").first()
-    span = f"from={first.window_start:%Y-%m-%dT%H}:00:00Z&to={first.window_start + timedelta(hours=2):%Y-%m-%dT%H}:00:00Z"
+    span = (
+        f"from={first.window_start:%Y-%m-%dT%H}:00:00Z&to={first.window_start + timedelta(hours=2):%Y-%m-%dT%H}:00:00Z"
+    )
     row = page.locator(f"tr[data-incident='{first.pk}']")
     assert row.locator("[data-link=dashboard]").get_attribute("href") == f"/spend?project=acme&{span}&environment=prod"
-    assert row.locator("[data-link=calls]").get_attribute("href") == \
-        f"/events?project=acme&{span}&environment=prod&sort=cost"
+    assert (
+        row.locator("[data-link=calls]").get_attribute("href")
+        == f"/events?project=acme&{span}&environment=prod&sort=cost"
+    )
     shot(page, "rule-history")
 
-    Budget.objects.create(project=acme, name="Daily cap", period="day", limit_usd=Decimal(10),
-                          recipients=["finance@example.com"])
+    Budget.objects.create(
+        project=acme, name="Daily cap", period="day", limit_usd=Decimal(10), recipients=["finance@example.com"]
+    )
     page.click("nav.tabs >> text=Budgets")
     page.fill("#id_name", "Monthly cap")
     page.select_option("#id_period", "month")
@@ -199,8 +247,15 @@ def test_admin_creates_a_rule_and_works_the_pages(live_server, acme, spent_11_us
 def test_a_viewer_reads_but_cannot_create(live_server, acme, django_user_model, browser):
     page = browser
     user(django_user_model, acme, "vic", "viewer")
-    AlertRule.objects.create(project=acme, name="Prod spend per hour", metric="cost_usd", window="hour",
-                             condition="above", threshold=25, recipients=["oncall@example.com"])
+    AlertRule.objects.create(
+        project=acme,
+        name="Prod spend per hour",
+        metric="cost_usd",
+        window="hour",
+        condition="above",
+        threshold=25,
+        recipients=["oncall@example.com"],
+    )
     log_in(page, live_server.url, "vic")
     assert page.locator("table.rules tbody tr").count() == 1
     assert page.locator("[data-action=new-rule]").count() == 0

@@ -13,8 +13,16 @@ from alerts.models import Budget
 from projects.models import Membership, Project
 from projects.services import ingest_key_create
 
-VALID = {"name": "Monthly LLM budget", "period": "month", "limit_usd": 500.0, "environment": "prod",
-         "service": None, "user_id": None, "recipients": ["finance@example.com"], "enabled": True}
+VALID = {
+    "name": "Monthly LLM budget",
+    "period": "month",
+    "limit_usd": 500.0,
+    "environment": "prod",
+    "service": None,
+    "user_id": None,
+    "recipients": ["finance@example.com"],
+    "enabled": True,
+}
 
 
 @pytest.fixture
@@ -41,8 +49,11 @@ def test_create_read_update_delete(admin_key):
     assert [b["id"] for b in listed] == [budget["id"]]
     patched = call("patch", f"/api/v1/budgets/{budget['id']}", admin_key, {"limit_usd": 750.5, "enabled": False})
     assert patched.status_code == 200, patched.content
-    assert (patched.json()["limit_usd"], patched.json()["enabled"], patched.json()["name"]) == (750.5, False,
-                                                                                               VALID["name"])
+    assert (patched.json()["limit_usd"], patched.json()["enabled"], patched.json()["name"]) == (
+        750.5,
+        False,
+        VALID["name"],
+    )
     assert call("get", f"/api/v1/budgets/{budget['id']}", admin_key).json()["limit_usd"] == 750.5
     # Clearing a scope: null (stored as "", shown as null again).
     cleared = call("patch", f"/api/v1/budgets/{budget['id']}", admin_key, {"environment": None})
@@ -76,7 +87,10 @@ def test_enabled_defaults_to_true(admin_key):
         ({"enabled": "yes"}, {"enabled"}),
         ({"service": 5}, {"service"}),
         ({"colour": "red"}, {"colour"}),
-        ({"name": "", "period": "year", "limit_usd": 0, "recipients": []}, {"name", "period", "limit_usd", "recipients"}),
+        (
+            {"name": "", "period": "year", "limit_usd": 0, "recipients": []},
+            {"name", "period", "limit_usd", "recipients"},
+        ),
     ],
 )
 def test_invalid_budgets_name_every_bad_field_and_save_nothing(admin_key, changes, fields):

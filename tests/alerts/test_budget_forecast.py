@@ -21,10 +21,16 @@ NOW = datetime(2026, 12, 10, 12, 0, tzinfo=UTC)
 DEC_END = datetime(2027, 1, 1, tzinfo=UTC)
 
 
-def forecast(limit: int | str, spent: int | str, daily: list[int | str], *, now: datetime = NOW,
-             period_end: datetime = DEC_END) -> tuple[Decimal, date | None]:
-    return budget_forecast(limit_usd=Decimal(limit), spent_usd=Decimal(spent),
-                           daily_spends=[Decimal(d) for d in daily], now=now, period_end=period_end)
+def forecast(
+    limit: int | str, spent: int | str, daily: list[int | str], *, now: datetime = NOW, period_end: datetime = DEC_END
+) -> tuple[Decimal, date | None]:
+    return budget_forecast(
+        limit_usd=Decimal(limit),
+        spent_usd=Decimal(spent),
+        daily_spends=[Decimal(d) for d in daily],
+        now=now,
+        period_end=period_end,
+    )
 
 
 def test_a_flat_series_runs_out_when_the_rest_is_spent_at_that_pace():
@@ -66,12 +72,23 @@ def test_a_daily_budget_runs_out_within_the_day():
 
 # --- over real spend -------------------------------------------------------------------------
 
+
 def spend_days(key, dollars_by_day: dict[date, int], *, service: str = "checkout") -> None:  # type: ignore[no-untyped-def]
     """$1 per call (Haiku 4.5 input is $1 / MTok), at noon of each day."""
-    events = [{"request_id": f"{day}-{service}-{i}", "model": "claude-haiku-4-5", "latency_ms": 10,
-               "input_tokens": 1_000_000, "service": service,
-               "timestamp": (datetime.combine(day, datetime.min.time(), tzinfo=UTC) + timedelta(hours=12, seconds=i))
-               .isoformat()} for day, dollars in dollars_by_day.items() for i in range(dollars)]
+    events = [
+        {
+            "request_id": f"{day}-{service}-{i}",
+            "model": "claude-haiku-4-5",
+            "latency_ms": 10,
+            "input_tokens": 1_000_000,
+            "service": service,
+            "timestamp": (
+                datetime.combine(day, datetime.min.time(), tzinfo=UTC) + timedelta(hours=12, seconds=i)
+            ).isoformat(),
+        }
+        for day, dollars in dollars_by_day.items()
+        for i in range(dollars)
+    ]
     assert ingest(key, events).accepted == len(events)
     rollup_until_current()
 
@@ -92,22 +109,27 @@ def week(key):  # type: ignore[no-untyped-def]
 
 def test_status_carries_the_pace_of_the_last_seven_days_and_the_date(key, week):
     midnight = datetime.combine(week, datetime.min.time(), tzinfo=UTC)
-    budget = Budget.objects.create(project=key.project, name="Daily", period="day", limit_usd=Decimal("1.50"),
-                                   recipients=["lead@example.com"])
+    budget = Budget.objects.create(
+        project=key.project, name="Daily", period="day", limit_usd=Decimal("1.50"), recipients=["lead@example.com"]
+    )
     status = budget_status(budget, now=midnight)
     # Nothing spent today yet; $1.50 at $2/day lasts until 18:00.
     assert (status.spent_usd, status.daily_pace_usd, status.forecast_exhausted_on) == (0, 2, week)
     assert (status.pace_first_day, status.pace_last_day) == (week - timedelta(days=7), week - timedelta(days=1))
     first, last = week - timedelta(days=7), week - timedelta(days=1)
-    assert status.forecast_display == (f"runs out {week:%b} {week.day} at $2.00/day "
-                                       f"(median of {first:%b} {first.day} – {last:%b} {last.day})")
+    assert status.forecast_display == (
+        f"runs out {week:%b} {week.day} at $2.00/day (median of {first:%b} {first.day} – {last:%b} {last.day})"
+    )
     assert status.as_dict()["forecast_exhausted_on"] == week.isoformat()
     assert status.as_dict()["daily_pace_usd"] == 2.0
     # A budget scoped to a service without calls has no pace and no date.
-    quiet = Budget.objects.create(project=key.project, name="Quiet", period="day", limit_usd=Decimal(1),
-                                  service="search")
-    assert (budget_status(quiet, now=midnight).daily_pace_usd, budget_status(quiet, now=midnight)
-            .forecast_exhausted_on) == (0, None)
+    quiet = Budget.objects.create(
+        project=key.project, name="Quiet", period="day", limit_usd=Decimal(1), service="search"
+    )
+    assert (
+        budget_status(quiet, now=midnight).daily_pace_usd,
+        budget_status(quiet, now=midnight).forecast_exhausted_on,
+    ) == (0, None)
 
 
 def test_status_api_and_budgets_page_show_the_forecast(key, week):
@@ -128,33 +150,52 @@ def test_status_api_and_budgets_page_show_the_forecast(key, week):
     html = client.get("/alerts/budgets/?project=acme").content.decode()
     first, last = week - timedelta(days=7), week - timedelta(days=1)
     assert f"lasts the period at $2.00/day (median of {first:%b} {first.day} – {last:%b} {last.day})" in html
-    response = client.post("/alerts/budgets/?project=acme", {
-        "name": "Warned", "period": "month", "limit_usd": "50", "recipients": "lead@example.com",
-        "enabled": ["false", "true"], "warn_on_forecast": ["false", "true"]})
+    response = client.post(
+        "/alerts/budgets/?project=acme",
+        {
+            "name": "Warned",
+            "period": "month",
+            "limit_usd": "50",
+            "recipients": "lead@example.com",
+            "enabled": ["false", "true"],
+            "warn_on_forecast": ["false", "true"],
+        },
+    )
     assert response.status_code == 302
     assert Budget.objects.get(name="Warned").warn_on_forecast is True
 
 
 def test_the_warning_is_queued_once_per_period_and_only_when_the_date_is_inside_it(key, week):
     midnight = datetime.combine(week, datetime.min.time(), tzinfo=UTC)
-    short = Budget.objects.create(project=key.project, name="Short", period="day", limit_usd=Decimal("1.50"),
-                                  recipients=["lead@example.com"], warn_on_forecast=True)
+    short = Budget.objects.create(
+        project=key.project,
+        name="Short",
+        period="day",
+        limit_usd=Decimal("1.50"),
+        recipients=["lead@example.com"],
+        warn_on_forecast=True,
+    )
     # $2/day never reaches $30 before midnight: no warning; nor for a budget not set to warn.
-    Budget.objects.create(project=key.project, name="Roomy", period="day", limit_usd=Decimal(30),
-                          recipients=["lead@example.com"], warn_on_forecast=True)
-    Budget.objects.create(project=key.project, name="Silent", period="day", limit_usd=Decimal("1.50"),
-                          recipients=["lead@example.com"])
+    Budget.objects.create(
+        project=key.project,
+        name="Roomy",
+        period="day",
+        limit_usd=Decimal(30),
+        recipients=["lead@example.com"],
+        warn_on_forecast=True,
+    )
+    Budget.objects.create(
+        project=key.project, name="Silent", period="day", limit_usd=Decimal("1.50"), recipients=["lead@example.com"]
+    )
     assert budgets_check(now=midnight) == 1
     assert budgets_check(now=midnight) == 0
     assert budgets_check(now=midnight + timedelta(hours=3)) == 0  # the same period
     [notification] = Notification.objects.filter(kind=Notification.Kind.BUDGET_FORECAST)
     assert notification.dedupe_key == f"budget:{short.pk}:{week:%Y-%m-%d}:forecast"
     [message] = mail.outbox
-    assert message.subject == (f"[Tally] acme: at this pace the daily budget Short runs out on "
-                               f"{week:%b} {week.day}")
+    assert message.subject == (f"[Tally] acme: at this pace the daily budget Short runs out on {week:%b} {week.day}")
     first, last = week - timedelta(days=7), week - timedelta(days=1)
-    assert f"Pace: $2.00/day, the median daily spend of {first:%b} {first.day} – {last:%b} {last.day}" \
-        in message.body
+    assert f"Pace: $2.00/day, the median daily spend of {first:%b} {first.day} – {last:%b} {last.day}" in message.body
     assert "Spent so far: $0.00 of $1.50" in message.body
     # The next day is a new period: one more.
     assert budgets_check(now=midnight + timedelta(days=1)) == 1

@@ -22,9 +22,18 @@ pytestmark = pytest.mark.usefixtures("clean_events")
 
 def spend(key, prefix: str, dollars: int, *, when: datetime, service: str = "checkout", user_id: str = ""):  # type: ignore[no-untyped-def]
     # Haiku 4.5 input is $1 / MTok, so 1,000,000 input tokens cost exactly $1.
-    events = [{"request_id": f"{prefix}{i}", "model": "claude-haiku-4-5", "latency_ms": 10,
-               "input_tokens": 1_000_000, "service": service, "user_id": user_id,
-               "timestamp": (when - timedelta(seconds=i + 1)).isoformat()} for i in range(dollars)]
+    events = [
+        {
+            "request_id": f"{prefix}{i}",
+            "model": "claude-haiku-4-5",
+            "latency_ms": 10,
+            "input_tokens": 1_000_000,
+            "service": service,
+            "user_id": user_id,
+            "timestamp": (when - timedelta(seconds=i + 1)).isoformat(),
+        }
+        for i in range(dollars)
+    ]
     assert ingest(key, events).accepted == dollars
     rollup_until_current()
 
@@ -36,8 +45,9 @@ def key(transactional_db):  # type: ignore[no-untyped-def]
 
 def test_80_and_100_percent_notify_once_each_per_period(key):
     now = datetime.now(tz=UTC)
-    budget = Budget.objects.create(project=key.project, name="Daily cap", period="day", limit_usd=Decimal(10),
-                                   recipients=["finance@example.com"])
+    budget = Budget.objects.create(
+        project=key.project, name="Daily cap", period="day", limit_usd=Decimal(10), recipients=["finance@example.com"]
+    )
     spend(key, "a", 7, when=now)
     assert budgets_check(now=now) == 0
     spend(key, "b", 1, when=now)  # $8 = 80%
@@ -49,8 +59,10 @@ def test_80_and_100_percent_notify_once_each_per_period(key):
     assert budgets_check(now=now) == 1
     assert budgets_check(now=now) == 0
     subjects = sorted(m.subject for m in mail.outbox)
-    assert subjects == ["[Tally] acme: Daily cap at 100% ($11.00 of $10.00 daily)",
-                        "[Tally] acme: Daily cap at 80% ($8.00 of $10.00 daily)"]
+    assert subjects == [
+        "[Tally] acme: Daily cap at 100% ($11.00 of $10.00 daily)",
+        "[Tally] acme: Daily cap at 80% ($8.00 of $10.00 daily)",
+    ]
     assert Notification.objects.filter(kind="budget").count() == 2
     # The next period starts over.
     tomorrow = now.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1, hours=1)
@@ -60,8 +72,9 @@ def test_80_and_100_percent_notify_once_each_per_period(key):
 
 def test_projection_is_linear_over_the_period(key):
     now = datetime.now(tz=UTC)
-    budget = Budget.objects.create(project=key.project, name="Month", period="month", limit_usd=Decimal(1000),
-                                   recipients=["finance@example.com"])
+    budget = Budget.objects.create(
+        project=key.project, name="Month", period="month", limit_usd=Decimal(1000), recipients=["finance@example.com"]
+    )
     spend(key, "m", 6, when=now)
     status = budget_status(budget, now=now)
     month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
@@ -93,14 +106,17 @@ def test_status_api_scopes_by_service_and_user(key):
     ingest_secret = ingest_key_create(project_slug="acme", environment_name="prod").secret
     scoped = Client().get("/api/v1/budgets/status?service=search", HTTP_AUTHORIZATION=f"Bearer {ingest_secret}")
     assert sorted(b["name"] for b in scoped.json()["budgets"]) == ["All", "Search"]
-    scoped = Client().get("/api/v1/budgets/status?service=checkout&user_id=u_9",
-                          HTTP_AUTHORIZATION=f"Bearer {ingest_secret}")
+    scoped = Client().get(
+        "/api/v1/budgets/status?service=checkout&user_id=u_9", HTTP_AUTHORIZATION=f"Bearer {ingest_secret}"
+    )
     assert sorted(b["name"] for b in scoped.json()["budgets"]) == ["All", "Heavy user"]
     assert Client().get("/api/v1/budgets/status").status_code == 401
     # A NUL byte can't be in any stored name: a 400 that names the parameter, never a 500.
     nul = Client().get("/api/v1/budgets/status?service=a%00b", HTTP_AUTHORIZATION=f"Bearer {ingest_secret}")
-    assert (nul.status_code, nul.json()) == (400, {"error": "service: must not contain a NUL character",
-                                                   "field": "service"})
+    assert (nul.status_code, nul.json()) == (
+        400,
+        {"error": "service: must not contain a NUL character", "field": "service"},
+    )
 
 
 def test_daily_digest_compares_yesterday_with_the_trailing_week(key):

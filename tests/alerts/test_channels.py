@@ -84,9 +84,16 @@ def _breach(project_slug: str = "acme") -> tuple[Any, datetime, datetime]:
 @pytest.mark.usefixtures("clean_events")
 def test_a_breach_posts_once_to_the_channel_with_the_emails_content(transactional_db, sink):
     key, now, closed = _breach()
-    AlertRule.objects.create(project=key.project, name="Spend", metric="cost_usd", window="hour", condition="above",
-                             threshold=1.0, recipients=["oncall@example.com"],
-                             channels_encrypted=[channel_encrypt(sink.url)])
+    AlertRule.objects.create(
+        project=key.project,
+        name="Spend",
+        metric="cost_usd",
+        window="hour",
+        condition="above",
+        threshold=1.0,
+        recipients=["oncall@example.com"],
+        channels_encrypted=[channel_encrypt(sink.url)],
+    )
 
     assert rules_evaluate(now=now) == {"opened": 1}
     assert len(sink.posts) == 1
@@ -102,7 +109,9 @@ def test_a_breach_posts_once_to_the_channel_with_the_emails_content(transactiona
     assert f"https://tally.example.com/spend?project=acme&{window}" in message
     rows = Notification.objects.order_by("pk")
     assert [(r.channel_masked, r.recipients, r.sent_at is not None) for r in rows] == [
-        ("", ["oncall@example.com"], True), (f"json://127.0.0.1:{sink.port}/…", [], True)]
+        ("", ["oncall@example.com"], True),
+        (f"json://127.0.0.1:{sink.port}/…", [], True),
+    ]
     assert rows[1].dedupe_key.startswith(f"{rows[0].dedupe_key}:channel:")
 
     # Evaluating again, and another send pass, post nothing more: once per incident.
@@ -117,8 +126,16 @@ def test_a_breach_posts_once_to_the_channel_with_the_emails_content(transactiona
 @pytest.mark.usefixtures("clean_events")
 def test_the_sink_being_down_delays_the_post_and_does_not_lose_it(transactional_db, sink):
     key, now, _ = _breach()
-    AlertRule.objects.create(project=key.project, name="Spend", metric="cost_usd", window="hour", condition="above",
-                             threshold=1.0, recipients=[], channels_encrypted=[channel_encrypt(sink.url)])
+    AlertRule.objects.create(
+        project=key.project,
+        name="Spend",
+        metric="cost_usd",
+        window="hour",
+        condition="above",
+        threshold=1.0,
+        recipients=[],
+        channels_encrypted=[channel_encrypt(sink.url)],
+    )
     sink.stop()
     assert rules_evaluate(now=now) == {"opened": 1}
     row = Notification.objects.get()
@@ -140,14 +157,21 @@ def test_the_sink_being_down_delays_the_post_and_does_not_lose_it(transactional_
 
 
 @pytest.mark.usefixtures("clean_events")
-def test_a_channel_saved_under_another_secret_fails_visibly_and_the_email_still_goes(transactional_db, sink,
-                                                                                   settings):
+def test_a_channel_saved_under_another_secret_fails_visibly_and_the_email_still_goes(transactional_db, sink, settings):
     key, now, _ = _breach()
     settings.TALLY_ENCRYPTION_KEY = "the-old-secret"
     stale = channel_encrypt(sink.url)
     settings.TALLY_ENCRYPTION_KEY = "the-new-secret"
-    AlertRule.objects.create(project=key.project, name="Spend", metric="cost_usd", window="hour", condition="above",
-                             threshold=1.0, recipients=["oncall@example.com"], channels_encrypted=[stale])
+    AlertRule.objects.create(
+        project=key.project,
+        name="Spend",
+        metric="cost_usd",
+        window="hour",
+        condition="above",
+        threshold=1.0,
+        recipients=["oncall@example.com"],
+        channels_encrypted=[stale],
+    )
     assert rules_evaluate(now=now) == {"opened": 1}
     assert len(mail.outbox) == 1
     assert sink.posts == []
@@ -166,8 +190,12 @@ SECRET_URL = "json://user:pa55w0rd@hooks.example.com/tally/s3cret?token=t0ken"
 
 
 def test_a_bad_url_is_a_400_naming_channels_and_its_entry_without_the_secret(admin_key):
-    resp = call("post", "/api/v1/alert-rules", admin_key,
-                {**RULE, "recipients": [], "channels": ["json://127.0.0.1:1/ok", "nope://s3cret@bad/x"]})
+    resp = call(
+        "post",
+        "/api/v1/alert-rules",
+        admin_key,
+        {**RULE, "recipients": [], "channels": ["json://127.0.0.1:1/ok", "nope://s3cret@bad/x"]},
+    )
     assert resp.status_code == 400
     errors = resp.json()["errors"]
     assert [e["field"] for e in errors] == ["channels"]
@@ -227,9 +255,18 @@ def admin_client(project, django_user_model):  # type: ignore[no-untyped-def]
 
 
 def test_the_rule_form_masks_the_channel_and_the_test_button_reports_each_result(admin_client, sink, caplog):
-    form = {"name": "Spend", "metric": "cost_usd", "window": "hour", "condition": "above", "threshold": "5",
-            "recipients": "", "channels": f"{sink.url}\njson://127.0.0.1:1/closed", "cooldown_minutes": "60",
-            "min_requests": "20", "enabled": "true"}
+    form = {
+        "name": "Spend",
+        "metric": "cost_usd",
+        "window": "hour",
+        "condition": "above",
+        "threshold": "5",
+        "recipients": "",
+        "channels": f"{sink.url}\njson://127.0.0.1:1/closed",
+        "cooldown_minutes": "60",
+        "min_requests": "20",
+        "enabled": "true",
+    }
     response = admin_client.post("/alerts/new?project=acme", form)
     assert response.status_code == 302, response.content.decode()[:2000]
     rule = AlertRule.objects.get()
@@ -241,11 +278,15 @@ def test_the_rule_form_masks_the_channel_and_the_test_button_reports_each_result
         assert f"<code>json://127.0.0.1:{sink.port}/…</code>" in html
         assert "s3cret" not in html
     # Saving the page as shown keeps both channels.
-    response = admin_client.post(f"/alerts/{rule.pk}/edit", {
-        **form, "channels": f"json://127.0.0.1:{sink.port}/…\njson://127.0.0.1:1/…", "threshold": "6"})
+    response = admin_client.post(
+        f"/alerts/{rule.pk}/edit",
+        {**form, "channels": f"json://127.0.0.1:{sink.port}/…\njson://127.0.0.1:1/…", "threshold": "6"},
+    )
     assert response.status_code == 302
     assert [channel_decrypt(t) for t in AlertRule.objects.get().channels_encrypted] == [
-        sink.url, "json://127.0.0.1:1/closed"]
+        sink.url,
+        "json://127.0.0.1:1/closed",
+    ]
     response = admin_client.post(f"/alerts/{rule.pk}/test", follow=True)
     html = response.content.decode()
     assert f"Test notification sent to json://127.0.0.1:{sink.port}/…" in html
@@ -262,14 +303,23 @@ def test_the_rule_form_masks_the_channel_and_the_test_button_reports_each_result
 
 
 def test_budgets_and_the_digest_notify_their_channels(admin_client, sink):
-    response = admin_client.post("/alerts/budgets/?project=acme", {
-        "name": "Cap", "period": "month", "limit_usd": "0.01", "recipients": "", "channels": sink.url,
-        "enabled": "true"})
+    response = admin_client.post(
+        "/alerts/budgets/?project=acme",
+        {
+            "name": "Cap",
+            "period": "month",
+            "limit_usd": "0.01",
+            "recipients": "",
+            "channels": sink.url,
+            "enabled": "true",
+        },
+    )
     assert response.status_code == 302, response.content.decode()[:2000]
     assert channel_decrypt(Budget.objects.get().channels_encrypted[0]) == sink.url
 
-    response = admin_client.post("/alerts/digest/?project=acme", {"enabled": "on", "recipients": "",
-                                                                  "channels": sink.url})
+    response = admin_client.post(
+        "/alerts/digest/?project=acme", {"enabled": "on", "recipients": "", "channels": sink.url}
+    )
     assert response.status_code == 302, response.content.decode()[:2000]
     assert DigestSubscription.objects.get().recipients == []
     assert channel_decrypt(ProjectChannels.objects.get().channels_encrypted[0]) == sink.url
@@ -291,11 +341,14 @@ def test_budgets_and_the_digest_notify_their_channels(admin_client, sink):
 @pytest.mark.usefixtures("clean_events")
 def test_a_budget_alert_posts_to_the_budgets_channel_once_per_level(transactional_db, sink):
     key, now, _ = _breach()
-    Budget.objects.create(project=key.project, name="Cap", period="month", limit_usd=4,
-                          channels_encrypted=[channel_encrypt(sink.url)])
+    Budget.objects.create(
+        project=key.project, name="Cap", period="month", limit_usd=4, channels_encrypted=[channel_encrypt(sink.url)]
+    )
     assert budgets_check(now=now) == 2
     assert sorted(p["json"]["title"] for p in sink.posts) == [
-        "[Tally] acme: Cap at 100% ($4.00 of $4.00 monthly)", "[Tally] acme: Cap at 80% ($4.00 of $4.00 monthly)"]
+        "[Tally] acme: Cap at 100% ($4.00 of $4.00 monthly)",
+        "[Tally] acme: Cap at 80% ($4.00 of $4.00 monthly)",
+    ]
     assert "https://tally.example.com/spend?project=acme" in sink.posts[0]["json"]["message"]
     assert budgets_check(now=now) == 0
     assert len(sink.posts) == 2
@@ -306,7 +359,8 @@ __all__ = ["acme"]  # the browser test's fixture, imported
 
 @pytest.mark.browser
 def test_in_the_browser_a_rule_saved_with_a_channel_and_per_shows_the_channel_masked_and_tests_it(
-        live_server, acme, sink, django_user_model, browser):
+    live_server, acme, sink, django_user_model, browser
+):
     """Issue 15's browser acceptance: a rule made in the form with a channel and `per`."""
     page = browser
     user(django_user_model, acme, "ada", "admin")

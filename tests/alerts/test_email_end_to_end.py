@@ -76,9 +76,18 @@ def _body(message: Message, subtype: str) -> str:
 
 
 def _spend_events(hour: datetime, prefix: str, n: int, model: str, service: str, tokens: int) -> list[dict]:
-    return [{"request_id": f"{prefix}{i}", "model": model, "service": service, "latency_ms": 900,
-             "input_tokens": tokens, "output_tokens": 0, "timestamp": (hour + timedelta(minutes=i)).isoformat()}
-            for i in range(n)]
+    return [
+        {
+            "request_id": f"{prefix}{i}",
+            "model": model,
+            "service": service,
+            "latency_ms": 900,
+            "input_tokens": tokens,
+            "output_tokens": 0,
+            "timestamp": (hour + timedelta(minutes=i)).isoformat(),
+        }
+        for i in range(n)
+    ]
 
 
 def test_breach_emails_once_with_contributors_then_resolves_once(transactional_db, smtp):
@@ -93,9 +102,17 @@ def test_breach_emails_once_with_contributors_then_resolves_once(transactional_d
     ingest(key, _spend_events(closed, "h", 5, "claude-haiku-4-5", "checkout", 1000))
     rollup_until_current()
     rule = AlertRule.objects.create(
-        project=key.project, name="Prod Sonnet spend per hour", metric="cost_usd", window="hour",
-        condition="above", threshold=0.5, environment="prod", model="claude-sonnet-4-6",
-        recipients=["oncall@example.com"], cooldown_minutes=60)
+        project=key.project,
+        name="Prod Sonnet spend per hour",
+        metric="cost_usd",
+        window="hour",
+        condition="above",
+        threshold=0.5,
+        environment="prod",
+        model="claude-sonnet-4-6",
+        recipients=["oncall@example.com"],
+        cooldown_minutes=60,
+    )
 
     assert rules_evaluate(now=now) == {"opened": 1}
     assert len(inbox.messages) == 1
@@ -106,17 +123,23 @@ def test_breach_emails_once_with_contributors_then_resolves_once(transactional_d
     assert "Value: $3.00, threshold $0.50" in text
     # Where it came from: all of it is checkout; against the same hour yesterday, checkout went
     # from $0 to $3 and search from $0.60 to $0.
-    assert ("Where it came from (and the change vs the same window a day earlier):\n"
-            "  - service checkout $3.00, 100% ($0.00 a day earlier, +$3.00)\n"
-            "  - service search $0.00, 0% ($0.60 a day earlier, -$0.60)\n\n") in text.replace("\r\n", "\n")
+    assert (
+        "Where it came from (and the change vs the same window a day earlier):\n"
+        "  - service checkout $3.00, 100% ($0.00 a day earlier, +$3.00)\n"
+        "  - service search $0.00, 0% ($0.60 a day earlier, -$0.60)\n\n"
+    ) in text.replace("\r\n", "\n")
     # The rule is scoped to one model, and every call had no feature: neither explains anything.
     assert "model claude-sonnet-4-6 " not in text
     assert "feature" not in text
     window = f"from={closed:%Y-%m-%dT%H}:00:00Z&to={closed + timedelta(hours=1):%Y-%m-%dT%H}:00:00Z"
-    assert (f"Dashboard for this window: https://tally.example.com/spend?project=acme&{window}"
-            "&environment=prod&model=claude-sonnet-4-6\r\n") in text
-    assert (f"See the calls: https://tally.example.com/events?project=acme&{window}"
-            "&environment=prod&model=claude-sonnet-4-6&sort=cost\r\n") in text
+    assert (
+        f"Dashboard for this window: https://tally.example.com/spend?project=acme&{window}"
+        "&environment=prod&model=claude-sonnet-4-6\r\n"
+    ) in text
+    assert (
+        f"See the calls: https://tally.example.com/events?project=acme&{window}"
+        "&environment=prod&model=claude-sonnet-4-6&sort=cost\r\n"
+    ) in text
     assert "checkout" in _body(message, "html")
     incident = Incident.objects.get()
     assert incident.value == pytest.approx(3.0)
@@ -134,8 +157,10 @@ def test_breach_emails_once_with_contributors_then_resolves_once(transactional_d
     assert inbox.messages[1]["Subject"] == "[Tally] Resolved: prod: Prod Sonnet spend per hour (claude-sonnet-4-6)"
     # Resolved when the hour closed at `later` was fine: the link spans the opening window up to that hour.
     span = f"from={closed:%Y-%m-%dT%H}:00:00Z&to={closed + timedelta(hours=2):%Y-%m-%dT%H}:00:00Z"
-    assert (f"Dashboard for the incident: https://tally.example.com/spend?project=acme&{span}"
-            "&environment=prod&model=claude-sonnet-4-6\r\n") in _body(inbox.messages[1], "plain")
+    assert (
+        f"Dashboard for the incident: https://tally.example.com/spend?project=acme&{span}"
+        "&environment=prod&model=claude-sonnet-4-6\r\n"
+    ) in _body(inbox.messages[1], "plain")
     assert rules_evaluate(now=later + timedelta(minutes=1)) == {"ok": 1}
     assert len(inbox.messages) == 2
     assert Notification.objects.filter(sent_at__isnull=False).count() == 2
@@ -149,8 +174,15 @@ def test_smtp_outage_delays_the_email_until_the_server_returns(transactional_db,
     closed = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
     ingest(key, _spend_events(closed, "o", 4, "claude-opus-4-7", "support", 200_000))
     rollup_until_current()
-    AlertRule.objects.create(project=key.project, name="Spend", metric="cost_usd", window="hour",
-                             condition="above", threshold=1.0, recipients=["oncall@example.com"])
+    AlertRule.objects.create(
+        project=key.project,
+        name="Spend",
+        metric="cost_usd",
+        window="hour",
+        condition="above",
+        threshold=1.0,
+        recipients=["oncall@example.com"],
+    )
     controller.stop()  # the SMTP server goes away
     assert rules_evaluate(now=now) == {"opened": 1}
     notification = Notification.objects.get()

@@ -22,8 +22,13 @@ from tests.rollups.helpers import ingest
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("clean_events")]
 
 
-def test_the_alert_emails_link_opens_that_window_with_the_threshold(live_server, smtp, settings,  # noqa: F811
-                                                                  viewer_user, browser_page):  # noqa: F811
+def test_the_alert_emails_link_opens_that_window_with_the_threshold(
+    live_server,
+    smtp,  # noqa: F811 - the imported fixture
+    settings,
+    viewer_user,  # noqa: F811 - the imported fixture
+    browser_page,
+):
     inbox, _ = smtp
     settings.TALLY_BASE_URL = live_server.url
     key = ingest_key_create(project_slug="acme", environment_name="prod").key
@@ -32,9 +37,17 @@ def test_the_alert_emails_link_opens_that_window_with_the_threshold(live_server,
     # $3.00 of Sonnet from checkout in the hour that just closed (10 calls x 100k input tokens).
     ingest(key, _spend_events(closed, "c", 10, "claude-sonnet-4-6", "checkout", 100_000))
     rollup_until_current()
-    AlertRule.objects.create(project=key.project, name="Prod spend per hour", metric="cost_usd", window="hour",
-                             condition="above", threshold=0.5, environment="prod",
-                             recipients=["oncall@example.com"], cooldown_minutes=60)
+    AlertRule.objects.create(
+        project=key.project,
+        name="Prod spend per hour",
+        metric="cost_usd",
+        window="hour",
+        condition="above",
+        threshold=0.5,
+        environment="prod",
+        recipients=["oncall@example.com"],
+        cooldown_minutes=60,
+    )
     assert rules_evaluate(now=now) == {"opened": 1}
     assert len(inbox.messages) == 1
     text = _body(inbox.messages[0], "plain")

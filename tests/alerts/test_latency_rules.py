@@ -24,14 +24,30 @@ CLOSED = NOW.replace(minute=0) - timedelta(hours=1)
 
 
 def calls(prefix: str, n: int, **fields) -> list[dict]:  # type: ignore[no-untyped-def]
-    return [{"request_id": f"{prefix}{i}", "model": "claude-sonnet-4-6", "latency_ms": 500, "input_tokens": 100,
-             "timestamp": (CLOSED + timedelta(minutes=i % 60)).isoformat(), **fields} for i in range(n)]
+    return [
+        {
+            "request_id": f"{prefix}{i}",
+            "model": "claude-sonnet-4-6",
+            "latency_ms": 500,
+            "input_tokens": 100,
+            "timestamp": (CLOSED + timedelta(minutes=i % 60)).isoformat(),
+            **fields,
+        }
+        for i in range(n)
+    ]
 
 
 def rule(key, metric: str, threshold: float, **fields) -> AlertRule:  # type: ignore[no-untyped-def]
-    return AlertRule.objects.create(project=key.project, name=f"{metric} per hour", metric=metric, window="hour",
-                                    condition="above", threshold=threshold, recipients=["oncall@example.com"],
-                                    **fields)
+    return AlertRule.objects.create(
+        project=key.project,
+        name=f"{metric} per hour",
+        metric=metric,
+        window="hour",
+        condition="above",
+        threshold=threshold,
+        recipients=["oncall@example.com"],
+        **fields,
+    )
 
 
 @pytest.fixture
@@ -62,8 +78,12 @@ def test_the_volume_guard_counts_online_calls_only(key):
 
 
 def test_ttft_p95_rule_opens_an_incident_and_names_the_metric(key):
-    ingest(key, calls("s", 25, time_to_first_token_ms=2400) + calls("n", 10)
-           + calls("b", 10, batch=True, time_to_first_token_ms=10))
+    ingest(
+        key,
+        calls("s", 25, time_to_first_token_ms=2400)
+        + calls("n", 10)
+        + calls("b", 10, batch=True, time_to_first_token_ms=10),
+    )
     rollup_until_current()
     ttft = rule(key, "ttft_p95_ms", 1500.0)
     windows = rule_windows(ttft, now=NOW, count=2)
@@ -86,10 +106,17 @@ def test_ttft_rule_labels_and_format():
 
 def test_the_api_accepts_ttft_p95_ms_rules(key):
     admin = ingest_key_create(project_slug="acme", environment_name="prod", scope="admin").secret
-    body = {"name": "TTFT", "metric": "ttft_p95_ms", "window": "hour", "condition": "above", "threshold": 1500,
-            "recipients": ["oncall@example.com"]}
-    resp = Client().post("/api/v1/alert-rules", json.dumps(body), content_type="application/json",
-                         HTTP_AUTHORIZATION=f"Bearer {admin}")
+    body = {
+        "name": "TTFT",
+        "metric": "ttft_p95_ms",
+        "window": "hour",
+        "condition": "above",
+        "threshold": 1500,
+        "recipients": ["oncall@example.com"],
+    }
+    resp = Client().post(
+        "/api/v1/alert-rules", json.dumps(body), content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {admin}"
+    )
     assert resp.status_code == 201, resp.content
     assert resp.json()["metric"] == "ttft_p95_ms"
     assert AlertRule.objects.get().metric == Metric.TTFT_P95_MS

@@ -26,32 +26,45 @@ UNKNOWN_2 = "claude-future-10"
 
 
 def ev(request_id: str, model: str, *, service: str = "checkout") -> dict:
-    return {"request_id": request_id, "model": model, "latency_ms": 120, "input_tokens": 1000, "output_tokens": 50,
-            "service": service, "timestamp": (datetime.now(tz=UTC) - timedelta(minutes=1)).isoformat()}
+    return {
+        "request_id": request_id,
+        "model": model,
+        "latency_ms": 120,
+        "input_tokens": 1000,
+        "output_tokens": 50,
+        "service": service,
+        "timestamp": (datetime.now(tz=UTC) - timedelta(minutes=1)).isoformat(),
+    }
 
 
 @pytest.fixture
 def project(transactional_db):  # type: ignore[no-untyped-def]
     key = ingest_key_create(project_slug="acme", environment_name="prod")
     users = get_user_model().objects
-    Membership.objects.create(user=users.create_user("boss", email="boss@example.com"), project=key.key.project,
-                              role="admin")
-    Membership.objects.create(user=users.create_user("ann", email="ann@example.com"), project=key.key.project,
-                              role="viewer")
+    Membership.objects.create(
+        user=users.create_user("boss", email="boss@example.com"), project=key.key.project, role="admin"
+    )
+    Membership.objects.create(
+        user=users.create_user("ann", email="ann@example.com"), project=key.key.project, role="viewer"
+    )
     Membership.objects.create(user=users.create_user("nomail"), project=key.key.project, role="admin")
     return key
 
 
-def post_concurrently(url: str, secret: str, model: str, *, threads: int = 6, per_thread: int = 20,
-                      prefix: str = "a") -> None:
+def post_concurrently(
+    url: str, secret: str, model: str, *, threads: int = 6, per_thread: int = 20, prefix: str = "a"
+) -> None:
     barrier = threading.Barrier(threads)
     accepted: list[int] = []
 
     def post(n: int) -> None:
         with httpx.Client(timeout=30) as http:
             barrier.wait()
-            resp = http.post(f"{url}/api/v1/events", headers={"Authorization": f"Bearer {secret}"},
-                             json={"events": [ev(f"{prefix}-{model}-{n}-{i}", model) for i in range(per_thread)]})
+            resp = http.post(
+                f"{url}/api/v1/events",
+                headers={"Authorization": f"Bearer {secret}"},
+                json={"events": [ev(f"{prefix}-{model}-{n}-{i}", model) for i in range(per_thread)]},
+            )
             accepted.append(resp.json()["accepted"])
 
     workers = [threading.Thread(target=post, args=(n,)) for n in range(threads)]
@@ -86,7 +99,7 @@ def detect_concurrently(project_id: int, *, threads: int = 2) -> list[int]:
 def notices(model: str) -> dict[str, int]:
     counts: dict[str, int] = {}
     for notification in Notification.objects.filter(kind__in=["new_model", "unpriced_model"]):
-        if f":{model}" == notification.dedupe_key[-len(model) - 1:]:
+        if f":{model}" == notification.dedupe_key[-len(model) - 1 :]:
             counts[notification.kind] = counts.get(notification.kind, 0) + 1
     return counts
 
@@ -141,7 +154,10 @@ def test_models_already_in_the_aggregates_at_upgrade_are_baselined_without_notic
         for statement in migration.operations[-1].sql:
             cursor.execute(statement)
     assert sorted(ModelNotice.objects.filter(baseline=True).values_list("model", "kind")) == [
-        (UNKNOWN, "new_model"), (UNKNOWN, "unpriced_model"), ("claude-haiku-4-5", "new_model")]
+        (UNKNOWN, "new_model"),
+        (UNKNOWN, "unpriced_model"),
+        ("claude-haiku-4-5", "new_model"),
+    ]
     assert model_notices_check(project_ids=[project.key.project_id]) == 0
     assert model_notices_check() == 0  # the periodic pass over every project
     assert Notification.objects.count() == 0

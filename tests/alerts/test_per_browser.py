@@ -20,14 +20,21 @@ pytestmark = pytest.mark.browser
 __all__ = ["acme"]
 
 
-def test_admin_creates_a_per_user_rule_and_sees_each_user(live_server, acme, clean_events, django_user_model,
-                                                          browser):
+def test_admin_creates_a_per_user_rule_and_sees_each_user(live_server, acme, clean_events, django_user_model, browser):
     key = ingest_key_create(project_slug="acme", environment_name="prod").key
     now = timezone.now()
     # Haiku 4.5 input is $1 per million tokens: u_heavy $6, u_light $1.
-    events = [{"request_id": f"r{i}", "model": "claude-haiku-4-5", "latency_ms": 10, "input_tokens": 1_000_000,
-               "user_id": "u_heavy" if i < 6 else "u_light",
-               "timestamp": (now - timedelta(seconds=i + 1)).isoformat()} for i in range(7)]
+    events = [
+        {
+            "request_id": f"r{i}",
+            "model": "claude-haiku-4-5",
+            "latency_ms": 10,
+            "input_tokens": 1_000_000,
+            "user_id": "u_heavy" if i < 6 else "u_light",
+            "timestamp": (now - timedelta(seconds=i + 1)).isoformat(),
+        }
+        for i in range(7)
+    ]
     assert ingest(key, events).accepted == 7
     rollup_until_current()
     page = browser

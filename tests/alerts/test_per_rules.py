@@ -22,14 +22,30 @@ pytestmark = pytest.mark.usefixtures("clean_events")
 DIME = 100_000
 
 
-def spend(key, prefix: str, *, user_id: str = "", service: str = "checkout",  # type: ignore[no-untyped-def]
-          dimes: int, when: datetime, calls: int = 1) -> None:
+def spend(
+    key,
+    prefix: str,
+    *,
+    user_id: str = "",
+    service: str = "checkout",  # type: ignore[no-untyped-def]
+    dimes: int,
+    when: datetime,
+    calls: int = 1,
+) -> None:
     """`calls` calls costing `dimes` x $0.10 together (the first call takes the remainder)."""
     per_call, first = divmod(dimes, calls)
-    events = [{"request_id": f"{prefix}{i}", "model": "claude-haiku-4-5", "latency_ms": 10,
-               "input_tokens": (per_call + (first if i == 0 else 0)) * DIME, "service": service,
-               "user_id": user_id, "timestamp": (when - timedelta(seconds=i + 1)).isoformat()}
-              for i in range(calls)]
+    events = [
+        {
+            "request_id": f"{prefix}{i}",
+            "model": "claude-haiku-4-5",
+            "latency_ms": 10,
+            "input_tokens": (per_call + (first if i == 0 else 0)) * DIME,
+            "service": service,
+            "user_id": user_id,
+            "timestamp": (when - timedelta(seconds=i + 1)).isoformat(),
+        }
+        for i in range(calls)
+    ]
     assert ingest(key, events).accepted == calls
 
 
@@ -39,10 +55,17 @@ def key(transactional_db):  # type: ignore[no-untyped-def]
 
 
 def per_rule(key, **fields) -> AlertRule:  # type: ignore[no-untyped-def]
-    values = {"name": "Per-user spend", "metric": "cost_usd", "window": "day", "condition": "above",
-              "threshold": 5.0, "per": "user_id", "recipients": ["oncall@example.com"], **fields}
+    values = {
+        "name": "Per-user spend",
+        "metric": "cost_usd",
+        "window": "day",
+        "condition": "above",
+        "threshold": 5.0,
+        "per": "user_id",
+        "recipients": ["oncall@example.com"],
+        **fields,
+    }
     return AlertRule.objects.create(project=key.project, **values)
-
 
 
 def test_five_light_users_and_one_heavy_one_open_one_incident_and_one_message(key):
@@ -134,7 +157,8 @@ def test_per_service_two_breaching_services_two_incidents_one_message(key):
     assert message.subject == "[Tally] acme: 2 services over $1.00 spend (top: checkout $3.00 today)"
     body = message.body
     assert body.index("  - service checkout: spend $3.00 today > $1.00\n") < body.index(
-        "  - service search: spend $2.00 today > $1.00\n")
+        "  - service search: spend $2.00 today > $1.00\n"
+    )
     assert "&service=checkout" in body
     assert "support" not in body
     assert Notification.objects.count() == 1
@@ -169,9 +193,18 @@ def test_more_than_20_breaching_values_are_one_message_listing_20_and_n_more(key
 
 def test_per_user_error_rate_respects_min_requests(key):
     now = datetime.now(tz=UTC).replace(microsecond=0)
-    events = [{"request_id": f"e{i}", "model": "claude-haiku-4-5", "latency_ms": 10, "input_tokens": 10,
-               "user_id": "u_busy" if i < 20 else "u_quiet", "status": "error" if i % 2 else "ok",
-               "timestamp": (now - timedelta(seconds=i + 1)).isoformat()} for i in range(24)]
+    events = [
+        {
+            "request_id": f"e{i}",
+            "model": "claude-haiku-4-5",
+            "latency_ms": 10,
+            "input_tokens": 10,
+            "user_id": "u_busy" if i < 20 else "u_quiet",
+            "status": "error" if i % 2 else "ok",
+            "timestamp": (now - timedelta(seconds=i + 1)).isoformat(),
+        }
+        for i in range(24)
+    ]
     assert ingest(key, events).accepted == 24
     rollup_until_current()
     per_rule(key, name="Per-user errors", metric="error_rate", threshold=0.2, min_requests=10)
@@ -182,12 +215,23 @@ def test_per_user_error_rate_respects_min_requests(key):
 
 
 def api(key_secret: str, method: str, path: str, body=None):  # type: ignore[no-untyped-def]
-    return getattr(Client(), method)(path, data=json.dumps(body) if body is not None else None,
-                                     content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {key_secret}")
+    return getattr(Client(), method)(
+        path,
+        data=json.dumps(body) if body is not None else None,
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {key_secret}",
+    )
 
 
-RULE = {"name": "Per-user spend", "metric": "cost_usd", "window": "day", "condition": "above", "threshold": 5.0,
-        "recipients": ["oncall@example.com"], "per": "user_id"}
+RULE = {
+    "name": "Per-user spend",
+    "metric": "cost_usd",
+    "window": "day",
+    "condition": "above",
+    "threshold": 5.0,
+    "recipients": ["oncall@example.com"],
+    "per": "user_id",
+}
 
 
 @pytest.mark.parametrize(
@@ -218,20 +262,38 @@ def test_per_is_saved_read_and_cleared_through_the_api(db):
     assert created.status_code == 201, created.content
     assert created.json()["per"] == "user_id"
     rule_id = created.json()["id"]
-    per_service = api(secret, "patch", f"/api/v1/alert-rules/{rule_id}", {"per": "service", "window": "hour",
-                                                                          "metric": "latency_p95_ms"})
+    per_service = api(
+        secret,
+        "patch",
+        f"/api/v1/alert-rules/{rule_id}",
+        {"per": "service", "window": "hour", "metric": "latency_p95_ms"},
+    )
     assert per_service.status_code == 200, per_service.content
     assert (per_service.json()["per"], per_service.json()["window"]) == ("service", "hour")
     cleared = api(secret, "patch", f"/api/v1/alert-rules/{rule_id}", {"per": None})
     assert cleared.json()["per"] is None
     assert AlertRule.objects.get().per is None
     assert api(secret, "post", "/api/v1/alert-rules", {**RULE, "per": 5}).json()["errors"] == [
-        {"field": "per", "message": "must be a str"}]
+        {"field": "per", "message": "must be a str"}
+    ]
 
 
-FORM = {"name": "Any single user over $5 a day", "metric": "cost_usd", "window": "day", "condition": "above",
-        "threshold": "5", "sensitivity": "", "environment": "", "service": "", "model": "", "per": "user_id",
-        "recipients": "oncall@example.com", "cooldown_minutes": "60", "min_requests": "20", "enabled": "true"}
+FORM = {
+    "name": "Any single user over $5 a day",
+    "metric": "cost_usd",
+    "window": "day",
+    "condition": "above",
+    "threshold": "5",
+    "sensitivity": "",
+    "environment": "",
+    "service": "",
+    "model": "",
+    "per": "user_id",
+    "recipients": "oncall@example.com",
+    "cooldown_minutes": "60",
+    "min_requests": "20",
+    "enabled": "true",
+}
 
 
 def test_the_form_saves_per_and_the_pages_show_it_with_each_value(key, django_user_model):
@@ -361,9 +423,17 @@ def test_a_pass_that_fails_midway_leaves_nothing_half_done(key, monkeypatch):
 def test_calls_without_the_dimension_are_nobodys_value(key):
     """Per feature: untagged calls ($9 here) are not a feature; the tagged one over $1 is."""
     now = datetime.now(tz=UTC).replace(microsecond=0)
-    events = [{"request_id": f"f{i}", "model": "claude-haiku-4-5", "latency_ms": 10, "input_tokens": 1_000_000,
-               "feature": "summarize" if i < 2 else None, "timestamp": (now - timedelta(seconds=i + 1)).isoformat()}
-              for i in range(11)]
+    events = [
+        {
+            "request_id": f"f{i}",
+            "model": "claude-haiku-4-5",
+            "latency_ms": 10,
+            "input_tokens": 1_000_000,
+            "feature": "summarize" if i < 2 else None,
+            "timestamp": (now - timedelta(seconds=i + 1)).isoformat(),
+        }
+        for i in range(11)
+    ]
     assert ingest(key, events).accepted == 11
     rollup_until_current()
     per_rule(key, name="Per-feature spend", per="feature", threshold=1.0)
@@ -383,9 +453,9 @@ def test_switching_per_off_closes_the_values_incidents_quietly(key):
     assert rules_evaluate(now=now + timedelta(seconds=2)) == {"opened": 1}
     AlertRule.objects.filter(pk=rule.pk).update(per="user_id", threshold=6.05)  # u_01 $6.10 only
     assert rules_evaluate(now=now + timedelta(seconds=3)) == {"opened": 1}
-    assert list(Incident.objects.filter(resolved_at__isnull=True).values_list("dimension_value", flat=True)) == [
-        "u_01"]
+    assert list(Incident.objects.filter(resolved_at__isnull=True).values_list("dimension_value", flat=True)) == ["u_01"]
     assert [m.subject for m in mail.outbox] == [
         "[Tally] acme: 2 users over $5.00 spend (top: u_01 $6.10 today)",
         "[Tally] acme: spend $12.10 > $5.00",
-        "[Tally] acme: u_01 spent $6.10 today > $6.05"]
+        "[Tally] acme: u_01 spent $6.10 today > $6.05",
+    ]

@@ -34,26 +34,51 @@ def key(transactional_db):  # type: ignore[no-untyped-def]
 
 def tally_spends_3_dollars(key) -> None:  # type: ignore[no-untyped-def]
     # claude-sonnet-4-6 input is $3 per MTok: one call of 1M input tokens is exactly $3.00.
-    ingest(key, [{"request_id": "c1", "model": "claude-sonnet-4-6", "latency_ms": 500, "input_tokens": 1_000_000,
-                  "timestamp": (DAY + timedelta(hours=10)).isoformat()}])
+    ingest(
+        key,
+        [
+            {
+                "request_id": "c1",
+                "model": "claude-sonnet-4-6",
+                "latency_ms": 500,
+                "input_tokens": 1_000_000,
+                "timestamp": (DAY + timedelta(hours=10)).isoformat(),
+            }
+        ],
+    )
     rollup_until_current()
 
 
 def provider_read(key, *, covered: bool, cost: str = "4.50"):  # type: ignore[no-untyped-def]
-    connection = provider_connection_set(project=key.project, admin_key="sk-ant-admin01-fake-0123456789abcdefXYZ9",
-                                         api_key_ids=[], workspace_ids=[])
+    connection = provider_connection_set(
+        project=key.project, admin_key="sk-ant-admin01-fake-0123456789abcdefXYZ9", api_key_ids=[], workspace_ids=[]
+    )
     if covered:  # what a sync stores: the day's rows and the days it read
-        ProviderDailyUsage.objects.create(connection=connection, day=DAY.date(), model="claude-sonnet-4-6",
-                                          requests=2, uncached_input_tokens=1_500_000, cost_usd=Decimal(cost),
-                                          synced_at=NOW)
-        type(connection).objects.filter(pk=connection.pk).update(covered_from=DAY.date() - timedelta(days=2),
-                                                                 covered_to=DAY.date())
+        ProviderDailyUsage.objects.create(
+            connection=connection,
+            day=DAY.date(),
+            model="claude-sonnet-4-6",
+            requests=2,
+            uncached_input_tokens=1_500_000,
+            cost_usd=Decimal(cost),
+            synced_at=NOW,
+        )
+        type(connection).objects.filter(pk=connection.pk).update(
+            covered_from=DAY.date() - timedelta(days=2), covered_to=DAY.date()
+        )
     return connection
 
 
 def rule(key, metric: str, threshold: float, condition: str, window: str = "day") -> AlertRule:  # type: ignore[no-untyped-def]
-    return AlertRule.objects.create(project=key.project, name=f"{metric} per day", metric=metric, window=window,
-                                    condition=condition, threshold=threshold, recipients=["finops@example.com"])
+    return AlertRule.objects.create(
+        project=key.project,
+        name=f"{metric} per day",
+        metric=metric,
+        window=window,
+        condition=condition,
+        threshold=threshold,
+        recipients=["finops@example.com"],
+    )
 
 
 def test_coverage_below_and_unmetered_above_fire_once_with_the_days_figures(key):
@@ -64,7 +89,9 @@ def test_coverage_below_and_unmetered_above_fire_once_with_the_days_figures(key)
     assert rules_evaluate(now=NOW) == {"opened": 2}
     assert rules_evaluate(now=NOW + timedelta(hours=1)) == {"open": 2}  # still the same day: no second email
     assert sorted(Incident.objects.values_list("rule__metric", "value", "window_start")) == [
-        ("coverage", 0.667, DAY), ("unmetered_cost_usd", 1.5, DAY)]
+        ("coverage", 0.667, DAY),
+        ("unmetered_cost_usd", 1.5, DAY),
+    ]
     mails = {n.incident.rule_id: n for n in Notification.objects.all()}  # type: ignore[union-attr]
     assert len(mails) == 2
     assert Notification.objects.count() == 2
@@ -74,8 +101,10 @@ def test_coverage_below_and_unmetered_above_fire_once_with_the_days_figures(key)
     assert "Anthropic billed $4.50; Tally saw $3.00: coverage 66.7%, unmetered $1.50" in body
     assert "claude-sonnet-4-6: $1.50 unmetered" in body
     day = DAY.strftime("%Y-%m-%d")
-    assert f"Reconciliation for this day: {settings.TALLY_BASE_URL.rstrip('/')}/reconciliation?project=acme" \
-           f"&from={day}&to={day}\n" in body
+    assert (
+        f"Reconciliation for this day: {settings.TALLY_BASE_URL.rstrip('/')}/reconciliation?project=acme"
+        f"&from={day}&to={day}\n" in body
+    )
     assert f"/reconciliation?project=acme&amp;from={day}&amp;to={day}" in mails[coverage.pk].body_html
 
 
@@ -111,12 +140,19 @@ def test_an_open_gap_stays_open_over_a_day_with_nothing_to_judge(key):
 @pytest.mark.parametrize("metric", ["coverage", "unmetered_cost_usd"])
 def test_provider_metrics_need_the_day_window(transactional_db, metric):
     secret = ingest_key_create(project_slug="acme", environment_name="prod", scope="admin").secret
-    body = {"name": "gap", "metric": metric, "window": "hour", "condition": "below", "threshold": 0.9,
-            "recipients": ["finops@example.com"]}
+    body = {
+        "name": "gap",
+        "metric": metric,
+        "window": "hour",
+        "condition": "below",
+        "threshold": 0.9,
+        "recipients": ["finops@example.com"],
+    }
     resp = call("post", "/api/v1/alert-rules", secret, body)
     assert resp.status_code == 400
     assert resp.json()["errors"] == [
-        {"field": "window", "message": f"{metric} is judged per UTC day: the window must be day, not hour"}]
+        {"field": "window", "message": f"{metric} is judged per UTC day: the window must be day, not hour"}
+    ]
     assert call("post", "/api/v1/alert-rules", secret, {**body, "window": "day"}).status_code == 201
 
 
@@ -130,8 +166,10 @@ def test_the_digest_has_a_provider_line_only_with_a_connection(key):
     assert line["link"].endswith(f"/reconciliation?project=acme&from={day}&to={day}")
     DigestSubscription.objects.create(project=key.project, enabled=True, recipients=["finops@example.com"])
     assert digest_send(day=NOW) == 1
-    assert "Provider reconciliation: coverage 66.7% (Tally $3.00 of $4.50 billed), unmetered spend $1.50 (" \
+    assert (
+        "Provider reconciliation: coverage 66.7% (Tally $3.00 of $4.50 billed), unmetered spend $1.50 ("
         in Notification.objects.get().body_text
+    )
 
 
 def test_provider_metric_format():
@@ -155,9 +193,17 @@ def test_the_pages_show_a_provider_incident_and_the_form_names_the_window(key, d
     history = client.get(f"/alerts/{gap.pk}/?project=acme")
     assert history.status_code == 200
     assert "Anthropic billed $4.50; Tally saw $3.00: coverage 66.7%, unmetered $1.50" in history.content.decode()
-    form = client.post("/alerts/new?project=acme", {
-        "name": "gap", "metric": "unmetered_cost_usd", "window": "hour", "condition": "above", "threshold": "1",
-        "recipients": "finops@example.com"})
+    form = client.post(
+        "/alerts/new?project=acme",
+        {
+            "name": "gap",
+            "metric": "unmetered_cost_usd",
+            "window": "hour",
+            "condition": "above",
+            "threshold": "1",
+            "recipients": "finops@example.com",
+        },
+    )
     assert form.status_code == 200
     assert "unmetered_cost_usd is judged per UTC day: the window must be day, not hour" in form.content.decode()
     assert AlertRule.objects.count() == 1

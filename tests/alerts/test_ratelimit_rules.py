@@ -23,14 +23,30 @@ CLOSED = NOW.replace(minute=0) - timedelta(hours=1)
 
 
 def calls(prefix: str, n: int, **fields) -> list[dict]:  # type: ignore[no-untyped-def]
-    return [{"request_id": f"{prefix}{i}", "model": "claude-sonnet-4-6", "latency_ms": 500, "input_tokens": 100,
-             "timestamp": (CLOSED + timedelta(minutes=i % 60)).isoformat(), **fields} for i in range(n)]
+    return [
+        {
+            "request_id": f"{prefix}{i}",
+            "model": "claude-sonnet-4-6",
+            "latency_ms": 500,
+            "input_tokens": 100,
+            "timestamp": (CLOSED + timedelta(minutes=i % 60)).isoformat(),
+            **fields,
+        }
+        for i in range(n)
+    ]
 
 
 def rule(key, metric: str, threshold: float, condition: str) -> AlertRule:  # type: ignore[no-untyped-def]
-    return AlertRule.objects.create(project=key.project, name=f"{metric} per hour", metric=metric, window="hour",
-                                    condition=condition, threshold=threshold, recipients=["oncall@example.com"],
-                                    min_requests=1)
+    return AlertRule.objects.create(
+        project=key.project,
+        name=f"{metric} per hour",
+        metric=metric,
+        window="hour",
+        condition=condition,
+        threshold=threshold,
+        recipients=["oncall@example.com"],
+        min_requests=1,
+    )
 
 
 @pytest.fixture
@@ -39,9 +55,12 @@ def key(transactional_db):  # type: ignore[no-untyped-def]
 
 
 def test_a_headroom_rule_fires_below_its_threshold_and_a_429_rule_counts_429s(key):
-    ingest(key, calls("ok", 3, ratelimit_input_tokens_limit=400_000, ratelimit_input_tokens_remaining=360_000)
-           + calls("low", 1, ratelimit_input_tokens_limit=400_000, ratelimit_input_tokens_remaining=20_000)
-           + calls("rl", 2, status="error", http_status=429, error_type="rate_limit_error"))
+    ingest(
+        key,
+        calls("ok", 3, ratelimit_input_tokens_limit=400_000, ratelimit_input_tokens_remaining=360_000)
+        + calls("low", 1, ratelimit_input_tokens_limit=400_000, ratelimit_input_tokens_remaining=20_000)
+        + calls("rl", 2, status="error", http_status=429, error_type="rate_limit_error"),
+    )
     rollup_until_current()
     headroom = rule(key, Metric.RATELIMIT_INPUT_TOKENS_HEADROOM_MIN, 0.10, "below")
     requests_headroom = rule(key, Metric.RATELIMIT_REQUESTS_HEADROOM_MIN, 0.10, "below")  # never reported
@@ -51,7 +70,9 @@ def test_a_headroom_rule_fires_below_its_threshold_and_a_429_rule_counts_429s(ke
     assert rule_windows(limited, now=NOW, count=2)[0].value == 2.0
     assert rules_evaluate(now=NOW) == {"opened": 2, "ok": 1}
     assert sorted(Incident.objects.values_list("rule__metric", "value")) == [
-        ("rate_limited_requests", 2.0), ("ratelimit_input_tokens_headroom_min", 0.05)]
+        ("rate_limited_requests", 2.0),
+        ("ratelimit_input_tokens_headroom_min", 0.05),
+    ]
     assert sorted(Notification.objects.values_list("subject", flat=True)) == [
         "[Tally] acme: rate-limit headroom (input tokens) 5.0% < 10.0%",
         "[Tally] acme: rate-limited calls (429) 2 > 1",

@@ -17,10 +17,21 @@ from projects.models import Membership
 from projects.services import ingest_key_create, project_get_or_create
 
 PASSWORD = "alerts-test-pass-42"
-VALID_RULE = {"name": "Prod spend per hour", "metric": "cost_usd", "window": "hour", "condition": "above",
-              "threshold": "25", "sensitivity": "", "environment": "prod", "service": "", "model": "",
-              "recipients": "oncall@example.com, finance@example.com", "cooldown_minutes": "60",
-              "min_requests": "20", "enabled": ["false", "true"]}
+VALID_RULE = {
+    "name": "Prod spend per hour",
+    "metric": "cost_usd",
+    "window": "hour",
+    "condition": "above",
+    "threshold": "25",
+    "sensitivity": "",
+    "environment": "prod",
+    "service": "",
+    "model": "",
+    "recipients": "oncall@example.com, finance@example.com",
+    "cooldown_minutes": "60",
+    "min_requests": "20",
+    "enabled": ["false", "true"],
+}
 
 
 def member(django_user_model, project, name: str, role: str):  # type: ignore[no-untyped-def]
@@ -48,40 +59,67 @@ def viewer(project, django_user_model):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def rule(project):  # type: ignore[no-untyped-def]
-    return AlertRule.objects.create(project=project, name="Error spike", metric="error_rate", window="hour",
-                                    condition="above", threshold=0.05, recipients=["oncall@example.com"])
+    return AlertRule.objects.create(
+        project=project,
+        name="Error spike",
+        metric="error_rate",
+        window="hour",
+        condition="above",
+        threshold=0.05,
+        recipients=["oncall@example.com"],
+    )
 
 
 @pytest.fixture
 def budget(project):  # type: ignore[no-untyped-def]
-    return Budget.objects.create(project=project, name="Monthly cap", period="month", limit_usd=Decimal(500),
-                                 recipients=["finance@example.com"])
+    return Budget.objects.create(
+        project=project, name="Monthly cap", period="month", limit_usd=Decimal(500), recipients=["finance@example.com"]
+    )
 
 
 @pytest.fixture
 def failed_email(project):  # type: ignore[no-untyped-def]
     return Notification.objects.create(
-        project=project, kind=Notification.Kind.BUDGET, dedupe_key="budget:1:2025-01-01:100",
-        recipients=["finance@example.com"], subject="[Tally] acme: Monthly cap at 100%",
-        body_text="Spent $510.00 of $500.00 <monthly>", body_html='<p onclick="x()">Spent <b>$510.00</b></p>',
-        next_attempt_at=timezone.now(), attempts=8, failed_at=timezone.now(),
-        last_error="SMTPServerDisconnected: Connection unexpectedly closed")
+        project=project,
+        kind=Notification.Kind.BUDGET,
+        dedupe_key="budget:1:2025-01-01:100",
+        recipients=["finance@example.com"],
+        subject="[Tally] acme: Monthly cap at 100%",
+        body_text="Spent $510.00 of $500.00 <monthly>",
+        body_html='<p onclick="x()">Spent <b>$510.00</b></p>',
+        next_attempt_at=timezone.now(),
+        attempts=8,
+        failed_at=timezone.now(),
+        last_error="SMTPServerDisconnected: Connection unexpectedly closed",
+    )
 
 
 def pages(rule, failed_email) -> list[str]:  # type: ignore[no-untyped-def]
-    return ["/alerts/", f"/alerts/{rule.pk}/", "/alerts/budgets/", "/alerts/digest/", "/alerts/outbox/",
-            f"/alerts/outbox/{failed_email.pk}/"]
+    return [
+        "/alerts/",
+        f"/alerts/{rule.pk}/",
+        "/alerts/budgets/",
+        "/alerts/digest/",
+        "/alerts/outbox/",
+        f"/alerts/outbox/{failed_email.pk}/",
+    ]
 
 
 def write_urls(rule, budget) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
     """Every URL that changes something, with the methods that reach it."""
-    return [("get", "/alerts/new?project=acme"), ("post", "/alerts/new?project=acme"),
-            ("get", f"/alerts/{rule.pk}/edit"), ("post", f"/alerts/{rule.pk}/edit"),
-            ("post", f"/alerts/{rule.pk}/enabled"),
-            ("get", f"/alerts/{rule.pk}/delete"), ("post", f"/alerts/{rule.pk}/delete"),
-            ("post", "/alerts/budgets/?project=acme"),
-            ("get", f"/alerts/budgets/{budget.pk}/delete"), ("post", f"/alerts/budgets/{budget.pk}/delete"),
-            ("post", "/alerts/digest/?project=acme")]
+    return [
+        ("get", "/alerts/new?project=acme"),
+        ("post", "/alerts/new?project=acme"),
+        ("get", f"/alerts/{rule.pk}/edit"),
+        ("post", f"/alerts/{rule.pk}/edit"),
+        ("post", f"/alerts/{rule.pk}/enabled"),
+        ("get", f"/alerts/{rule.pk}/delete"),
+        ("post", f"/alerts/{rule.pk}/delete"),
+        ("post", "/alerts/budgets/?project=acme"),
+        ("get", f"/alerts/budgets/{budget.pk}/delete"),
+        ("post", f"/alerts/budgets/{budget.pk}/delete"),
+        ("post", "/alerts/digest/?project=acme"),
+    ]
 
 
 def field_errors(response) -> set[str]:  # type: ignore[no-untyped-def]
@@ -89,8 +127,11 @@ def field_errors(response) -> set[str]:  # type: ignore[no-untyped-def]
 
 
 def state(project) -> tuple:  # type: ignore[no-untyped-def]
-    return (list(AlertRule.objects.filter(project=project).values()), list(Budget.objects.values()),
-            list(DigestSubscription.objects.values()))
+    return (
+        list(AlertRule.objects.filter(project=project).values()),
+        list(Budget.objects.values()),
+        list(DigestSubscription.objects.values()),
+    )
 
 
 # --- reading -------------------------------------------------------------------------------
@@ -104,8 +145,9 @@ def test_every_page_is_200_for_members(request, who, rule, failed_email):
         assert response.status_code == 200, url
         # CSP script-src 'self': no inline script, no event handler attributes of ours.
         assert not re.search(rb"<script(?![^>]*\bsrc=)", response.content), url
-        assert b"Error spike" in response.content or url.startswith(("/alerts/budgets", "/alerts/digest",
-                                                                        "/alerts/outbox"))
+        assert b"Error spike" in response.content or url.startswith(
+            ("/alerts/budgets", "/alerts/digest", "/alerts/outbox")
+        )
 
 
 def test_anonymous_visitors_are_sent_to_login(db, rule, budget, failed_email):
@@ -117,14 +159,28 @@ def test_anonymous_visitors_are_sent_to_login(db, rule, budget, failed_email):
 
 
 def test_the_rules_list_shows_each_rule_and_its_state(admin, project, rule):
-    Incident.objects.create(rule=rule, window_start=timezone.now().replace(minute=0, second=0, microsecond=0),
-                            opened_at=timezone.now(), value=0.2, threshold=0.05)
-    quiet = AlertRule.objects.create(project=project, name="Slow", metric="latency_p95_ms", window="day",
-                                     condition="anomaly", sensitivity=4, service="search", model="claude-haiku-4-5",
-                                     recipients=["a@example.com"], enabled=False)
+    Incident.objects.create(
+        rule=rule,
+        window_start=timezone.now().replace(minute=0, second=0, microsecond=0),
+        opened_at=timezone.now(),
+        value=0.2,
+        threshold=0.05,
+    )
+    quiet = AlertRule.objects.create(
+        project=project,
+        name="Slow",
+        metric="latency_p95_ms",
+        window="day",
+        condition="anomaly",
+        sensitivity=4,
+        service="search",
+        model="claude-haiku-4-5",
+        recipients=["a@example.com"],
+        enabled=False,
+    )
     html = admin.get("/alerts/?project=acme").content.decode()
-    error_row = html[html.index(f'data-rule="{rule.pk}"'):html.index(f'data-rule="{quiet.pk}"')]
-    slow_row = html[html.index(f'data-rule="{quiet.pk}"'):]
+    error_row = html[html.index(f'data-rule="{rule.pk}"') : html.index(f'data-rule="{quiet.pk}"')]
+    slow_row = html[html.index(f'data-rule="{quiet.pk}"') :]
     assert "firing" in error_row
     assert "5.0%" in error_row  # threshold 0.05 of a rate
     assert "env prod" not in error_row
@@ -206,7 +262,13 @@ def test_admin_creates_a_rule_with_the_form(admin, project):
     assert response["Location"] == "/alerts/?project=acme"
     rule = AlertRule.objects.get()
     assert (rule.project, rule.name, rule.metric, rule.window, rule.condition, rule.threshold) == (
-        project, "Prod spend per hour", "cost_usd", "hour", "above", 25.0)
+        project,
+        "Prod spend per hour",
+        "cost_usd",
+        "hour",
+        "above",
+        25.0,
+    )
     assert (rule.environment, rule.service, rule.model) == ("prod", None, None)
     assert rule.recipients == ["oncall@example.com", "finance@example.com"]
     assert rule.enabled is True
@@ -214,12 +276,27 @@ def test_admin_creates_a_rule_with_the_form(admin, project):
 
 
 def test_an_invalid_rule_names_every_bad_field_and_saves_nothing(admin):
-    bad = {**VALID_RULE, "name": "", "metric": "p50", "window": "week", "threshold": "",
-           "recipients": "oncall@example.com, not-an-email", "cooldown_minutes": "-5", "min_requests": "many"}
+    bad = {
+        **VALID_RULE,
+        "name": "",
+        "metric": "p50",
+        "window": "week",
+        "threshold": "",
+        "recipients": "oncall@example.com, not-an-email",
+        "cooldown_minutes": "-5",
+        "min_requests": "many",
+    }
     response = admin.post("/alerts/new?project=acme", bad)
     assert response.status_code == 200
-    assert field_errors(response) == {"name", "metric", "window", "threshold", "recipients", "cooldown_minutes",
-                                      "min_requests"}
+    assert field_errors(response) == {
+        "name",
+        "metric",
+        "window",
+        "threshold",
+        "recipients",
+        "cooldown_minutes",
+        "min_requests",
+    }
     html = response.content.decode()
     assert "Nothing was saved" in html
     assert "&#x27;not-an-email&#x27; is not a valid email address" in html
@@ -240,8 +317,13 @@ def test_admin_edits_a_rule_and_can_untick_enabled(admin, rule):
     form = admin.get(f"/alerts/{rule.pk}/edit").content.decode()
     assert 'value="Error spike"' in form
     assert re.search(r'type="checkbox"[^>]*name="enabled"[^>]*checked', form)
-    changed = {**VALID_RULE, "name": "Error spike (prod)", "metric": "error_rate", "threshold": "0.1",
-               "enabled": "false"}  # the box unticked: only the hidden "false" is sent
+    changed = {
+        **VALID_RULE,
+        "name": "Error spike (prod)",
+        "metric": "error_rate",
+        "threshold": "0.1",
+        "enabled": "false",
+    }  # the box unticked: only the hidden "false" is sent
     response = admin.post(f"/alerts/{rule.pk}/edit", changed)
     assert response.status_code == 302
     rule.refresh_from_db()
@@ -273,30 +355,57 @@ def test_admin_disables_enables_and_deletes_a_rule(admin, rule):
 def test_rule_history_shows_each_incident(viewer, rule):
     start = datetime(2025, 3, 4, 10, tzinfo=UTC)
     resolved = Incident.objects.create(
-        rule=rule, window_start=start, opened_at=start + timedelta(hours=1, minutes=2),
-        resolved_at=start + timedelta(hours=3, minutes=32), value=0.125, threshold=0.05, notified=True,
-        detail={"contributors": [{"dimension": "model", "value": "claude-haiku-4-5", "now": 0.1, "before": 0.01,
-                                  "change": 0.09}]})
-    Notification.objects.create(project=rule.project, kind="incident_opened", incident=resolved,
-                                dedupe_key=f"incident:{resolved.pk}:opened", recipients=rule.recipients,
-                                subject="fired", body_text="t", body_html="h", next_attempt_at=timezone.now(),
-                                sent_at=timezone.now())
-    Incident.objects.create(rule=rule, window_start=start + timedelta(hours=4), opened_at=start + timedelta(hours=5),
-                            value=0.08, threshold=0.05, notified=False, detail={"contributors": []})
+        rule=rule,
+        window_start=start,
+        opened_at=start + timedelta(hours=1, minutes=2),
+        resolved_at=start + timedelta(hours=3, minutes=32),
+        value=0.125,
+        threshold=0.05,
+        notified=True,
+        detail={
+            "contributors": [
+                {"dimension": "model", "value": "claude-haiku-4-5", "now": 0.1, "before": 0.01, "change": 0.09}
+            ]
+        },
+    )
+    Notification.objects.create(
+        project=rule.project,
+        kind="incident_opened",
+        incident=resolved,
+        dedupe_key=f"incident:{resolved.pk}:opened",
+        recipients=rule.recipients,
+        subject="fired",
+        body_text="t",
+        body_html="h",
+        next_attempt_at=timezone.now(),
+        sent_at=timezone.now(),
+    )
+    Incident.objects.create(
+        rule=rule,
+        window_start=start + timedelta(hours=4),
+        opened_at=start + timedelta(hours=5),
+        value=0.08,
+        threshold=0.05,
+        notified=False,
+        detail={"contributors": []},
+    )
     html = viewer.get(f"/alerts/{rule.pk}/").content.decode()
-    first = html[html.index(f'data-incident="{resolved.pk}"'):]
+    first = html[html.index(f'data-incident="{resolved.pk}"') :]
     assert "Mar 4, 10:00 – 12:00" in first  # the windows that breached (see below)
     assert "2 h 30 min" in first
     assert "12.5%" in first
     assert "threshold 5.0%" in first
     assert "claude-haiku-4-5" in first
     # An incident stored before shares existed still shows its change.
-    assert "10.0% <span class=\"subtle\">(1.0% a day earlier, +9.0%)</span>" in first
+    assert '10.0% <span class="subtle">(1.0% a day earlier, +9.0%)</span>' in first
     # Resolved at 13:32: the 12:00 window was fine, so the breach was 10:00-12:00.
-    assert ('href="/errors?project=acme&amp;from=2025-03-04T10:00:00Z&amp;to=2025-03-04T12:00:00Z" '
-            'data-link="dashboard"') in first
-    assert ('href="/events?project=acme&amp;from=2025-03-04T10:00:00Z&amp;to=2025-03-04T12:00:00Z&amp;status=error" '
-            'data-link="calls"') in first
+    assert (
+        'href="/errors?project=acme&amp;from=2025-03-04T10:00:00Z&amp;to=2025-03-04T12:00:00Z" data-link="dashboard"'
+    ) in first
+    assert (
+        'href="/events?project=acme&amp;from=2025-03-04T10:00:00Z&amp;to=2025-03-04T12:00:00Z&amp;status=error" '
+        'data-link="calls"'
+    ) in first
     assert "notified · sent" in first
     assert "suppressed by cooldown" in html
     assert "so far" in html  # the open one
@@ -304,10 +413,22 @@ def test_rule_history_shows_each_incident(viewer, rule):
 
 
 def test_anomaly_incidents_show_their_baseline(viewer, project):
-    rule = AlertRule.objects.create(project=project, name="Spend anomaly", metric="cost_usd", window="day",
-                                    condition="anomaly", sensitivity=3, recipients=["a@example.com"])
-    Incident.objects.create(rule=rule, window_start=datetime(2025, 3, 4, tzinfo=UTC),
-                            opened_at=datetime(2025, 3, 5, 0, 5, tzinfo=UTC), value=90, baseline=12.5)
+    rule = AlertRule.objects.create(
+        project=project,
+        name="Spend anomaly",
+        metric="cost_usd",
+        window="day",
+        condition="anomaly",
+        sensitivity=3,
+        recipients=["a@example.com"],
+    )
+    Incident.objects.create(
+        rule=rule,
+        window_start=datetime(2025, 3, 4, tzinfo=UTC),
+        opened_at=datetime(2025, 3, 5, 0, 5, tzinfo=UTC),
+        value=90,
+        baseline=12.5,
+    )
     html = viewer.get(f"/alerts/{rule.pk}/").content.decode()
     assert "baseline $12.50" in html
     assert "$90.00" in html
@@ -317,13 +438,28 @@ def test_anomaly_incidents_show_their_baseline(viewer, project):
 
 
 def test_admin_adds_and_deletes_a_budget(admin, project):
-    response = admin.post("/alerts/budgets/?project=acme", {
-        "name": "Daily cap", "period": "day", "limit_usd": "10", "environment": "prod", "service": "",
-        "user_id": "", "recipients": "finance@example.com", "enabled": ["false", "true"]})
+    response = admin.post(
+        "/alerts/budgets/?project=acme",
+        {
+            "name": "Daily cap",
+            "period": "day",
+            "limit_usd": "10",
+            "environment": "prod",
+            "service": "",
+            "user_id": "",
+            "recipients": "finance@example.com",
+            "enabled": ["false", "true"],
+        },
+    )
     assert (response.status_code, response["Location"]) == (302, "/alerts/budgets/?project=acme")
     budget = Budget.objects.get()
     assert (budget.project, budget.limit_usd, budget.environment, budget.recipients, budget.enabled) == (
-        project, Decimal(10), "prod", ["finance@example.com"], True)
+        project,
+        Decimal(10),
+        "prod",
+        ["finance@example.com"],
+        True,
+    )
     html = admin.get("/alerts/budgets/").content.decode()
     assert "Daily cap" in html
     assert "$10.00" in html
@@ -333,8 +469,10 @@ def test_admin_adds_and_deletes_a_budget(admin, project):
 
 
 def test_an_invalid_budget_names_every_bad_field_and_saves_nothing(admin):
-    response = admin.post("/alerts/budgets/?project=acme", {
-        "name": "", "period": "week", "limit_usd": "0", "recipients": "finance@", "enabled": "false"})
+    response = admin.post(
+        "/alerts/budgets/?project=acme",
+        {"name": "", "period": "week", "limit_usd": "0", "recipients": "finance@", "enabled": "false"},
+    )
     assert response.status_code == 200
     assert field_errors(response) == {"name", "period", "limit_usd", "recipients"}
     assert Budget.objects.count() == 0
@@ -352,12 +490,20 @@ def test_budgets_show_spent_projected_and_exceeded(transactional_db, django_user
     Budget.objects.create(project=key.project, name="Paused", period="day", limit_usd=Decimal(1), enabled=False)
     now = datetime.now(tz=UTC)
     # Haiku 4.5 input is $1 / MTok: eleven calls of 1M input tokens cost $11.
-    events = [{"request_id": f"r{i}", "model": "claude-haiku-4-5", "latency_ms": 10, "input_tokens": 1_000_000,
-               "timestamp": (now - timedelta(seconds=i + 1)).isoformat()} for i in range(11)]
+    events = [
+        {
+            "request_id": f"r{i}",
+            "model": "claude-haiku-4-5",
+            "latency_ms": 10,
+            "input_tokens": 1_000_000,
+            "timestamp": (now - timedelta(seconds=i + 1)).isoformat(),
+        }
+        for i in range(11)
+    ]
     assert ingest(key, events).accepted == 11
     rollup_until_current()
     html = client.get("/alerts/budgets/").content.decode()
-    rows = {name: html[html.index(f'<td class="strong">{name}</td>'):][:1500] for name in ("Tight", "Roomy", "Paused")}
+    rows = {name: html[html.index(f'<td class="strong">{name}</td>') :][:1500] for name in ("Tight", "Roomy", "Paused")}
     assert "$11.00" in rows["Tight"]
     assert "exceeded" in rows["Tight"]
     assert "110%" in rows["Tight"]
@@ -369,8 +515,9 @@ def test_budgets_show_spent_projected_and_exceeded(transactional_db, django_user
 def test_admin_switches_the_digest_on_and_off(admin, project):
     page = admin.get("/alerts/digest/").content.decode()
     assert "not set up for this project" in page
-    response = admin.post("/alerts/digest/?project=acme", {"enabled": ["false", "true"],
-                                                          "recipients": "team@example.com"})
+    response = admin.post(
+        "/alerts/digest/?project=acme", {"enabled": ["false", "true"], "recipients": "team@example.com"}
+    )
     assert response.status_code == 302
     sub = DigestSubscription.objects.get()
     assert (sub.project, sub.enabled, sub.recipients) == (project, True, ["team@example.com"])
@@ -390,19 +537,27 @@ def test_an_invalid_digest_form_saves_nothing(admin):
 
 
 def test_outbox_flags_a_failed_email_and_shows_its_error(viewer, failed_email, project):
-    Notification.objects.create(project=project, kind="digest", dedupe_key="digest:1:2025-01-01",
-                                recipients=["team@example.com"], subject="[Tally] acme: daily digest",
-                                body_text="t", body_html="h", next_attempt_at=timezone.now(), attempts=1,
-                                sent_at=timezone.now())
+    Notification.objects.create(
+        project=project,
+        kind="digest",
+        dedupe_key="digest:1:2025-01-01",
+        recipients=["team@example.com"],
+        subject="[Tally] acme: daily digest",
+        body_text="t",
+        body_html="h",
+        next_attempt_at=timezone.now(),
+        attempts=1,
+        sent_at=timezone.now(),
+    )
     html = viewer.get("/alerts/outbox/").content.decode()
-    row = html[html.index(f'data-notification="{failed_email.pk}"'):]
-    row = row[:row.index("</tr>")]
+    row = html[html.index(f'data-notification="{failed_email.pk}"') :]
+    row = row[: row.index("</tr>")]
     assert 'class="status-failed"' in html
-    assert "badge-bad\">failed" in row
+    assert 'badge-bad">failed' in row
     assert "SMTPServerDisconnected: Connection unexpectedly closed" in row
     assert "1 notification failed for good" in html
     assert "daily digest" in html
-    assert "badge-ok\">sent" in html
+    assert 'badge-ok">sent' in html
 
 
 def test_an_email_shows_its_text_and_a_sandboxed_html_body(viewer, failed_email):

@@ -66,15 +66,17 @@ def test_a_nul_in_any_get_parameter_is_a_400_naming_it(path, name):
 
 
 def test_a_nul_is_named_whichever_parameter_holds_it_and_other_methods_too():
-    resp = Client().post("/api/v1/events?format=json&service=ok&user_id=u%00", data=b"{}",
-                         content_type="application/json")
+    resp = Client().post(
+        "/api/v1/events?format=json&service=ok&user_id=u%00", data=b"{}", content_type="application/json"
+    )
     assert resp.json() == {"error": "user_id: must not contain a NUL character", "field": "user_id"}
     # Not an API path: left to its own view.
     assert Client().get("/healthz?x=%00").status_code == 200
 
 
-@pytest.mark.parametrize(("method", "path", "name"), OPERATIONS,
-                         ids=[f"{m.upper()} {p} ?{n}" for m, p, n in OPERATIONS])
+@pytest.mark.parametrize(
+    ("method", "path", "name"), OPERATIONS, ids=[f"{m.upper()} {p} ?{n}" for m, p, n in OPERATIONS]
+)
 def test_the_schema_documents_that_400_on_every_operation(method, path, name):
     documented: dict[str, Any] = SPEC["paths"][path][method]["responses"]["400"]
     assert "NUL" in documented["description"]

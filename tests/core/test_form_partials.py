@@ -24,8 +24,11 @@ def test_no_page_keeps_a_form_partial_of_its_own():
     partials = {"_field.html", "_checkbox.html", "_form_errors.html"}
     copies = [p for p in TEMPLATES.rglob("*.html") if p.name in partials and p.parent.name != "forms"]
     assert copies == []
-    included = {m for p in TEMPLATES.rglob("*.html")
-                for m in re.findall(r'{% include "([^"]*/_(?:field|checkbox|form_errors)\.html)"', p.read_text())}
+    included = {
+        m
+        for p in TEMPLATES.rglob("*.html")
+        for m in re.findall(r'{% include "([^"]*/_(?:field|checkbox|form_errors)\.html)"', p.read_text())
+    }
     assert included == {"forms/_field.html", "forms/_checkbox.html", "forms/_form_errors.html"}
 
 
@@ -33,14 +36,17 @@ def test_the_errors_summary_names_each_invalid_field_then_the_forms_own_errors()
     form = RangeForm({"name": "", "low": "x", "high": "3"})
     assert not form.is_valid()
     html = " ".join(render_to_string("forms/_form_errors.html", {"form": form}).split())
-    assert ('<strong>Nothing was saved.</strong> Fix the 2 fields marked below: '
-            '<a href="#id_name" class="mono">name</a>, <a href="#id_low" class="mono">low</a>. '
-            '<p class="field-error">low must be below high</p> </div>') in html
+    assert (
+        "<strong>Nothing was saved.</strong> Fix the 2 fields marked below: "
+        '<a href="#id_name" class="mono">name</a>, <a href="#id_low" class="mono">low</a>. '
+        '<p class="field-error">low must be below high</p> </div>'
+    ) in html
 
     only_form_error = RangeForm({"name": "n", "low": "1", "high": "3"})
     assert not only_form_error.is_valid()
-    html = " ".join(render_to_string("forms/_form_errors.html", {"form": only_form_error,
-                                                                  "lead": "Not logged in."}).split())
+    html = " ".join(
+        render_to_string("forms/_form_errors.html", {"form": only_form_error, "lead": "Not logged in."}).split()
+    )
     assert "Fix the" not in html
     assert '<strong>Not logged in.</strong> <p class="field-error">low must be below high</p>' in html
 

@@ -35,8 +35,7 @@ def test_metrics_count_ingest_outcomes_and_pipeline_state(db):
     assert _metric(text, "tally_rollup_pending_hours") == 1
     assert _metric(text, "tally_rollup_lag_seconds") >= 0
     assert "tally_ingest_request_seconds_bucket" in text
-    for name in ("tally_email_failed", "tally_email_retrying", "tally_alert_evaluations",
-                 "tally_alert_incidents_open"):
+    for name in ("tally_email_failed", "tally_email_retrying", "tally_alert_evaluations", "tally_alert_incidents_open"):
         assert _metric(text, name) == 0
 
 

@@ -7,10 +7,19 @@ import pytest
 from core.timeutil import utc_day, utc_day_number, utc_hour_number
 
 
-@pytest.mark.parametrize("text", [
-    "2026-11-25T23:59:59.999999Z", "2026-11-26T00:00:00Z", "2026-11-26T00:00:00+00:00", "2026-11-26T01:30:00+02:00",
-    "2026-11-25T22:30:00-03:00", "2026-11-26T05:45:00+05:45", "1970-01-01T00:00:00Z", "2024-02-29T12:00:00Z",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-11-25T23:59:59.999999Z",
+        "2026-11-26T00:00:00Z",
+        "2026-11-26T00:00:00+00:00",
+        "2026-11-26T01:30:00+02:00",
+        "2026-11-25T22:30:00-03:00",
+        "2026-11-26T05:45:00+05:45",
+        "1970-01-01T00:00:00Z",
+        "2024-02-29T12:00:00Z",
+    ],
+)
 def test_hours_and_days_agree_with_the_epoch(text):
     ts = datetime.fromisoformat(text)
     epoch = ts.timestamp()

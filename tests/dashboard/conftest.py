@@ -12,8 +12,14 @@ from typing import Any
 import pytest
 from django.db import connections
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 PASSWORD = "dashboard-test-pass-42"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 
@@ -42,8 +48,15 @@ class Seeded:
 
 
 def _event(rid: str, ts: datetime, **fields: Any) -> dict[str, Any]:
-    event = {"request_id": rid, "model": "claude-sonnet-4-6", "latency_ms": 800, "timestamp": ts.isoformat(),
-             "input_tokens": 1000, "output_tokens": 100, "service": "checkout"}
+    event = {
+        "request_id": rid,
+        "model": "claude-sonnet-4-6",
+        "latency_ms": 800,
+        "timestamp": ts.isoformat(),
+        "input_tokens": 1000,
+        "output_tokens": 100,
+        "service": "checkout",
+    }
     event.update(fields)
     return event
 
@@ -63,22 +76,48 @@ def seeded(transactional_db, clean_events):  # type: ignore[no-untyped-def]
     prod = ingest_key_create(project_slug="acme", environment_name="prod").key
     dev = ingest_key_create(project_slug="acme", environment_name="dev").key
     prod_events = [
-        _event("req_a", now - timedelta(hours=2), latency_ms=100, user_id="u_1",
-               cache_read_input_tokens=3000, metadata={"region": "eu-west"}, feature="summarize",
-               ratelimit_requests_limit=50, ratelimit_requests_remaining=35),
-        _event("req_b", now - timedelta(hours=3), latency_ms=300, status="error", error_type="overloaded_error",
-               http_status=529, service="search", user_id="u_2", feature="summarize"),
-        _event("req_c", now - timedelta(hours=1), model="claude-haiku-4-5", latency_ms=50, http_status=200,
-               feature="chat", ratelimit_input_tokens_limit=400_000, ratelimit_input_tokens_remaining=120_000,
-               cache_creation_input_tokens=2000, cache_creation={"ephemeral_5m_input_tokens": 1500,
-                                                                "ephemeral_1h_input_tokens": 500}),
+        _event(
+            "req_a",
+            now - timedelta(hours=2),
+            latency_ms=100,
+            user_id="u_1",
+            cache_read_input_tokens=3000,
+            metadata={"region": "eu-west"},
+            feature="summarize",
+            ratelimit_requests_limit=50,
+            ratelimit_requests_remaining=35,
+        ),
+        _event(
+            "req_b",
+            now - timedelta(hours=3),
+            latency_ms=300,
+            status="error",
+            error_type="overloaded_error",
+            http_status=529,
+            service="search",
+            user_id="u_2",
+            feature="summarize",
+        ),
+        _event(
+            "req_c",
+            now - timedelta(hours=1),
+            model="claude-haiku-4-5",
+            latency_ms=50,
+            http_status=200,
+            feature="chat",
+            ratelimit_input_tokens_limit=400_000,
+            ratelimit_input_tokens_remaining=120_000,
+            cache_creation_input_tokens=2000,
+            cache_creation={"ephemeral_5m_input_tokens": 1500, "ephemeral_1h_input_tokens": 500},
+        ),
         _event("req_x", now - timedelta(hours=4), model="claude-experimental-x", latency_ms=900),
         _event("req_old", now - timedelta(hours=26), model="claude-haiku-4-5", latency_ms=2000, user_id="u_1"),
     ]
     dev_events = [_event("req_dev", now - timedelta(hours=1), latency_ms=400)]
     for key, batch in ((prod, prod_events), (dev, dev_events)):
-        result = events_ingest(project_id=key.project_id, environment_id=key.environment_id,
-                               body={"events": batch}, max_batch=1000)
+        result = events_ingest(
+            project_id=key.project_id, environment_id=key.environment_id, body={"events": batch}, max_batch=1000
+        )
         assert result.accepted == len(batch), result.rejected
     rollup_until_current()
     return Seeded(now=now, events=prod_events + dev_events)

@@ -12,8 +12,14 @@ from tests.dashboard.conftest import PASSWORD, SCREENSHOTS
 pytestmark = pytest.mark.browser
 
 # page name -> (path, number of charts on it)
-PAGES = {"overview": ("/", 6), "spend": ("/spend", 3), "latency": ("/latency", 4), "errors": ("/errors", 4),
-         "cache": ("/cache", 3), "events": ("/events", 0)}
+PAGES = {
+    "overview": ("/", 6),
+    "spend": ("/spend", 3),
+    "latency": ("/latency", 4),
+    "errors": ("/errors", 4),
+    "cache": ("/cache", 3),
+    "events": ("/events", 0),
+}
 
 
 def log_in(page, base_url: str, username: str) -> None:  # type: ignore[no-untyped-def]
@@ -116,9 +122,16 @@ def test_a_rules_threshold_line_is_in_the_drawn_chart(live_server, seeded, viewe
     from alerts.models import AlertRule
     from projects.models import Project
 
-    AlertRule.objects.create(project=Project.objects.get(slug="acme"), name="Prod errors", metric="error_rate",
-                             window="hour", condition="above", threshold=0.1, environment="prod",
-                             recipients=["oncall@example.com"])
+    AlertRule.objects.create(
+        project=Project.objects.get(slug="acme"),
+        name="Prod errors",
+        metric="error_rate",
+        window="hour",
+        condition="above",
+        threshold=0.1,
+        environment="prod",
+        recipients=["oncall@example.com"],
+    )
     page = browser_page
     log_in(page, live_server.url, viewer_user.username)
     page.goto(f"{live_server.url}/errors?project=acme&range=24h&environment=prod")
@@ -133,8 +146,9 @@ def test_a_rules_threshold_line_is_in_the_drawn_chart(live_server, seeded, viewe
     assert page.errors == []
 
 
-def test_a_click_on_a_bar_opens_the_calls_of_that_bucket_with_the_pages_filters(live_server, seeded, viewer_user,
-                                                                             browser_page):
+def test_a_click_on_a_bar_opens_the_calls_of_that_bucket_with_the_pages_filters(
+    live_server, seeded, viewer_user, browser_page
+):
     from datetime import timedelta
     from urllib.parse import parse_qs, urlsplit
 
@@ -154,8 +168,12 @@ def test_a_click_on_a_bar_opens_the_calls_of_that_bucket_with_the_pages_filters(
     page.wait_for_url("**/events?**")
     query = parse_qs(urlsplit(page.url).query)
     bucket = (seeded.now - timedelta(hours=3)).replace(minute=0, second=0)
-    assert query == {"project": ["acme"], "environment": ["prod"], "model": ["claude-sonnet-4-6"],
-                     "from": [bucket.strftime("%Y-%m-%dT%H:%M:%SZ")],
-                     "to": [(bucket + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")]}
+    assert query == {
+        "project": ["acme"],
+        "environment": ["prod"],
+        "model": ["claude-sonnet-4-6"],
+        "from": [bucket.strftime("%Y-%m-%dT%H:%M:%SZ")],
+        "to": [(bucket + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")],
+    }
     page.screenshot(path=str(SCREENSHOTS / "drill-down-events.png"), full_page=True)
     assert page.errors == []

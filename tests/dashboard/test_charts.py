@@ -58,8 +58,13 @@ def test_requests_are_whole_numbers():
 
 
 def test_stacked_figure_keeps_the_given_order_and_stacks():
-    fig = charts.stacked_figure(DAYS, {"claude-sonnet-4-6": [2.0, 1.0], "claude-haiku-4-5": [0.5, 0]}, unit="USD",
-                                y_title="Spend (USD)", granularity="day")
+    fig = charts.stacked_figure(
+        DAYS,
+        {"claude-sonnet-4-6": [2.0, 1.0], "claude-haiku-4-5": [0.5, 0]},
+        unit="USD",
+        y_title="Spend (USD)",
+        granularity="day",
+    )
     assert [t["name"] for t in fig["data"]] == ["claude-sonnet-4-6", "claude-haiku-4-5"]
     assert [t["y"] for t in fig["data"]] == [[2.0, 1.0], [0.5, 0.0]]
     assert fig["layout"]["barmode"] == "stack"
@@ -69,16 +74,18 @@ def test_stacked_figure_keeps_the_given_order_and_stacks():
 def test_a_series_without_values_says_so():
     fig = charts.spend_figure(DAYS, [0, 0], granularity="day")
     assert fig["layout"]["annotations"][0]["text"] == "No calls in this range"
-    errors = charts.stacked_figure(DAYS, {}, unit="requests", y_title="Errors", granularity="day",
-                                   empty_message="No errors in this range")
+    errors = charts.stacked_figure(
+        DAYS, {}, unit="requests", y_title="Errors", granularity="day", empty_message="No errors in this range"
+    )
     assert errors["layout"]["annotations"][0]["text"] == "No errors in this range"
     assert len(errors["data"]) == 1
 
 
 def test_month_projection_ends_at_the_projected_value_on_the_last_day():
     days = [datetime(2026, 11, 1, tzinfo=UTC) + timedelta(days=i) for i in range(3)]
-    fig = charts.month_projection_figure(days, [1.0, 2.5, 4.0], last_day=datetime(2026, 11, 30, tzinfo=UTC),
-                                         projected_usd=40.0)
+    fig = charts.month_projection_figure(
+        days, [1.0, 2.5, 4.0], last_day=datetime(2026, 11, 30, tzinfo=UTC), projected_usd=40.0
+    )
     actual, projection = fig["data"]
     assert actual["y"] == [1.0, 2.5, 4.0]
     assert projection["x"] == ["2026-11-03 00:00", "2026-11-30 00:00"]
@@ -97,12 +104,28 @@ class _Series:
 
 def test_page_figure_sets_are_json_serialisable_and_complete():
     n = len(DAYS)
-    s = _Series(DAYS, cost_usd=[1, 2], requests=[3, 4], latency_p50_ms=[1, 2], latency_p95_ms=[3, 4],
-                latency_p99_ms=[5, 6], latency_avg_ms=[2, 3], error_rate=[0, 0.5], cache_hit_rate=[0.25, None],
-                cached_share=[0.1, 0.2], cache_savings_usd=[0.5, -0.1], cache_write_5m_tokens=[10, 0],
-                cache_write_1h_tokens=[0, 5], input_tokens=[1, 1], output_tokens=[2, 2],
-                cache_read_input_tokens=[3, 3], cache_creation_input_tokens=[4, 4], ttft_p50_ms=[1, None],
-                ttft_p95_ms=[2, None], batch_latency_avg_ms=[None, 600_000])
+    s = _Series(
+        DAYS,
+        cost_usd=[1, 2],
+        requests=[3, 4],
+        latency_p50_ms=[1, 2],
+        latency_p95_ms=[3, 4],
+        latency_p99_ms=[5, 6],
+        latency_avg_ms=[2, 3],
+        error_rate=[0, 0.5],
+        cache_hit_rate=[0.25, None],
+        cached_share=[0.1, 0.2],
+        cache_savings_usd=[0.5, -0.1],
+        cache_write_5m_tokens=[10, 0],
+        cache_write_1h_tokens=[0, 5],
+        input_tokens=[1, 1],
+        output_tokens=[2, 2],
+        cache_read_input_tokens=[3, 3],
+        cache_creation_input_tokens=[4, 4],
+        ttft_p50_ms=[1, None],
+        ttft_p95_ms=[2, None],
+        batch_latency_avg_ms=[None, 600_000],
+    )
     sets = {
         "overview": charts.overview_figures(s, granularity="day"),
         "latency": charts.latency_figures(s, granularity="day"),
@@ -121,8 +144,7 @@ def test_page_figure_sets_are_json_serialisable_and_complete():
 
 
 def test_small_counts_get_whole_number_ticks():
-    small = charts.stacked_figure(DAYS, {"a": [1, 0], "b": [1, 0]}, unit="requests", y_title="Calls",
-                                  granularity="day")
+    small = charts.stacked_figure(DAYS, {"a": [1, 0], "b": [1, 0]}, unit="requests", y_title="Calls", granularity="day")
     assert small["layout"]["yaxis"]["dtick"] == 1
     big = charts.requests_figure(DAYS, [300, 12], granularity="day")
     assert "dtick" not in big["layout"]["yaxis"]
@@ -130,13 +152,20 @@ def test_small_counts_get_whole_number_ticks():
 
 # --- decorate: thresholds, bands, incidents, budgets, the previous period, drill-down ----------------
 
-DRILL = {"url": "/events?project=acme&environment=prod", "start": "2026-11-03T09:00:00Z",
-         "end": "2026-11-03T12:00:00Z"}
+DRILL = {"url": "/events?project=acme&environment=prod", "start": "2026-11-03T09:00:00Z", "end": "2026-11-03T12:00:00Z"}
 
 
 def _rule(**fields):  # type: ignore[no-untyped-def]
-    rule = {"name": "Spend per hour", "metric": "cost_usd", "window": "hour", "condition": "above",
-            "threshold": 8.0, "sensitivity": 3.0, "band": [], "url": "/alerts/7/?project=acme"}
+    rule = {
+        "name": "Spend per hour",
+        "metric": "cost_usd",
+        "window": "hour",
+        "condition": "above",
+        "threshold": 8.0,
+        "sensitivity": 3.0,
+        "band": [],
+        "url": "/alerts/7/?project=acme",
+    }
     rule.update(fields)
     return rule
 
@@ -192,17 +221,30 @@ def test_an_anomaly_rule_draws_its_band_per_window():
 
 
 def test_incidents_are_shaded_spans_with_a_hover_marker_linking_to_the_rule():
-    incident = {"rule": "Spend per hour", "metric": "cost_usd", "start": HOURS[1], "end": HOURS[2], "open": False,
-                "value": 9.0, "threshold": 8.0, "baseline": None, "url": "/alerts/7/?project=acme"}
-    figures = {"spend": charts.spend_figure(HOURS, [1, 9, 2], granularity="hour"),
-               "requests": charts.requests_figure(HOURS, [1, 2, 3], granularity="hour")}
+    incident = {
+        "rule": "Spend per hour",
+        "metric": "cost_usd",
+        "start": HOURS[1],
+        "end": HOURS[2],
+        "open": False,
+        "value": 9.0,
+        "threshold": 8.0,
+        "baseline": None,
+        "url": "/alerts/7/?project=acme",
+    }
+    figures = {
+        "spend": charts.spend_figure(HOURS, [1, 9, 2], granularity="hour"),
+        "requests": charts.requests_figure(HOURS, [1, 2, 3], granularity="hour"),
+    }
     charts.decorate(figures, granularity="hour", overlays={"incidents": [incident]}, drill=DRILL)
     [shape] = figures["spend"]["layout"]["shapes"]
     assert (shape["x0"], shape["x1"], shape["yref"]) == ("2026-11-03 09:30", "2026-11-03 10:30", "paper")
     [marker] = [t for t in figures["spend"]["data"] if (t.get("meta") or {}).get("kind") == "incident"]
     assert marker["x"] == ["2026-11-03 10:00"]
     assert marker["customdata"] == ["/alerts/7/?project=acme"]
-    assert marker["text"] == ["Incident (resolved): Spend per hour<br>$9.00 vs threshold $8.00<br>click to open the rule"]
+    assert marker["text"] == [
+        "Incident (resolved): Spend per hour<br>$9.00 vs threshold $8.00<br>click to open the rule"
+    ]
     assert "shapes" not in figures["requests"]["layout"]  # another metric's incident
 
 
@@ -223,8 +265,11 @@ def test_the_previous_period_is_a_dashed_line_over_this_ones_buckets():
 
 def test_budgets_are_drawn_on_the_month_to_date_chart():
     days = [datetime(2026, 11, d, tzinfo=UTC) for d in (1, 2, 3)]
-    figures = {"mtd": charts.month_projection_figure(days, [1, 2, 3], last_day=datetime(2026, 11, 30, tzinfo=UTC),
-                                                     projected_usd=30)}
+    figures = {
+        "mtd": charts.month_projection_figure(
+            days, [1, 2, 3], last_day=datetime(2026, 11, 30, tzinfo=UTC), projected_usd=30
+        )
+    }
     budget = {"name": "Monthly", "period": "month", "limit_usd": 25.0, "url": "/alerts/budgets/?project=acme"}
     charts.decorate(figures, granularity="hour", overlays={"budgets": [budget]}, drill=DRILL)
     [line] = [t for t in figures["mtd"]["data"] if (t.get("meta") or {}).get("kind") == "budget"]
@@ -234,12 +279,17 @@ def test_budgets_are_drawn_on_the_month_to_date_chart():
 
 
 def test_drill_down_data_rides_on_every_figure_and_stacks_carry_their_filter():
-    figures = {"by_model": charts.stacked_figure(HOURS, {"claude-haiku-4-5": [1, 0, 0], "other": [0, 1, 0]},
-                                                 unit="USD", y_title="Spend", granularity="hour"),
-               "by_status": charts.stacked_figure(HOURS, {"HTTP 529": [1, 0, 0]}, unit="requests", y_title="Calls",
-                                                  granularity="hour"),
-               "by_type": charts.stacked_figure(HOURS, {"overloaded_error": [1, 0, 0]}, unit="requests",
-                                                y_title="Errors", granularity="hour")}
+    figures = {
+        "by_model": charts.stacked_figure(
+            HOURS, {"claude-haiku-4-5": [1, 0, 0], "other": [0, 1, 0]}, unit="USD", y_title="Spend", granularity="hour"
+        ),
+        "by_status": charts.stacked_figure(
+            HOURS, {"HTTP 529": [1, 0, 0]}, unit="requests", y_title="Calls", granularity="hour"
+        ),
+        "by_type": charts.stacked_figure(
+            HOURS, {"overloaded_error": [1, 0, 0]}, unit="requests", y_title="Errors", granularity="hour"
+        ),
+    }
     charts.decorate(figures, granularity="hour", overlays={}, drill=DRILL)
     assert figures["by_model"]["drill"] == {**DRILL, "step_seconds": 3600}
     assert figures["by_model"]["data"][0]["meta"] == {"drill": {"model": "claude-haiku-4-5"}}
@@ -249,8 +299,10 @@ def test_drill_down_data_rides_on_every_figure_and_stacks_carry_their_filter():
 
 
 def test_per_user_pages_say_which_charts_cannot_be_filtered_by_user():
-    figures = {"requests": charts.requests_figure(DAYS, [1, 2], granularity="day"),
-               "latency": charts.latency_figure(DAYS, [1, 2], [3, 4], [5, 6], granularity="day")}
+    figures = {
+        "requests": charts.requests_figure(DAYS, [1, 2], granularity="day"),
+        "latency": charts.latency_figure(DAYS, [1, 2], [3, 4], [5, 6], granularity="day"),
+    }
     charts.decorate(figures, granularity="day", overlays={}, drill=DRILL, per_user=True)
     assert figures["requests"]["data"][0]["y"] == [1, 2]
     assert all(t["y"] == [None, None] for t in figures["latency"]["data"])

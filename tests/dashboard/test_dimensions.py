@@ -68,14 +68,19 @@ def test_compare_overlays_the_previous_period_bucket_for_bucket(logged_in, seede
 def _calls_links(content: str) -> list[dict[str, list[str]]]:
     import re
 
-    return [parse_qs(urlsplit(href.replace("&amp;", "&")).query)
-            for href in re.findall(r'href="(/events\?[^"]+)" data-calls', content)]
+    return [
+        parse_qs(urlsplit(href.replace("&amp;", "&")).query)
+        for href in re.findall(r'href="(/events\?[^"]+)" data-calls', content)
+    ]
 
 
 def test_rows_link_to_their_calls_with_the_page_range_and_filters(logged_in, seeded):
     response = logged_in.get("/errors", {"project": "acme", "environment": "prod"})
     filters = response.context["filters"]
-    window = {"from": [filters.start.strftime("%Y-%m-%dT%H:%M:%SZ")], "to": [filters.end.strftime("%Y-%m-%dT%H:%M:%SZ")]}
+    window = {
+        "from": [filters.start.strftime("%Y-%m-%dT%H:%M:%SZ")],
+        "to": [filters.end.strftime("%Y-%m-%dT%H:%M:%SZ")],
+    }
     links = _calls_links(response.content.decode())
     base = {"project": ["acme"], **window, "environment": ["prod"]}
     assert {**base, "status": ["error"]} in links
@@ -101,16 +106,39 @@ def cache_calls(transactional_db, clean_events):  # type: ignore[no-untyped-def]
     at = (datetime.now(tz=UTC) - timedelta(hours=1)).isoformat()
     base = {"latency_ms": 100, "timestamp": at, "input_tokens": 100, "output_tokens": 10}
     events = [
-        {**base, "request_id": "w1", "model": "claude-sonnet-4-6", "service": "chat",
-         "cache_creation_input_tokens": 1000, "cache_creation": {"ephemeral_5m_input_tokens": 1000}},
-        *({**base, "request_id": f"r{i}", "model": "claude-sonnet-4-6", "service": "chat",
-           "cache_read_input_tokens": 3000} for i in range(3)),
-        *({**base, "request_id": f"x{i}", "model": "claude-haiku-4-5", "service": "recs",
-           "cache_creation_input_tokens": 5000, "cache_creation": {"ephemeral_5m_input_tokens": 5000}}
-          for i in range(2)),
+        {
+            **base,
+            "request_id": "w1",
+            "model": "claude-sonnet-4-6",
+            "service": "chat",
+            "cache_creation_input_tokens": 1000,
+            "cache_creation": {"ephemeral_5m_input_tokens": 1000},
+        },
+        *(
+            {
+                **base,
+                "request_id": f"r{i}",
+                "model": "claude-sonnet-4-6",
+                "service": "chat",
+                "cache_read_input_tokens": 3000,
+            }
+            for i in range(3)
+        ),
+        *(
+            {
+                **base,
+                "request_id": f"x{i}",
+                "model": "claude-haiku-4-5",
+                "service": "recs",
+                "cache_creation_input_tokens": 5000,
+                "cache_creation": {"ephemeral_5m_input_tokens": 5000},
+            }
+            for i in range(2)
+        ),
     ]
-    result = events_ingest(project_id=key.project_id, environment_id=key.environment_id, body={"events": events},
-                           max_batch=1000)
+    result = events_ingest(
+        project_id=key.project_id, environment_id=key.environment_id, body={"events": events}, max_batch=1000
+    )
     assert result.accepted == 6
     rollup_until_current()
 

@@ -22,8 +22,15 @@ SONNET, HAIKU, OPUS, UNPRICED = "claude-sonnet-4-6", "claude-haiku-4-5", "claude
 
 
 def _call(rid: str, hours_ago: float, now: datetime, **fields: Any) -> dict[str, Any]:
-    event = {"request_id": rid, "timestamp": (now - timedelta(hours=hours_ago)).isoformat(), "model": SONNET,
-             "service": "checkout", "latency_ms": 800, "input_tokens": 1000, "output_tokens": 100}
+    event = {
+        "request_id": rid,
+        "timestamp": (now - timedelta(hours=hours_ago)).isoformat(),
+        "model": SONNET,
+        "service": "checkout",
+        "latency_ms": 800,
+        "input_tokens": 1000,
+        "output_tokens": 100,
+    }
     event.update(fields)
     return event
 
@@ -49,24 +56,75 @@ def calls(transactional_db, clean_events):  # type: ignore[no-untyped-def]
     dev = ingest_key_create(project_slug="acme", environment_name="dev").key
     events = [
         _call("e1", 1, now, feature="refund", user_id="u_1", http_status=200, metadata={"region": "eu", "a": "1"}),
-        _call("e2", 2, now, feature="refund", user_id="u_2", status="error", error_type="overloaded_error",
-              http_status=529, latency_ms=3000, input_tokens=500, output_tokens=0),
-        _call("e3", 3, now, service="search", feature="answer", user_id="u_1", model=HAIKU, latency_ms=120,
-              input_tokens=20000, output_tokens=500),
-        _call("e4", 4, now, service="search", feature="answer", batch=True, latency_ms=600000, input_tokens=50000,
-              output_tokens=2000),
+        _call(
+            "e2",
+            2,
+            now,
+            feature="refund",
+            user_id="u_2",
+            status="error",
+            error_type="overloaded_error",
+            http_status=529,
+            latency_ms=3000,
+            input_tokens=500,
+            output_tokens=0,
+        ),
+        _call(
+            "e3",
+            3,
+            now,
+            service="search",
+            feature="answer",
+            user_id="u_1",
+            model=HAIKU,
+            latency_ms=120,
+            input_tokens=20000,
+            output_tokens=500,
+        ),
+        _call(
+            "e4",
+            4,
+            now,
+            service="search",
+            feature="answer",
+            batch=True,
+            latency_ms=600000,
+            input_tokens=50000,
+            output_tokens=2000,
+        ),
         _call("e5", 5, now, user_id="u_3", model=UNPRICED, latency_ms=900, input_tokens=3000, output_tokens=300),
-        _call("e6", 6, now, feature="refund", user_id="u_2", status="error", error_type="rate_limit_error",
-              http_status=429, latency_ms=40, input_tokens=0, output_tokens=0),
+        _call(
+            "e6",
+            6,
+            now,
+            feature="refund",
+            user_id="u_2",
+            status="error",
+            error_type="rate_limit_error",
+            http_status=429,
+            latency_ms=40,
+            input_tokens=0,
+            output_tokens=0,
+        ),
         _call("e7", 7, now, service="search", feature="answer", user_id="u_1"),
-        _call("e8", 30, now, feature="refund", user_id="u_1", model=OPUS, latency_ms=5000, input_tokens=100000,
-              output_tokens=1000),
+        _call(
+            "e8",
+            30,
+            now,
+            feature="refund",
+            user_id="u_1",
+            model=OPUS,
+            latency_ms=5000,
+            input_tokens=100000,
+            output_tokens=1000,
+        ),
     ]
     env = {rid: "prod" for rid in ("e1", "e2", "e3", "e5", "e6", "e7", "e8")} | {"e4": "dev"}
     for event in events:
         key = dev if env[event["request_id"]] == "dev" else prod
-        result = events_ingest(project_id=key.project_id, environment_id=key.environment_id,
-                               body={"events": [event]}, max_batch=1000)
+        result = events_ingest(
+            project_id=key.project_id, environment_id=key.environment_id, body={"events": [event]}, max_batch=1000
+        )
         assert result.accepted == 1, result.rejected
     rollup_until_current()
     return Calls(now=now, events=events, env=env)
@@ -92,33 +150,36 @@ def test_each_order_is_exact_with_ties_broken_by_the_later_id(logged_in, calls, 
     assert ids(logged_in, sort=sort) == ORDERS[sort]
 
 
-@pytest.mark.parametrize(("params", "expected"), [
-    ({"user": "u_1"}, ["e1", "e3", "e7", "e8"]),
-    ({"user": "u_nobody"}, []),
-    ({"feature": "refund"}, ["e1", "e2", "e6", "e8"]),
-    ({"error_type": "overloaded_error"}, ["e2"]),
-    ({"http_status": "429"}, ["e6"]),
-    ({"status": "error"}, ["e2", "e6"]),
-    ({"status": "ok"}, ["e1", "e3", "e4", "e5", "e7", "e8"]),
-    ({"kind": "batch"}, ["e4"]),
-    ({"kind": "online"}, ["e1", "e2", "e3", "e5", "e6", "e7", "e8"]),
-    ({"min_latency_ms": "900"}, ["e2", "e4", "e5", "e8"]),
-    ({"min_latency_ms": "900.5"}, ["e2", "e4", "e8"]),
-    ({"min_cost_usd": "0.01"}, ["e3", "e4", "e8"]),
-    ({"min_cost_usd": "0"}, ["e1", "e2", "e3", "e4", "e6", "e7", "e8"]),  # unpriced has no cost to compare
-    ({"environment": "dev"}, ["e4"]),
-    ({"environment": "qa"}, []),
-    ({"service": "search"}, ["e3", "e4", "e7"]),
-    ({"model": HAIKU}, ["e3"]),
-    ({"range": "24h"}, TIME[:-1]),
-    ({"request_id": "e5"}, ["e5"]),
-    ({"request_id": "e8", "range": "24h"}, ["e8"]),  # an id is looked up wherever it is in time
-    ({"request_id": "e5", "service": "search"}, []),  # but the other filters still apply
-    ({"request_id": "nope"}, []),
-    ({"feature": "refund", "range": "24h", "sort": "cost"}, ["e1", "e2", "e6"]),
-    ({"user": "u_1", "sort": "latency", "kind": "online"}, ["e8", "e7", "e1", "e3"]),
-    ({"service": "search", "min_latency_ms": "100", "sort": "tokens"}, ["e4", "e3", "e7"]),
-])
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"user": "u_1"}, ["e1", "e3", "e7", "e8"]),
+        ({"user": "u_nobody"}, []),
+        ({"feature": "refund"}, ["e1", "e2", "e6", "e8"]),
+        ({"error_type": "overloaded_error"}, ["e2"]),
+        ({"http_status": "429"}, ["e6"]),
+        ({"status": "error"}, ["e2", "e6"]),
+        ({"status": "ok"}, ["e1", "e3", "e4", "e5", "e7", "e8"]),
+        ({"kind": "batch"}, ["e4"]),
+        ({"kind": "online"}, ["e1", "e2", "e3", "e5", "e6", "e7", "e8"]),
+        ({"min_latency_ms": "900"}, ["e2", "e4", "e5", "e8"]),
+        ({"min_latency_ms": "900.5"}, ["e2", "e4", "e8"]),
+        ({"min_cost_usd": "0.01"}, ["e3", "e4", "e8"]),
+        ({"min_cost_usd": "0"}, ["e1", "e2", "e3", "e4", "e6", "e7", "e8"]),  # unpriced has no cost to compare
+        ({"environment": "dev"}, ["e4"]),
+        ({"environment": "qa"}, []),
+        ({"service": "search"}, ["e3", "e4", "e7"]),
+        ({"model": HAIKU}, ["e3"]),
+        ({"range": "24h"}, TIME[:-1]),
+        ({"request_id": "e5"}, ["e5"]),
+        ({"request_id": "e8", "range": "24h"}, ["e8"]),  # an id is looked up wherever it is in time
+        ({"request_id": "e5", "service": "search"}, []),  # but the other filters still apply
+        ({"request_id": "nope"}, []),
+        ({"feature": "refund", "range": "24h", "sort": "cost"}, ["e1", "e2", "e6"]),
+        ({"user": "u_1", "sort": "latency", "kind": "online"}, ["e8", "e7", "e1", "e3"]),
+        ({"service": "search", "min_latency_ms": "100", "sort": "tokens"}, ["e4", "e3", "e7"]),
+    ],
+)
 def test_each_filter_gives_exactly_its_calls(logged_in, calls, params, expected):
     assert ids(logged_in, **params) == expected
 
@@ -156,9 +217,15 @@ def test_keyset_pages_of_a_filtered_selection(logged_in, calls, monkeypatch):
     assert seen == ["e8", "e1", "e2", "e6"]
 
 
-@pytest.mark.parametrize(("sort", "expected"), [("time", ["e1", "e3", "e7", "e8"]), ("cost", ["e8", "e3", "e7", "e1"]),
-                                                ("latency", ["e8", "e7", "e1", "e3"]),
-                                                ("tokens", ["e8", "e3", "e7", "e1"])])
+@pytest.mark.parametrize(
+    ("sort", "expected"),
+    [
+        ("time", ["e1", "e3", "e7", "e8"]),
+        ("cost", ["e8", "e3", "e7", "e1"]),
+        ("latency", ["e8", "e7", "e1", "e3"]),
+        ("tokens", ["e8", "e3", "e7", "e1"]),
+    ],
+)
 def test_keyset_pages_of_one_user_in_every_order(logged_in, calls, monkeypatch, sort, expected):
     """A user's selection is read through the user index and sorted (explorer `few_rows`): same pages."""
     monkeypatch.setattr(explorer, "PAGE_SIZE", 1)
@@ -180,10 +247,17 @@ def test_many_equal_keys_page_without_loss(logged_in, transactional_db, clean_ev
 
     key = ingest_key_create(project_slug="acme", environment_name="prod").key
     now = datetime.now(tz=UTC).replace(microsecond=0)
-    events = [{"request_id": f"r{i:03d}", "model": SONNET, "latency_ms": 10, "input_tokens": 7,
-               "timestamp": (now - timedelta(minutes=i // 2)).isoformat()} for i in range(120)]
-    events_ingest(project_id=key.project_id, environment_id=key.environment_id, body={"events": events},
-                  max_batch=1000)
+    events = [
+        {
+            "request_id": f"r{i:03d}",
+            "model": SONNET,
+            "latency_ms": 10,
+            "input_tokens": 7,
+            "timestamp": (now - timedelta(minutes=i // 2)).isoformat(),
+        }
+        for i in range(120)
+    ]
+    events_ingest(project_id=key.project_id, environment_id=key.environment_id, body={"events": events}, max_batch=1000)
     monkeypatch.setattr(explorer, "PAGE_SIZE", 7)
     for sort in ORDERS:
         seen, params = [], {"project": "acme", "sort": sort}
@@ -199,9 +273,18 @@ def test_many_equal_keys_page_without_loss(logged_in, transactional_db, clean_ev
 
 
 def test_bad_parameters_are_named_and_ignored_on_the_page(logged_in, calls):
-    response = logged_in.get("/events", {"project": "acme", "http_status": "abc", "min_cost_usd": "-1",
-                                         "sort": "price", "kind": "nightly", "min_latency_ms": "1e999",
-                                         "cursor": "garbage"})
+    response = logged_in.get(
+        "/events",
+        {
+            "project": "acme",
+            "http_status": "abc",
+            "min_cost_usd": "-1",
+            "sort": "price",
+            "kind": "nightly",
+            "min_latency_ms": "1e999",
+            "cursor": "garbage",
+        },
+    )
     assert response.status_code == 200
     page = response.context["page"]
     assert [e.request_id for e in page.events] == TIME
@@ -217,13 +300,21 @@ def test_a_cursor_of_another_order_is_refused_not_misread():
     assert explorer_parse(QueryDict("sort=latency&cursor=812.5_42")).cursor == (812.5, 42)
     assert explorer_parse(QueryDict("sort=cost&cursor=-1_9")).cursor == (-1, 9)
     assert explorer_parse(QueryDict("cursor=2026-11-26T10:00:00.123456Z_42")).cursor == (
-        datetime(2026, 11, 26, 10, 0, 0, 123456, tzinfo=UTC), 42)
+        datetime(2026, 11, 26, 10, 0, 0, 123456, tzinfo=UTC),
+        42,
+    )
 
 
 def test_cursors_round_trip_exactly():
     stamp = datetime(2026, 11, 26, 10, 0, 0, 5, tzinfo=UTC)
-    for sort, key in (("time", stamp), ("latency", 0.1 + 0.2), ("latency", 3e-7), ("cost", 450000000),
-                      ("tokens", 0), ("cost", -1)):
+    for sort, key in (
+        ("time", stamp),
+        ("latency", 0.1 + 0.2),
+        ("latency", 3e-7),
+        ("cost", 450000000),
+        ("tokens", 0),
+        ("cost", -1),
+    ):
         parsed = explorer_parse(QueryDict(f"sort={sort}&cursor={explorer.cursor_format(sort, key, 17)}"))
         assert parsed.cursor == (key, 17), (sort, key)
 
@@ -260,18 +351,130 @@ def test_csv_is_the_whole_selection_exactly(logged_in, calls, monkeypatch):
     assert cost("e6") == "0"
     price = stored["e8"].price_source
     assert rows[1:] == [
-        [stamp("e8"), "e8", "prod", "checkout", "refund", "u_1", OPUS, "anthropic", "ok", "", "", "", "false", "",
-         "5000", "", "100000", "1000", "0", "0", "0", "0", "101000", cost("e8"), "0", "", price, "",
-         str(stored["e8"].pk)],
-        [stamp("e1"), "e1", "prod", "checkout", "refund", "u_1", SONNET, "anthropic", "ok", "", "200", "", "false",
-         "", "800", "", "1000", "100", "0", "0", "0", "0", "1100", "0.0045", "0", "", stored["e1"].price_source,
-         '{"a":"1","region":"eu"}', str(stored["e1"].pk)],
-        [stamp("e2"), "e2", "prod", "checkout", "refund", "u_2", SONNET, "anthropic", "error", "overloaded_error",
-         "529", "", "false", "", "3000", "", "500", "0", "0", "0", "0", "0", "500", "0.0015", "0", "",
-         stored["e2"].price_source, "", str(stored["e2"].pk)],
-        [stamp("e6"), "e6", "prod", "checkout", "refund", "u_2", SONNET, "anthropic", "error", "rate_limit_error",
-         "429", "", "false", "", "40", "", "0", "0", "0", "0", "0", "0", "0", "0", "0", "",
-         stored["e6"].price_source, "", str(stored["e6"].pk)],
+        [
+            stamp("e8"),
+            "e8",
+            "prod",
+            "checkout",
+            "refund",
+            "u_1",
+            OPUS,
+            "anthropic",
+            "ok",
+            "",
+            "",
+            "",
+            "false",
+            "",
+            "5000",
+            "",
+            "100000",
+            "1000",
+            "0",
+            "0",
+            "0",
+            "0",
+            "101000",
+            cost("e8"),
+            "0",
+            "",
+            price,
+            "",
+            str(stored["e8"].pk),
+        ],
+        [
+            stamp("e1"),
+            "e1",
+            "prod",
+            "checkout",
+            "refund",
+            "u_1",
+            SONNET,
+            "anthropic",
+            "ok",
+            "",
+            "200",
+            "",
+            "false",
+            "",
+            "800",
+            "",
+            "1000",
+            "100",
+            "0",
+            "0",
+            "0",
+            "0",
+            "1100",
+            "0.0045",
+            "0",
+            "",
+            stored["e1"].price_source,
+            '{"a":"1","region":"eu"}',
+            str(stored["e1"].pk),
+        ],
+        [
+            stamp("e2"),
+            "e2",
+            "prod",
+            "checkout",
+            "refund",
+            "u_2",
+            SONNET,
+            "anthropic",
+            "error",
+            "overloaded_error",
+            "529",
+            "",
+            "false",
+            "",
+            "3000",
+            "",
+            "500",
+            "0",
+            "0",
+            "0",
+            "0",
+            "0",
+            "500",
+            "0.0015",
+            "0",
+            "",
+            stored["e2"].price_source,
+            "",
+            str(stored["e2"].pk),
+        ],
+        [
+            stamp("e6"),
+            "e6",
+            "prod",
+            "checkout",
+            "refund",
+            "u_2",
+            SONNET,
+            "anthropic",
+            "error",
+            "rate_limit_error",
+            "429",
+            "",
+            "false",
+            "",
+            "40",
+            "",
+            "0",
+            "0",
+            "0",
+            "0",
+            "0",
+            "0",
+            "0",
+            "0",
+            "0",
+            "",
+            stored["e6"].price_source,
+            "",
+            str(stored["e6"].pk),
+        ],
     ]
 
 
@@ -291,8 +494,12 @@ def test_csv_neutralises_spreadsheet_formulas_in_client_text(logged_in, transact
     from projects.services import ingest_key_create
 
     key = ingest_key_create(project_slug="acme", environment_name="prod").key
-    events_ingest(project_id=key.project_id, environment_id=key.environment_id, max_batch=10, body={
-        "request_id": "=HYPERLINK(1)", "model": SONNET, "latency_ms": 5, "user_id": "@bob", "feature": "-x"})
+    events_ingest(
+        project_id=key.project_id,
+        environment_id=key.environment_id,
+        max_batch=10,
+        body={"request_id": "=HYPERLINK(1)", "model": SONNET, "latency_ms": 5, "user_id": "@bob", "feature": "-x"},
+    )
     _, rows = csv_of(logged_in)
     assert rows[1][1] == "'=HYPERLINK(1)"
     assert (rows[1][4], rows[1][5]) == ("'-x", "'@bob")
@@ -309,14 +516,17 @@ def test_csv_refuses_bad_parameters_with_a_400_naming_them(logged_in, calls):
     assert bad_range.status_code == 400
 
 
-@pytest.mark.parametrize("params", [
-    {},
-    {"feature": "refund"},
-    {"feature": "answer", "environment": "prod"},
-    {"service": "search"},
-    {"model": SONNET},
-    {"environment": "dev"},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"feature": "refund"},
+        {"feature": "answer", "environment": "prod"},
+        {"service": "search"},
+        {"model": SONNET},
+        {"environment": "dev"},
+    ],
+)
 def test_csv_row_count_equals_the_metrics_api_requests(logged_in, calls, params):
     """The export and the aggregates count the same calls for the same filters and range."""
     first = (calls.now - timedelta(days=3)).date().isoformat()
@@ -340,8 +550,7 @@ def test_an_empty_project_exports_no_project_message(client, django_user_model):
 def test_csv_of_a_project_you_cannot_see_is_refused_not_swapped(logged_in, calls):
     response, _ = csv_of(logged_in, project="someone-elses")
     assert response.status_code == 400
-    assert response.content.decode() == (
-        "Cannot export: no project 'someone-elses' that you can see\n")
+    assert response.content.decode() == ("Cannot export: no project 'someone-elses' that you can see\n")
 
 
 # --- the page -------------------------------------------------------------------------------------
@@ -353,13 +562,23 @@ def test_page_offers_the_questions_and_the_export_of_its_selection(logged_in, ca
     page = response.context["page"]
     assert "Calls, most expensive first" in content
     assert f'href="?{page.csv_querystring}"' in content.replace("&amp;", "&")
-    assert QueryDict(page.csv_querystring).dict() == {"project": "acme", "range": "7d", "feature": "refund",
-                                                      "sort": "cost", "format": "csv"}
+    assert QueryDict(page.csv_querystring).dict() == {
+        "project": "acme",
+        "range": "7d",
+        "feature": "refund",
+        "sort": "cost",
+        "format": "csv",
+    }
     yesterday = (calls.now - timedelta(days=1)).date().isoformat()
     asks = dict(page.asks)
     assert QueryDict(asks["Most expensive calls yesterday"]).dict() == {
-        "project": "acme", "feature": "refund", "range": "custom", "from": yesterday, "to": yesterday,
-        "sort": "cost"}
+        "project": "acme",
+        "feature": "refund",
+        "range": "custom",
+        "from": yesterday,
+        "to": yesterday,
+        "sort": "cost",
+    }
     assert page.features == ["answer", "refund"]
 
 
@@ -371,15 +590,26 @@ def test_a_rare_feature_is_read_from_its_hours_only_including_hours_not_yet_roll
     key = ingest_key_create(project_slug="acme", environment_name="prod").key
     # Committed but not rolled up: only its dirty-hour marker says where it is.
     late = _call("e9", 3.5, calls.now, feature="refund", input_tokens=10)
-    assert events_ingest(project_id=key.project_id, environment_id=key.environment_id,
-                         body={"events": [late]}, max_batch=1000).accepted == 1
+    assert (
+        events_ingest(
+            project_id=key.project_id, environment_id=key.environment_id, body={"events": [late]}, max_batch=1000
+        ).accepted
+        == 1
+    )
     start, end = calls.now - timedelta(days=7), calls.now + timedelta(hours=1)
     hours = hours_with_calls(project_id=key.project_id, start=start, end=end, filters={"feature": "refund"}, limit=48)
     hour = calls.now.replace(minute=0)
-    assert hours == [hour - timedelta(hours=30), hour - timedelta(hours=6), hour - timedelta(hours=3),
-                     hour - timedelta(hours=2), hour - timedelta(hours=1)]
-    assert hours_with_calls(project_id=key.project_id, start=start, end=end, filters={"feature": "refund"},
-                            limit=4) is None  # more hours than the limit: not rare
+    assert hours == [
+        hour - timedelta(hours=30),
+        hour - timedelta(hours=6),
+        hour - timedelta(hours=3),
+        hour - timedelta(hours=2),
+        hour - timedelta(hours=1),
+    ]
+    assert (
+        hours_with_calls(project_id=key.project_id, start=start, end=end, filters={"feature": "refund"}, limit=4)
+        is None
+    )  # more hours than the limit: not rare
     assert ids(logged_in, feature="refund") == ["e1", "e2", "e9", "e6", "e8"]  # e9: 3.5 h ago
     assert ids(logged_in, feature="nobody-uses-this") == []
 

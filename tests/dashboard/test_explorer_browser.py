@@ -20,8 +20,12 @@ def table_ids(page) -> list[str]:  # type: ignore[no-untyped-def]
     return [t.strip() for t in page.locator("table.events tbody tr td:nth-child(2)").all_text_contents()]
 
 
-def test_csv_export_has_as_many_rows_as_the_metrics_api_counts(live_server, calls, viewer_user,  # noqa: F811
-                                                              browser_page):
+def test_csv_export_has_as_many_rows_as_the_metrics_api_counts(
+    live_server,
+    calls,  # noqa: F811 - the imported fixture
+    viewer_user,  # noqa: F811
+    browser_page,
+):
     page = browser_page
     log_in(page, live_server.url, viewer_user.username)
     page.goto(f"{live_server.url}/events?project=acme")
@@ -53,8 +57,12 @@ def test_csv_export_has_as_many_rows_as_the_metrics_api_counts(live_server, call
     assert page.errors == [], page.errors
 
 
-def test_the_most_expensive_calls_of_a_feature_yesterday_is_two_clicks(live_server, calls, viewer_user,  # noqa: F811
-                                                                      browser_page):
+def test_the_most_expensive_calls_of_a_feature_yesterday_is_two_clicks(
+    live_server,
+    calls,  # noqa: F811 - the imported fixture
+    viewer_user,  # noqa: F811
+    browser_page,
+):
     page = browser_page
     log_in(page, live_server.url, viewer_user.username)
     page.goto(f"{live_server.url}/events?project=acme")

@@ -59,7 +59,13 @@ def test_filters_round_trip_through_the_query_string():
     f = parse("range=30d&environment=prod&service=search&model=claude-haiku-4-5&project=acme")
     again = parse(f.querystring)
     assert (again.start, again.end, again.environment, again.service, again.model, again.project_slug) == (
-        f.start, f.end, "prod", "search", "claude-haiku-4-5", "acme")
+        f.start,
+        f.end,
+        "prod",
+        "search",
+        "claude-haiku-4-5",
+        "acme",
+    )
     assert f.metric_filters == {"environment": ["prod"], "service": ["search"], "model": ["claude-haiku-4-5"]}
 
 
@@ -78,8 +84,12 @@ def test_rfc3339_instants_make_an_hourly_custom_range_without_range_custom():
     assert (f.range, f.granularity) == ("custom", "hour")
     assert (f.start, f.end) == (datetime(2026, 11, 26, 1, tzinfo=UTC), datetime(2026, 11, 26, 4, tzinfo=UTC))
     assert f.errors == ()
-    assert f.params() == {"project": "acme", "from": "2026-11-26T01:00:00Z", "to": "2026-11-26T04:00:00Z",
-                          "environment": "prod"}
+    assert f.params() == {
+        "project": "acme",
+        "from": "2026-11-26T01:00:00Z",
+        "to": "2026-11-26T04:00:00Z",
+        "environment": "prod",
+    }
     again = parse(f.querystring)
     assert (again.start, again.end) == (f.start, f.end)
 
@@ -92,8 +102,11 @@ def test_offsets_and_datetime_local_inputs_are_read_as_utc_and_snap_outwards_to_
 
 def test_dates_stay_inclusive_whole_days_and_a_lone_from_runs_to_the_current_hour():
     f = parse("from=2026-11-01&to=2026-11-07")
-    assert (f.start, f.end, f.granularity) == (datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 8, tzinfo=UTC),
-                                               "day")
+    assert (f.start, f.end, f.granularity) == (
+        datetime(2026, 11, 1, tzinfo=UTC),
+        datetime(2026, 11, 8, tzinfo=UTC),
+        "day",
+    )
     assert f.params() == {"from": "2026-11-01", "to": "2026-11-07"}
     lone = parse("from=2026-11-26T10:00:00Z")
     assert (lone.start, lone.end) == (datetime(2026, 11, 26, 10, tzinfo=UTC), datetime(2026, 11, 26, 15, tzinfo=UTC))
@@ -101,7 +114,9 @@ def test_dates_stay_inclusive_whole_days_and_a_lone_from_runs_to_the_current_hou
 
 def test_hour_presets_end_with_the_current_hour():
     assert (parse("range=1h").start, parse("range=1h").end) == (
-        datetime(2026, 11, 26, 14, tzinfo=UTC), datetime(2026, 11, 26, 15, tzinfo=UTC))
+        datetime(2026, 11, 26, 14, tzinfo=UTC),
+        datetime(2026, 11, 26, 15, tzinfo=UTC),
+    )
     six = parse("range=6h")
     assert (six.start, six.granularity) == (datetime(2026, 11, 26, 9, tzinfo=UTC), "hour")
 
@@ -111,10 +126,21 @@ def test_feature_and_user_filters_and_the_compare_toggle():
     assert (f.feature, f.user, f.compare) == ("summarize", "u_1", True)
     # user_id is not an aggregate dimension: metric filters leave it to per-user spend.
     assert f.metric_filters == {"model": ["claude-haiku-4-5"], "feature": ["summarize"]}
-    assert f.params() == {"range": "7d", "model": "claude-haiku-4-5", "feature": "summarize", "user": "u_1",
-                          "compare": "1"}
+    assert f.params() == {
+        "range": "7d",
+        "model": "claude-haiku-4-5",
+        "feature": "summarize",
+        "user": "u_1",
+        "compare": "1",
+    }
     assert f.previous_whole == (datetime(2026, 11, 13, tzinfo=UTC), datetime(2026, 11, 20, tzinfo=UTC))
-    assert f.calls_params(datetime(2026, 11, 26, 1, tzinfo=UTC), datetime(2026, 11, 26, 2, tzinfo=UTC),
-                          status="error") == {
-        "from": "2026-11-26T01:00:00Z", "to": "2026-11-26T02:00:00Z", "model": "claude-haiku-4-5",
-        "feature": "summarize", "user": "u_1", "status": "error"}
+    assert f.calls_params(
+        datetime(2026, 11, 26, 1, tzinfo=UTC), datetime(2026, 11, 26, 2, tzinfo=UTC), status="error"
+    ) == {
+        "from": "2026-11-26T01:00:00Z",
+        "to": "2026-11-26T02:00:00Z",
+        "model": "claude-haiku-4-5",
+        "feature": "summarize",
+        "user": "u_1",
+        "status": "error",
+    }

@@ -27,19 +27,49 @@ def with_batches(transactional_db, clean_events):  # type: ignore[no-untyped-def
     key = ingest_key_create(project_slug="acme", environment_name="prod").key
     base = {"input_tokens": 1000, "output_tokens": 100, "service": "digest"}
     events = [
-        {**base, "request_id": "s1", "model": "claude-sonnet-4-6", "latency_ms": 1000,
-         "time_to_first_token_ms": 200, "timestamp": now.isoformat()},
-        {**base, "request_id": "s2", "model": "claude-sonnet-4-6", "latency_ms": 3000,
-         "time_to_first_token_ms": 400, "timestamp": (now + timedelta(minutes=1)).isoformat()},
-        {**base, "request_id": "s3", "model": "claude-sonnet-4-6", "latency_ms": 2000,
-         "timestamp": (now + timedelta(minutes=2)).isoformat()},
-        {**base, "request_id": "b1", "model": "claude-haiku-4-5", "latency_ms": 1_200_000, "batch": True,
-         "timestamp": (now - timedelta(hours=5)).isoformat()},
-        {**base, "request_id": "b2", "model": "claude-haiku-4-5", "latency_ms": 2_400_000, "batch": True,
-         "timestamp": (now - timedelta(hours=5, minutes=-1)).isoformat()},
+        {
+            **base,
+            "request_id": "s1",
+            "model": "claude-sonnet-4-6",
+            "latency_ms": 1000,
+            "time_to_first_token_ms": 200,
+            "timestamp": now.isoformat(),
+        },
+        {
+            **base,
+            "request_id": "s2",
+            "model": "claude-sonnet-4-6",
+            "latency_ms": 3000,
+            "time_to_first_token_ms": 400,
+            "timestamp": (now + timedelta(minutes=1)).isoformat(),
+        },
+        {
+            **base,
+            "request_id": "s3",
+            "model": "claude-sonnet-4-6",
+            "latency_ms": 2000,
+            "timestamp": (now + timedelta(minutes=2)).isoformat(),
+        },
+        {
+            **base,
+            "request_id": "b1",
+            "model": "claude-haiku-4-5",
+            "latency_ms": 1_200_000,
+            "batch": True,
+            "timestamp": (now - timedelta(hours=5)).isoformat(),
+        },
+        {
+            **base,
+            "request_id": "b2",
+            "model": "claude-haiku-4-5",
+            "latency_ms": 2_400_000,
+            "batch": True,
+            "timestamp": (now - timedelta(hours=5, minutes=-1)).isoformat(),
+        },
     ]
-    result = events_ingest(project_id=key.project_id, environment_id=key.environment_id, body={"events": events},
-                           max_batch=1000)
+    result = events_ingest(
+        project_id=key.project_id, environment_id=key.environment_id, body={"events": events}, max_batch=1000
+    )
     assert result.accepted == 5
     rollup_until_current()
     return now
@@ -75,8 +105,11 @@ def test_latency_is_of_online_calls_and_batch_turnaround_is_apart(logged_in, wit
     ttft = figures["ttft"]["data"]
     assert [t["name"] for t in ttft] == ["P50", "P95"]
     assert ttft[0]["y"][i] == round(_value(200), 2)
-    batch_days = [x for x, y in zip(figures["batch"]["data"][0]["x"], figures["batch"]["data"][0]["y"], strict=True)
-                  if y is not None]
+    batch_days = [
+        x
+        for x, y in zip(figures["batch"]["data"][0]["x"], figures["batch"]["data"][0]["y"], strict=True)
+        if y is not None
+    ]
     batch_day = (with_batches - timedelta(hours=5)).astimezone(UTC).strftime("%Y-%m-%d 00:00")
     assert batch_days == [batch_day]
     assert figures["batch"]["data"][0]["y"][figures["batch"]["data"][0]["x"].index(batch_day)] == 30.0  # minutes

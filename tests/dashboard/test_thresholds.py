@@ -23,9 +23,16 @@ def _hour(at: datetime) -> datetime:
 def _rule(**fields):  # type: ignore[no-untyped-def]
     from projects.models import Project
 
-    values = {"project": Project.objects.get(slug="acme"), "name": "Prod errors", "metric": "error_rate",
-              "window": "hour", "condition": "above", "threshold": 0.1, "environment": "prod",
-              "recipients": ["oncall@example.com"]}
+    values = {
+        "project": Project.objects.get(slug="acme"),
+        "name": "Prod errors",
+        "metric": "error_rate",
+        "window": "hour",
+        "condition": "above",
+        "threshold": 0.1,
+        "environment": "prod",
+        "recipients": ["oncall@example.com"],
+    }
     values.update(fields)
     return AlertRule.objects.create(**values)
 
@@ -35,8 +42,14 @@ def test_a_rule_in_scope_draws_its_threshold_and_its_incident(logged_in, seeded)
     _rule(name="Dev errors", environment="dev", threshold=0.3)
     _rule(name="Off", enabled=False, threshold=0.2)
     window = _hour(seeded.now - timedelta(hours=3))  # req_b's hour: 1 error in 1 call
-    incident = Incident.objects.create(rule=rule, window_start=window, opened_at=window + timedelta(hours=1),
-                                       resolved_at=window + timedelta(hours=2), value=1.0, threshold=0.1)
+    incident = Incident.objects.create(
+        rule=rule,
+        window_start=window,
+        opened_at=window + timedelta(hours=1),
+        resolved_at=window + timedelta(hours=2),
+        value=1.0,
+        threshold=0.1,
+    )
     response = logged_in.get("/errors", {"project": "acme", "range": "24h", "environment": "prod"})
     figure = response.context["figures"]["error_rate"]
     [line] = _kind(figure, "threshold")
@@ -46,8 +59,10 @@ def test_a_rule_in_scope_draws_its_threshold_and_its_incident(logged_in, seeded)
     [shape] = figure["layout"]["shapes"]
     fmt = "%Y-%m-%d %H:%M"
     # Resolved an hour after it opened: its window and the next one are shaded, centred on their buckets.
-    assert (shape["x0"], shape["x1"]) == ((window - timedelta(minutes=30)).strftime(fmt),
-                                          (window + timedelta(minutes=90)).strftime(fmt))
+    assert (shape["x0"], shape["x1"]) == (
+        (window - timedelta(minutes=30)).strftime(fmt),
+        (window + timedelta(minutes=90)).strftime(fmt),
+    )
     [marker] = _kind(figure, "incident")
     assert marker["text"] == ["Incident (resolved): Prod errors<br>100.0% vs threshold 10.0%<br>click to open the rule"]
     content = response.content.decode()
@@ -65,8 +80,15 @@ def test_an_email_link_opens_the_incident_window_with_the_threshold(logged_in, s
     _rule(name="Spend per hour", metric="cost_usd", threshold=0.001)
     start = _hour(seeded.now) - timedelta(hours=6)
     end = _hour(seeded.now) + timedelta(hours=1)
-    response = logged_in.get("/", {"project": "acme", "from": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                                   "to": end.strftime("%Y-%m-%dT%H:%M:%SZ"), "environment": "prod"})
+    response = logged_in.get(
+        "/",
+        {
+            "project": "acme",
+            "from": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "to": end.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "environment": "prod",
+        },
+    )
     filters = response.context["filters"]
     assert (filters.range, filters.start, filters.end, filters.granularity) == ("custom", start, end, "hour")
     assert filters.errors == ()
@@ -85,8 +107,9 @@ def test_budgets_in_scope_are_drawn_on_the_month_to_date_chart(logged_in, seeded
 
     project = Project.objects.get(slug="acme")
     Budget.objects.create(project=project, name="Monthly", period="month", limit_usd=25, recipients=["a@example.com"])
-    Budget.objects.create(project=project, name="Search", period="month", limit_usd=5, service="search",
-                          recipients=["a@example.com"])
+    Budget.objects.create(
+        project=project, name="Search", period="month", limit_usd=5, service="search", recipients=["a@example.com"]
+    )
     mtd = logged_in.get("/spend").context["figures"]["mtd"]
     assert [(t["name"], t["y"]) for t in _kind(mtd, "budget")] == [("Budget Monthly ($25.00 a month)", [25.0, 25.0])]
     search = logged_in.get("/spend", {"service": "search"}).context["figures"]["mtd"]
@@ -103,11 +126,19 @@ def daily_history(transactional_db, clean_events):  # type: ignore[no-untyped-de
     key = ingest_key_create(project_slug="acme", environment_name="prod").key
     today = datetime.now(tz=UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     counts = {9: 4, 8: 4, 7: 4, 6: 3, 5: 3, 4: 3, 3: 2, 2: 2, 1: 2}
-    events = [{"request_id": f"d{days}_{i}", "model": "claude-sonnet-4-6", "latency_ms": 100,
-               "timestamp": (today - timedelta(days=days) + timedelta(hours=12)).isoformat()}
-              for days, n in counts.items() for i in range(n)]
-    result = events_ingest(project_id=key.project_id, environment_id=key.environment_id, body={"events": events},
-                           max_batch=1000)
+    events = [
+        {
+            "request_id": f"d{days}_{i}",
+            "model": "claude-sonnet-4-6",
+            "latency_ms": 100,
+            "timestamp": (today - timedelta(days=days) + timedelta(hours=12)).isoformat(),
+        }
+        for days, n in counts.items()
+        for i in range(n)
+    ]
+    result = events_ingest(
+        project_id=key.project_id, environment_id=key.environment_id, body={"events": events}, max_batch=1000
+    )
     assert result.accepted == 27
     rollup_until_current()
     return today
@@ -115,14 +146,24 @@ def daily_history(transactional_db, clean_events):  # type: ignore[no-untyped-de
 
 def test_an_anomaly_rule_draws_the_evaluators_band(logged_in, daily_history):
     today = daily_history
-    rule = _rule(name="Daily requests", metric="requests", window="day", condition="anomaly", threshold=None,
-                 sensitivity=3.0)
-    found = chart_alerts(project_id=rule.project_id, start=today - timedelta(days=6), end=today + timedelta(days=1),
-                         now=datetime.now(tz=UTC), band_window="day", environment="prod")
+    rule = _rule(
+        name="Daily requests", metric="requests", window="day", condition="anomaly", threshold=None, sensitivity=3.0
+    )
+    found = chart_alerts(
+        project_id=rule.project_id,
+        start=today - timedelta(days=6),
+        end=today + timedelta(days=1),
+        now=datetime.now(tz=UTC),
+        band_window="day",
+        environment="prod",
+    )
     # Median 3 and MAD 1 of each day's trailing windows; the scale is the requests floor (10),
     # so median ± 3 x 10. Days with fewer than 7 earlier windows have no baseline.
-    assert found.rules[0].band == [(today - timedelta(days=2), -27.0, 33.0), (today - timedelta(days=1), -27.0, 33.0),
-                                   (today, -27.0, 33.0)]
+    assert found.rules[0].band == [
+        (today - timedelta(days=2), -27.0, 33.0),
+        (today - timedelta(days=1), -27.0, 33.0),
+        (today, -27.0, 33.0),
+    ]
     figure = logged_in.get("/", {"range": "7d", "environment": "prod"}).context["figures"]["requests"]
     upper, lower = _kind(figure, "band")
     assert upper["y"] == [33.0, 33.0, 33.0]

@@ -40,7 +40,10 @@ def test_overview_kpis_are_exact_and_compare_with_the_previous_period(logged_in,
     assert kpi(response, "cache_hit_rate").value == pytest.approx(1 / 6)
     breakdowns = response.context["page"].data["breakdowns"]
     assert {r.name: r.requests for r in breakdowns["model"]} == {
-        "claude-sonnet-4-6": 3, "claude-haiku-4-5": 2, "claude-experimental-x": 1}
+        "claude-sonnet-4-6": 3,
+        "claude-haiku-4-5": 2,
+        "claude-experimental-x": 1,
+    }
     assert {r.name: r.requests for r in breakdowns["environment"]} == {"prod": 5, "dev": 1}
     assert {u.user_id: u.requests for u in response.context["page"].data["top_users"]} == {"u_1": 2, "u_2": 1}
     figures = response.context["figures"]
@@ -128,18 +131,38 @@ def test_errors_page_charts_rate_limit_headroom_per_model_and_marks_429s(logged_
     key = ingest_key_create(project_slug="acme", environment_name="prod").key
     base = {"latency_ms": 300, "input_tokens": 10}
     events = [
-        {**base, "request_id": "s1", "model": "claude-sonnet-4-6", "timestamp": hour.isoformat(),
-         "ratelimit_requests_limit": 50, "ratelimit_requests_remaining": 40,  # 0.8
-         "ratelimit_output_tokens_limit": 8000, "ratelimit_output_tokens_remaining": 2000},  # 0.25: the tightest
-        {**base, "request_id": "s2", "model": "claude-sonnet-4-6", "timestamp": (hour + timedelta(hours=1)).isoformat(),
-         "status": "error", "http_status": 429, "error_type": "rate_limit_error",
-         "ratelimit_requests_limit": 50, "ratelimit_requests_remaining": 0},
-        {**base, "request_id": "h1", "model": "claude-haiku-4-5", "timestamp": hour.isoformat(),
-         "ratelimit_input_tokens_limit": 400_000, "ratelimit_input_tokens_remaining": 300_000},  # 0.75
+        {
+            **base,
+            "request_id": "s1",
+            "model": "claude-sonnet-4-6",
+            "timestamp": hour.isoformat(),
+            "ratelimit_requests_limit": 50,
+            "ratelimit_requests_remaining": 40,  # 0.8
+            "ratelimit_output_tokens_limit": 8000,
+            "ratelimit_output_tokens_remaining": 2000,
+        },  # 0.25: the tightest
+        {
+            **base,
+            "request_id": "s2",
+            "model": "claude-sonnet-4-6",
+            "timestamp": (hour + timedelta(hours=1)).isoformat(),
+            "status": "error",
+            "http_status": 429,
+            "error_type": "rate_limit_error",
+            "ratelimit_requests_limit": 50,
+            "ratelimit_requests_remaining": 0,
+        },
+        {
+            **base,
+            "request_id": "h1",
+            "model": "claude-haiku-4-5",
+            "timestamp": hour.isoformat(),
+            "ratelimit_input_tokens_limit": 400_000,
+            "ratelimit_input_tokens_remaining": 300_000,
+        },  # 0.75
         {**base, "request_id": "x1", "model": "claude-opus-4-1", "timestamp": hour.isoformat()},  # no headers
     ]
-    events_ingest(project_id=key.project_id, environment_id=key.environment_id, body={"events": events},
-                  max_batch=1000)
+    events_ingest(project_id=key.project_id, environment_id=key.environment_id, body={"events": events}, max_batch=1000)
     rollup_until_current()
     response = logged_in.get("/errors?range=24h")  # hourly buckets
     page = response.context["page"]
@@ -152,7 +175,9 @@ def test_errors_page_charts_rate_limit_headroom_per_model_and_marks_429s(logged_
     figure = response.context["figures"]["ratelimit"]
     assert [(t["name"], t["y"]) for t in figure["data"]] == [
         ("claude-haiku-4-5", [None if v is None else v * 100 for v in haiku]),
-        ("claude-sonnet-4-6", [None if v is None else v * 100 for v in sonnet]), ("HTTP 429", [0])]
+        ("claude-sonnet-4-6", [None if v is None else v * 100 for v in sonnet]),
+        ("HTTP 429", [0]),
+    ]
     assert figure["data"][2]["x"] == [(hour + timedelta(hours=1)).strftime("%Y-%m-%d %H:%M")]
     assert figure["data"][2]["text"] == ["1 rate-limited call"]
     assert b"Rate limits" in response.content
@@ -178,7 +203,7 @@ def test_empty_project_shows_how_to_send_a_first_event(logged_in, project):
     response = logged_in.get("/")
     content = response.content.decode()
     assert "curl -X POST http://testserver/api/v1/events" in content
-    assert 'Authorization: Bearer &lt;key&gt;' in content
+    assert "Authorization: Bearer &lt;key&gt;" in content
     assert "Content-Type: application/json" in content
     assert "&quot;request_id&quot;: &quot;req_1&quot;" in content or '"request_id": "req_1"' in content
     assert "python manage.py create_ingest_key --project acme --environment prod" in content
@@ -243,10 +268,16 @@ def test_explorer_paginates_newest_first_with_a_keyset_cursor(logged_in, transac
     key = ingest_key_create(project_slug="acme", environment_name="prod").key
     now = datetime.now(tz=UTC).replace(microsecond=0)
     # Pairs share a timestamp, so the id tie-break matters.
-    events = [{"request_id": f"r{i:03d}", "model": "claude-sonnet-4-6", "latency_ms": 10,
-               "timestamp": (now - timedelta(minutes=i // 2)).isoformat()} for i in range(120)]
-    events_ingest(project_id=key.project_id, environment_id=key.environment_id, body={"events": events},
-                  max_batch=1000)
+    events = [
+        {
+            "request_id": f"r{i:03d}",
+            "model": "claude-sonnet-4-6",
+            "latency_ms": 10,
+            "timestamp": (now - timedelta(minutes=i // 2)).isoformat(),
+        }
+        for i in range(120)
+    ]
+    events_ingest(project_id=key.project_id, environment_id=key.environment_id, body={"events": events}, max_batch=1000)
     seen: list[str] = []
     params: dict[str, str] = {}
     pages = 0
@@ -271,15 +302,29 @@ def test_event_detail_shows_every_stored_field(logged_in, seeded):
     response = logged_in.get(f"/events/{event.pk}?{query}")
     assert response.status_code == 200
     content = response.content.decode()
-    for name in ("request_id", "timestamp", "received_at", "model", "service", "latency_ms", "input_tokens",
-                 "cache_read_input_tokens", "cost_usd", "price_source", "metadata", "environment"):
+    for name in (
+        "request_id",
+        "timestamp",
+        "received_at",
+        "model",
+        "service",
+        "latency_ms",
+        "input_tokens",
+        "cache_read_input_tokens",
+        "cost_usd",
+        "price_source",
+        "metadata",
+        "environment",
+    ):
         assert f'data-field="{name}"' in content, name
     assert "eu-west" in content
     assert response.context["detail"].event.cost_usd > Decimal(0)
     # Without its timestamp the lookup is bounded by retention, and still finds it.
     assert logged_in.get(f"/events/{event.pk}", {"project": "acme"}).status_code == 200
     assert logged_in.get(f"/events/{event.pk + 1000}", {"project": "acme"}).status_code == 404
-    assert logged_in.get(f"/events/{event.pk}", {"project": "acme", "t": "2020-01-01T00:00:00+00:00"}).status_code == 404
+    assert (
+        logged_in.get(f"/events/{event.pk}", {"project": "acme", "t": "2020-01-01T00:00:00+00:00"}).status_code == 404
+    )
 
 
 def test_explorer_links_to_the_detail_with_its_timestamp(logged_in, seeded):

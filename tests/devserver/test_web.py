@@ -48,12 +48,24 @@ def _server(tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen[str], Path]]
     prom = tmp_path / "prometheus"
     prom.mkdir()
     log = tmp_path / "server.log"
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.base", "DATABASE_URL": _test_database_url(),
-           "PROMETHEUS_MULTIPROC_DIR": str(prom), "LOG_LEVEL": "INFO"}
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.base",
+        "DATABASE_URL": _test_database_url(),
+        "PROMETHEUS_MULTIPROC_DIR": str(prom),
+        "LOG_LEVEL": "INFO",
+    }
     with log.open("w") as out:
         # A session of its own: if it must be killed, its worker processes go with it.
-        proc = subprocess.Popen(web_command(port=port, workers=2, threads=2), cwd=ROOT, env=env,  # noqa: S603
-                                stdout=out, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        proc = subprocess.Popen(
+            web_command(port=port, workers=2, threads=2),
+            cwd=ROOT,
+            env=env,  # noqa: S603
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + 60
         while not _healthy(port):
@@ -85,8 +97,12 @@ def _healthy(port: int) -> bool:
 def _post(port: int, secret: str, body: bytes, **headers: str) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
-        conn.request("POST", "/api/v1/events", body=body, headers={
-            "Authorization": f"Bearer {secret}", "Content-Type": "application/json", **headers})
+        conn.request(
+            "POST",
+            "/api/v1/events",
+            body=body,
+            headers={"Authorization": f"Bearer {secret}", "Content-Type": "application/json", **headers},
+        )
         resp = conn.getresponse()
         return resp.status, resp.read()
     finally:
@@ -94,8 +110,15 @@ def _post(port: int, secret: str, body: bytes, **headers: str) -> tuple[int, byt
 
 
 def _event(request_id: str) -> bytes:
-    return json.dumps({"request_id": request_id, "model": "claude-sonnet-4-6", "latency_ms": 812,
-                       "input_tokens": 1200, "output_tokens": 300}).encode()
+    return json.dumps(
+        {
+            "request_id": request_id,
+            "model": "claude-sonnet-4-6",
+            "latency_ms": 812,
+            "input_tokens": 1200,
+            "output_tokens": 300,
+        }
+    ).encode()
 
 
 def test_ingest_metrics_and_logs_through_the_server(tmp_path, ingest_key):
@@ -119,8 +142,7 @@ def test_ingest_metrics_and_logs_through_the_server(tmp_path, ingest_key):
 
     records = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
     unauthorized = [r for r in records if r.get("request_id") == "trace-me-42"]
-    assert [(r["level"], r["logger"], r["status_code"]) for r in unauthorized] == [
-        ("WARNING", "django.request", 401)]
+    assert [(r["level"], r["logger"], r["status_code"]) for r in unauthorized] == [("WARNING", "django.request", 401)]
 
 
 def test_sigterm_answers_the_request_in_flight_then_exits(tmp_path, ingest_key):
@@ -128,8 +150,10 @@ def test_sigterm_answers_the_request_in_flight_then_exits(tmp_path, ingest_key):
     body = _event("web-in-flight")
     with _server(tmp_path) as (port, proc, _log):
         sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-        head = (f"POST /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {secret}\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+        head = (
+            f"POST /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {secret}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
         sock.sendall(head + body[:10])  # the request has started; its body is still arriving
         time.sleep(0.3)
         proc.send_signal(signal.SIGTERM)

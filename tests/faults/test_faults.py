@@ -34,7 +34,8 @@ from tests.rollups.test_end_to_end import ROOT, _database_url, celery_processes 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("clean_events")]
 EMBEDDED = pytest.mark.skipif(
     not (os.environ.get("TALLY_EMBEDDED_PGDATA") and os.environ.get("TALLY_EMBEDDED_REDIS_DIR")),
-    reason="needs the embedded PostgreSQL and Redis (make test starts them), to stop and restart them")
+    reason="needs the embedded PostgreSQL and Redis (make test starts them), to stop and restart them",
+)
 NOW = datetime.now(tz=UTC)
 
 
@@ -58,24 +59,43 @@ def _other_connection():  # type: ignore[no-untyped-def]
 def test_worker_killed_mid_rollup_loses_nothing(transactional_db, tmp_path):
     key = ingest_key_create(project_slug="acme", environment_name="prod").key
     hour = (NOW - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
-    events = [{"request_id": f"k{i}", "model": "claude-haiku-4-5", "latency_ms": 10 + i, "input_tokens": 100,
-               "timestamp": (hour + timedelta(seconds=i)).isoformat()} for i in range(300)]
+    events = [
+        {
+            "request_id": f"k{i}",
+            "model": "claude-haiku-4-5",
+            "latency_ms": 10 + i,
+            "input_tokens": 100,
+            "timestamp": (hour + timedelta(seconds=i)).isoformat(),
+        }
+        for i in range(300)
+    ]
     assert ingest(key, events).accepted == 300
     # Hold the advisory lock the rollup takes for that hour: the worker will claim the
     # markers and then wait, in the middle of its transaction.
     lock = rollup_services._lock_key(rollup_services._HOUR_LOCK_CLASS, key.project_id, int(hour.timestamp()) // 3600)
     holder = _other_connection()
     holder.execute("SELECT pg_advisory_lock(%s)", [lock])
-    env = {**os.environ, "DATABASE_URL": _database_url(), "DJANGO_SETTINGS_MODULE": "config.settings.base",
-           "SECRET_KEY": settings.SECRET_KEY, "CELERY_BROKER_URL": settings.CELERY_BROKER_URL}
+    env = {
+        **os.environ,
+        "DATABASE_URL": _database_url(),
+        "DJANGO_SETTINGS_MODULE": "config.settings.base",
+        "SECRET_KEY": settings.SECRET_KEY,
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+    }
     worker = subprocess.Popen(  # the same service the Celery task runs, in a process we can kill
-        [sys.executable, "manage.py", "rollup"], cwd=ROOT, env=env, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [sys.executable, "manage.py", "rollup"],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             waiting = holder.execute(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted").fetchone()[0]
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            ).fetchone()[0]
             if waiting:
                 break
             time.sleep(0.1)
@@ -102,14 +122,25 @@ def test_redis_stopped_during_ingest_keeps_2xx_and_aggregates_catch_up(live_serv
     port = urlparse(settings.CELERY_BROKER_URL).port
 
     def post(prefix: str, n: int) -> None:
-        events = [{"request_id": f"{prefix}{i}", "model": "claude-haiku-4-5", "latency_ms": 20,
-                   "input_tokens": 1000, "timestamp": (NOW - timedelta(minutes=i % 50)).isoformat()}
-                  for i in range(n)]
+        events = [
+            {
+                "request_id": f"{prefix}{i}",
+                "model": "claude-haiku-4-5",
+                "latency_ms": 20,
+                "input_tokens": 1000,
+                "timestamp": (NOW - timedelta(minutes=i % 50)).isoformat(),
+            }
+            for i in range(n)
+        ]
         for start in range(0, n, 50):
-            resp = httpx.post(f"{live_server.url}/api/v1/events", json={"events": events[start:start + 50]},
-                              headers={"Authorization": f"Bearer {secret}"}, timeout=30)
+            resp = httpx.post(
+                f"{live_server.url}/api/v1/events",
+                json={"events": events[start : start + 50]},
+                headers={"Authorization": f"Bearer {secret}"},
+                timeout=30,
+            )
             assert resp.status_code == 202, resp.text
-            assert resp.json()["accepted"] == len(events[start:start + 50])
+            assert resp.json()["accepted"] == len(events[start : start + 50])
 
     post("before", 100)
     redis.stop()
@@ -135,15 +166,28 @@ def test_postgres_restart_during_a_batch_stream_loses_and_duplicates_nothing(liv
     secret = ingest_key_create(project_slug="acme", environment_name="prod").secret
     pg = EmbeddedPostgres(Path(os.environ["TALLY_EMBEDDED_PGDATA"]).parent)
     port = urlparse(os.environ["DATABASE_URL"]).port
-    tally = Tally(live_server.url, secret, service="stream", batch_size=100, flush_interval=0.05,
-                  initial_backoff=0.2, max_backoff=2.0, queue_size=50_000)
+    tally = Tally(
+        live_server.url,
+        secret,
+        service="stream",
+        batch_size=100,
+        flush_interval=0.05,
+        initial_backoff=0.2,
+        max_backoff=2.0,
+        queue_size=50_000,
+    )
     sent = 0
 
     def produce(n: int) -> None:
         nonlocal sent
         for _ in range(n):
-            tally.record(request_id=f"pg-{sent}", model="claude-haiku-4-5", latency_ms=15, input_tokens=200,
-                         timestamp=(NOW - timedelta(minutes=sent % 30)).timestamp())
+            tally.record(
+                request_id=f"pg-{sent}",
+                model="claude-haiku-4-5",
+                latency_ms=15,
+                input_tokens=200,
+                timestamp=(NOW - timedelta(minutes=sent % 30)).timestamp(),
+            )
             sent += 1
 
     produce(1000)
@@ -152,8 +196,11 @@ def test_postgres_restart_during_a_batch_stream_loses_and_duplicates_nothing(liv
     try:
         produce(2000)  # batches keep coming while PostgreSQL is down
         time.sleep(1.5)  # the client tries, and is told to come back later
-        resp = httpx.post(f"{live_server.url}/api/v1/events", headers={"Authorization": f"Bearer {secret}"},
-                          json={"request_id": "probe", "model": "claude-haiku-4-5", "latency_ms": 1})
+        resp = httpx.post(
+            f"{live_server.url}/api/v1/events",
+            headers={"Authorization": f"Bearer {secret}"},
+            json={"request_id": "probe", "model": "claude-haiku-4-5", "latency_ms": 1},
+        )
         assert resp.status_code == 503
         assert resp.headers["Retry-After"] == "5"
         assert tally.stats()["queued"] > 0

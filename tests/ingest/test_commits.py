@@ -89,8 +89,14 @@ def test_a_kept_connection_that_died_is_replaced_without_an_error():
     assert post(http, secret, ev("d0")).status_code == 202
     pid = connection.connection.info.backend_pid
     s = connection.settings_dict
-    with psycopg.connect(host=s["HOST"], port=s["PORT"], user=s["USER"], dbname=s["NAME"],
-                         password=s["PASSWORD"] or None, autocommit=True) as other:
+    with psycopg.connect(
+        host=s["HOST"],
+        port=s["PORT"],
+        user=s["USER"],
+        dbname=s["NAME"],
+        password=s["PASSWORD"] or None,
+        autocommit=True,
+    ) as other:
         other.execute("SELECT pg_terminate_backend(%s)", [pid])
     resp = post(http, secret, ev("d1"))
     assert resp.status_code == 202, resp.content

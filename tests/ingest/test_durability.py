@@ -22,14 +22,15 @@ def ev(request_id: str) -> dict:
     return {"request_id": request_id, "model": "claude-haiku-4-5", "latency_ms": 100, "input_tokens": 10}
 
 
-
-
 @pytest.mark.usefixtures("clean_events")
 def test_a_202_means_the_events_are_committed(live_server):
     secret = ingest_key_create(project_slug="acme", environment_name="prod").secret
     ids = [f"c{i}" for i in range(50)]
-    resp = httpx.post(f"{live_server.url}/api/v1/events", json={"events": [ev(i) for i in ids]},
-                      headers={"Authorization": f"Bearer {secret}"})
+    resp = httpx.post(
+        f"{live_server.url}/api/v1/events",
+        json={"events": [ev(i) for i in ids]},
+        headers={"Authorization": f"Bearer {secret}"},
+    )
     assert resp.status_code == 202
     # Checked the instant the response arrives, from a connection of its own.
     assert committed_event_count(ids) == 50
@@ -47,16 +48,22 @@ def test_a_failed_commit_never_answers_2xx_and_stores_nothing(live_server):
             "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION tally_fail_commit();"
         )
     try:
-        resp = httpx.post(f"{live_server.url}/api/v1/events", json={"events": [ev("f1"), ev("f2")]},
-                          headers={"Authorization": f"Bearer {secret}"})
+        resp = httpx.post(
+            f"{live_server.url}/api/v1/events",
+            json={"events": [ev("f1"), ev("f2")]},
+            headers={"Authorization": f"Bearer {secret}"},
+        )
         assert resp.status_code >= 500
         assert committed_event_count(["f1", "f2"]) == 0
     finally:
         with connection.cursor() as cursor:
             cursor.execute("DROP TRIGGER tally_fail_commit ON ingest_dirtyhour; DROP FUNCTION tally_fail_commit();")
     # The same events go through once the fault is gone: nothing was half-written.
-    resp = httpx.post(f"{live_server.url}/api/v1/events", json={"events": [ev("f1"), ev("f2")]},
-                      headers={"Authorization": f"Bearer {secret}"})
+    resp = httpx.post(
+        f"{live_server.url}/api/v1/events",
+        json={"events": [ev("f1"), ev("f2")]},
+        headers={"Authorization": f"Bearer {secret}"},
+    )
     assert resp.json() == {"accepted": 2, "duplicates": 0, "rejected": []}
 
 
@@ -70,8 +77,9 @@ def test_racing_duplicate_posts_store_one_row_each(live_server):
     def post() -> None:
         with httpx.Client(timeout=30) as http:
             barrier.wait()
-            resp = http.post(f"{live_server.url}/api/v1/events", json=body,
-                             headers={"Authorization": f"Bearer {secret}"})
+            resp = http.post(
+                f"{live_server.url}/api/v1/events", json=body, headers={"Authorization": f"Bearer {secret}"}
+            )
             results.append(resp.json())
 
     threads = [threading.Thread(target=post) for _ in range(8)]
@@ -85,8 +93,10 @@ def test_racing_duplicate_posts_store_one_row_each(live_server):
     assert committed_event_count([f"race{i}" for i in range(200)]) == 200
 
 
-@pytest.mark.skipif(not os.environ.get("TALLY_EMBEDDED_PGDATA"),
-                    reason="needs the embedded PostgreSQL (DATABASE_URL points elsewhere), to stop it")
+@pytest.mark.skipif(
+    not os.environ.get("TALLY_EMBEDDED_PGDATA"),
+    reason="needs the embedded PostgreSQL (DATABASE_URL points elsewhere), to stop it",
+)
 @pytest.mark.usefixtures("clean_events")
 def test_database_down_is_503_with_retry_after_then_recovers():
     secret = ingest_key_create(project_slug="acme", environment_name="prod").secret

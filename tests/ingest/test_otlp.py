@@ -62,37 +62,62 @@ def attr(key: str, value: Any) -> dict[str, Any]:
 _span_ids = iter(range(1, 1_000_000))
 
 
-def span(attrs: dict[str, Any], *, name: str = "chat claude-sonnet-4-6", error: bool = False,
-         start_ns: int | None = None, duration_ms: float = 1500.0) -> dict[str, Any]:
+def span(
+    attrs: dict[str, Any],
+    *,
+    name: str = "chat claude-sonnet-4-6",
+    error: bool = False,
+    start_ns: int | None = None,
+    duration_ms: float = 1500.0,
+) -> dict[str, Any]:
     start = start_ns or time.time_ns() - 60 * 10**9
     n = next(_span_ids)
     return {
-        "traceId": f"{n:032x}", "spanId": f"{n:016x}", "name": name, "kind": 3,  # enum as an integer
-        "startTimeUnixNano": str(start), "endTimeUnixNano": str(start + int(duration_ms * 1e6)),
+        "traceId": f"{n:032x}",
+        "spanId": f"{n:016x}",
+        "name": name,
+        "kind": 3,  # enum as an integer
+        "startTimeUnixNano": str(start),
+        "endTimeUnixNano": str(start + int(duration_ms * 1e6)),
         "attributes": [attr(k, v) for k, v in attrs.items()],
         "status": {"code": 2} if error else {},
-        "droppedEventsCount": 0, "someFutureField": {"ignored": True},  # unknown fields MUST be ignored
+        "droppedEventsCount": 0,
+        "someFutureField": {"ignored": True},  # unknown fields MUST be ignored
     }
 
 
 def export(scopes: dict[str, list[dict[str, Any]]], *, service: str = "checkout") -> dict[str, Any]:
-    return {"resourceSpans": [{
-        "resource": {"attributes": [attr("service.name", service)]},
-        "scopeSpans": [{"scope": {"name": name, "version": "1.0"}, "spans": spans} for name, spans in scopes.items()],
-    }]}
+    return {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": [attr("service.name", service)]},
+                "scopeSpans": [
+                    {"scope": {"name": name, "version": "1.0"}, "spans": spans} for name, spans in scopes.items()
+                ],
+            }
+        ]
+    }
 
 
 def native_attrs(**overrides: Any) -> dict[str, Any]:
     """What the anthropic SDK's native span carries for the fake's `cache` answer (tech-facts §1.8)."""
     return {
-        "gen_ai.operation.name": "chat", "gen_ai.provider.name": "anthropic", "gen_ai.request.model": MODEL,
-        "gen_ai.response.model": MODEL, "gen_ai.response.id": "msg_native_1", "anthropic.request.id": "req_native_1",
-        "gen_ai.usage.input_tokens": 2112, "gen_ai.usage.output_tokens": 5,
-        "gen_ai.usage.cache_read.input_tokens": 2000, "gen_ai.usage.cache_write.input_tokens": 100,
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "anthropic",
+        "gen_ai.request.model": MODEL,
+        "gen_ai.response.model": MODEL,
+        "gen_ai.response.id": "msg_native_1",
+        "anthropic.request.id": "req_native_1",
+        "gen_ai.usage.input_tokens": 2112,
+        "gen_ai.usage.output_tokens": 5,
+        "gen_ai.usage.cache_read.input_tokens": 2000,
+        "gen_ai.usage.cache_write.input_tokens": 100,
         "anthropic.usage.cache_creation.ephemeral_5m_input_tokens": 40,
         "anthropic.usage.cache_creation.ephemeral_1h_input_tokens": 60,
-        "anthropic.message.stop_reason": "end_turn", "anthropic.response.service_tier": "standard",
-        "http.response.status_code": 200, **overrides,
+        "anthropic.message.stop_reason": "end_turn",
+        "anthropic.response.service_tier": "standard",
+        "http.response.status_code": 200,
+        **overrides,
     }
 
 
@@ -103,8 +128,7 @@ def post_json(client: Client, secret: str | None, body: Any, **headers: str):  #
     return client.post("/v1/traces", data=data, content_type="application/json", **headers)
 
 
-def post_protobuf(client: Client, secret: str, request: ExportTraceServiceRequest | bytes, *,
-                  gzip_body: bool = False):  # type: ignore[no-untyped-def]
+def post_protobuf(client: Client, secret: str, request: ExportTraceServiceRequest | bytes, *, gzip_body: bool = False):  # type: ignore[no-untyped-def]
     data = request if isinstance(request, bytes) else request.SerializeToString()
     headers = {"HTTP_AUTHORIZATION": f"Bearer {secret}"}
     if gzip_body:
@@ -137,9 +161,17 @@ def test_native_sdk_span_becomes_an_event_in_anthropics_token_terms(ingest_key):
     # gen_ai.usage.input_tokens (2112) includes the cache: 2112 - 2000 read - 100 written = 12 uncached.
     assert (event.input_tokens, event.output_tokens, event.cache_read_input_tokens) == (12, 5, 2000)
     assert (event.cache_creation_input_tokens, event.cache_write_5m_tokens, event.cache_write_1h_tokens) == (
-        100, 40, 60)
+        100,
+        40,
+        60,
+    )
     assert (event.model, event.service, event.stop_reason, event.service_tier, event.status) == (
-        MODEL, "checkout", "end_turn", "standard", "ok")
+        MODEL,
+        "checkout",
+        "end_turn",
+        "standard",
+        "ok",
+    )
     assert event.latency_ms == pytest.approx(1234.5)
     assert event.timestamp.timestamp() == pytest.approx(started / 1e9, abs=1e-6)
     assert event.cost_usd == CACHE_COST
@@ -149,10 +181,18 @@ def test_native_sdk_span_becomes_an_event_in_anthropics_token_terms(ingest_key):
 
 def test_openlit_reports_uncached_input_and_the_old_cache_attribute_name(ingest_key):
     secret, _ = ingest_key
-    attrs = {"gen_ai.operation.name": "chat", "gen_ai.system": "anthropic", "gen_ai.request.model": MODEL,
-             "gen_ai.response.id": "msg_openlit", "gen_ai.usage.input_tokens": 12, "gen_ai.usage.output_tokens": 5,
-             "gen_ai.usage.cache_read.input_tokens": 2000, "gen_ai.usage.cache_creation.input_tokens": 100,
-             "gen_ai.response.finish_reasons": ["end_turn"], "gen_ai.server.time_to_first_token": 0.25}
+    attrs = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.system": "anthropic",
+        "gen_ai.request.model": MODEL,
+        "gen_ai.response.id": "msg_openlit",
+        "gen_ai.usage.input_tokens": 12,
+        "gen_ai.usage.output_tokens": 5,
+        "gen_ai.usage.cache_read.input_tokens": 2000,
+        "gen_ai.usage.cache_creation.input_tokens": 100,
+        "gen_ai.response.finish_reasons": ["end_turn"],
+        "gen_ai.server.time_to_first_token": 0.25,
+    }
     assert post_json(Client(), secret, export({"openlit.otel.tracing": [span(attrs)]})).status_code == 200
     event = stored()["msg_openlit"]
     assert (event.input_tokens, event.cache_read_input_tokens, event.cache_creation_input_tokens) == (12, 2000, 100)
@@ -163,9 +203,15 @@ def test_openlit_reports_uncached_input_and_the_old_cache_attribute_name(ingest_
 
 def test_openllmetry_finish_reasons_are_mapped_back_to_stop_reasons(ingest_key):
     secret, _ = ingest_key
-    attrs = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "anthropic", "gen_ai.request.model": MODEL,
-             "gen_ai.response.id": "msg_tool", "gen_ai.usage.input_tokens": 12, "gen_ai.usage.output_tokens": 5,
-             "gen_ai.response.finish_reasons": ["tool_call"]}
+    attrs = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "anthropic",
+        "gen_ai.request.model": MODEL,
+        "gen_ai.response.id": "msg_tool",
+        "gen_ai.usage.input_tokens": 12,
+        "gen_ai.usage.output_tokens": 5,
+        "gen_ai.response.finish_reasons": ["tool_call"],
+    }
     assert post_json(Client(), secret, export({OPENLLMETRY: [span(attrs, name="anthropic.chat")]})).status_code == 200
     event = stored()["msg_tool"]
     assert (event.stop_reason, event.input_tokens, event.cost_usd) == ("tool_use", 12, PLAIN_COST)
@@ -173,17 +219,31 @@ def test_openllmetry_finish_reasons_are_mapped_back_to_stop_reasons(ingest_key):
 
 def test_error_spans_become_error_events(ingest_key):
     secret, _ = ingest_key
-    native = span({"gen_ai.operation.name": "chat", "gen_ai.request.model": MODEL, "anthropic.request.id": "req_e1",
-                   "error.type": "overloaded_error", "http.response.status_code": 529}, error=True)
-    timeout = span({"gen_ai.operation.name": "chat", "gen_ai.request.model": MODEL,
-                    "error.type": "client_timeout_error"}, error=True)
-    openllmetry = span({"gen_ai.operation.name": "chat", "gen_ai.request.model": MODEL,
-                        "error.type": "RateLimitError"}, error=True)
+    native = span(
+        {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": MODEL,
+            "anthropic.request.id": "req_e1",
+            "error.type": "overloaded_error",
+            "http.response.status_code": 529,
+        },
+        error=True,
+    )
+    timeout = span(
+        {"gen_ai.operation.name": "chat", "gen_ai.request.model": MODEL, "error.type": "client_timeout_error"},
+        error=True,
+    )
+    openllmetry = span(
+        {"gen_ai.operation.name": "chat", "gen_ai.request.model": MODEL, "error.type": "RateLimitError"}, error=True
+    )
     body = export({NATIVE: [native, timeout], OPENLLMETRY: [openllmetry]})
     assert post_json(Client(), secret, body).status_code == 200
     events = stored()
     assert (events["req_e1"].status, events["req_e1"].error_type, events["req_e1"].http_status) == (
-        "error", "overloaded_error", 529)
+        "error",
+        "overloaded_error",
+        529,
+    )
     by_type = {e.error_type: e for e in events.values()}
     assert set(by_type) == {"overloaded_error", "timeout", "rate_limit_error"}
     assert by_type["timeout"].request_id == f"otel-{timeout['traceId']}-{timeout['spanId']}"
@@ -192,13 +252,26 @@ def test_error_spans_become_error_events(ingest_key):
 
 def test_spans_that_are_not_model_calls_are_ignored(ingest_key):
     secret, _ = ingest_key
-    body = export({
-        "opentelemetry.instrumentation.django": [span({"http.route": "/search", "http.response.status_code": 200})],
-        "agents": [span({"gen_ai.operation.name": "invoke_agent", "gen_ai.request.model": MODEL,
-                         "gen_ai.usage.input_tokens": 99})],
-        NATIVE: [span({"gen_ai.provider.name": "anthropic", "anthropic.message.batch.id": "msgbatch_1"},
-                      name="anthropic.messages.batches.create")],
-    })
+    body = export(
+        {
+            "opentelemetry.instrumentation.django": [span({"http.route": "/search", "http.response.status_code": 200})],
+            "agents": [
+                span(
+                    {
+                        "gen_ai.operation.name": "invoke_agent",
+                        "gen_ai.request.model": MODEL,
+                        "gen_ai.usage.input_tokens": 99,
+                    }
+                )
+            ],
+            NATIVE: [
+                span(
+                    {"gen_ai.provider.name": "anthropic", "anthropic.message.batch.id": "msgbatch_1"},
+                    name="anthropic.messages.batches.create",
+                )
+            ],
+        }
+    )
     resp = post_json(Client(), secret, body)
     assert resp.status_code == 200
     assert resp.json() == {}
@@ -207,12 +280,16 @@ def test_spans_that_are_not_model_calls_are_ignored(ingest_key):
 
 def test_rejected_spans_are_reported_as_partial_success(ingest_key):
     secret, _ = ingest_key
-    body = export({NATIVE: [
-        span(native_attrs(**{"gen_ai.response.id": "msg_ok"})),
-        span({"gen_ai.operation.name": "chat", "gen_ai.usage.input_tokens": 5}),  # no model
-        span(native_attrs(**{"gen_ai.response.id": "msg_old"}), start_ns=time.time_ns() - 40 * 86400 * 10**9),
-        span(native_attrs(**{"gen_ai.response.id": "msg_neg", "gen_ai.usage.output_tokens": -3})),
-    ]})
+    body = export(
+        {
+            NATIVE: [
+                span(native_attrs(**{"gen_ai.response.id": "msg_ok"})),
+                span({"gen_ai.operation.name": "chat", "gen_ai.usage.input_tokens": 5}),  # no model
+                span(native_attrs(**{"gen_ai.response.id": "msg_old"}), start_ns=time.time_ns() - 40 * 86400 * 10**9),
+                span(native_attrs(**{"gen_ai.response.id": "msg_neg", "gen_ai.usage.output_tokens": -3})),
+            ]
+        }
+    )
     resp = post_json(Client(), secret, body)
     assert resp.status_code == 200
     partial = resp.json()["partialSuccess"]
@@ -225,9 +302,15 @@ def test_rejected_spans_are_reported_as_partial_success(ingest_key):
 
 def test_one_call_traced_by_two_instrumentations_is_stored_once_with_the_native_figures(ingest_key):
     secret, _ = ingest_key
-    twin = {"gen_ai.operation.name": "chat", "gen_ai.request.model": MODEL, "gen_ai.response.id": "msg_twice",
-            "gen_ai.usage.input_tokens": 2112, "gen_ai.usage.output_tokens": 6,  # OpenLLMetry's stream over-count
-            "gen_ai.usage.cache_read.input_tokens": 2000, "gen_ai.usage.cache_creation.input_tokens": 100}
+    twin = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.request.model": MODEL,
+        "gen_ai.response.id": "msg_twice",
+        "gen_ai.usage.input_tokens": 2112,
+        "gen_ai.usage.output_tokens": 6,  # OpenLLMetry's stream over-count
+        "gen_ai.usage.cache_read.input_tokens": 2000,
+        "gen_ai.usage.cache_creation.input_tokens": 100,
+    }
     body = export({OPENLLMETRY: [span(twin)], NATIVE: [span(native_attrs(**{"gen_ai.response.id": "msg_twice"}))]})
     resp = post_json(Client(), secret, body)
     assert resp.status_code == 200
@@ -241,8 +324,11 @@ def test_one_call_traced_by_two_instrumentations_is_stored_once_with_the_native_
 
 def test_protobuf_gzip_bodies_get_protobuf_answers(ingest_key):
     secret, _ = ingest_key
-    request = as_protobuf(export({NATIVE: [span(native_attrs(**{"gen_ai.response.id": "msg_pb"})),
-                                           span({"gen_ai.operation.name": "chat"})]}))
+    request = as_protobuf(
+        export(
+            {NATIVE: [span(native_attrs(**{"gen_ai.response.id": "msg_pb"})), span({"gen_ai.operation.name": "chat"})]}
+        )
+    )
     resp = post_protobuf(Client(), secret, request, gzip_body=True)
     assert resp.status_code == 200
     assert resp["Content-Type"] == "application/x-protobuf"
@@ -291,8 +377,12 @@ def test_auth_content_type_encoding_and_size_are_checked(ingest_key, settings):
 @pytest.fixture
 def otlp_exporter(live_server, clean_events) -> Iterator[OTLPSpanExporter]:  # type: ignore[no-untyped-def]
     secret = ingest_key_create(project_slug="acme", environment_name="prod").secret
-    exporter = OTLPSpanExporter(endpoint=f"{live_server.url}/v1/traces",
-                                headers={"Authorization": f"Bearer {secret}"}, compression=Compression.Gzip, timeout=10)
+    exporter = OTLPSpanExporter(
+        endpoint=f"{live_server.url}/v1/traces",
+        headers={"Authorization": f"Bearer {secret}"},
+        compression=Compression.Gzip,
+        timeout=10,
+    )
     yield exporter
     # Closes its kept-alive connection: the live server's handler thread (and its database
     # connection) would otherwise outlive the test.
@@ -323,17 +413,26 @@ def test_the_opentelemetry_sdk_exporter_delivers_genai_spans(otlp_exporter):
         pass
     event = stored()["msg_sdk"]
     assert (event.service, event.feature, event.input_tokens, event.cost_usd) == (
-        "search-api", "search", 12, CACHE_COST)
+        "search-api",
+        "search",
+        12,
+        CACHE_COST,
+    )
     assert Event.objects.count() == 1
 
 
 def test_the_anthropic_sdks_native_spans_arrive_as_events(otlp_exporter, fake_anthropic):
     tracer_provider = provider(otlp_exporter)
-    client = anthropic.Anthropic(api_key="sk-test", base_url=fake_anthropic.url, max_retries=1,
-                                 open_telemetry={"tracer_provider": tracer_provider})
+    client = anthropic.Anthropic(
+        api_key="sk-test",
+        base_url=fake_anthropic.url,
+        max_retries=1,
+        open_telemetry={"tracer_provider": tracer_provider},
+    )
     message = client.messages.create(model=MODEL, max_tokens=50, messages=[{"role": "user", "content": "cache"}])
-    stream = client.messages.create(model=MODEL, max_tokens=50, messages=[{"role": "user", "content": "hello"}],
-                                    stream=True)
+    stream = client.messages.create(
+        model=MODEL, max_tokens=50, messages=[{"role": "user", "content": "hello"}], stream=True
+    )
     for _ in stream:
         pass
     with pytest.raises(anthropic.OverloadedError) as raised:
@@ -362,11 +461,13 @@ def test_openllmetry_and_native_spans_of_one_call_count_once(otlp_exporter, fake
     # OpenLLMetry patches the SDK's classes process-wide: undone below whatever happens.
     instrumentor.instrument(tracer_provider=tracer_provider)
     try:
-        client = anthropic.Anthropic(api_key="sk-test", base_url=fake_anthropic.url,
-                                     open_telemetry={"tracer_provider": tracer_provider})
+        client = anthropic.Anthropic(
+            api_key="sk-test", base_url=fake_anthropic.url, open_telemetry={"tracer_provider": tracer_provider}
+        )
         message = client.messages.create(model=MODEL, max_tokens=50, messages=[{"role": "user", "content": "cache"}])
-        stream = client.messages.create(model=MODEL, max_tokens=50, messages=[{"role": "user", "content": "hi"}],
-                                        stream=True)
+        stream = client.messages.create(
+            model=MODEL, max_tokens=50, messages=[{"role": "user", "content": "hi"}], stream=True
+        )
         for _ in stream:
             pass
     finally:
@@ -386,11 +487,19 @@ def test_an_otlp_json_export_over_http_is_answered_in_json(live_server, clean_ev
     import httpx
 
     secret = ingest_key_create(project_slug="acme", environment_name="prod").secret
-    body = export({NATIVE: [span(native_attrs(**{"gen_ai.response.id": "msg_json_live"})),
-                            span({"gen_ai.operation.name": "chat"})]})
-    resp = httpx.post(f"{live_server.url}/v1/traces", content=gzip.compress(json.dumps(body).encode()),
-                      headers={"Authorization": f"Bearer {secret}", "Content-Type": "application/json",
-                               "Content-Encoding": "gzip"})
+    body = export(
+        {
+            NATIVE: [
+                span(native_attrs(**{"gen_ai.response.id": "msg_json_live"})),
+                span({"gen_ai.operation.name": "chat"}),
+            ]
+        }
+    )
+    resp = httpx.post(
+        f"{live_server.url}/v1/traces",
+        content=gzip.compress(json.dumps(body).encode()),
+        headers={"Authorization": f"Bearer {secret}", "Content-Type": "application/json", "Content-Encoding": "gzip"},
+    )
     assert resp.status_code == 200
     assert resp.headers["content-type"] == "application/json"
     assert resp.json()["partialSuccess"]["rejectedSpans"] == "1"

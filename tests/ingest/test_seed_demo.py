@@ -145,8 +145,9 @@ def test_first_seed_adds_rules_a_budget_and_the_incidents_they_open_once():
     assert summary["alerts"] == {"created": True, "rules": 3, "incidents": 7, "notifications": 15}
     project = Project.objects.get(slug="demo")
     rules = {r.name: r for r in AlertRule.objects.filter(project=project)}
-    assert {name: (r.metric, r.condition, r.threshold, r.sensitivity, r.environment, r.service)
-            for name, r in rules.items()} == {
+    assert {
+        name: (r.metric, r.condition, r.threshold, r.sensitivity, r.environment, r.service) for name, r in rules.items()
+    } == {
         "Prod spend per hour": ("cost_usd", "above", 1.6, None, "prod", None),
         "Search P95 latency": ("latency_p95_ms", "above", 19000.0, None, "prod", "search"),
         "Prod error rate anomaly": ("error_rate", "anomaly", None, 6.0, "prod", None),
@@ -154,14 +155,22 @@ def test_first_seed_adds_rules_a_budget_and_the_incidents_they_open_once():
     assert all(r.last_evaluated_at == DEMO_NOW for r in rules.values())
 
     def spans(name: str) -> list[tuple[str, str]]:
-        return [(f"{i.window_start:%m-%d %H:%M}", f"{i.resolved_at:%m-%d %H:%M}")
-                for i in rules[name].incidents.order_by("window_start")]
+        return [
+            (f"{i.window_start:%m-%d %H:%M}", f"{i.resolved_at:%m-%d %H:%M}")
+            for i in rules[name].incidents.order_by("window_start")
+        ]
 
     # Spend over $1.60 in an hour: the overload afternoon's retries and two busy afternoons.
-    assert spans("Prod spend per hour") == [("11-21 14:00", "11-21 16:02"), ("11-26 15:00", "11-26 17:02"),
-                                            ("11-27 12:00", "11-27 14:02")]
-    assert spans("Search P95 latency") == [("11-23 13:00", "11-23 15:02"), ("11-25 12:00", "11-25 14:02"),
-                                           ("12-02 16:00", "12-02 18:02")]
+    assert spans("Prod spend per hour") == [
+        ("11-21 14:00", "11-21 16:02"),
+        ("11-26 15:00", "11-26 17:02"),
+        ("11-27 12:00", "11-27 14:02"),
+    ]
+    assert spans("Search P95 latency") == [
+        ("11-23 13:00", "11-23 15:02"),
+        ("11-25 12:00", "11-25 14:02"),
+        ("12-02 16:00", "12-02 18:02"),
+    ]
     # The overload afternoon (529s from 14:00) against a quiet 14:00 on each of the 14 days before.
     assert spans("Prod error rate anomaly") == [("11-21 14:00", "11-21 16:02")]
     anomaly = rules["Prod error rate anomaly"].incidents.get()
@@ -178,19 +187,26 @@ def test_first_seed_adds_rules_a_budget_and_the_incidents_they_open_once():
     # Every incident emailed once when it opened and once when it resolved, plus the budget's 80%.
     notifications = Notification.objects.filter(project=project)
     assert dict(notifications.values_list("kind").annotate(n=Count("id"))) == {
-        "incident_opened": 7, "incident_resolved": 7, "budget": 1}
+        "incident_opened": 7,
+        "incident_resolved": 7,
+        "budget": 1,
+    }
     assert not notifications.filter(sent_at__isnull=True).exists()
     assert len(mail.outbox) == 15
-    assert notifications.get(kind="budget").subject == \
-        "[Tally] demo: Monthly LLM budget at 80% ($36.79 of $45.00 monthly)"
+    assert (
+        notifications.get(kind="budget").subject == "[Tally] demo: Monthly LLM budget at 80% ($36.79 of $45.00 monthly)"
+    )
     explained = notifications.get(kind="incident_opened", incident=anomaly)
     assert explained.subject == "[Tally] prod: error rate 54.2% > baseline 0.0%"
     text = explained.body_text.replace("\r\n", "\n")
     assert "  - model claude-sonnet-4-6 61.9%, 88% of errors (4.2% a day earlier, +57.7%)\n" in text
-    assert ("  - error type overloaded_error: 83 calls, 100% of errors (0 a day earlier)\n"
-            "  - HTTP status 529: 83 calls, 100% of errors (0 a day earlier)\n") in text
-    assert "/events?project=demo&from=2026-11-21T14:00:00Z&to=2026-11-21T15:00:00Z&environment=prod&status=error" \
-        in text
+    assert (
+        "  - error type overloaded_error: 83 calls, 100% of errors (0 a day earlier)\n"
+        "  - HTTP status 529: 83 calls, 100% of errors (0 a day earlier)\n"
+    ) in text
+    assert (
+        "/events?project=demo&from=2026-11-21T14:00:00Z&to=2026-11-21T15:00:00Z&environment=prod&status=error" in text
+    )
 
     # A second run (a restart, or seed_demo by hand) adds nothing.
     with time_machine.travel(DEMO_NOW + timedelta(minutes=5), tick=True):

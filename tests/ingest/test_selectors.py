@@ -20,11 +20,19 @@ def project(transactional_db, clean_events):  # type: ignore[no-untyped-def]
 
     now = datetime.now(tz=UTC).replace(minute=30, second=0, microsecond=0)
     key = ingest_key_create(project_slug="acme", environment_name="prod").key
-    events = [{"request_id": f"r{i}", "timestamp": (now - timedelta(hours=i)).isoformat(), "latency_ms": 100 * i,
-               "model": "claude-experimental-x" if i == 3 else "claude-sonnet-4-6", "input_tokens": 10 * i}
-              for i in range(1, 6)]
-    result = events_ingest(project_id=key.project_id, environment_id=key.environment_id, body={"events": events},
-                           max_batch=1000)
+    events = [
+        {
+            "request_id": f"r{i}",
+            "timestamp": (now - timedelta(hours=i)).isoformat(),
+            "latency_ms": 100 * i,
+            "model": "claude-experimental-x" if i == 3 else "claude-sonnet-4-6",
+            "input_tokens": 10 * i,
+        }
+        for i in range(1, 6)
+    ]
+    result = events_ingest(
+        project_id=key.project_id, environment_id=key.environment_id, body={"events": events}, max_batch=1000
+    )
     assert result.accepted == 5, result.rejected
     return key.project_id, now
 
@@ -45,7 +53,12 @@ def test_only_the_hours_given_are_read(project):
 
 def test_chunks_walk_the_whole_order_by_keyset(project):
     assert [c.request_id for c in calls_iter(_selection(project, sort="latency"), chunk=2)] == [
-        "r5", "r4", "r3", "r2", "r1"]
+        "r5",
+        "r4",
+        "r3",
+        "r2",
+        "r1",
+    ]
     cost = list(calls_iter(_selection(project, sort="cost"), chunk=1))
     assert [c.request_id for c in cost] == ["r5", "r4", "r2", "r1", "r3"]  # unpriced r3 last
     assert cost[-1].sort_key == -1

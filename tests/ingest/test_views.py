@@ -18,8 +18,13 @@ NOW = datetime.now(tz=UTC)
 
 
 def ev(request_id: str = "req_1", **fields):  # type: ignore[no-untyped-def]
-    event = {"request_id": request_id, "model": "claude-sonnet-4-6", "latency_ms": 812.5,
-             "input_tokens": 1200, "output_tokens": 300}
+    event = {
+        "request_id": request_id,
+        "model": "claude-sonnet-4-6",
+        "latency_ms": 812.5,
+        "input_tokens": 1200,
+        "output_tokens": 300,
+    }
     event.update(fields)
     return event
 
@@ -33,12 +38,24 @@ def test_single_event_is_accepted_with_every_field_stored(client, ingest_key):
     secret, key = ingest_key
     ts = (NOW - timedelta(hours=2)).replace(microsecond=0)
     body = ev(
-        "req_full", timestamp=ts.isoformat().replace("+00:00", "Z"), cache_read_input_tokens=5000,
-        cache_creation_input_tokens=100, cache_creation={"ephemeral_5m_input_tokens": 40,
-                                                         "ephemeral_1h_input_tokens": 60},
-        status="error", error_type="overloaded_error", http_status=529, stop_reason="end_turn", service="checkout",
-        feature="cart-summary", user_id="u_42", provider="anthropic", batch=False, service_tier="standard",
-        time_to_first_token_ms=120.5, cost_usd=0.0123, metadata={"region": "eu", "build": "1.2.3"},
+        "req_full",
+        timestamp=ts.isoformat().replace("+00:00", "Z"),
+        cache_read_input_tokens=5000,
+        cache_creation_input_tokens=100,
+        cache_creation={"ephemeral_5m_input_tokens": 40, "ephemeral_1h_input_tokens": 60},
+        status="error",
+        error_type="overloaded_error",
+        http_status=529,
+        stop_reason="end_turn",
+        service="checkout",
+        feature="cart-summary",
+        user_id="u_42",
+        provider="anthropic",
+        batch=False,
+        service_tier="standard",
+        time_to_first_token_ms=120.5,
+        cost_usd=0.0123,
+        metadata={"region": "eu", "build": "1.2.3"},
     )
     resp = post_events(client, secret, body)
     assert resp.status_code == 202, resp.content
@@ -48,12 +65,23 @@ def test_single_event_is_accepted_with_every_field_stored(client, ingest_key):
     assert stored.environment_id == key.environment_id
     assert stored.timestamp == ts
     assert (stored.model, stored.service, stored.feature, stored.user_id) == (
-        "claude-sonnet-4-6", "checkout", "cart-summary", "u_42")
+        "claude-sonnet-4-6",
+        "checkout",
+        "cart-summary",
+        "u_42",
+    )
     assert (stored.status, stored.error_type, stored.http_status, stored.stop_reason) == (
-        "error", "overloaded_error", 529, "end_turn")
+        "error",
+        "overloaded_error",
+        529,
+        "end_turn",
+    )
     assert (stored.input_tokens, stored.output_tokens, stored.cache_read_input_tokens) == (1200, 300, 5000)
     assert (stored.cache_creation_input_tokens, stored.cache_write_5m_tokens, stored.cache_write_1h_tokens) == (
-        100, 40, 60)
+        100,
+        40,
+        60,
+    )
     assert stored.latency_ms == 812.5
     assert stored.time_to_first_token_ms == 120.5
     assert stored.service_tier == "standard"
@@ -75,7 +103,13 @@ def test_defaults_apply(client, ingest_key):
     e = Event.objects.get(request_id="r_min")
     assert before <= e.timestamp <= datetime.now(tz=UTC)
     assert (e.status, e.service, e.provider, e.batch, e.feature, e.user_id) == (
-        "ok", "default", "anthropic", False, "", "")
+        "ok",
+        "default",
+        "anthropic",
+        False,
+        "",
+        "",
+    )
     assert (e.input_tokens, e.output_tokens, e.cache_read_input_tokens, e.cache_creation_input_tokens) == (0, 0, 0, 0)
     assert e.http_status is None
     assert e.client_cost_usd is None
@@ -91,8 +125,9 @@ def test_cache_writes_without_split_count_as_5m(client, ingest_key):
 
 def test_cache_split_without_total_sets_the_total(client, ingest_key):
     secret, _ = ingest_key
-    post_events(client, secret, ev("r_split", cache_creation={"ephemeral_5m_input_tokens": 7,
-                                                              "ephemeral_1h_input_tokens": 5}))
+    post_events(
+        client, secret, ev("r_split", cache_creation={"ephemeral_5m_input_tokens": 7, "ephemeral_1h_input_tokens": 5})
+    )
     e = Event.objects.get(request_id="r_split")
     assert (e.cache_creation_input_tokens, e.cache_write_5m_tokens, e.cache_write_1h_tokens) == (12, 7, 5)
 
@@ -133,11 +168,19 @@ BAD_FIELDS = [
     ({"cache_creation_input_tokens": 2.0}, "cache_creation_input_tokens", "must be an integer"),
     ({"cache_creation": []}, "cache_creation", "must be an object"),
     ({"cache_creation": {"ephemeral_5m_input_tokens": -1}}, "cache_creation.ephemeral_5m_input_tokens", "between 0"),
-    ({"cache_creation": {"ephemeral_2h_input_tokens": 1}}, "cache_creation.ephemeral_2h_input_tokens",
-     "not a known field"),
-    ({"cache_creation_input_tokens": 10, "cache_creation": {"ephemeral_5m_input_tokens": 4,
-                                                            "ephemeral_1h_input_tokens": 5}},
-     "cache_creation", "must equal cache_creation_input_tokens"),
+    (
+        {"cache_creation": {"ephemeral_2h_input_tokens": 1}},
+        "cache_creation.ephemeral_2h_input_tokens",
+        "not a known field",
+    ),
+    (
+        {
+            "cache_creation_input_tokens": 10,
+            "cache_creation": {"ephemeral_5m_input_tokens": 4, "ephemeral_1h_input_tokens": 5},
+        },
+        "cache_creation",
+        "must equal cache_creation_input_tokens",
+    ),
     ({"status": "failed"}, "status", 'must be "ok" or "error"'),
     ({"error_type": 5}, "error_type", "must be a string"),
     ({"error_type": "e" * 65}, "error_type", "at most 64"),
@@ -290,8 +333,9 @@ def test_same_request_id_in_another_project_is_not_a_duplicate(client, ingest_ke
 def test_missing_or_unknown_key_is_401(client, ingest_key):
     assert post_events(client, None, ev()).status_code == 401
     assert post_events(client, "tly_nope", ev()).status_code == 401
-    resp = client.post("/api/v1/events", data=json.dumps(ev()), content_type="application/json",
-                       HTTP_AUTHORIZATION="Basic abc")
+    resp = client.post(
+        "/api/v1/events", data=json.dumps(ev()), content_type="application/json", HTTP_AUTHORIZATION="Basic abc"
+    )
     assert resp.status_code == 401
     assert "ingest key" in resp.json()["error"]
     assert Event.objects.count() == 0
@@ -380,9 +424,14 @@ def test_rate_limiter_fails_open_when_redis_is_unreachable(client, ingest_key, s
 
 def test_large_batches_are_stored_like_single_events(client, ingest_key):
     secret, _ = ingest_key
-    events = [ev(f"big{i}", metadata={"i": str(i)}, cache_creation={"ephemeral_5m_input_tokens": 1,
-                                                                   "ephemeral_1h_input_tokens": 2})
-              for i in range(100)]
+    events = [
+        ev(
+            f"big{i}",
+            metadata={"i": str(i)},
+            cache_creation={"ephemeral_5m_input_tokens": 1, "ephemeral_1h_input_tokens": 2},
+        )
+        for i in range(100)
+    ]
     events[5] = ev("big5", latency_ms="oops")
     first = post_events(client, secret, {"events": events})
     assert first.json()["accepted"] == 99
@@ -395,11 +444,28 @@ def test_large_batches_are_stored_like_single_events(client, ingest_key):
     assert stored.cost_usd is not None
     assert stored.price_source.startswith("genai-prices")
     # The same event posted alone (the single-event write) is stored identically.
-    post_events(client, secret, ev("small-twin", metadata={"i": "42"}, cache_creation={
-        "ephemeral_5m_input_tokens": 1, "ephemeral_1h_input_tokens": 2}))
+    post_events(
+        client,
+        secret,
+        ev(
+            "small-twin",
+            metadata={"i": "42"},
+            cache_creation={"ephemeral_5m_input_tokens": 1, "ephemeral_1h_input_tokens": 2},
+        ),
+    )
     twin = Event.objects.get(request_id="small-twin")
-    fields = ["model", "cost_usd", "cache_savings_usd", "metadata", "input_tokens", "cache_creation_input_tokens",
-              "latency_ms", "price_source", "status", "service"]
+    fields = [
+        "model",
+        "cost_usd",
+        "cache_savings_usd",
+        "metadata",
+        "input_tokens",
+        "cache_creation_input_tokens",
+        "latency_ms",
+        "price_source",
+        "status",
+        "service",
+    ]
     assert [getattr(stored, f) for f in fields] == [getattr(twin, f) for f in fields]
 
 
@@ -415,8 +481,7 @@ def test_a_large_batch_over_two_days_goes_into_each_days_partition(client, inges
     assert resp.json() == {"accepted": 90, "duplicates": 0, "rejected": []}
     with connection.cursor() as cursor:
         for day in days:
-            cursor.execute(f'SELECT count(*) FROM "ingest_event_{day:%Y%m%d}" WHERE project_id = %s',
-                           [key.project_id])
+            cursor.execute(f'SELECT count(*) FROM "ingest_event_{day:%Y%m%d}" WHERE project_id = %s', [key.project_id])
             assert cursor.fetchone()[0] == 45
     hours = set(DirtyHour.objects.filter(project_id=key.project_id).values_list("hour_start", flat=True))
     assert {h.date() for h in hours} == {d.date() for d in days}
@@ -450,12 +515,24 @@ def test_events_older_than_the_projects_retention_are_refused(client, ingest_key
     secret, key = ingest_key
     Project.objects.filter(pk=key.project_id).update(raw_retention_days=7)
     process_caches_clear()
-    resp = post_events(client, secret, {"events": [ev("r6", timestamp=(NOW - timedelta(days=6)).isoformat()),
-                                                   ev("r8", timestamp=(NOW - timedelta(days=8)).isoformat())]})
+    resp = post_events(
+        client,
+        secret,
+        {
+            "events": [
+                ev("r6", timestamp=(NOW - timedelta(days=6)).isoformat()),
+                ev("r8", timestamp=(NOW - timedelta(days=8)).isoformat()),
+            ]
+        },
+    )
     body = resp.json()
     assert body["accepted"] == 1
-    assert body["rejected"] == [{"index": 1, "errors": [
-        {"field": "timestamp", "message": "is older than this project's raw-event retention (7 days)"}]}]
+    assert body["rejected"] == [
+        {
+            "index": 1,
+            "errors": [{"field": "timestamp", "message": "is older than this project's raw-event retention (7 days)"}],
+        }
+    ]
 
 
 def test_request_ids_with_tabs_newlines_and_backslashes_survive_the_batch_copy(client, ingest_key):
@@ -476,8 +553,10 @@ def test_request_ids_with_tabs_newlines_and_backslashes_survive_the_batch_copy(c
 def test_a_lone_surrogate_rejects_its_event_by_field_and_keeps_the_others(client, ingest_key, size):
     # The json module accepts "\ud800" (a lone surrogate, not valid Unicode): PostgreSQL can't store it.
     secret, _ = ingest_key
-    events = [ev(f"s{i}") for i in range(size - 1)] + [ev("lone", user_id="\ud800"),
-                                                       ev("lone-meta", metadata={"k": "a\udfffb"})]
+    events = [ev(f"s{i}") for i in range(size - 1)] + [
+        ev("lone", user_id="\ud800"),
+        ev("lone-meta", metadata={"k": "a\udfffb"}),
+    ]
     resp = post_events(client, secret, {"events": events})
     assert resp.status_code == (202 if size > 1 else 400)
     body = resp.json()
@@ -488,10 +567,14 @@ def test_a_lone_surrogate_rejects_its_event_by_field_and_keeps_the_others(client
 
 
 RATELIMIT = {
-    "ratelimit_requests_limit": 4000, "ratelimit_requests_remaining": 3999,
-    "ratelimit_tokens_limit": 480_000, "ratelimit_tokens_remaining": 0,
-    "ratelimit_input_tokens_limit": 400_000, "ratelimit_input_tokens_remaining": 398_800,
-    "ratelimit_output_tokens_limit": 80_000, "ratelimit_output_tokens_remaining": 79_700,
+    "ratelimit_requests_limit": 4000,
+    "ratelimit_requests_remaining": 3999,
+    "ratelimit_tokens_limit": 480_000,
+    "ratelimit_tokens_remaining": 0,
+    "ratelimit_input_tokens_limit": 400_000,
+    "ratelimit_input_tokens_remaining": 398_800,
+    "ratelimit_output_tokens_limit": 80_000,
+    "ratelimit_output_tokens_remaining": 79_700,
 }
 
 

@@ -29,14 +29,40 @@ from tests.projects.conftest import B_MARKERS, Side, World, project_state
 PUBLIC, PAGE, API, INGEST = "public", "page", "api", "ingest"
 ALL_WRITES = ("POST", "PATCH", "DELETE")
 
-RULE_JSON = {"name": "Injected", "metric": "cost_usd", "window": "hour", "condition": "above", "threshold": 1.0,
-             "recipients": ["intruder@example.com"], "project": "{slug}"}
-BUDGET_JSON = {"name": "Injected", "period": "month", "limit_usd": 1.0, "recipients": ["intruder@example.com"],
-               "project": "{slug}"}
-RULE_FORM = {"name": "Injected", "metric": "cost_usd", "window": "hour", "condition": "above", "threshold": "1",
-             "recipients": "intruder@example.com", "cooldown_minutes": "60", "min_requests": "20", "enabled": "true"}
-PRICE_FORM = {"model": "injected-model", "effective_from": "2026-01-01T00:00", "input_usd_per_mtok": "1",
-              "output_usd_per_mtok": "2", "batch_multiplier": "0.5"}
+RULE_JSON = {
+    "name": "Injected",
+    "metric": "cost_usd",
+    "window": "hour",
+    "condition": "above",
+    "threshold": 1.0,
+    "recipients": ["intruder@example.com"],
+    "project": "{slug}",
+}
+BUDGET_JSON = {
+    "name": "Injected",
+    "period": "month",
+    "limit_usd": 1.0,
+    "recipients": ["intruder@example.com"],
+    "project": "{slug}",
+}
+RULE_FORM = {
+    "name": "Injected",
+    "metric": "cost_usd",
+    "window": "hour",
+    "condition": "above",
+    "threshold": "1",
+    "recipients": "intruder@example.com",
+    "cooldown_minutes": "60",
+    "min_requests": "20",
+    "enabled": "true",
+}
+PRICE_FORM = {
+    "model": "injected-model",
+    "effective_from": "2026-01-01T00:00",
+    "input_usd_per_mtok": "1",
+    "output_usd_per_mtok": "2",
+    "batch_multiplier": "0.5",
+}
 EVENT = {"request_id": "injected-1", "model": "claude-sonnet-4-6", "latency_ms": 10}
 
 
@@ -65,15 +91,29 @@ RULES: dict[str, Rule] = {
     # --- query and admin APIs ----------------------------------------------------------------------
     "api/v1/metrics": Rule(API, query="?project={slug}&group_by=model,service", keys=("read", "admin")),
     "api/v1/budgets/status": Rule(API, query="?project={slug}", keys=("read", "admin", "ingest")),
-    "api/v1/users/forget": Rule(API, ("POST",), body={"user_id": "{marker}-user-7", "project": "{slug}"},
-                                keys=("admin",), viewer_refused=("POST",)),
-    "api/v1/alert-rules": Rule(API, ("GET", "POST"), body=RULE_JSON, keys=("admin",),
-                               viewer_refused=("GET", "POST")),
-    "api/v1/alert-rules/<int:rule_id>": Rule(API, ("GET", "PATCH", "DELETE"), body={"threshold": 1.0},
-                                             keys=("admin",), viewer_refused=("GET", "PATCH", "DELETE")),
+    "api/v1/users/forget": Rule(
+        API,
+        ("POST",),
+        body={"user_id": "{marker}-user-7", "project": "{slug}"},
+        keys=("admin",),
+        viewer_refused=("POST",),
+    ),
+    "api/v1/alert-rules": Rule(API, ("GET", "POST"), body=RULE_JSON, keys=("admin",), viewer_refused=("GET", "POST")),
+    "api/v1/alert-rules/<int:rule_id>": Rule(
+        API,
+        ("GET", "PATCH", "DELETE"),
+        body={"threshold": 1.0},
+        keys=("admin",),
+        viewer_refused=("GET", "PATCH", "DELETE"),
+    ),
     "api/v1/budgets": Rule(API, ("GET", "POST"), body=BUDGET_JSON, keys=("admin",), viewer_refused=("GET", "POST")),
-    "api/v1/budgets/<int:budget_id>": Rule(API, ("GET", "PATCH", "DELETE"), body={"limit_usd": 1.0},
-                                           keys=("admin",), viewer_refused=("GET", "PATCH", "DELETE")),
+    "api/v1/budgets/<int:budget_id>": Rule(
+        API,
+        ("GET", "PATCH", "DELETE"),
+        body={"limit_usd": 1.0},
+        keys=("admin",),
+        viewer_refused=("GET", "PATCH", "DELETE"),
+    ),
     # --- dashboards ----------------------------------------------------------------------------------
     "": Rule(PAGE, query="?project={slug}&range=7d"),
     "spend": Rule(PAGE, query="?project={slug}"),
@@ -83,45 +123,74 @@ RULES: dict[str, Rule] = {
     "events": Rule(PAGE, query="?project={slug}&request_id={marker}-req-0"),
     "events/<int:event_id>": Rule(PAGE, query="?project={slug}"),
     # --- project admin pages -----------------------------------------------------------------------
-    "projects/<slug:slug>/keys": Rule(PAGE, ("GET", "POST"), body={"environment": "prod", "scope": "admin"},
-                                      viewer_refused=("GET", "POST")),
+    "projects/<slug:slug>/keys": Rule(
+        PAGE, ("GET", "POST"), body={"environment": "prod", "scope": "admin"}, viewer_refused=("GET", "POST")
+    ),
     "projects/<slug:slug>/keys/<int:key_id>/revoke": Rule(PAGE, ("POST",), viewer_refused=("POST",)),
     "projects/<slug:slug>/prices": Rule(PAGE, ("GET", "POST"), body=PRICE_FORM, viewer_refused=("GET", "POST")),
     "projects/<slug:slug>/prices/<int:override_id>/delete": Rule(PAGE, ("POST",), viewer_refused=("POST",)),
-    "projects/<slug:slug>/retention": Rule(PAGE, ("GET", "POST"), body={"raw_retention_days": "2"},
-                                           viewer_refused=("GET", "POST")),
-    "projects/<slug:slug>/members": Rule(PAGE, ("GET", "POST"), body={"username": "nobody", "role": "admin"},
-                                         viewer_refused=("GET", "POST")),
-    "projects/<slug:slug>/members/<int:membership_id>": Rule(PAGE, ("POST",), body={"role": "admin"},
-                                                             viewer_refused=("POST",)),
+    "projects/<slug:slug>/retention": Rule(
+        PAGE, ("GET", "POST"), body={"raw_retention_days": "2"}, viewer_refused=("GET", "POST")
+    ),
+    "projects/<slug:slug>/members": Rule(
+        PAGE, ("GET", "POST"), body={"username": "nobody", "role": "admin"}, viewer_refused=("GET", "POST")
+    ),
+    "projects/<slug:slug>/members/<int:membership_id>": Rule(
+        PAGE, ("POST",), body={"role": "admin"}, viewer_refused=("POST",)
+    ),
     "projects/<slug:slug>/members/<int:membership_id>/remove": Rule(PAGE, ("POST",), viewer_refused=("POST",)),
     # --- provider connection and reconciliation (providers/) -------------------------------------------
-    "api/v1/provider-connection": Rule(API, ("GET", "PUT", "DELETE"), query="?project={slug}",
-                                       body={"admin_key": "sk-ant-admin01-injected", "workspace_ids": ["injected"],
-                                             "project": "{slug}"},
-                                       keys=("admin",), viewer_refused=("GET", "PUT", "DELETE")),
+    "api/v1/provider-connection": Rule(
+        API,
+        ("GET", "PUT", "DELETE"),
+        query="?project={slug}",
+        body={"admin_key": "sk-ant-admin01-injected", "workspace_ids": ["injected"], "project": "{slug}"},
+        keys=("admin",),
+        viewer_refused=("GET", "PUT", "DELETE"),
+    ),
     "api/v1/reconciliation": Rule(API, query="?project={slug}", keys=("read", "admin")),
-    "projects/<slug:slug>/provider": Rule(PAGE, ("GET", "POST"), body={"admin_key": "sk-ant-admin01-injected"},
-                                          viewer_refused=("GET", "POST")),
+    "projects/<slug:slug>/provider": Rule(
+        PAGE, ("GET", "POST"), body={"admin_key": "sk-ant-admin01-injected"}, viewer_refused=("GET", "POST")
+    ),
     "projects/<slug:slug>/provider/delete": Rule(PAGE, ("POST",), viewer_refused=("POST",)),
     "projects/<slug:slug>/provider/sync": Rule(PAGE, ("POST",), viewer_refused=("POST",)),
     "reconciliation": Rule(PAGE, query="?project={slug}"),
     # --- alerts pages ----------------------------------------------------------------------------------
     "alerts/": Rule(PAGE, query="?project={slug}"),
-    "alerts/new": Rule(PAGE, ("GET", "POST"), query="?project={slug}", body=RULE_FORM,
-                       viewer_refused=("GET", "POST"), shows_marker=False),
+    "alerts/new": Rule(
+        PAGE,
+        ("GET", "POST"),
+        query="?project={slug}",
+        body=RULE_FORM,
+        viewer_refused=("GET", "POST"),
+        shows_marker=False,
+    ),
     "alerts/<int:rule_id>/": Rule(PAGE),
     "alerts/<int:rule_id>/edit": Rule(PAGE, ("GET", "POST"), body=RULE_FORM, viewer_refused=("GET", "POST")),
     "alerts/<int:rule_id>/enabled": Rule(PAGE, ("POST",), body={"enabled": "false"}, viewer_refused=("POST",)),
     "alerts/<int:rule_id>/test": Rule(PAGE, ("POST",), viewer_refused=("POST",)),
     "alerts/<int:rule_id>/delete": Rule(PAGE, ("GET", "POST"), viewer_refused=("GET", "POST")),
-    "alerts/budgets/": Rule(PAGE, ("GET", "POST"), query="?project={slug}",
-                            body={"name": "Injected", "period": "month", "limit_usd": "1",
-                                  "recipients": "intruder@example.com", "enabled": "on"},
-                            viewer_refused=("POST",)),
+    "alerts/budgets/": Rule(
+        PAGE,
+        ("GET", "POST"),
+        query="?project={slug}",
+        body={
+            "name": "Injected",
+            "period": "month",
+            "limit_usd": "1",
+            "recipients": "intruder@example.com",
+            "enabled": "on",
+        },
+        viewer_refused=("POST",),
+    ),
     "alerts/budgets/<int:budget_id>/delete": Rule(PAGE, ("GET", "POST"), viewer_refused=("GET", "POST")),
-    "alerts/digest/": Rule(PAGE, ("GET", "POST"), query="?project={slug}",
-                           body={"enabled": "on", "recipients": "intruder@example.com"}, viewer_refused=("POST",)),
+    "alerts/digest/": Rule(
+        PAGE,
+        ("GET", "POST"),
+        query="?project={slug}",
+        body={"enabled": "on", "recipients": "intruder@example.com"},
+        viewer_refused=("POST",),
+    ),
     "alerts/digest/test": Rule(PAGE, ("POST",), query="?project={slug}", viewer_refused=("POST",)),
     "alerts/outbox/": Rule(PAGE, query="?project={slug}"),
     "alerts/outbox/<int:notification_id>/": Rule(PAGE),
@@ -134,6 +203,7 @@ _PARAM = re.compile(r"<(?:\w+:)?(\w+)>")
 
 def url_patterns() -> list[str]:
     """Every route of the URLconf, includes flattened: 'projects/<slug:slug>/keys', ..."""
+
     def walk(patterns: list[Any], prefix: str) -> list[str]:
         out = []
         for p in patterns:
@@ -162,13 +232,16 @@ def _fill(value: Any, side: Side) -> Any:
 
 def url_for(route: str, side: Side, ids: Side | None = None) -> str:
     """The route for project `side`, with object ids from `ids` (default: the same project)."""
+
     def arg(match: re.Match[str]) -> str:
         name = match.group(1)
         if name == "slug":
             return side.project.slug
         if not hasattr(side, name):
-            pytest.fail(f"URL pattern {route!r} has a parameter {name!r} the access test can't fill: "
-                        f"add a {name} of each project to tests/projects/conftest.py:Side")
+            pytest.fail(
+                f"URL pattern {route!r} has a parameter {name!r} the access test can't fill: "
+                f"add a {name} of each project to tests/projects/conftest.py:Side"
+            )
         return str(getattr(ids or side, name))
 
     return "/" + _PARAM.sub(arg, route) + _fill(RULES[route].query, side)
@@ -179,8 +252,15 @@ def names_a_project_and_an_object(route: str) -> bool:
     return bool(params) and ("slug" in params or "{slug}" in RULES[route].query) and params != ["slug"]
 
 
-def call(client: Client, method: str, route: str, side: Side, *, key: str | None = None,  # type: ignore[no-untyped-def]
-         ids: Side | None = None):
+def call(
+    client: Client,
+    method: str,
+    route: str,
+    side: Side,
+    *,
+    key: str | None = None,  # type: ignore[no-untyped-def]
+    ids: Side | None = None,
+):
     rule = RULES[route]
     url = url_for(route, side, ids)
     extra = {"HTTP_AUTHORIZATION": f"Bearer {key}"} if key else {}
@@ -201,8 +281,9 @@ def shows_b(response) -> list[str]:  # type: ignore[no-untyped-def]
 def test_every_url_pattern_has_an_access_rule():
     routes = ruled_routes()
     missing = [r for r in routes if r not in RULES]
-    assert not missing, "\n".join(f"URL pattern {r!r} has no access rule: add one to RULES in {__file__}"
-                                  for r in missing)
+    assert not missing, "\n".join(
+        f"URL pattern {r!r} has no access rule: add one to RULES in {__file__}" for r in missing
+    )
     stale = [r for r in RULES if r not in routes]
     assert not stale, f"RULES name URL patterns that no longer exist: {stale}"
 

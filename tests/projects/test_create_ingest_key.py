@@ -25,25 +25,44 @@ def test_creates_project_environment_and_prints_secret_alone_on_last_line(db):
 
 
 def test_reuses_existing_project_and_environment(db):
-    call_command("create_ingest_key", "--project", "shop", "--environment", "prod", stdout=StringIO(),
-                 stderr=StringIO())
-    call_command("create_ingest_key", "--project", "shop", "--environment", "prod", "--scope", "read",
-                 stdout=StringIO(), stderr=StringIO())
+    call_command(
+        "create_ingest_key", "--project", "shop", "--environment", "prod", stdout=StringIO(), stderr=StringIO()
+    )
+    call_command(
+        "create_ingest_key",
+        "--project",
+        "shop",
+        "--environment",
+        "prod",
+        "--scope",
+        "read",
+        stdout=StringIO(),
+        stderr=StringIO(),
+    )
     assert Project.objects.count() == 1
     assert Environment.objects.count() == 1
     assert sorted(IngestKey.objects.values_list("scope", flat=True)) == ["ingest", "read"]
 
 
 def test_environments_of_a_project_are_separate(db):
-    call_command("create_ingest_key", "--project", "shop", "--environment", "dev", stdout=StringIO(),
-                 stderr=StringIO())
-    call_command("create_ingest_key", "--project", "shop", "--environment", "prod", stdout=StringIO(),
-                 stderr=StringIO())
+    call_command("create_ingest_key", "--project", "shop", "--environment", "dev", stdout=StringIO(), stderr=StringIO())
+    call_command(
+        "create_ingest_key", "--project", "shop", "--environment", "prod", stdout=StringIO(), stderr=StringIO()
+    )
     assert IngestKey.objects.values("environment").distinct().count() == 2
 
 
 def test_unknown_scope_is_refused(db):
     with pytest.raises(CommandError):
-        call_command("create_ingest_key", "--project", "shop", "--environment", "dev", "--scope", "root",
-                     stdout=StringIO(), stderr=StringIO())
+        call_command(
+            "create_ingest_key",
+            "--project",
+            "shop",
+            "--environment",
+            "dev",
+            "--scope",
+            "root",
+            stdout=StringIO(),
+            stderr=StringIO(),
+        )
     assert IngestKey.objects.count() == 0

@@ -14,9 +14,15 @@ from tests.projects.conftest import World
 from tests.projects.test_access import PUBLIC, RULES, call, ruled_routes
 
 ROOT = Path(__file__).resolve().parents[2]
-CSP = {"default-src": ["'self'"], "script-src": ["'self'"], "style-src": ["'self'", "'unsafe-inline'"],
-       "img-src": ["'self'", "data:"], "frame-ancestors": ["'none'"], "base-uri": ["'self'"],
-       "form-action": ["'self'"]}
+CSP = {
+    "default-src": ["'self'"],
+    "script-src": ["'self'"],
+    "style-src": ["'self'", "'unsafe-inline'"],
+    "img-src": ["'self'", "data:"],
+    "frame-ancestors": ["'none'"],
+    "base-uri": ["'self'"],
+    "form-action": ["'self'"],
+}
 
 
 def csp_of(response) -> dict[str, list[str]]:  # type: ignore[no-untyped-def]
@@ -42,7 +48,8 @@ class ScriptFinder(HTMLParser):
             if name.startswith("on"):
                 self.problems.append(f"<{tag} {name}=...> inline event handler")
             if name in ("href", "src", "action", "formaction") and (value or "").strip().lower().startswith(
-                    "javascript:"):
+                "javascript:"
+            ):
                 self.problems.append(f"<{tag} {name}={value!r}>")
 
 
@@ -70,8 +77,13 @@ def html_pages(world: World) -> dict[str, str]:
     pages["403"] = _viewer_403(world)
     pages["404"] = admin.get("/projects/nope/keys")
     pages["login (errors)"] = Client().post("/login", {"username": "x", "password": "y"})
-    for url in ("/admin/", "/admin/login/", "/admin/projects/project/",
-                f"/admin/projects/project/{world.b.project.pk}/change/", "/admin/auth/user/add/"):
+    for url in (
+        "/admin/",
+        "/admin/login/",
+        "/admin/projects/project/",
+        f"/admin/projects/project/{world.b.project.pk}/change/",
+        "/admin/auth/user/add/",
+    ):
         pages[url] = root.get(url) if url != "/admin/login/" else Client().get(url)
     return pages
 
@@ -96,8 +108,9 @@ def test_every_page_has_the_csp_and_no_inline_script(world: World):
 
 
 def test_the_inline_script_checker_catches_what_the_csp_would_block():
-    assert inline_script_problems('<script src="/static/a.js"></script><script type="application/json">{}</script>') \
-        == []
+    assert (
+        inline_script_problems('<script src="/static/a.js"></script><script type="application/json">{}</script>') == []
+    )
     assert len(inline_script_problems("<script>alert(1)</script>")) == 1
     assert len(inline_script_problems('<script type="module">x()</script>')) == 1
     assert len(inline_script_problems('<button onclick="x()">')) == 1
@@ -130,21 +143,36 @@ def test_hsts_and_secure_cookies_on_https(settings, django_user_model, db):
 
 
 def _settings_in_a_fresh_process(**env: str) -> dict[str, str]:
-    code = ("from django.conf import settings as s; print(s.SECURE_HSTS_SECONDS, s.SESSION_COOKIE_SECURE, "
-            "s.CSRF_COOKIE_SECURE, s.X_FRAME_OPTIONS, s.SECURE_REFERRER_POLICY, s.SESSION_COOKIE_SAMESITE)")
+    code = (
+        "from django.conf import settings as s; print(s.SECURE_HSTS_SECONDS, s.SESSION_COOKIE_SECURE, "
+        "s.CSRF_COOKIE_SECURE, s.X_FRAME_OPTIONS, s.SECURE_REFERRER_POLICY, s.SESSION_COOKIE_SAMESITE)"
+    )
     base = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECURE_COOKIES", "TALLY_HSTS_SECONDS")}
-    base.update({"DJANGO_SETTINGS_MODULE": "config.settings.base", "SECRET_KEY": "x" * 50,
-                 "DATABASE_URL": "postgres://u:p@127.0.0.1:1/x", "CELERY_BROKER_URL": "redis://127.0.0.1:1/0"})
+    base.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "config.settings.base",
+            "SECRET_KEY": "x" * 50,
+            "DATABASE_URL": "postgres://u:p@127.0.0.1:1/x",
+            "CELERY_BROKER_URL": "redis://127.0.0.1:1/0",
+        }
+    )
     base.update(env)
-    out = subprocess.run([sys.executable, "-c", code], env=base, cwd=ROOT, capture_output=True, text=True,
-                         check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=base, cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
     return dict(zip(("hsts", "session_secure", "csrf_secure", "frames", "referrer", "samesite"), out, strict=True))
 
 
 def test_production_settings_turn_on_hsts_and_make_run_does_not():
     production = _settings_in_a_fresh_process()
-    assert production == {"hsts": "31536000", "session_secure": "True", "csrf_secure": "True", "frames": "DENY",
-                          "referrer": "same-origin", "samesite": "Lax"}
+    assert production == {
+        "hsts": "31536000",
+        "session_secure": "True",
+        "csrf_secure": "True",
+        "frames": "DENY",
+        "referrer": "same-origin",
+        "samesite": "Lax",
+    }
     assert _settings_in_a_fresh_process(TALLY_HSTS_SECONDS="3600")["hsts"] == "3600"
     # `make run`: plain http on 127.0.0.1. HSTS there would pin 127.0.0.1 to https for a year.
     make_run = _settings_in_a_fresh_process(SECURE_COOKIES="0")

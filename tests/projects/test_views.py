@@ -92,9 +92,11 @@ def test_key_form_errors_name_the_field(admin, acme):
 def test_forms_need_the_csrf_token(boss, acme):
     client = Client(enforce_csrf_checks=True)
     client.force_login(boss)
-    for url, data in (("/projects/acme/keys", {"environment": "prod", "scope": "ingest"}),
-                      ("/projects/acme/retention", {"raw_retention_days": "5"}),
-                      ("/projects/acme/members", {"username": "boss", "role": "viewer"})):
+    for url, data in (
+        ("/projects/acme/keys", {"environment": "prod", "scope": "ingest"}),
+        ("/projects/acme/retention", {"raw_retention_days": "5"}),
+        ("/projects/acme/members", {"username": "boss", "role": "viewer"}),
+    ):
         assert client.post(url, data).status_code == 403, url
         page = client.get(url).content.decode()
         assert page.count('name="csrfmiddlewaretoken"') == page.count('method="post"'), url
@@ -103,12 +105,19 @@ def test_forms_need_the_csrf_token(boss, acme):
 
 # --- price overrides ------------------------------------------------------------------------------
 
-PRICE = {"model": "claude-sonnet-4-6*", "effective_from": "2026-01-01T00:00", "input_usd_per_mtok": "2.5",
-         "output_usd_per_mtok": "12", "batch_multiplier": "0.5", "note": "negotiated"}
+PRICE = {
+    "model": "claude-sonnet-4-6*",
+    "effective_from": "2026-01-01T00:00",
+    "input_usd_per_mtok": "2.5",
+    "output_usd_per_mtok": "12",
+    "batch_multiplier": "0.5",
+    "note": "negotiated",
+}
 
 
-def test_an_override_is_added_and_deleted_and_the_price_cache_is_dropped(admin, acme, monkeypatch,
-                                                                        django_capture_on_commit_callbacks):
+def test_an_override_is_added_and_deleted_and_the_price_cache_is_dropped(
+    admin, acme, monkeypatch, django_capture_on_commit_callbacks
+):
     forgot = []
     monkeypatch.setattr("pricing.services.pricers_forget", lambda: forgot.append(1))
     with django_capture_on_commit_callbacks(execute=True):
@@ -116,8 +125,11 @@ def test_an_override_is_added_and_deleted_and_the_price_cache_is_dropped(admin, 
     assert resp.status_code == 302
     assert forgot == [1]
     override = PriceOverride.objects.get()
-    assert (override.project, override.model, override.input_usd_per_mtok) == (acme, "claude-sonnet-4-6*",
-                                                                               Decimal("2.5"))
+    assert (override.project, override.model, override.input_usd_per_mtok) == (
+        acme,
+        "claude-sonnet-4-6*",
+        Decimal("2.5"),
+    )
     assert override.effective_from == datetime(2026, 1, 1, tzinfo=UTC)
     assert override.cache_read_usd_per_mtok is None  # empty: the standard multiplier
     page = admin.get(resp["Location"]).content.decode()
@@ -131,17 +143,20 @@ def test_an_override_is_added_and_deleted_and_the_price_cache_is_dropped(admin, 
     assert "manage.py reprice" in admin.get(resp["Location"]).content.decode()
 
 
-@pytest.mark.parametrize(("changes", "field"), [
-    ({"model": "claude-*-4"}, "model"),
-    ({"model": "*"}, "model"),
-    ({"model": "two words"}, "model"),
-    ({"model": ""}, "model"),
-    ({"input_usd_per_mtok": "-1"}, "input_usd_per_mtok"),
-    ({"output_usd_per_mtok": "abc"}, "output_usd_per_mtok"),
-    ({"cache_read_usd_per_mtok": "-0.1"}, "cache_read_usd_per_mtok"),
-    ({"batch_multiplier": "-1"}, "batch_multiplier"),
-    ({"effective_from": "yesterday"}, "effective_from"),
-])
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"model": "claude-*-4"}, "model"),
+        ({"model": "*"}, "model"),
+        ({"model": "two words"}, "model"),
+        ({"model": ""}, "model"),
+        ({"input_usd_per_mtok": "-1"}, "input_usd_per_mtok"),
+        ({"output_usd_per_mtok": "abc"}, "output_usd_per_mtok"),
+        ({"cache_read_usd_per_mtok": "-0.1"}, "cache_read_usd_per_mtok"),
+        ({"batch_multiplier": "-1"}, "batch_multiplier"),
+        ({"effective_from": "yesterday"}, "effective_from"),
+    ],
+)
 def test_an_invalid_override_is_refused_with_the_field_named(admin, acme, changes, field):
     resp = admin.post("/projects/acme/prices", {**PRICE, **changes})
     assert resp.status_code == 400
@@ -161,8 +176,10 @@ def test_a_second_override_for_the_same_model_and_instant_is_refused(admin, acme
 # --- retention ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("value", "ok"), [("1", True), ("3650", True), ("0", False), ("3651", False),
-                                           ("-5", False), ("ten", False), ("", False)])
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [("1", True), ("3650", True), ("0", False), ("3651", False), ("-5", False), ("ten", False), ("", False)],
+)
 def test_retention_is_1_to_3650_days(admin, acme, value, ok):
     resp = admin.post("/projects/acme/retention", {"raw_retention_days": value})
     assert resp.status_code == (302 if ok else 400)
@@ -189,11 +206,14 @@ def test_members_are_added_changed_and_removed(admin, acme, django_user_model):
     assert not Membership.objects.filter(user=dana).exists()
 
 
-@pytest.mark.parametrize(("data", "message"), [
-    ({"username": "ghost", "role": "viewer"}, "No active user named"),
-    ({"username": "boss", "role": "viewer"}, "already a member"),
-    ({"username": "dana", "role": "owner"}, "Select a valid choice"),
-])
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"username": "ghost", "role": "viewer"}, "No active user named"),
+        ({"username": "boss", "role": "viewer"}, "already a member"),
+        ({"username": "dana", "role": "owner"}, "Select a valid choice"),
+    ],
+)
 def test_adding_a_member_names_what_is_wrong(admin, acme, django_user_model, data, message):
     django_user_model.objects.create_user("dana", password="pw-dana-12345")
     resp = admin.post("/projects/acme/members", data)

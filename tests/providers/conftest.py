@@ -53,10 +53,20 @@ class CraftedDay:
 #    saw 3x the tokens (unmetered traffic);
 #  - claude-opus-4-1: Tally never saw it.
 PROVIDER_DAY = {
-    "claude-sonnet-4-6": Figures(requests=2, uncached_input_tokens=200_000, cache_read_input_tokens=50_000,
-                                 output_tokens=20_000, amount_cents="122"),
-    "claude-haiku-4-5": Figures(requests=3, uncached_input_tokens=300_000, cache_creation_5m_input_tokens=30_000,
-                                output_tokens=60_000, amount_cents="60"),
+    "claude-sonnet-4-6": Figures(
+        requests=2,
+        uncached_input_tokens=200_000,
+        cache_read_input_tokens=50_000,
+        output_tokens=20_000,
+        amount_cents="122",
+    ),
+    "claude-haiku-4-5": Figures(
+        requests=3,
+        uncached_input_tokens=300_000,
+        cache_creation_5m_input_tokens=30_000,
+        output_tokens=60_000,
+        amount_cents="60",
+    ),
     "claude-opus-4-1": Figures(requests=1, uncached_input_tokens=10_000, output_tokens=1_000, amount_cents="22.5"),
 }
 
@@ -65,14 +75,34 @@ def tally_events(day: date) -> list[dict[str, object]]:
     at = datetime(day.year, day.month, day.day, 10, tzinfo=UTC)
     return [
         # claude-sonnet-4-6 ($3 / $15 / cache read $0.30 per MTok): 0.6 + 0.3 + 0.015 = $0.915
-        {"request_id": "son-1", "model": "claude-sonnet-4-6", "timestamp": at.isoformat(), "latency_ms": 900,
-         "input_tokens": 100_000, "output_tokens": 10_000, "cache_read_input_tokens": 50_000},
-        {"request_id": "son-2", "model": "claude-sonnet-4-6", "timestamp": (at + timedelta(hours=2)).isoformat(),
-         "latency_ms": 700, "input_tokens": 100_000, "output_tokens": 10_000},
+        {
+            "request_id": "son-1",
+            "model": "claude-sonnet-4-6",
+            "timestamp": at.isoformat(),
+            "latency_ms": 900,
+            "input_tokens": 100_000,
+            "output_tokens": 10_000,
+            "cache_read_input_tokens": 50_000,
+        },
+        {
+            "request_id": "son-2",
+            "model": "claude-sonnet-4-6",
+            "timestamp": (at + timedelta(hours=2)).isoformat(),
+            "latency_ms": 700,
+            "input_tokens": 100_000,
+            "output_tokens": 10_000,
+        },
         # claude-haiku-4-5 ($1 / $5 / 5m write $1.25 per MTok): 0.1 + 0.1 + 0.0125 = $0.2125
-        {"request_id": "hai-1", "model": "claude-haiku-4-5-20251001", "timestamp": at.isoformat(), "latency_ms": 300,
-         "input_tokens": 100_000, "output_tokens": 20_000, "cache_creation_input_tokens": 10_000,
-         "cache_creation": {"ephemeral_5m_input_tokens": 10_000, "ephemeral_1h_input_tokens": 0}},
+        {
+            "request_id": "hai-1",
+            "model": "claude-haiku-4-5-20251001",
+            "timestamp": at.isoformat(),
+            "latency_ms": 300,
+            "input_tokens": 100_000,
+            "output_tokens": 20_000,
+            "cache_creation_input_tokens": 10_000,
+            "cache_creation": {"ephemeral_5m_input_tokens": 10_000, "ephemeral_1h_input_tokens": 0},
+        },
     ]
 
 
@@ -88,8 +118,9 @@ def crafted_day(transactional_db, clean_events, fake_api: FakeAdminAPI, connecte
     for model, figures in PROVIDER_DAY.items():
         fake_api.days[(day, model)] = figures
     key = ingest_key_create(project_slug="acme", environment_name="prod").key
-    result = events_ingest(project_id=key.project_id, environment_id=key.environment_id,
-                           body={"events": tally_events(day)}, max_batch=1000)
+    result = events_ingest(
+        project_id=key.project_id, environment_id=key.environment_id, body={"events": tally_events(day)}, max_batch=1000
+    )
     assert result.accepted == 3, result.rejected
     rollup_until_current()
     return CraftedDay(day=day)

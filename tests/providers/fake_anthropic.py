@@ -92,42 +92,60 @@ class FakeAdminAPI:
                 continue
             if path == USAGE_PATH:
                 item: Any = BetaAnalyticsUsageItem(
-                    starting_at=bucket, ending_at=bucket + timedelta(days=1),
+                    starting_at=bucket,
+                    ending_at=bucket + timedelta(days=1),
                     group=BetaAnalyticsUsageGroup(model=model),
                     usage=BetaAnalyticsUsageMetrics(
-                        requests=f.requests, uncached_input_tokens=f.uncached_input_tokens,
-                        cache_read_input_tokens=f.cache_read_input_tokens, output_tokens=f.output_tokens,
-                        cache_creation=BetaCacheCreation(ephemeral_5m_input_tokens=f.cache_creation_5m_input_tokens,
-                                                         ephemeral_1h_input_tokens=f.cache_creation_1h_input_tokens),
+                        requests=f.requests,
+                        uncached_input_tokens=f.uncached_input_tokens,
+                        cache_read_input_tokens=f.cache_read_input_tokens,
+                        output_tokens=f.output_tokens,
+                        cache_creation=BetaCacheCreation(
+                            ephemeral_5m_input_tokens=f.cache_creation_5m_input_tokens,
+                            ephemeral_1h_input_tokens=f.cache_creation_1h_input_tokens,
+                        ),
                         server_tool_use=BetaAnalyticsServerToolUse(web_search_requests=0),
-                        total_tokens=f.uncached_input_tokens + f.cache_read_input_tokens + f.output_tokens
-                        + f.cache_creation_5m_input_tokens + f.cache_creation_1h_input_tokens,
+                        total_tokens=f.uncached_input_tokens
+                        + f.cache_read_input_tokens
+                        + f.output_tokens
+                        + f.cache_creation_5m_input_tokens
+                        + f.cache_creation_1h_input_tokens,
                     ),
                 )
             else:
                 item = BetaAnalyticsCostItem(
-                    starting_at=bucket, ending_at=bucket + timedelta(days=1),
+                    starting_at=bucket,
+                    ending_at=bucket + timedelta(days=1),
                     group=BetaAnalyticsCostGroup(model=model),
-                    cost=BetaAnalyticsCostMetrics(amount=f.amount_cents, list_amount=f.amount_cents, currency="USD",
-                                                  requests=f.requests),
+                    cost=BetaAnalyticsCostMetrics(
+                        amount=f.amount_cents, list_amount=f.amount_cents, currency="USD", requests=f.requests
+                    ),
                 )
             rows.append(item.to_dict(mode="json"))
         return rows
 
-    def answer(self, path: str, query: dict[str, list[str]], headers: dict[str, str]) -> tuple[int, dict[str, str], Any]:
+    def answer(
+        self, path: str, query: dict[str, list[str]], headers: dict[str, str]
+    ) -> tuple[int, dict[str, str], Any]:
         if self.rate_limits and self.rate_limit_skip > 0:
             self.rate_limit_skip -= 1
         elif self.rate_limits:
             retry_after = self.rate_limits.pop(0)
-            body = ErrorResponse(type="error", error=RateLimitError(type="rate_limit_error",
-                                                                    message="Number of requests has exceeded your rate limit"),
-                                 request_id="req_fake_429")
+            body = ErrorResponse(
+                type="error",
+                error=RateLimitError(
+                    type="rate_limit_error", message="Number of requests has exceeded your rate limit"
+                ),
+                request_id="req_fake_429",
+            )
             return 429, {"retry-after": retry_after}, body.to_dict(mode="json")
         auth = headers.get("x-api-key") or headers.get("authorization", "").removeprefix("Bearer ")
         if auth != self.admin_key:
-            body = ErrorResponse(type="error", error=AuthenticationError(type="authentication_error",
-                                                                         message="invalid x-api-key"),
-                                 request_id="req_fake_401")
+            body = ErrorResponse(
+                type="error",
+                error=AuthenticationError(type="authentication_error", message="invalid x-api-key"),
+                request_id="req_fake_401",
+            )
             return 401, {}, body.to_dict(mode="json")
         if path not in (USAGE_PATH, COST_PATH):
             return 404, {}, {"type": "error", "error": {"type": "not_found_error", "message": path}}

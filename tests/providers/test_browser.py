@@ -12,8 +12,7 @@ from tests.dashboard.conftest import PASSWORD, SCREENSHOTS
 pytestmark = pytest.mark.browser
 
 
-def test_reconciliation_page_with_the_crafted_day(live_server, crafted_day, connected, browser_page,
-                                                   django_user_model):
+def test_reconciliation_page_with_the_crafted_day(live_server, crafted_day, connected, browser_page, django_user_model):
     from projects.models import Membership
 
     assert provider_usage_sync(connection=connected).ok
@@ -42,14 +41,18 @@ def test_reconciliation_page_with_the_crafted_day(live_server, crafted_day, conn
     assert opus.locator("[data-unmetered-cost]").text_content().strip() == "$0.2250"
     sonnet = page.locator("tr[data-model='claude-sonnet-4-6']")
     assert sonnet.locator("[data-coverage]").text_content().strip() == "75.0%"
-    tiles = {k: page.locator(f"[data-kpi='{k}'] .tile-value").text_content().strip()
-             for k in ("provider_cost", "tally_cost", "coverage", "unmetered")}
+    tiles = {
+        k: page.locator(f"[data-kpi='{k}'] .tile-value").text_content().strip()
+        for k in ("provider_cost", "tally_cost", "coverage", "unmetered")
+    }
     # $2.045 shows as $2.04: the dashboard's usd filter formats the float, whose 2.045 is 2.04499...
     assert tiles == {"provider_cost": "$2.04", "tally_cost": "$1.13", "coverage": "55.1%", "unmetered": "$0.9175"}
     unmetered = page.locator("[data-unmetered]").text_content()
     assert "claude-haiku-4-5 ($0.3875)" in " ".join(unmetered.split())
     price = page.locator("[data-price-difference]")
-    assert "the tokens agree but Anthropic billed $1.22 and Tally priced $0.9150" in " ".join(price.text_content().split())
+    assert "the tokens agree but Anthropic billed $1.22 and Tally priced $0.9150" in " ".join(
+        price.text_content().split()
+    )
     price.get_by_role("link", name="Prices page").click()
     page.wait_for_url(f"{live_server.url}/projects/acme/prices")
     page.go_back()

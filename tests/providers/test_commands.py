@@ -26,8 +26,9 @@ def test_the_command_syncs_the_last_n_days_and_returns_when_stored(fake_api, con
 
 
 def test_the_command_fails_loudly_and_records_the_error(fake_api, connected):
-    provider_connection_set(project=connected.project, admin_key="sk-ant-admin01-nope-0000", api_key_ids=[],
-                            workspace_ids=[])
+    provider_connection_set(
+        project=connected.project, admin_key="sk-ant-admin01-nope-0000", api_key_ids=[], workspace_ids=[]
+    )
     err = StringIO()
     with pytest.raises(CommandError, match="sync failed for acme"):
         call_command("sync_provider_usage", stderr=err)
@@ -42,8 +43,9 @@ def test_the_command_names_a_missing_project(connected):
 
 
 def test_the_beat_task_never_raises_on_a_bad_key(fake_api, connected):
-    provider_connection_set(project=connected.project, admin_key="sk-ant-admin01-nope-0000", api_key_ids=[],
-                            workspace_ids=[])
+    provider_connection_set(
+        project=connected.project, admin_key="sk-ant-admin01-nope-0000", api_key_ids=[], workspace_ids=[]
+    )
     assert provider_usage_sync_task.delay().get() == 0  # eager in tests, exceptions would propagate
     connected.refresh_from_db()
     assert connected.last_error.startswith("Anthropic refused")

@@ -10,34 +10,83 @@ import pytest
 from providers.services import provider_usage_sync
 from tests.providers.conftest import today
 
-ZERO_SIDE = {"requests": 0, "uncached_input_tokens": 0, "cache_read_input_tokens": 0,
-             "cache_creation_5m_input_tokens": 0, "cache_creation_1h_input_tokens": 0, "output_tokens": 0,
-             "cost_usd": 0.0}
+ZERO_SIDE = {
+    "requests": 0,
+    "uncached_input_tokens": 0,
+    "cache_read_input_tokens": 0,
+    "cache_creation_5m_input_tokens": 0,
+    "cache_creation_1h_input_tokens": 0,
+    "output_tokens": 0,
+    "cost_usd": 0.0,
+}
 
 
 def expected_rows(day: str) -> list[dict[str, object]]:
     return [
-        {"date": day, "model": "claude-haiku-4-5",
-         "provider": {"requests": 3, "uncached_input_tokens": 300_000, "cache_read_input_tokens": 0,
-                      "cache_creation_5m_input_tokens": 30_000, "cache_creation_1h_input_tokens": 0,
-                      "output_tokens": 60_000, "cost_usd": 0.6},
-         "tally": {"requests": 1, "uncached_input_tokens": 100_000, "cache_read_input_tokens": 0,
-                   "cache_creation_5m_input_tokens": 10_000, "cache_creation_1h_input_tokens": 0,
-                   "output_tokens": 20_000, "cost_usd": 0.2125},
-         "coverage": 0.354, "unmetered_cost_usd": 0.3875},
-        {"date": day, "model": "claude-opus-4-1",
-         "provider": {"requests": 1, "uncached_input_tokens": 10_000, "cache_read_input_tokens": 0,
-                      "cache_creation_5m_input_tokens": 0, "cache_creation_1h_input_tokens": 0,
-                      "output_tokens": 1_000, "cost_usd": 0.225},
-         "tally": ZERO_SIDE, "coverage": 0.0, "unmetered_cost_usd": 0.225},
-        {"date": day, "model": "claude-sonnet-4-6",
-         "provider": {"requests": 2, "uncached_input_tokens": 200_000, "cache_read_input_tokens": 50_000,
-                      "cache_creation_5m_input_tokens": 0, "cache_creation_1h_input_tokens": 0,
-                      "output_tokens": 20_000, "cost_usd": 1.22},
-         "tally": {"requests": 2, "uncached_input_tokens": 200_000, "cache_read_input_tokens": 50_000,
-                   "cache_creation_5m_input_tokens": 0, "cache_creation_1h_input_tokens": 0,
-                   "output_tokens": 20_000, "cost_usd": 0.915},
-         "coverage": 0.75, "unmetered_cost_usd": 0.305},
+        {
+            "date": day,
+            "model": "claude-haiku-4-5",
+            "provider": {
+                "requests": 3,
+                "uncached_input_tokens": 300_000,
+                "cache_read_input_tokens": 0,
+                "cache_creation_5m_input_tokens": 30_000,
+                "cache_creation_1h_input_tokens": 0,
+                "output_tokens": 60_000,
+                "cost_usd": 0.6,
+            },
+            "tally": {
+                "requests": 1,
+                "uncached_input_tokens": 100_000,
+                "cache_read_input_tokens": 0,
+                "cache_creation_5m_input_tokens": 10_000,
+                "cache_creation_1h_input_tokens": 0,
+                "output_tokens": 20_000,
+                "cost_usd": 0.2125,
+            },
+            "coverage": 0.354,
+            "unmetered_cost_usd": 0.3875,
+        },
+        {
+            "date": day,
+            "model": "claude-opus-4-1",
+            "provider": {
+                "requests": 1,
+                "uncached_input_tokens": 10_000,
+                "cache_read_input_tokens": 0,
+                "cache_creation_5m_input_tokens": 0,
+                "cache_creation_1h_input_tokens": 0,
+                "output_tokens": 1_000,
+                "cost_usd": 0.225,
+            },
+            "tally": ZERO_SIDE,
+            "coverage": 0.0,
+            "unmetered_cost_usd": 0.225,
+        },
+        {
+            "date": day,
+            "model": "claude-sonnet-4-6",
+            "provider": {
+                "requests": 2,
+                "uncached_input_tokens": 200_000,
+                "cache_read_input_tokens": 50_000,
+                "cache_creation_5m_input_tokens": 0,
+                "cache_creation_1h_input_tokens": 0,
+                "output_tokens": 20_000,
+                "cost_usd": 1.22,
+            },
+            "tally": {
+                "requests": 2,
+                "uncached_input_tokens": 200_000,
+                "cache_read_input_tokens": 50_000,
+                "cache_creation_5m_input_tokens": 0,
+                "cache_creation_1h_input_tokens": 0,
+                "output_tokens": 20_000,
+                "cost_usd": 0.915,
+            },
+            "coverage": 0.75,
+            "unmetered_cost_usd": 0.305,
+        },
     ]
 
 
@@ -62,8 +111,12 @@ def test_the_crafted_day_reconciles_exactly(synced, connected, client, read_key)
     body = response.json()
     assert body["rows"] == expected_rows(day)
     # 1.22 + 0.6 + 0.225 billed; 0.915 + 0.2125 seen; unmetered summed per row.
-    assert body["totals"] == {"provider_cost_usd": 2.045, "tally_cost_usd": 1.1275, "coverage": 0.551,
-                              "unmetered_cost_usd": 0.9175}
+    assert body["totals"] == {
+        "provider_cost_usd": 2.045,
+        "tally_cost_usd": 1.1275,
+        "coverage": 0.551,
+        "unmetered_cost_usd": 0.9175,
+    }
     assert body["synced_at"] == connected.last_synced_at.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -87,10 +140,15 @@ def test_default_range_is_the_last_7_days_and_only_days_read_from_the_provider(s
     assert body["totals"]["coverage"] is None
 
 
-@pytest.mark.parametrize(("query", "field"), [
-    ("from=2026-13-01", "from"), ("to=yesterday", "to"), ("from=2026-12-03&to=2026-12-01", "from"),
-    ("from=2024-01-01&to=2026-01-01", "from"),
-])
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("from=2026-13-01", "from"),
+        ("to=yesterday", "to"),
+        ("from=2026-12-03&to=2026-12-01", "from"),
+        ("from=2024-01-01&to=2026-01-01", "from"),
+    ],
+)
 def test_bad_ranges_are_400_naming_the_field(synced, client, read_key, query, field):
     response = client.get(f"/api/v1/reconciliation?{query}", HTTP_AUTHORIZATION=f"Bearer {read_key}")
     assert response.status_code == 400

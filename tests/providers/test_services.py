@@ -23,10 +23,18 @@ from tests.providers.fake_anthropic import COST_PATH, USAGE_PATH, Figures
 
 
 def stored(connection: ProviderConnection) -> dict[tuple[str, str], tuple[int, ...]]:
-    return {(r.day.isoformat(), r.model): (r.requests, r.uncached_input_tokens, r.cache_read_input_tokens,
-                                           r.cache_creation_5m_input_tokens, r.cache_creation_1h_input_tokens,
-                                           r.output_tokens, r.cost_usd)
-            for r in ProviderDailyUsage.objects.filter(connection=connection)}
+    return {
+        (r.day.isoformat(), r.model): (
+            r.requests,
+            r.uncached_input_tokens,
+            r.cache_read_input_tokens,
+            r.cache_creation_5m_input_tokens,
+            r.cache_creation_1h_input_tokens,
+            r.output_tokens,
+            r.cost_usd,
+        )
+        for r in ProviderDailyUsage.objects.filter(connection=connection)
+    }
 
 
 def seed(fake, day, figures=PROVIDER_DAY):  # type: ignore[no-untyped-def]
@@ -41,8 +49,9 @@ def no_sleep(waits: list[float]):  # type: ignore[no-untyped-def]
 def test_sync_follows_every_page_of_both_reports_and_stores_each_day_and_model(fake_api, connected):
     day = today() - timedelta(days=2)
     seed(fake_api, day)
-    fake_api.days[(day - timedelta(days=3), "claude-sonnet-4-6")] = Figures(requests=7, output_tokens=5,
-                                                                            amount_cents="0.75")
+    fake_api.days[(day - timedelta(days=3), "claude-sonnet-4-6")] = Figures(
+        requests=7, output_tokens=5, amount_cents="0.75"
+    )
     result = provider_usage_sync(connection=connected)
     assert result.ok, result.error
     assert (result.start, result.end, result.rows) == (today() - timedelta(days=6), today(), 4)
@@ -85,8 +94,9 @@ def test_a_day_revised_between_two_syncs_is_replaced_whole(fake_api, connected):
     seed(fake_api, day)
     provider_usage_sync(connection=connected)
     # Anthropic revises the day: sonnet grows, opus is re-attributed away entirely.
-    fake_api.days[(day, "claude-sonnet-4-6")] = Figures(requests=4, uncached_input_tokens=400_000,
-                                                        output_tokens=40_000, amount_cents="240.5")
+    fake_api.days[(day, "claude-sonnet-4-6")] = Figures(
+        requests=4, uncached_input_tokens=400_000, output_tokens=40_000, amount_cents="240.5"
+    )
     del fake_api.days[(day, "claude-opus-4-1")]
     connected.refresh_from_db()
     fake_api.requests.clear()
@@ -139,13 +149,15 @@ def test_an_invalid_key_is_recorded_on_the_connection_and_never_raised(fake_api,
     seed(fake_api, today())
     provider_usage_sync(connection=connected)
     before = stored(connected)
-    provider_connection_set(project=connected.project, admin_key="sk-ant-admin01-revoked-key-0000",
-                            api_key_ids=[], workspace_ids=[])
+    provider_connection_set(
+        project=connected.project, admin_key="sk-ant-admin01-revoked-key-0000", api_key_ids=[], workspace_ids=[]
+    )
     results = provider_usage_sync_all()  # what beat runs: returns, whatever happened
     assert [(r.project_slug, r.ok) for r in results] == [("acme", False)]
     connected.refresh_from_db()
-    assert connected.last_error == ("Anthropic refused the Admin API key (401): invalid x-api-key. "
-                                    "Save a valid Admin API key.")
+    assert connected.last_error == (
+        "Anthropic refused the Admin API key (401): invalid x-api-key. Save a valid Admin API key."
+    )
     assert connected.last_error_at is not None
     assert stored(connected) == before
     # Saving a good key again clears the error; the next sync works.
@@ -172,8 +184,9 @@ def test_a_changed_encryption_secret_is_recorded_not_raised(fake_api, connected,
 
 
 def test_scope_ids_restrict_the_reports(fake_api, connected):
-    provider_connection_set(project=connected.project, admin_key=None, api_key_ids=["apikey_01", "apikey_02"],
-                            workspace_ids=["wrkspc_01"])
+    provider_connection_set(
+        project=connected.project, admin_key=None, api_key_ids=["apikey_01", "apikey_02"], workspace_ids=["wrkspc_01"]
+    )
     connected.refresh_from_db()
     provider_usage_sync(connection=connected)
     for path in (USAGE_PATH, COST_PATH):
@@ -186,8 +199,11 @@ def test_the_key_is_stored_encrypted(connected):
     with db.cursor() as cursor:
         cursor.execute("SELECT admin_key_encrypted, admin_key_last4 FROM providers_providerconnection")
         ciphertext, last4 = cursor.fetchone()
-        cursor.execute("SELECT count(*) FROM providers_providerconnection "
-                       "WHERE row_to_json(providers_providerconnection)::text LIKE %s", [f"%{ADMIN_KEY[8:]}%"])
+        cursor.execute(
+            "SELECT count(*) FROM providers_providerconnection "
+            "WHERE row_to_json(providers_providerconnection)::text LIKE %s",
+            [f"%{ADMIN_KEY[8:]}%"],
+        )
         assert cursor.fetchone()[0] == 0
     assert ADMIN_KEY not in ciphertext
     assert ADMIN_KEY[8:] not in ciphertext
@@ -196,14 +212,17 @@ def test_the_key_is_stored_encrypted(connected):
     assert admin_key_decrypt(token=ciphertext) == ADMIN_KEY
 
 
-@pytest.mark.parametrize(("covered_to", "days", "expected_start"), [
-    (None, None, 6),  # never synced: the last 7 days
-    (0, None, 2),  # synced today: the 3 days Anthropic may still revise
-    (-10, None, 12),  # last read 10 days ago: fill the gap, from 2 days before it
-    (0, 30, 29),  # --days 30
-    (0, 1, 2),  # --days 1 still re-reads 3 days
-    (None, 5000, 364),  # never more than the report's 365 days (nor before 2026-01-01)
-])
+@pytest.mark.parametrize(
+    ("covered_to", "days", "expected_start"),
+    [
+        (None, None, 6),  # never synced: the last 7 days
+        (0, None, 2),  # synced today: the 3 days Anthropic may still revise
+        (-10, None, 12),  # last read 10 days ago: fill the gap, from 2 days before it
+        (0, 30, 29),  # --days 30
+        (0, 1, 2),  # --days 1 still re-reads 3 days
+        (None, 5000, 364),  # never more than the report's 365 days (nor before 2026-01-01)
+    ],
+)
 def test_sync_window(connected, covered_to, days, expected_start):
     now = today()
     connected.covered_to = None if covered_to is None else now + timedelta(days=covered_to)
@@ -215,7 +234,9 @@ def test_more_than_31_days_is_read_in_31_day_requests(fake_api, connected):
     provider_usage_sync(connection=connected, days=40)
     calls = fake_api.report_requests(USAGE_PATH)
     assert [c.query["starting_at"][0][:10] for c in calls] == [
-        (today() - timedelta(days=39)).isoformat(), (today() - timedelta(days=8)).isoformat()]
+        (today() - timedelta(days=39)).isoformat(),
+        (today() - timedelta(days=8)).isoformat(),
+    ]
 
 
 def test_a_sync_failing_on_the_last_page_stores_nothing_of_it(fake_api, connected):

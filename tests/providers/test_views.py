@@ -18,8 +18,10 @@ from tests.providers.conftest import ADMIN_KEY, PROVIDER_DAY, today
 def keys(db):  # type: ignore[no-untyped-def]
     from projects.services import ingest_key_create
 
-    return {scope: ingest_key_create(project_slug="acme", environment_name="prod", scope=scope).secret
-            for scope in ("admin", "read", "ingest")}
+    return {
+        scope: ingest_key_create(project_slug="acme", environment_name="prod", scope=scope).secret
+        for scope in ("admin", "read", "ingest")
+    }
 
 
 def call(client: Client, method: str, secret: str | None, body=None, path="/api/v1/provider-connection"):  # type: ignore[no-untyped-def]
@@ -30,12 +32,25 @@ def call(client: Client, method: str, secret: str | None, body=None, path="/api/
 
 def test_put_get_delete_with_an_admin_key(client, keys):
     assert call(client, "get", keys["admin"]).status_code == 404
-    response = call(client, "put", keys["admin"], {"provider": "anthropic", "admin_key": ADMIN_KEY,
-                                                    "api_key_ids": ["apikey_01A"], "workspace_ids": []})
+    response = call(
+        client,
+        "put",
+        keys["admin"],
+        {"provider": "anthropic", "admin_key": ADMIN_KEY, "api_key_ids": ["apikey_01A"], "workspace_ids": []},
+    )
     assert response.status_code == 200, response.content
-    assert response.json() == {"project": "acme", "provider": "anthropic", "admin_key_last4": "XYZ9",
-                               "api_key_ids": ["apikey_01A"], "workspace_ids": [], "last_synced_at": None,
-                               "last_error": None, "last_error_at": None, "covered_from": None, "covered_to": None}
+    assert response.json() == {
+        "project": "acme",
+        "provider": "anthropic",
+        "admin_key_last4": "XYZ9",
+        "api_key_ids": ["apikey_01A"],
+        "workspace_ids": [],
+        "last_synced_at": None,
+        "last_error": None,
+        "last_error_at": None,
+        "covered_from": None,
+        "covered_to": None,
+    }
     assert ADMIN_KEY not in response.content.decode()
     got = call(client, "get", keys["admin"])
     assert got.status_code == 200
@@ -64,8 +79,9 @@ def test_a_viewer_session_is_refused_and_an_admin_session_allowed(client, keys, 
     from projects.models import Membership, Project
 
     user = django_user_model.objects.create_user("v", "v@example.com", "pw-v-123456789")
-    membership = Membership.objects.create(user=user, project=Project.objects.get(slug="acme"),
-                                           role=Membership.Role.VIEWER)
+    membership = Membership.objects.create(
+        user=user, project=Project.objects.get(slug="acme"), role=Membership.Role.VIEWER
+    )
     client.force_login(user)
     assert call(client, "put", None, {"admin_key": ADMIN_KEY}).status_code == 401
     membership.role = Membership.Role.ADMIN
@@ -74,18 +90,21 @@ def test_a_viewer_session_is_refused_and_an_admin_session_allowed(client, keys, 
     assert response.status_code == 200
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"admin_key": ADMIN_KEY, "colour": "red"}, "colour"),
-    ({"admin_key": ADMIN_KEY, "prompt": "hello"}, "prompt"),
-    ({"admin_key": 12345678}, "admin_key"),
-    ({"admin_key": "has spaces in it"}, "admin_key"),
-    ({"admin_key": "short"}, "admin_key"),
-    ({}, "admin_key"),  # a new connection needs a key
-    ({"admin_key": ADMIN_KEY, "provider": "openai"}, "provider"),
-    ({"admin_key": ADMIN_KEY, "api_key_ids": "apikey_1"}, "api_key_ids"),
-    ({"admin_key": ADMIN_KEY, "api_key_ids": [1, 2]}, "api_key_ids"),
-    ({"admin_key": ADMIN_KEY, "workspace_ids": ["not an id!"]}, "workspace_ids"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"admin_key": ADMIN_KEY, "colour": "red"}, "colour"),
+        ({"admin_key": ADMIN_KEY, "prompt": "hello"}, "prompt"),
+        ({"admin_key": 12345678}, "admin_key"),
+        ({"admin_key": "has spaces in it"}, "admin_key"),
+        ({"admin_key": "short"}, "admin_key"),
+        ({}, "admin_key"),  # a new connection needs a key
+        ({"admin_key": ADMIN_KEY, "provider": "openai"}, "provider"),
+        ({"admin_key": ADMIN_KEY, "api_key_ids": "apikey_1"}, "api_key_ids"),
+        ({"admin_key": ADMIN_KEY, "api_key_ids": [1, 2]}, "api_key_ids"),
+        ({"admin_key": ADMIN_KEY, "workspace_ids": ["not an id!"]}, "workspace_ids"),
+    ],
+)
 def test_bad_bodies_are_400_naming_the_field_and_save_nothing(client, keys, body, field):
     response = call(client, "put", keys["admin"], body)
     assert response.status_code == 400, response.content
@@ -95,12 +114,17 @@ def test_bad_bodies_are_400_naming_the_field_and_save_nothing(client, keys, body
 
 def test_malformed_bodies(client, keys):
     extra = {"HTTP_AUTHORIZATION": f"Bearer {keys['admin']}"}
-    assert client.put("/api/v1/provider-connection", data="{", content_type="application/json",
-                      **extra).status_code == 400
-    assert client.put("/api/v1/provider-connection", data="[]", content_type="application/json",
-                      **extra).status_code == 400
-    assert client.put("/api/v1/provider-connection", data="admin_key=x", content_type="text/plain",
-                      **extra).status_code == 415
+    assert (
+        client.put("/api/v1/provider-connection", data="{", content_type="application/json", **extra).status_code == 400
+    )
+    assert (
+        client.put("/api/v1/provider-connection", data="[]", content_type="application/json", **extra).status_code
+        == 400
+    )
+    assert (
+        client.put("/api/v1/provider-connection", data="admin_key=x", content_type="text/plain", **extra).status_code
+        == 415
+    )
 
 
 # --- the Settings → Provider page ---------------------------------------------------------
@@ -121,8 +145,9 @@ def test_an_admin_connects_on_the_page_and_never_sees_the_key_again(admin_client
     page = admin_client.get("/projects/acme/provider")
     assert page.status_code == 200
     assert "Connect Anthropic" in page.content.decode()
-    response = admin_client.post("/projects/acme/provider", {"admin_key": ADMIN_KEY, "api_key_ids": "apikey_1, apikey_2",
-                                                            "workspace_ids": ""})
+    response = admin_client.post(
+        "/projects/acme/provider", {"admin_key": ADMIN_KEY, "api_key_ids": "apikey_1, apikey_2", "workspace_ids": ""}
+    )
     assert response.status_code == 302
     connection = ProviderConnection.objects.get()
     assert connection.api_key_ids == ["apikey_1", "apikey_2"]
@@ -134,8 +159,9 @@ def test_an_admin_connects_on_the_page_and_never_sees_the_key_again(admin_client
 
 
 def test_the_page_shows_the_last_sync_error(admin_client, fake_api, connected):
-    provider_connection_set(project=connected.project, admin_key="sk-ant-admin01-wrong-key-0000", api_key_ids=[],
-                            workspace_ids=[])
+    provider_connection_set(
+        project=connected.project, admin_key="sk-ant-admin01-wrong-key-0000", api_key_ids=[], workspace_ids=[]
+    )
     connected.refresh_from_db()
     assert not provider_usage_sync(connection=connected).ok
     html = admin_client.get("/projects/acme/provider").content.decode()

@@ -17,8 +17,9 @@ from rollups.sketch import bucket_of
 def ingest(key, events: list[dict[str, Any]]):  # type: ignore[no-untyped-def]
     from ingest.services import events_ingest
 
-    return events_ingest(project_id=key.project_id, environment_id=key.environment_id, body={"events": events},
-                         max_batch=1000)
+    return events_ingest(
+        project_id=key.project_id, environment_id=key.environment_id, body={"events": events}, max_batch=1000
+    )
 
 
 def aggregate_rows(table: str) -> list[tuple]:
@@ -29,8 +30,10 @@ def aggregate_rows(table: str) -> list[tuple]:
 
 
 def snapshot() -> dict[str, list[tuple]]:
-    return {t: aggregate_rows(t) for t in ("rollups_hourlyaggregate", "rollups_dailyaggregate",
-                                          "rollups_dailyslice", "rollups_dailyuserspend")}
+    return {
+        t: aggregate_rows(t)
+        for t in ("rollups_hourlyaggregate", "rollups_dailyaggregate", "rollups_dailyslice", "rollups_dailyuserspend")
+    }
 
 
 def exact_hourly() -> dict[tuple, dict[str, Any]]:

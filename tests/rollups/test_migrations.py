@@ -44,18 +44,32 @@ def test_0004_recomputes_hours_with_raw_events_and_keeps_older_ones(transactiona
     expired = hour(NOW - timedelta(days=200))  # past raw retention: its events are gone
     try:
         _migrate(BEFORE)
-        ingest(key, [
-            {"request_id": "online", "model": "claude-haiku-4-5", "latency_ms": 100, "time_to_first_token_ms": 40,
-             "timestamp": (recent + timedelta(minutes=5)).isoformat()},
-            {"request_id": "batch", "model": "claude-haiku-4-5", "latency_ms": 900_000, "batch": True,
-             "timestamp": (recent + timedelta(minutes=6)).isoformat()},
-        ])
+        ingest(
+            key,
+            [
+                {
+                    "request_id": "online",
+                    "model": "claude-haiku-4-5",
+                    "latency_ms": 100,
+                    "time_to_first_token_ms": 40,
+                    "timestamp": (recent + timedelta(minutes=5)).isoformat(),
+                },
+                {
+                    "request_id": "batch",
+                    "model": "claude-haiku-4-5",
+                    "latency_ms": 900_000,
+                    "batch": True,
+                    "timestamp": (recent + timedelta(minutes=6)).isoformat(),
+                },
+            ],
+        )
         with connection.cursor() as cursor:
             # What the rollup before 0004 stored: the batch result inside latency, no TTFT.
             cursor.execute("DELETE FROM ingest_dirtyhour")
             for at in (recent, expired):
-                cursor.execute(OLD_ROW_SQL, [key.project_id, key.environment_id, at,
-                                             [bucket_of(100), bucket_of(900_000)]])
+                cursor.execute(
+                    OLD_ROW_SQL, [key.project_id, key.environment_id, at, [bucket_of(100), bucket_of(900_000)]]
+                )
         _migrate(AFTER)
         with connection.cursor() as cursor:
             cursor.execute("SELECT project_id, hour_start FROM ingest_dirtyhour")
@@ -65,9 +79,11 @@ def test_0004_recomputes_hours_with_raw_events_and_keeps_older_ones(transactiona
         _migrate(latest)  # today's rollup writes the columns of later migrations too
         rollup_until_current()
         with connection.cursor() as cursor:
-            cursor.execute("SELECT hour_start, requests, batch_requests, latency_sum_ms, batch_latency_sum_ms, "
-                           "latency_hist_idx, latency_hist_cnt, ttft_hist_idx, ttft_hist_cnt "
-                           "FROM rollups_hourlyaggregate ORDER BY hour_start")
+            cursor.execute(
+                "SELECT hour_start, requests, batch_requests, latency_sum_ms, batch_latency_sum_ms, "
+                "latency_hist_idx, latency_hist_cnt, ttft_hist_idx, ttft_hist_cnt "
+                "FROM rollups_hourlyaggregate ORDER BY hour_start"
+            )
             assert cursor.fetchall() == [
                 (expired, 2, 1, 900100.0, 0.0, [bucket_of(100), bucket_of(900_000)], [1, 1], [], []),
                 (recent, 2, 1, 100.0, 900_000.0, [bucket_of(100)], [1], [bucket_of(40)], [1]),

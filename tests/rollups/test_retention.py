@@ -26,8 +26,14 @@ NOW = datetime.now(tz=UTC)
 
 def ev(rid: str, days_ago: float, user: str = "", tokens: int = 1_000_000) -> dict:
     # Haiku 4.5: $1 per million input tokens, so each event costs exactly tokens / 1e6 dollars.
-    return {"request_id": rid, "model": "claude-haiku-4-5", "latency_ms": 100, "input_tokens": tokens,
-            "user_id": user, "timestamp": (NOW - timedelta(days=days_ago)).isoformat()}
+    return {
+        "request_id": rid,
+        "model": "claude-haiku-4-5",
+        "latency_ms": 100,
+        "input_tokens": tokens,
+        "user_id": user,
+        "timestamp": (NOW - timedelta(days=days_ago)).isoformat(),
+    }
 
 
 def total(model) -> tuple[int, Decimal]:  # type: ignore[no-untyped-def]
@@ -37,8 +43,10 @@ def total(model) -> tuple[int, Decimal]:  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def keys(transactional_db):  # type: ignore[no-untyped-def]
-    return (ingest_key_create(project_slug="acme", environment_name="prod").key,
-            ingest_key_create(project_slug="globex", environment_name="prod").key)
+    return (
+        ingest_key_create(project_slug="acme", environment_name="prod").key,
+        ingest_key_create(project_slug="globex", environment_name="prod").key,
+    )
 
 
 def test_retention_trims_raw_events_per_project_and_keeps_aggregates(keys):
@@ -99,8 +107,7 @@ def test_forget_user_deletes_raw_events_and_user_rows_and_keeps_totals_consisten
     # Totals now equal the raw data that is left: 3 events, $3.
     assert total(DailyAggregate) == (3, Decimal(3))
     assert total(HourlyAggregate) == (3, Decimal(3))
-    assert list(DailyUserSpend.objects.filter(project_id=acme.project_id).values_list("user_id", flat=True)) == [
-        "bob"]
+    assert list(DailyUserSpend.objects.filter(project_id=acme.project_id).values_list("user_id", flat=True)) == ["bob"]
     # The same user id in another project is another person: untouched.
     assert DailyUserSpend.objects.filter(project_id=globex.project_id, user_id="alice").count() == 1
     assert rollups_verify().differences == []
@@ -115,14 +122,23 @@ def test_forget_user_admin_api(keys):
     admin = ingest_key_create(project_slug="acme", environment_name="prod", scope="admin").secret
     read = ingest_key_create(project_slug="acme", environment_name="prod", scope="read").secret
     body = json.dumps({"user_id": "carol"})
-    assert Client().post("/api/v1/users/forget", body, content_type="application/json",
-                         HTTP_AUTHORIZATION=f"Bearer {read}").status_code == 401
-    resp = Client().post("/api/v1/users/forget", body, content_type="application/json",
-                         HTTP_AUTHORIZATION=f"Bearer {admin}")
+    assert (
+        Client()
+        .post("/api/v1/users/forget", body, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {read}")
+        .status_code
+        == 401
+    )
+    resp = Client().post(
+        "/api/v1/users/forget", body, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {admin}"
+    )
     assert resp.status_code == 200
     assert resp.json() == {"events_deleted": 1, "hours_rerolled": 1, "user_rows_deleted": 1}
     assert total(DailyAggregate) == (1, Decimal(1))
-    bad = Client().post("/api/v1/users/forget", json.dumps({"user_id": ""}), content_type="application/json",
-                        HTTP_AUTHORIZATION=f"Bearer {admin}")
+    bad = Client().post(
+        "/api/v1/users/forget",
+        json.dumps({"user_id": ""}),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {admin}",
+    )
     assert bad.status_code == 400
     assert bad.json()["errors"][0]["field"] == "user_id"

@@ -25,26 +25,28 @@ MODELS = ["claude-sonnet-4-6", "claude-haiku-4-5", "claude-opus-4-7", "claude-ex
 def make_events(prefix: str, n: int, *, start: datetime = NOW - timedelta(days=2), span_hours: int = 40) -> list[dict]:
     events = []
     for i in range(n):
-        events.append({
-            "request_id": f"{prefix}{i}",
-            "model": MODELS[i % 4],
-            "service": ["checkout", "search", "support"][i % 3],
-            "feature": ["", "cart", "faq"][(i // 3) % 3],
-            "timestamp": (start + timedelta(minutes=(i * 37) % (span_hours * 60))).isoformat(),
-            "latency_ms": 50 + (i * 7919) % 4000,
-            "input_tokens": 100 + i,
-            "output_tokens": 10 + i % 50,
-            "cache_read_input_tokens": 500 if i % 4 == 0 else 0,
-            "cache_creation_input_tokens": 200 if i % 10 == 0 else 0,
-            "status": "error" if i % 9 == 0 else "ok",
-            "error_type": "overloaded_error" if i % 9 == 0 else "",
-            "http_status": 529 if i % 9 == 0 else 200,
-            "user_id": f"u{i % 7}" if i % 5 else "",
-            # Every 11th a Message Batches result (minutes later), every other online one streamed.
-            "batch": i % 11 == 0,
-            **({"latency_ms": 600_000 + i * 1000} if i % 11 == 0 else {}),
-            **({"time_to_first_token_ms": 20 + (i * 31) % 700} if i % 2 == 0 else {}),
-        })
+        events.append(
+            {
+                "request_id": f"{prefix}{i}",
+                "model": MODELS[i % 4],
+                "service": ["checkout", "search", "support"][i % 3],
+                "feature": ["", "cart", "faq"][(i // 3) % 3],
+                "timestamp": (start + timedelta(minutes=(i * 37) % (span_hours * 60))).isoformat(),
+                "latency_ms": 50 + (i * 7919) % 4000,
+                "input_tokens": 100 + i,
+                "output_tokens": 10 + i % 50,
+                "cache_read_input_tokens": 500 if i % 4 == 0 else 0,
+                "cache_creation_input_tokens": 200 if i % 10 == 0 else 0,
+                "status": "error" if i % 9 == 0 else "ok",
+                "error_type": "overloaded_error" if i % 9 == 0 else "",
+                "http_status": 529 if i % 9 == 0 else 200,
+                "user_id": f"u{i % 7}" if i % 5 else "",
+                # Every 11th a Message Batches result (minutes later), every other online one streamed.
+                "batch": i % 11 == 0,
+                **({"latency_ms": 600_000 + i * 1000} if i % 11 == 0 else {}),
+                **({"time_to_first_token_ms": 20 + (i * 31) % 700} if i % 2 == 0 else {}),
+            }
+        )
     return events
 
 
@@ -54,8 +56,10 @@ def key(transactional_db):  # type: ignore[no-untyped-def]
 
 
 def stored_hourly() -> dict[tuple, HourlyAggregate]:
-    return {(a.project_id, a.environment_id, a.service, a.model, a.feature, a.hour_start): a
-            for a in HourlyAggregate.objects.all()}
+    return {
+        (a.project_id, a.environment_id, a.service, a.model, a.feature, a.hour_start): a
+        for a in HourlyAggregate.objects.all()
+    }
 
 
 def assert_matches_raw() -> None:
@@ -64,8 +68,15 @@ def assert_matches_raw() -> None:
     assert set(stored) == set(exact)
     for k, want in exact.items():
         got = stored[k]
-        for name in ("requests", "errors", "input_tokens", "output_tokens", "cache_read_input_tokens",
-                     "cache_hits", "unpriced_requests"):
+        for name in (
+            "requests",
+            "errors",
+            "input_tokens",
+            "output_tokens",
+            "cache_read_input_tokens",
+            "cache_hits",
+            "unpriced_requests",
+        ):
             assert getattr(got, name) == want[name], (k, name)
         assert got.cost_usd == want["cost_usd"], k
         assert got.batch_requests == want["batch_requests"], k
@@ -99,8 +110,13 @@ def test_days_are_the_sums_of_their_hours(key):
     rollup_until_current()
     for day in DailyAggregate.objects.all():
         hours = HourlyAggregate.objects.filter(
-            project_id=day.project_id, environment_id=day.environment_id, service=day.service, model=day.model,
-            feature=day.feature, hour_start__date=day.day)
+            project_id=day.project_id,
+            environment_id=day.environment_id,
+            service=day.service,
+            model=day.model,
+            feature=day.feature,
+            hour_start__date=day.day,
+        )
         assert day.requests == sum(h.requests for h in hours)
         assert day.cost_usd == sum((h.cost_usd for h in hours), Decimal(0))
         merged: dict[int, int] = {}
@@ -126,10 +142,14 @@ def test_slices_are_the_days_rolled_up_over_every_subset_of_dimensions(key):
     expected: dict[tuple, dict] = {}
     for d in days:
         for dims in range(8):
-            kept = tuple(getattr(d, name) if dims & bit else (0 if name == "environment_id" else "")
-                         for bit, name in bits.items())
-            row = expected.setdefault((d.day, dims, *kept), {"requests": 0, "cost_usd": Decimal(0), "hist": {},
-                                                             "ttft": {}, "errors": {}, "batch": 0.0})
+            kept = tuple(
+                getattr(d, name) if dims & bit else (0 if name == "environment_id" else "")
+                for bit, name in bits.items()
+            )
+            row = expected.setdefault(
+                (d.day, dims, *kept),
+                {"requests": 0, "cost_usd": Decimal(0), "hist": {}, "ttft": {}, "errors": {}, "batch": 0.0},
+            )
             row["requests"] += d.requests
             row["cost_usd"] += d.cost_usd
             row["batch"] += d.batch_latency_sum_ms
@@ -164,8 +184,10 @@ def test_whole_day_and_few_hours_paths_give_identical_aggregates(key, partial_fi
     rollup_until_current()
     first = snapshot()
     with connection.cursor() as cursor:
-        cursor.execute("INSERT INTO ingest_dirtyhour (project_id, hour_start, created_at) "
-                       "SELECT DISTINCT project_id, hour_start, now() FROM rollups_hourlyaggregate")
+        cursor.execute(
+            "INSERT INTO ingest_dirtyhour (project_id, hour_start, created_at) "
+            "SELECT DISTINCT project_id, hour_start, now() FROM rollups_hourlyaggregate"
+        )
     monkeypatch.setattr(services, "PARTIAL_DAY_MAX_HOURS", 0 if partial_first else 24)
     rollup_until_current()
     assert snapshot() == first
@@ -178,8 +200,10 @@ def test_lanes_split_the_days_and_agree_with_one_lane(key):
     assert first.days >= 4
     one_lane = snapshot()
     with connection.cursor() as cursor:
-        cursor.execute("INSERT INTO ingest_dirtyhour (project_id, hour_start, created_at) "
-                       "SELECT DISTINCT project_id, hour_start, now() FROM rollups_hourlyaggregate")
+        cursor.execute(
+            "INSERT INTO ingest_dirtyhour (project_id, hour_start, created_at) "
+            "SELECT DISTINCT project_id, hour_start, now() FROM rollups_hourlyaggregate"
+        )
     result = dirty_hours_rollup(lanes=3)
     assert result.hours == first.hours
     assert result.days == first.days  # each day in exactly one lane
@@ -194,8 +218,13 @@ def test_a_late_event_re_rolls_its_hour(key):
     rollup_until_current()
     old_hour = hour(NOW - timedelta(days=2))
     before = sum(HourlyAggregate.objects.filter(hour_start=old_hour).values_list("requests", flat=True))
-    late = {"request_id": "late-1", "model": "claude-haiku-4-5", "latency_ms": 10, "input_tokens": 5,
-            "timestamp": (old_hour + timedelta(minutes=1)).isoformat()}
+    late = {
+        "request_id": "late-1",
+        "model": "claude-haiku-4-5",
+        "latency_ms": 10,
+        "input_tokens": 5,
+        "timestamp": (old_hour + timedelta(minutes=1)).isoformat(),
+    }
     assert ingest(key, [late]).accepted == 1
     assert list(DirtyHour.objects.values_list("hour_start", flat=True)) == [old_hour]
     rollup_until_current()
@@ -210,8 +239,10 @@ def test_running_twice_gives_identical_aggregates(key):
     first = snapshot()
     # Mark every hour dirty again and re-roll: replace, never add.
     with connection.cursor() as cursor:
-        cursor.execute("INSERT INTO ingest_dirtyhour (project_id, hour_start, created_at) "
-                       "SELECT DISTINCT project_id, hour_start, now() FROM rollups_hourlyaggregate")
+        cursor.execute(
+            "INSERT INTO ingest_dirtyhour (project_id, hour_start, created_at) "
+            "SELECT DISTINCT project_id, hour_start, now() FROM rollups_hourlyaggregate"
+        )
     rollup_until_current()
     assert snapshot() == first
 
@@ -223,8 +254,10 @@ def test_concurrent_passes_give_identical_aggregates(key):
     ingest(key, events[400:])
     # Duplicate every marker so that both passes have work on the same hours.
     with connection.cursor() as cursor:
-        cursor.execute("INSERT INTO ingest_dirtyhour (project_id, hour_start, created_at) "
-                       "SELECT project_id, hour_start, now() FROM ingest_dirtyhour")
+        cursor.execute(
+            "INSERT INTO ingest_dirtyhour (project_id, hour_start, created_at) "
+            "SELECT project_id, hour_start, now() FROM ingest_dirtyhour"
+        )
     original_batch = services.CLAIM_BATCH
     services.CLAIM_BATCH = 3  # many small transactions, interleaving the two passes
     errors: list[BaseException] = []
@@ -250,8 +283,10 @@ def test_concurrent_passes_give_identical_aggregates(key):
     assert DirtyHour.objects.count() == 0
     assert_matches_raw()
     with connection.cursor() as cursor:
-        cursor.execute("INSERT INTO ingest_dirtyhour (project_id, hour_start, created_at) "
-                       "SELECT DISTINCT project_id, hour_start, now() FROM rollups_hourlyaggregate")
+        cursor.execute(
+            "INSERT INTO ingest_dirtyhour (project_id, hour_start, created_at) "
+            "SELECT DISTINCT project_id, hour_start, now() FROM rollups_hourlyaggregate"
+        )
     rollup_until_current()
     assert snapshot() == concurrent
 
@@ -279,8 +314,12 @@ def test_an_event_committed_while_a_rollup_runs_is_not_missed(key):
     try:
         assert claimed.wait(30)
         # The rollup has claimed the hour and is mid-way; an event for that hour commits now.
-        midway = {"request_id": "midway", "model": "claude-haiku-4-5", "latency_ms": 10,
-                  "timestamp": (hour(NOW - timedelta(hours=3)) + timedelta(minutes=5)).isoformat()}
+        midway = {
+            "request_id": "midway",
+            "model": "claude-haiku-4-5",
+            "latency_ms": 10,
+            "timestamp": (hour(NOW - timedelta(hours=3)) + timedelta(minutes=5)).isoformat(),
+        }
         assert ingest(key, [midway]).accepted == 1
     finally:
         resume.set()
@@ -325,8 +364,9 @@ def test_verify_rollups_reports_a_tampered_aggregate(key):
     assert rollups_verify().differences == []
     row = HourlyAggregate.objects.order_by("hour_start").first()
     HourlyAggregate.objects.filter(pk=row.pk).update(requests=row.requests + 1)
-    DailyAggregate.objects.filter(day=row.hour_start.date(), model=row.model, service=row.service,
-                                  feature=row.feature).delete()
+    DailyAggregate.objects.filter(
+        day=row.hour_start.date(), model=row.model, service=row.service, feature=row.feature
+    ).delete()
     differences = rollups_verify().differences
     assert len(differences) == 2
     assert "values differ" in differences[0] or "values differ" in differences[1]
@@ -380,8 +420,9 @@ def test_sql_and_python_bucket_the_same_values():
 
     values = [0.0, 0.001, 0.5, 1.0, 1.01, 7.3, 99.999, 100.0, 812.5, 65_535.0, 3_599_999.9]
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {bucket_sql('v')} FROM unnest(%s::float8[]) WITH ORDINALITY AS t(v, o) ORDER BY o",
-                       [values])
+        cursor.execute(
+            f"SELECT {bucket_sql('v')} FROM unnest(%s::float8[]) WITH ORDINALITY AS t(v, o) ORDER BY o", [values]
+        )
         assert [b for (b,) in cursor.fetchall()] == [bucket_of(v) for v in values]
         cursor.execute(f"SELECT {bucket_sql('v')} FROM (SELECT NULL::float8 AS v) t")
         assert cursor.fetchone() == (None,)

@@ -26,14 +26,31 @@ from tests.sdk.fake_anthropic import FakeAnthropic  # noqa: E402
 
 MODEL = "claude-sonnet-4-6"
 # claude-sonnet-4-6, USD per million tokens: input 3, output 15, cache read 0.30, 5m write 3.75, 1h write 6.
-_RATES = {"input": Decimal(3), "output": Decimal(15), "read": Decimal("0.30"), "w5m": Decimal("3.75"),
-          "w1h": Decimal(6)}
+_RATES = {
+    "input": Decimal(3),
+    "output": Decimal(15),
+    "read": Decimal("0.30"),
+    "w5m": Decimal("3.75"),
+    "w1h": Decimal(6),
+}
 
 
-def expected_cost(*, input: int = 0, output: int = 0, read: int = 0, w5m: int = 0, w1h: int = 0,  # noqa: A002
-                  batch: bool = False) -> Decimal:
-    total = (input * _RATES["input"] + output * _RATES["output"] + read * _RATES["read"]
-             + w5m * _RATES["w5m"] + w1h * _RATES["w1h"]) / Decimal(1_000_000)
+def expected_cost(
+    *,
+    input: int = 0,
+    output: int = 0,
+    read: int = 0,
+    w5m: int = 0,
+    w1h: int = 0,  # noqa: A002
+    batch: bool = False,
+) -> Decimal:
+    total = (
+        input * _RATES["input"]
+        + output * _RATES["output"]
+        + read * _RATES["read"]
+        + w5m * _RATES["w5m"]
+        + w1h * _RATES["w1h"]
+    ) / Decimal(1_000_000)
     return total / 2 if batch else total
 
 
@@ -118,8 +135,9 @@ class Collector:
                 raw = self.rfile.read(int(self.headers["Content-Length"]))
                 body = gzip.decompress(raw) if self.headers.get("Content-Encoding") == "gzip" else raw
                 events = json.loads(body)["events"]
-                collector.posts.append({"events": events, "headers": dict(self.headers), "at": time.monotonic(),
-                                        "path": self.path})
+                collector.posts.append(
+                    {"events": events, "headers": dict(self.headers), "at": time.monotonic(), "path": self.path}
+                )
                 status, headers = collector.script.pop(0) if collector.script else (202, {})
                 answer = {"accepted": len(events), "duplicates": 0, "rejected": []} if status == 202 else {}
                 out = json.dumps(answer).encode()

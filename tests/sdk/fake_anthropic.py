@@ -30,15 +30,30 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-PLAIN = {"input_tokens": 12, "output_tokens": 5, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0,
-         "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
-         "service_tier": "standard"}
-CACHE = {"input_tokens": 12, "output_tokens": 5, "cache_read_input_tokens": 2000, "cache_creation_input_tokens": 100,
-         "cache_creation": {"ephemeral_5m_input_tokens": 40, "ephemeral_1h_input_tokens": 60},
-         "service_tier": "standard"}
+PLAIN = {
+    "input_tokens": 12,
+    "output_tokens": 5,
+    "cache_read_input_tokens": 0,
+    "cache_creation_input_tokens": 0,
+    "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
+    "service_tier": "standard",
+}
+CACHE = {
+    "input_tokens": 12,
+    "output_tokens": 5,
+    "cache_read_input_tokens": 2000,
+    "cache_creation_input_tokens": 100,
+    "cache_creation": {"ephemeral_5m_input_tokens": 40, "ephemeral_1h_input_tokens": 60},
+    "service_tier": "standard",
+}
 BIG = {**PLAIN, "input_tokens": 100_000, "output_tokens": 50_000}  # under the 200k long-context tier
-ERROR_TYPES = {400: "invalid_request_error", 429: "rate_limit_error", 500: "api_error", 503: "api_error",
-               529: "overloaded_error"}
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    429: "rate_limit_error",
+    500: "api_error",
+    503: "api_error",
+    529: "overloaded_error",
+}
 
 
 def _last_text(body: dict[str, Any]) -> str:
@@ -59,8 +74,7 @@ class FakeAnthropic:
         self.ratelimit: dict[str, str] | None = None
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
+        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     @property
     def url(self) -> str:
@@ -87,20 +101,36 @@ class FakeAnthropic:
         else:
             content = [{"type": "text", "text": "Hello from the fake."}]
             stop = "end_turn"
-        return {"id": f"msg_{n}", "type": "message", "role": "assistant", "model": model, "content": content,
-                "stop_reason": stop, "stop_sequence": None, "usage": json.loads(json.dumps(usage))}
+        return {
+            "id": f"msg_{n}",
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": content,
+            "stop_reason": stop,
+            "stop_sequence": None,
+            "usage": json.loads(json.dumps(usage)),
+        }
 
     def batch(self, batch_id: str) -> dict[str, Any]:
         info = self.batches[batch_id]
         created = info["created_at"]
         return {
-            "id": batch_id, "type": "message_batch", "processing_status": "ended",
-            "request_counts": {"processing": 0, "succeeded": info["ok"], "errored": info["errored"],
-                               "canceled": 0, "expired": 0},
+            "id": batch_id,
+            "type": "message_batch",
+            "processing_status": "ended",
+            "request_counts": {
+                "processing": 0,
+                "succeeded": info["ok"],
+                "errored": info["errored"],
+                "canceled": 0,
+                "expired": 0,
+            },
             "created_at": created.isoformat().replace("+00:00", "Z"),
             "ended_at": (created + timedelta(minutes=3)).isoformat().replace("+00:00", "Z"),
             "expires_at": (created + timedelta(hours=24)).isoformat().replace("+00:00", "Z"),
-            "archived_at": None, "cancel_initiated_at": None,
+            "archived_at": None,
+            "cancel_initiated_at": None,
             "results_url": f"{self.url}/v1/messages/batches/{batch_id}/results",
         }
 
@@ -168,8 +198,12 @@ class _Handler(BaseHTTPRequestHandler):
             _, status, times = text.split(":")
             if attempt < int(times):
                 error_type = ERROR_TYPES.get(int(status), "api_error")
-                self._json(int(status), {"type": "error", "error": {"type": error_type, "message": "fake failure"},
-                                         "request_id": rid}, rid, retry_after_ms="1")
+                self._json(
+                    int(status),
+                    {"type": "error", "error": {"type": error_type, "message": "fake failure"}, "request_id": rid},
+                    rid,
+                    retry_after_ms="1",
+                )
                 return
         if text.startswith("slow:"):
             time.sleep(float(text.split(":")[1]))
@@ -186,29 +220,54 @@ class _Handler(BaseHTTPRequestHandler):
         block = message["content"][0]
         if block["type"] == "tool_use":
             events += [
-                ("content_block_start", {"type": "content_block_start", "index": 0,
-                                         "content_block": {**block, "input": {}}}),
-                ("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                         "delta": {"type": "input_json_delta", "partial_json": '{"q": "tally"}'}}),
+                (
+                    "content_block_start",
+                    {"type": "content_block_start", "index": 0, "content_block": {**block, "input": {}}},
+                ),
+                (
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": 0,
+                        "delta": {"type": "input_json_delta", "partial_json": '{"q": "tally"}'},
+                    },
+                ),
             ]
         else:
             events += [
-                ("content_block_start", {"type": "content_block_start", "index": 0,
-                                         "content_block": {"type": "text", "text": ""}}),
-                ("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                         "delta": {"type": "text_delta", "text": "Hello "}}),
+                (
+                    "content_block_start",
+                    {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+                ),
+                (
+                    "content_block_delta",
+                    {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hello "}},
+                ),
             ]
         if error:
             events.append(("error", {"type": "error", "error": {"type": "overloaded_error", "message": "fake"}}))
         else:
             if block["type"] == "text":
-                events.append(("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                                       "delta": {"type": "text_delta", "text": "from the fake."}}))
+                events.append(
+                    (
+                        "content_block_delta",
+                        {
+                            "type": "content_block_delta",
+                            "index": 0,
+                            "delta": {"type": "text_delta", "text": "from the fake."},
+                        },
+                    )
+                )
             events += [
                 ("content_block_stop", {"type": "content_block_stop", "index": 0}),
-                ("message_delta", {"type": "message_delta",
-                                   "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
-                                   "usage": {"output_tokens": usage["output_tokens"]}}),
+                (
+                    "message_delta",
+                    {
+                        "type": "message_delta",
+                        "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+                        "usage": {"output_tokens": usage["output_tokens"]},
+                    },
+                ),
                 ("message_stop", {"type": "message_stop"}),
             ]
         payload = "".join(f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in events).encode()
@@ -221,15 +280,18 @@ class _Handler(BaseHTTPRequestHandler):
             params = item["params"]
             text = _last_text(params)
             if text == "batch-error":
-                result: dict[str, Any] = {"type": "errored", "error": {
-                    "type": "error", "error": {"type": "invalid_request_error", "message": "fake"}}}
+                result: dict[str, Any] = {
+                    "type": "errored",
+                    "error": {"type": "error", "error": {"type": "invalid_request_error", "message": "fake"}},
+                }
             else:
                 message = self.fake.message(self.fake.next_id(), params["model"], text)
                 message["usage"]["service_tier"] = "batch"
                 result = {"type": "succeeded", "message": message}
             results.append({"custom_id": item["custom_id"], "result": result})
         self.fake.batches[batch_id] = {
-            "created_at": datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5), "results": results,
+            "created_at": datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5),
+            "results": results,
             "ok": sum(r["result"]["type"] == "succeeded" for r in results),
             "errored": sum(r["result"]["type"] == "errored" for r in results),
         }

@@ -39,8 +39,9 @@ def budget(name: str, *, limit: str = "1", period: str = "day", **scope: str) ->
     from alerts.models import Budget
     from projects.models import Project
 
-    return Budget.objects.create(project=Project.objects.get(slug="acme"), name=name, period=period,
-                                 limit_usd=Decimal(limit), **scope)
+    return Budget.objects.create(
+        project=Project.objects.get(slug="acme"), name=name, period=period, limit_usd=Decimal(limit), **scope
+    )
 
 
 def instrumented(tally: Tally, fake: Any, *, asynchronous: bool = False) -> Any:
@@ -168,8 +169,11 @@ def test_a_user_budget_blocks_only_inside_that_users_context(make_tally, fake_an
         with tally.context(user_id=name), pytest.raises(BudgetExceeded) as raised:
             c.messages.create(model=MODEL, max_tokens=10, messages=user("hello"))
         assert raised.value.scope["user_id"] == stored
-        with tally.context(feature="search", user_id=name), tally.context(feature="nested"), \
-                pytest.raises(BudgetExceeded):
+        with (
+            tally.context(feature="search", user_id=name),
+            tally.context(feature="nested"),
+            pytest.raises(BudgetExceeded),
+        ):
             c.messages.create(model=MODEL, max_tokens=10, messages=user("hello"))
     assert len(fake_anthropic.requests) == requests_before
     # Another user, and calls outside any user's context, go through.
@@ -190,9 +194,22 @@ def test_a_budget_of_another_environment_does_not_block(make_tally, fake_anthrop
     from rollups.services import rollup_until_current
 
     staging = ingest_key_create(project_slug="acme", environment_name="staging").key
-    events_ingest(project_id=staging.project_id, environment_id=staging.environment_id, max_batch=10, body={
-        "events": [{"request_id": "staging-1", "model": MODEL, "latency_ms": 5, "input_tokens": 1_000_000,
-                    "service": "api"}]})  # $3 in staging
+    events_ingest(
+        project_id=staging.project_id,
+        environment_id=staging.environment_id,
+        max_batch=10,
+        body={
+            "events": [
+                {
+                    "request_id": "staging-1",
+                    "model": MODEL,
+                    "latency_ms": 5,
+                    "input_tokens": 1_000_000,
+                    "service": "api",
+                }
+            ]
+        },
+    )  # $3 in staging
     rollup_until_current()
     settled(tally)
     assert not blocked(tally)
@@ -318,10 +335,15 @@ def test_tally_down_or_hanging_never_blocks_nor_slows_a_call(make_tally, fake_an
     try:
         plain = instrumented(make_tally(f"http://127.0.0.1:{refused.getsockname()[1]}"), fake_anthropic)
         with caplog.at_level(logging.WARNING, logger="tally_client"):
-            down = make_tally(f"http://127.0.0.1:{refused.getsockname()[1]}", enforce_budgets=True,
-                              budget_refresh_interval=0.02)
-            hung = make_tally(f"http://127.0.0.1:{hanging.getsockname()[1]}", enforce_budgets=True,
-                              budget_refresh_interval=0.02, timeout=3)
+            down = make_tally(
+                f"http://127.0.0.1:{refused.getsockname()[1]}", enforce_budgets=True, budget_refresh_interval=0.02
+            )
+            hung = make_tally(
+                f"http://127.0.0.1:{hanging.getsockname()[1]}",
+                enforce_budgets=True,
+                budget_refresh_interval=0.02,
+                timeout=3,
+            )
             clients = [plain, instrumented(down, fake_anthropic), instrumented(hung, fake_anthropic)]
             for c in clients:
                 _timed(c, 3)  # warm the connection pools
@@ -352,8 +374,9 @@ def test_the_pre_call_check_costs_under_5_microseconds(capsys):
     from tally_client._anthropic import _Call
 
     sock = closed_port()
-    guarded = Tally(f"http://127.0.0.1:{sock.getsockname()[1]}", "k", service="api", enforce_budgets=True,
-                    user_id_hmac_key="pepper")
+    guarded = Tally(
+        f"http://127.0.0.1:{sock.getsockname()[1]}", "k", service="api", enforce_budgets=True, user_id_hmac_key="pepper"
+    )
     guard = guarded._guard
     assert guard is not None
     guard.close()  # stop the refresher: the verdicts below are set by hand
@@ -369,12 +392,18 @@ def test_the_pre_call_check_costs_under_5_microseconds(capsys):
         guard._verdicts = None  # nothing exceeded: the normal case
         figures["nothing exceeded"] = per_call_us(lambda: guard.check(ctx))
         # Exceeded budgets, none covering this call: the whole slow path, without raising.
-        guard._verdicts = verdicts_from([
-            {"id": 1, "name": "svc", "exceeded": True, "scope": {"service": "batch-jobs"}},
-            {"id": 2, "name": "usr", "exceeded": True, "scope": {"user_id": "someone-else"}},
-            {"id": 3, "name": "usr-svc", "exceeded": True, "scope": {"service": "other", "user_id":
-                                                                       wire_user_id("u_1", b"pepper")}},
-        ])
+        guard._verdicts = verdicts_from(
+            [
+                {"id": 1, "name": "svc", "exceeded": True, "scope": {"service": "batch-jobs"}},
+                {"id": 2, "name": "usr", "exceeded": True, "scope": {"user_id": "someone-else"}},
+                {
+                    "id": 3,
+                    "name": "usr-svc",
+                    "exceeded": True,
+                    "scope": {"service": "other", "user_id": wire_user_id("u_1", b"pepper")},
+                },
+            ]
+        )
         guard.check(ctx)
         figures["others exceeded"] = per_call_us(lambda: guard.check(ctx))
         guard._verdicts = None
@@ -397,8 +426,7 @@ def test_the_pre_call_check_costs_under_5_microseconds(capsys):
 
 def test_a_forked_child_restarts_the_refresher():
     sock = closed_port()
-    tally = Tally(f"http://127.0.0.1:{sock.getsockname()[1]}", "k", enforce_budgets=True,
-                  budget_refresh_interval=0.01)
+    tally = Tally(f"http://127.0.0.1:{sock.getsockname()[1]}", "k", enforce_budgets=True, budget_refresh_interval=0.01)
     guard = tally._guard
     assert guard is not None
     parent_thread = guard._thread

@@ -96,8 +96,14 @@ def test_refused_batches_are_dropped_not_retried_and_413_splits(caplog):
 
 def test_a_full_queue_drops_the_oldest_and_counts_them():
     sock = closed_port()
-    tally = Tally(f"http://127.0.0.1:{sock.getsockname()[1]}", "k", queue_size=5, flush_interval=0.01,
-                  initial_backoff=0.01, max_backoff=0.02)
+    tally = Tally(
+        f"http://127.0.0.1:{sock.getsockname()[1]}",
+        "k",
+        queue_size=5,
+        flush_interval=0.01,
+        initial_backoff=0.01,
+        max_backoff=0.02,
+    )
     for i in range(8):
         tally.record(**event(i))
     assert wait_for(lambda: tally.stats()["dropped"] == 3 and tally.stats()["queued"] == 5)
@@ -109,8 +115,14 @@ def test_a_full_queue_drops_the_oldest_and_counts_them():
 
 def test_warnings_are_rate_limited(caplog):
     sock = closed_port()
-    tally = Tally(f"http://127.0.0.1:{sock.getsockname()[1]}", "k", queue_size=2, flush_interval=0.01,
-                  initial_backoff=0.005, max_backoff=0.01)
+    tally = Tally(
+        f"http://127.0.0.1:{sock.getsockname()[1]}",
+        "k",
+        queue_size=2,
+        flush_interval=0.01,
+        initial_backoff=0.005,
+        max_backoff=0.01,
+    )
     with caplog.at_level(logging.WARNING, logger="tally_client"):
         for i in range(20):
             tally.record(**event(i))
@@ -128,8 +140,15 @@ def test_record_never_raises_and_skips_what_it_cannot_send(collector, caplog):
     tally = Tally(collector.url, "k", flush_interval=30)
     tally.record(model=MODEL)  # minimal: request_id and latency filled in
     tally.record(request_id="no-model", latency_ms=1)  # no model: ignored with a warning
-    tally.record(request_id="odd", model=MODEL, latency_ms=float("nan"), input_tokens="many", prompt="secret",
-                 metadata={"k": object(), "n": 1, **{f"x{i}": "v" for i in range(30)}}, user_id="u" * 999)
+    tally.record(
+        request_id="odd",
+        model=MODEL,
+        latency_ms=float("nan"),
+        input_tokens="many",
+        prompt="secret",
+        metadata={"k": object(), "n": 1, **{f"x{i}": "v" for i in range(30)}},
+        user_id="u" * 999,
+    )
     assert tally.flush(5)
     minimal, odd = collector.events()
     assert minimal["request_id"].startswith("tally_")

@@ -46,7 +46,12 @@ def test_plain_create_arrives_with_usage_cost_and_request_id(tally, client):
     assert list(events) == [message._request_id]
     event = events[message._request_id]
     assert (event.model, event.status, event.stop_reason, event.service_tier, event.service) == (
-        MODEL, "ok", "end_turn", "standard", "api")
+        MODEL,
+        "ok",
+        "end_turn",
+        "standard",
+        "api",
+    )
     assert (event.input_tokens, event.output_tokens, event.cache_read_input_tokens) == (12, 5, 0)
     assert event.batch is False
     assert event.cost_usd == PLAIN_COST == Decimal("0.000111")
@@ -65,8 +70,12 @@ def test_cache_reads_and_5m_1h_writes_are_priced_apart(tally, client):
 
 
 def test_tool_use_records_its_stop_reason(tally, client):
-    message = client.messages.create(model=MODEL, max_tokens=100, messages=user("tool"),
-                                     tools=[{"name": "search", "input_schema": {"type": "object"}}])
+    message = client.messages.create(
+        model=MODEL,
+        max_tokens=100,
+        messages=user("tool"),
+        tools=[{"name": "search", "input_schema": {"type": "object"}}],
+    )
     assert message.stop_reason == "tool_use"
     assert delivered(tally)[message._request_id].stop_reason == "tool_use"
 
@@ -81,7 +90,11 @@ def test_create_with_stream_true_records_final_usage_and_time_to_first_token(tal
     event = delivered(tally)[request_id]
     # output_tokens from message_delta (5), not message_start's placeholder (1); the TTL split from message_start.
     assert (event.input_tokens, event.output_tokens, event.cache_write_5m_tokens, event.cache_write_1h_tokens) == (
-        12, 5, 40, 60)
+        12,
+        5,
+        40,
+        60,
+    )
     assert event.stop_reason == "end_turn"
     assert event.cost_usd == CACHE_COST
     assert 0 < event.time_to_first_token_ms <= event.latency_ms
@@ -118,13 +131,17 @@ def test_error_event_inside_a_stream_is_an_error_with_the_usage_seen(tally, clie
     assert raised.value.type == "overloaded_error"
     event = delivered(tally)[request_id]
     assert (event.status, event.error_type, event.http_status, event.input_tokens) == (
-        "error", "overloaded_error", None, 12)
+        "error",
+        "overloaded_error",
+        None,
+        12,
+    )
 
 
 def test_429_retried_by_the_sdk_is_one_ok_event_with_the_final_request_id(tally, client, fake_anthropic):
     message = client.messages.create(model=MODEL, max_tokens=100, messages=user("fail:429:2"))
     last = [r[3] for r in fake_anthropic.requests].index(message._request_id)
-    attempts = fake_anthropic.requests[last - 2: last + 1]
+    attempts = fake_anthropic.requests[last - 2 : last + 1]
     assert [a[2] for a in attempts] == [0, 1, 2]  # the SDK made three attempts
     events = delivered(tally)
     assert list(events) == [message._request_id]
@@ -139,8 +156,7 @@ def test_529_after_all_retries_is_one_error_event_and_the_exception_is_the_sdks(
     events = delivered(tally)
     assert list(events) == [raised.value.request_id]  # the last attempt's request-id
     event = events[raised.value.request_id]
-    assert (event.status, event.error_type, event.http_status, event.model) == (
-        "error", "overloaded_error", 529, MODEL)
+    assert (event.status, event.error_type, event.http_status, event.model) == ("error", "overloaded_error", 529, MODEL)
     assert (event.input_tokens, event.output_tokens) == (0, 0)
     assert event.cost_usd == 0
 
@@ -148,18 +164,21 @@ def test_529_after_all_retries_is_one_error_event_and_the_exception_is_the_sdks(
 def test_timeout_is_one_error_event_with_a_generated_request_id(tally, client):
     with pytest.raises(anthropic.APITimeoutError):
         client.with_options(timeout=0.15, max_retries=1).messages.create(
-            model=MODEL, max_tokens=100, messages=user("slow:0.4"))
+            model=MODEL, max_tokens=100, messages=user("slow:0.4")
+        )
     events = delivered(tally)
     assert len(events) == 1
-    (request_id, event), = events.items()
+    ((request_id, event),) = events.items()
     assert request_id.startswith("tally_")
     assert (event.status, event.error_type, event.http_status) == ("error", "timeout", None)
     assert event.latency_ms >= 300  # both attempts and the SDK's backoff
 
 
 def test_batch_results_are_priced_at_the_batch_discount(tally, client, fake_anthropic):
-    requests = [{"custom_id": f"row-{i}", "params": {"model": MODEL, "max_tokens": 50, "messages": user(text)}}
-                for i, text in enumerate(["cache", "hello", "batch-error"])]
+    requests = [
+        {"custom_id": f"row-{i}", "params": {"model": MODEL, "max_tokens": 50, "messages": user(text)}}
+        for i, text in enumerate(["cache", "hello", "batch-error"])
+    ]
     batch = client.messages.batches.create(requests=requests)
     assert client.messages.batches.retrieve(batch.id).processing_status == "ended"
     results = {r.custom_id: r.result.type for r in client.messages.batches.results(batch.id)}
@@ -193,15 +212,22 @@ def test_async_client_create_stream_helper_and_batches(tally, aclient):
             await helper.get_final_message()
         try:
             await aclient.with_options(max_retries=0).messages.create(
-                model=MODEL, max_tokens=100, messages=user("fail:529:1"))
+                model=MODEL, max_tokens=100, messages=user("fail:529:1")
+            )
         except anthropic.OverloadedError as exc:
             error_id = exc.request_id
         batch = await aclient.messages.batches.create(
-            requests=[{"custom_id": "a", "params": {"model": MODEL, "max_tokens": 5, "messages": user("hello")}}])
+            requests=[{"custom_id": "a", "params": {"model": MODEL, "max_tokens": 5, "messages": user("hello")}}]
+        )
         async for _ in await aclient.messages.batches.results(batch.id):
             pass
-        return [message._request_id, stream.response.headers["request-id"], helper.request_id, error_id,
-                f"{batch.id}:a"]
+        return [
+            message._request_id,
+            stream.response.headers["request-id"],
+            helper.request_id,
+            error_id,
+            f"{batch.id}:a",
+        ]
 
     ids = asyncio.run(calls())
     events = delivered(tally)
@@ -242,8 +268,10 @@ def test_context_tags_feature_user_and_metadata_per_thread_and_per_task(tally, c
     asyncio.run(both())
     ids["none"] = client.messages.create(model=MODEL, max_tokens=10, messages=user("hello"))._request_id
     events = delivered(tally)
-    tags = {name: (events[rid].feature, events[rid].user_id, events[rid].service, events[rid].metadata)
-            for name, rid in ids.items()}
+    tags = {
+        name: (events[rid].feature, events[rid].user_id, events[rid].service, events[rid].metadata)
+        for name, rid in ids.items()
+    }
     assert tags == {
         "a": ("feature-a", "user-a", "api", {"thread": "a"}),
         "b": ("feature-b", "user-b", "api", {"thread": "b"}),
@@ -277,8 +305,15 @@ def test_only_the_instrumented_instance_changes(tally, client, fake_anthropic):
 
 def test_record_sends_calls_made_another_way(tally):
     with tally.context(feature="export"):
-        tally.record(request_id="manual-1", model=MODEL, latency_ms=321.5, input_tokens=1000, output_tokens=100,
-                     stop_reason="end_turn", prompt="never sent")  # unknown fields are dropped, not sent
+        tally.record(
+            request_id="manual-1",
+            model=MODEL,
+            latency_ms=321.5,
+            input_tokens=1000,
+            output_tokens=100,
+            stop_reason="end_turn",
+            prompt="never sent",
+        )  # unknown fields are dropped, not sent
     event = delivered(tally)["manual-1"]
     assert (event.feature, event.latency_ms, event.input_tokens) == ("export", 321.5, 1000)
     assert event.cost_usd == expected_cost(input=1000, output=100)
@@ -329,24 +364,31 @@ def test_a_failing_telemetry_hook_never_breaks_the_call(collector, fake_anthropi
 # --- rate-limit headers -------------------------------------------------------------------------
 
 
-def _limits(requests: tuple[int, int], input_tokens: tuple[int, int], output_tokens: tuple[int, int]
-            ) -> dict[str, str]:
+def _limits(requests: tuple[int, int], input_tokens: tuple[int, int], output_tokens: tuple[int, int]) -> dict[str, str]:
     """The fake's anthropic-ratelimit-* headers for (remaining, limit) pairs; `tokens` is input + output."""
     headers: dict[str, str] = {}
     tokens = (input_tokens[0] + output_tokens[0], input_tokens[1] + output_tokens[1])
-    for kind, (remaining, limit) in (("requests", requests), ("tokens", tokens), ("input-tokens", input_tokens),
-                                     ("output-tokens", output_tokens)):
+    for kind, (remaining, limit) in (
+        ("requests", requests),
+        ("tokens", tokens),
+        ("input-tokens", input_tokens),
+        ("output-tokens", output_tokens),
+    ):
         headers[f"{kind}-limit"], headers[f"{kind}-remaining"] = str(limit), str(remaining)
     return headers
 
 
 def _stored_limits(event) -> tuple[int | None, ...]:  # type: ignore[no-untyped-def]
-    return tuple(getattr(event, f"ratelimit_{kind}_{which}")
-                 for kind in ("requests", "tokens", "input_tokens", "output_tokens") for which in ("limit", "remaining"))
+    return tuple(
+        getattr(event, f"ratelimit_{kind}_{which}")
+        for kind in ("requests", "tokens", "input_tokens", "output_tokens")
+        for which in ("limit", "remaining")
+    )
 
 
-def test_ratelimit_headers_of_every_call_reach_the_events_and_the_metrics_headroom(tally, client, aclient,
-                                                                                 fake_anthropic):
+def test_ratelimit_headers_of_every_call_reach_the_events_and_the_metrics_headroom(
+    tally, client, aclient, fake_anthropic
+):
     from django.test import Client
 
     from projects.models import IngestKey
@@ -363,8 +405,9 @@ def test_ratelimit_headers_of_every_call_reach_the_events_and_the_metrics_headro
     ids: dict[str, str] = {}
     try:
         fake_anthropic.ratelimit = calls["plain"]
-        plain = client.messages.create(model=MODEL, max_tokens=100, messages=user("hello"),
-                                       extra_headers={"x-app": "1"})
+        plain = client.messages.create(
+            model=MODEL, max_tokens=100, messages=user("hello"), extra_headers={"x-app": "1"}
+        )
         assert type(plain) is anthropic.types.Message  # read through the raw response, handed over parsed
         ids["plain"] = plain._request_id
         fake_anthropic.ratelimit = calls["stream"]
@@ -377,8 +420,7 @@ def test_ratelimit_headers_of_every_call_reach_the_events_and_the_metrics_headro
             ids["helper"] = helper.request_id
         fake_anthropic.ratelimit = calls["429"]
         with pytest.raises(anthropic.RateLimitError) as raised:
-            client.with_options(max_retries=0).messages.create(model=MODEL, max_tokens=100,
-                                                               messages=user("fail:429:1"))
+            client.with_options(max_retries=0).messages.create(model=MODEL, max_tokens=100, messages=user("fail:429:1"))
         ids["429"] = raised.value.request_id
         fake_anthropic.ratelimit = calls["async"]
 
@@ -391,19 +433,28 @@ def test_ratelimit_headers_of_every_call_reach_the_events_and_the_metrics_headro
     events = delivered(tally)
     assert sorted(events) == sorted(ids.values())
     for name, headers in calls.items():
-        want = tuple(int(headers[f"{kind}-{which}"]) for kind in ("requests", "tokens", "input-tokens",
-                                                                  "output-tokens") for which in ("limit", "remaining"))
+        want = tuple(
+            int(headers[f"{kind}-{which}"])
+            for kind in ("requests", "tokens", "input-tokens", "output-tokens")
+            for which in ("limit", "remaining")
+        )
         assert _stored_limits(events[ids[name]]) == want, name
     assert (events[ids["429"]].status, events[ids["429"]].http_status) == ("error", 429)
 
     rollup_until_current()
     read = ingest_key_create(project_slug="acme", environment_name="prod", scope=IngestKey.Scope.READ).secret
     now = datetime.now(tz=UTC).replace(minute=0, second=0, microsecond=0)
-    window = {"granularity": "hour", "from": (now - timedelta(hours=1)).isoformat(),
-              "to": (now + timedelta(hours=2)).isoformat()}
+    window = {
+        "granularity": "hour",
+        "from": (now - timedelta(hours=1)).isoformat(),
+        "to": (now + timedelta(hours=2)).isoformat(),
+    }
     totals = Client().get("/api/v1/metrics", window, HTTP_AUTHORIZATION=f"Bearer {read}").json()["totals"]
     assert totals["requests"] == 5
     assert totals["rate_limited_requests"] == 1
     # The lowest remaining/limit sent: requests 0/50, input 10000/40000, output 1000/8000.
-    assert (totals["ratelimit_requests_headroom_min"], totals["ratelimit_input_tokens_headroom_min"],
-            totals["ratelimit_output_tokens_headroom_min"]) == (0.0, 0.25, 0.125)
+    assert (
+        totals["ratelimit_requests_headroom_min"],
+        totals["ratelimit_input_tokens_headroom_min"],
+        totals["ratelimit_output_tokens_headroom_min"],
+    ) == (0.0, 0.25, 0.125)

@@ -78,10 +78,16 @@ def _timed_calls(client: anthropic.Anthropic, n: int) -> tuple[list[float], list
 
 
 def test_calls_are_unaffected_while_tally_is_down_and_queued_events_arrive_once_it_is_back(
-        make_tally, live_server, fake_anthropic):
+    make_tally, live_server, fake_anthropic
+):
     sock = closed_port()
-    tally = make_tally(f"http://127.0.0.1:{sock.getsockname()[1]}", queue_size=20, flush_interval=0.01,
-                       initial_backoff=0.02, max_backoff=0.1)
+    tally = make_tally(
+        f"http://127.0.0.1:{sock.getsockname()[1]}",
+        queue_size=20,
+        flush_interval=0.01,
+        initial_backoff=0.02,
+        max_backoff=0.1,
+    )
     raw = anthropic.Anthropic(api_key="sk-test", base_url=fake_anthropic.url)
     instrumented = tally.instrument(anthropic.Anthropic(api_key="sk-test", base_url=fake_anthropic.url))
     _timed_calls(raw, 5)  # warm both connection pools

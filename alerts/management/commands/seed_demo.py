@@ -19,8 +19,9 @@ class Command(BaseCommand):
         parser.add_argument("--events", type=int, default=20000, help="number of events (default 20000)")
         parser.add_argument("--project", default="demo", help="project slug (default demo)")
         parser.add_argument("--seed", type=int, default=42, help="random seed: same seed, same request ids")
-        parser.add_argument("--no-alerts", action="store_true",
-                            help="events only: no rollup, demo alert rules, budget or incidents")
+        parser.add_argument(
+            "--no-alerts", action="store_true", help="events only: no rollup, demo alert rules, budget or incidents"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         def progress(done: int, total: int) -> None:
@@ -44,8 +45,10 @@ class Command(BaseCommand):
             )
         if summary.get("alerts", {}).get("created"):
             alerts = summary["alerts"]
-            self.stderr.write(f"  demo alerts: {alerts['rules']} rules, {alerts['incidents']} incidents, "
-                              f"{alerts['notifications']} emails")
+            self.stderr.write(
+                f"  demo alerts: {alerts['rules']} rules, {alerts['incidents']} incidents, "
+                f"{alerts['notifications']} emails"
+            )
         if summary["first_rejection"]:
             self.stderr.write(f"  first rejection: {json.dumps(summary['first_rejection'])}")
         self.stdout.write(

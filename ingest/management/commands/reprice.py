@@ -30,6 +30,7 @@ class Command(BaseCommand):
             if project is None:
                 raise CommandError(f"no project {options['project']!r}")
             project_id = project.pk
-        result = events_reprice(start=start, end=end, project_id=project_id,
-                                progress=lambda msg: self.stderr.write(msg))
+        result = events_reprice(
+            start=start, end=end, project_id=project_id, progress=lambda msg: self.stderr.write(msg)
+        )
         self.stdout.write(f"examined {result.examined} events, re-priced {result.changed}")

@@ -8,8 +8,10 @@ from providers.services import DEFAULT_SYNC_DAYS, provider_usage_sync_all
 
 
 class Command(BaseCommand):
-    help = ("Pull the provider's own usage and cost reports for the last N days (default "
-            f"{DEFAULT_SYNC_DAYS}) for every connected project, and return when they are stored.")
+    help = (
+        "Pull the provider's own usage and cost reports for the last N days (default "
+        f"{DEFAULT_SYNC_DAYS}) for every connected project, and return when they are stored."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--project", help="only this project (slug)")
@@ -23,8 +25,9 @@ class Command(BaseCommand):
             raise CommandError("no connected project" + (f" named {options['project']}" if options["project"] else ""))
         for result in results:
             if result.ok:
-                self.stdout.write(f"{result.project_slug}: {result.rows} day/model rows for "
-                                  f"{result.start} .. {result.end}")
+                self.stdout.write(
+                    f"{result.project_slug}: {result.rows} day/model rows for {result.start} .. {result.end}"
+                )
             else:
                 self.stderr.write(f"{result.project_slug}: sync failed: {result.error}")
         failed = [r.project_slug for r in results if not r.ok]

@@ -12,6 +12,8 @@ class Command(BaseCommand):
         result = retention_apply()
         for name in result.partitions_dropped:
             self.stderr.write(f"dropped partition {name}")
-        self.stdout.write(f"deleted {result.events_deleted} events in kept partitions, dropped "
-                          f"{len(result.partitions_dropped)} partitions, deleted {result.aggregate_rows_deleted} "
-                          "aggregate rows")
+        self.stdout.write(
+            f"deleted {result.events_deleted} events in kept partitions, dropped "
+            f"{len(result.partitions_dropped)} partitions, deleted {result.aggregate_rows_deleted} "
+            "aggregate rows"
+        )

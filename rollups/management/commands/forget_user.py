@@ -20,5 +20,7 @@ class Command(BaseCommand):
         if not options["user_id"]:
             raise CommandError("--user-id must not be empty")
         result = user_forget_everywhere(project_id=project.pk, user_id=options["user_id"])
-        self.stdout.write(f"deleted {result.events_deleted} events and {result.user_rows_deleted} per-user "
-                          f"aggregate rows; re-rolled {result.hours_rerolled} hours")
+        self.stdout.write(
+            f"deleted {result.events_deleted} events and {result.user_rows_deleted} per-user "
+            f"aggregate rows; re-rolled {result.hours_rerolled} hours"
+        )

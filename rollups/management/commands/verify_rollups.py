@@ -22,8 +22,10 @@ class Command(BaseCommand):
         result = rollups_verify(start=start, end=end)
         for line in result.differences or []:
             self.stdout.write(line)
-        summary = (f"checked {result.hours_checked} hours and {result.days_checked} days; "
-                   f"{result.pending_hours} hours pending rollup (skipped)")
+        summary = (
+            f"checked {result.hours_checked} hours and {result.days_checked} days; "
+            f"{result.pending_hours} hours pending rollup (skipped)"
+        )
         if result.differences:
             raise CommandError(f"{len(result.differences)} difference(s); {summary}")
         self.stdout.write(f"OK: {summary}")
