@@ -415,6 +415,60 @@ def _with_nul_400(paths: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]
     return paths
 
 
+def _admin_crud(path: str, id_name: str, noun: str, schema: str) -> dict[str, dict[str, Any]]:
+    """The collection and item paths of an admin-managed object (alert rules, budgets: CONTRACT §5),
+    which alerts/views.py serves with one handling for both."""
+    plural = path.split("-")[-1]
+    one = path.replace("-", " ")[:-1]  # "alert rule", "budget"
+    not_found = {"description": f"no such {noun} in your projects"}
+    body = {"required": True, "content": {"application/json": {"schema": _ref(f"{schema}Input")}}}
+    listed = {"type": "object", "required": [plural], "properties": {plural: {"type": "array", "items": _ref(schema)}}}
+    return {
+        f"/api/v1/{path}": {
+            "get": {
+                "summary": f"List {path.replace('-', ' ')} (admin)",
+                "responses": {"200": _json(listed, plural), "401": _401, "503": _503},
+            },
+            "post": {
+                "summary": f"Create {'an' if one[0] in 'aeiou' else 'a'} {one} (admin)",
+                "requestBody": body,
+                "responses": {
+                    "201": _json(_ref(schema), "created"),
+                    "400": _json(
+                        {"oneOf": [_ref("FieldErrors"), _ref("Error")]}, "every invalid field named; nothing saved"
+                    ),
+                    "401": _401,
+                    "415": _json(_ref("Error"), "not JSON"),
+                    "503": _503,
+                },
+            },
+        },
+        f"/api/v1/{path}/{{{id_name}}}": {
+            "parameters": [{"name": id_name, "in": "path", "required": True, "schema": _INT}],
+            "get": {
+                "summary": f"One {noun}",
+                "responses": {"200": _json(_ref(schema), f"the {noun}"), "401": _401, "404": not_found, "503": _503},
+            },
+            "patch": {
+                "summary": "Change some fields",
+                "requestBody": body,
+                "responses": {
+                    "200": _json(_ref(schema), "updated"),
+                    "400": _json({"oneOf": [_ref("FieldErrors"), _ref("Error")]}, "invalid; nothing saved"),
+                    "401": _401,
+                    "404": not_found,
+                    "415": _json(_ref("Error"), "not JSON"),
+                    "503": _503,
+                },
+            },
+            "delete": {
+                "summary": "Delete",
+                "responses": {"204": {"description": "deleted"}, "401": _401, "404": not_found, "503": _503},
+            },
+        },
+    }
+
+
 def openapi_spec() -> dict[str, Any]:
     filters = [
         (n, f"only this {n} (repeatable)", {"type": "array", "items": _STR})
@@ -537,146 +591,8 @@ def openapi_spec() -> dict[str, Any]:
                         },
                     }
                 },
-                "/api/v1/alert-rules": {
-                    "get": {
-                        "summary": "List alert rules (admin)",
-                        "responses": {
-                            "200": _json(
-                                {
-                                    "type": "object",
-                                    "required": ["rules"],
-                                    "properties": {"rules": {"type": "array", "items": _ref("AlertRule")}},
-                                },
-                                "rules",
-                            ),
-                            "401": _401,
-                            "503": _503,
-                        },
-                    },
-                    "post": {
-                        "summary": "Create an alert rule (admin)",
-                        "requestBody": {
-                            "required": True,
-                            "content": {"application/json": {"schema": _ref("AlertRuleInput")}},
-                        },
-                        "responses": {
-                            "201": _json(_ref("AlertRule"), "created"),
-                            "400": _json(
-                                {"oneOf": [_ref("FieldErrors"), _ref("Error")]},
-                                "every invalid field named; nothing saved",
-                            ),
-                            "401": _401,
-                            "415": _json(_ref("Error"), "not JSON"),
-                            "503": _503,
-                        },
-                    },
-                },
-                "/api/v1/alert-rules/{rule_id}": {
-                    "parameters": [{"name": "rule_id", "in": "path", "required": True, "schema": _INT}],
-                    "get": {
-                        "summary": "One rule",
-                        "responses": {
-                            "200": _json(_ref("AlertRule"), "the rule"),
-                            "401": _401,
-                            "404": {"description": "no such rule in your projects"},
-                            "503": _503,
-                        },
-                    },
-                    "patch": {
-                        "summary": "Change some fields",
-                        "requestBody": {
-                            "required": True,
-                            "content": {"application/json": {"schema": _ref("AlertRuleInput")}},
-                        },
-                        "responses": {
-                            "200": _json(_ref("AlertRule"), "updated"),
-                            "400": _json({"oneOf": [_ref("FieldErrors"), _ref("Error")]}, "invalid; nothing saved"),
-                            "401": _401,
-                            "404": {"description": "no such rule in your projects"},
-                            "415": _json(_ref("Error"), "not JSON"),
-                            "503": _503,
-                        },
-                    },
-                    "delete": {
-                        "summary": "Delete",
-                        "responses": {
-                            "204": {"description": "deleted"},
-                            "401": _401,
-                            "404": {"description": "no such rule in your projects"},
-                            "503": _503,
-                        },
-                    },
-                },
-                "/api/v1/budgets": {
-                    "get": {
-                        "summary": "List budgets (admin)",
-                        "responses": {
-                            "200": _json(
-                                {
-                                    "type": "object",
-                                    "required": ["budgets"],
-                                    "properties": {"budgets": {"type": "array", "items": _ref("Budget")}},
-                                },
-                                "budgets",
-                            ),
-                            "401": _401,
-                            "503": _503,
-                        },
-                    },
-                    "post": {
-                        "summary": "Create a budget (admin)",
-                        "requestBody": {
-                            "required": True,
-                            "content": {"application/json": {"schema": _ref("BudgetInput")}},
-                        },
-                        "responses": {
-                            "201": _json(_ref("Budget"), "created"),
-                            "400": _json(
-                                {"oneOf": [_ref("FieldErrors"), _ref("Error")]},
-                                "every invalid field named; nothing saved",
-                            ),
-                            "401": _401,
-                            "415": _json(_ref("Error"), "not JSON"),
-                            "503": _503,
-                        },
-                    },
-                },
-                "/api/v1/budgets/{budget_id}": {
-                    "parameters": [{"name": "budget_id", "in": "path", "required": True, "schema": _INT}],
-                    "get": {
-                        "summary": "One budget",
-                        "responses": {
-                            "200": _json(_ref("Budget"), "the budget"),
-                            "401": _401,
-                            "404": {"description": "no such budget in your projects"},
-                            "503": _503,
-                        },
-                    },
-                    "patch": {
-                        "summary": "Change some fields",
-                        "requestBody": {
-                            "required": True,
-                            "content": {"application/json": {"schema": _ref("BudgetInput")}},
-                        },
-                        "responses": {
-                            "200": _json(_ref("Budget"), "updated"),
-                            "400": _json({"oneOf": [_ref("FieldErrors"), _ref("Error")]}, "invalid; nothing saved"),
-                            "401": _401,
-                            "404": {"description": "no such budget in your projects"},
-                            "415": _json(_ref("Error"), "not JSON"),
-                            "503": _503,
-                        },
-                    },
-                    "delete": {
-                        "summary": "Delete",
-                        "responses": {
-                            "204": {"description": "deleted"},
-                            "401": _401,
-                            "404": {"description": "no such budget in your projects"},
-                            "503": _503,
-                        },
-                    },
-                },
+                **_admin_crud("alert-rules", "rule_id", "rule", "AlertRule"),
+                **_admin_crud("budgets", "budget_id", "budget", "Budget"),
                 "/api/v1/budgets/status": {
                     "get": {
                         "summary": "Budgets in scope: limit, spent, projection, exceeded",

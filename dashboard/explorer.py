@@ -19,7 +19,7 @@ from __future__ import annotations
 import csv
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -320,37 +320,39 @@ def events_page(filters: Filters, explorer: Explorer, *, projects: QuerySet[Proj
 
 # --- the CSV export -----------------------------------------------------------------------------
 
-CSV_HEADER = (
-    "timestamp",
-    "request_id",
-    "environment",
-    "service",
-    "feature",
-    "user_id",
-    "model",
-    "provider",
-    "status",
-    "error_type",
-    "http_status",
-    "stop_reason",
-    "batch",
-    "service_tier",
-    "latency_ms",
-    "time_to_first_token_ms",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_input_tokens",
-    "cache_creation_input_tokens",
-    "cache_write_5m_tokens",
-    "cache_write_1h_tokens",
-    "total_tokens",
-    "cost_usd",
-    "cache_savings_usd",
-    "client_cost_usd",
-    "price_source",
-    "metadata",
-    "event_id",
+# Each CSV column: its header and how its value is written (see csv_row).
+CSV_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("timestamp", "time"),
+    ("request_id", "text"),
+    ("environment", "text"),
+    ("service", "text"),
+    ("feature", "text"),
+    ("user_id", "text"),
+    ("model", "text"),
+    ("provider", "text"),
+    ("status", "raw"),
+    ("error_type", "text"),
+    ("http_status", "number"),
+    ("stop_reason", "text"),
+    ("batch", "bool"),
+    ("service_tier", "text"),
+    ("latency_ms", "number"),
+    ("time_to_first_token_ms", "number"),
+    ("input_tokens", "number"),
+    ("output_tokens", "number"),
+    ("cache_read_input_tokens", "number"),
+    ("cache_creation_input_tokens", "number"),
+    ("cache_write_5m_tokens", "number"),
+    ("cache_write_1h_tokens", "number"),
+    ("total_tokens", "number"),
+    ("cost_usd", "number"),
+    ("cache_savings_usd", "number"),
+    ("client_cost_usd", "number"),
+    ("price_source", "text"),
+    ("metadata", "json"),
+    ("event_id", "id"),
 )
+CSV_HEADER = tuple(name for name, _ in CSV_COLUMNS)
 # Text a client sent that a spreadsheet would run as a formula (CSV injection): prefixed with
 # a quote, as OWASP advises. Only client-supplied text columns; numbers are written as numbers.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -370,38 +372,19 @@ def _number(value: Any) -> str:
     return str(value)
 
 
+_CSV_WRITE: dict[str, Callable[[Call, str], str]] = {
+    "time": lambda call, _: call.timestamp.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+    "text": lambda call, name: _text(getattr(call, name)),
+    "number": lambda call, name: _number(getattr(call, name)),
+    "raw": lambda call, name: getattr(call, name),
+    "bool": lambda call, name: "true" if getattr(call, name) else "false",
+    "json": lambda call, _: _text(_metadata_json(call.metadata)),
+    "id": lambda call, _: str(call.id),
+}
+
+
 def csv_row(call: Call) -> list[str]:
-    return [
-        call.timestamp.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-        _text(call.request_id),
-        _text(call.environment),
-        _text(call.service),
-        _text(call.feature),
-        _text(call.user_id),
-        _text(call.model),
-        _text(call.provider),
-        call.status,
-        _text(call.error_type),
-        _number(call.http_status),
-        _text(call.stop_reason),
-        "true" if call.batch else "false",
-        _text(call.service_tier),
-        _number(call.latency_ms),
-        _number(call.time_to_first_token_ms),
-        _number(call.input_tokens),
-        _number(call.output_tokens),
-        _number(call.cache_read_input_tokens),
-        _number(call.cache_creation_input_tokens),
-        _number(call.cache_write_5m_tokens),
-        _number(call.cache_write_1h_tokens),
-        _number(call.total_tokens),
-        _number(call.cost_usd),
-        _number(call.cache_savings_usd),
-        _number(call.client_cost_usd),
-        _text(call.price_source),
-        _text(_metadata_json(call.metadata)),
-        str(call.id),
-    ]
+    return [_CSV_WRITE[kind](call, name) for name, kind in CSV_COLUMNS]
 
 
 def _metadata_json(value: Any) -> str:

@@ -226,34 +226,6 @@ class Pricer:
         cache_write_1h_tokens: int,
         batch: bool,
     ) -> PriceResult:
-        cost, savings, source = self.price_parts(
-            model,
-            provider,
-            timestamp,
-            input_tokens,
-            output_tokens,
-            cache_read_input_tokens,
-            cache_write_5m_tokens,
-            cache_write_1h_tokens,
-            batch,
-        )
-        if cost is None:
-            return _UNPRICED_RESULT
-        return PriceResult(cost_usd=cost, source=source, cache_savings_usd=savings)
-
-    def price_parts(
-        self,
-        model: str,
-        provider: str,
-        timestamp: datetime,
-        input_tokens: int,
-        output_tokens: int,
-        cache_read_input_tokens: int,
-        cache_write_5m_tokens: int,
-        cache_write_1h_tokens: int,
-        batch: bool,
-    ) -> tuple[Decimal | None, Decimal | None, str]:
-        """`price` as (cost_usd, cache_savings_usd, source), positional."""
         cost, savings, source = self.price_units(
             model,
             provider,
@@ -266,9 +238,13 @@ class Pricer:
             batch,
         )
         if cost is None or savings is None:
-            return None, None, source
+            return _UNPRICED_RESULT
         # Decimal(n) * 1E-10 is exact (an exponent shift): the same Decimal quantize gives.
-        return Decimal(cost) * _UNIT, (Decimal(savings) * _UNIT) if savings else _ZERO_UNITS, source
+        return PriceResult(
+            cost_usd=Decimal(cost) * _UNIT,
+            source=source,
+            cache_savings_usd=(Decimal(savings) * _UNIT) if savings else _ZERO_UNITS,
+        )
 
     def price_units(
         self,
