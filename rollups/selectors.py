@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from rollups import sketch
 from rollups.models import DailyAggregate, DailyUserSpend
-from rollups.services import HEADROOM_MINS, SLICE_ENV, SLICE_MODEL, SLICE_SERVICE
+from rollups.services import HEADROOM_MINS, SLICE_ENV, SLICE_MODEL, SLICE_SERVICE, SUM_FIELDS
 
 if TYPE_CHECKING:
     from projects.models import Project
@@ -46,22 +46,6 @@ _GROUP_SQL = {
     "feature": "a.feature",
     "user_id": "a.user_id",
 }
-
-SUM_FIELDS = (
-    "requests",
-    "errors",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_input_tokens",
-    "cache_creation_input_tokens",
-    "cache_write_5m_tokens",
-    "cache_write_1h_tokens",
-    "cache_hits",
-    "batch_requests",
-    "unpriced_requests",
-    "rate_limited_requests",
-)
-DECIMAL_FIELDS = ("cost_usd", "cache_savings_usd")
 
 
 # Every row's fields (CONTRACT §4), in the order of MetricsRow.as_dict and of the CSV columns.

@@ -51,6 +51,23 @@ _SUMS = """
 # The lowest remaining/limit ratio (0..1) of the `anthropic-ratelimit-*` headers reported in a row;
 # NULL when no call reported that pair. A minimum of minimums is the minimum: days and slices
 # merge them exactly, like the sums.
+# The additive integer sums of every aggregate row (in this order: rollups.selectors reads them
+# positionally) and its two exact money sums.
+SUM_FIELDS = (
+    "requests",
+    "errors",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "cache_hits",
+    "batch_requests",
+    "unpriced_requests",
+    "rate_limited_requests",
+)
+DECIMAL_FIELDS = ("cost_usd", "cache_savings_usd")
 HEADROOM_MINS = (
     "ratelimit_requests_headroom_min",
     "ratelimit_input_tokens_headroom_min",
@@ -573,26 +590,14 @@ class VerifyResult:
 
 
 _VERIFY_COLUMNS = [
-    "requests",
-    "errors",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_input_tokens",
-    "cache_creation_input_tokens",
-    "cache_write_5m_tokens",
-    "cache_write_1h_tokens",
-    "cache_hits",
-    "batch_requests",
-    "cost_usd",
-    "cache_savings_usd",
-    "unpriced_requests",
+    *SUM_FIELDS,
+    *DECIMAL_FIELDS,
     "latency_hist_idx",
     "latency_hist_cnt",
     "ttft_hist_idx",
     "ttft_hist_cnt",
     "errors_by_type",
     "http_status_counts",
-    "rate_limited_requests",
     *HEADROOM_MINS,
 ]
 _VERIFY_FLOATS = ["latency_sum_ms", "batch_latency_sum_ms"]
