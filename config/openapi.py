@@ -12,6 +12,7 @@ from typing import Any
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
+from alerts.forms import BUDGET_FIELDS, RULE_FIELDS
 from alerts.models import Condition, Metric, Per, Window
 from ingest.schemas import openapi_components as event_components
 from rollups.selectors import METRIC_FIELDS, PER_USER_KNOWN, SUM_FIELDS
@@ -117,6 +118,14 @@ METRICS = {
     },
 }
 
+# A rule's or budget's notification URLs (a rule or budget needs a recipient or a channel).
+CHANNELS: dict[str, Any] = {
+    "type": "array",
+    "maxItems": 20,
+    "items": {"type": "string"},
+    "description": "notification URLs in Apprise syntax (json://, slack://, msteams://, ...); "
+    "returned masked, and a masked entry sent back keeps the stored URL",
+}
 RULE_INPUT: dict[str, Any] = {
     "type": "object",
     "properties": {
@@ -135,13 +144,7 @@ RULE_INPUT: dict[str, Any] = {
             "items": {"type": "string", "format": "email"},
             "description": "a rule needs at least one recipient or channel",
         },
-        "channels": {
-            "type": "array",
-            "maxItems": 20,
-            "items": {"type": "string"},
-            "description": "notification URLs in Apprise syntax (json://, slack://, msteams://, ...); "
-            "returned masked, and a masked entry sent back keeps the stored URL",
-        },
+        "channels": CHANNELS,
         "cooldown_minutes": {"type": "integer", "minimum": 0, "maximum": 10080},
         "min_requests": {"type": "integer", "minimum": 0},
         "enabled": {"type": "boolean"},
@@ -154,23 +157,8 @@ RULE_INPUT: dict[str, Any] = {
 }
 RULE = {
     "type": "object",
-    "required": [
-        "id",
-        "project",
-        "name",
-        "metric",
-        "window",
-        "condition",
-        "threshold",
-        "sensitivity",
-        "environment",
-        "service",
-        "model",
-        "recipients",
-        "channels",
-        "cooldown_minutes",
-        "enabled",
-    ],
+    # Every field the API answers with (alerts.forms.rule_as_dict): the form's, its channels and id.
+    "required": ["id", "project", *RULE_FIELDS, "channels"],
     "properties": {
         **RULE_INPUT["properties"],
         "id": _INT,
@@ -191,7 +179,8 @@ BUDGET_INPUT: dict[str, Any] = {
         "environment": _NSTR,
         "service": _NSTR,
         "user_id": _NSTR,
-        "recipients": {"type": "array", "items": {"type": "string", "format": "email"}, "minItems": 1},
+        "recipients": {"type": "array", "items": {"type": "string", "format": "email"}},
+        "channels": CHANNELS,
         "enabled": {"type": "boolean", "description": "default true"},
         "warn_on_forecast": {
             "type": "boolean",
@@ -201,19 +190,7 @@ BUDGET_INPUT: dict[str, Any] = {
 }
 BUDGET = {
     "type": "object",
-    "required": [
-        "id",
-        "project",
-        "name",
-        "period",
-        "limit_usd",
-        "environment",
-        "service",
-        "user_id",
-        "recipients",
-        "enabled",
-        "warn_on_forecast",
-    ],
+    "required": ["id", "project", *BUDGET_FIELDS, "channels"],
     "properties": {
         **BUDGET_INPUT["properties"],
         "id": _INT,
