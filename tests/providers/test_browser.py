@@ -45,8 +45,8 @@ def test_reconciliation_page_with_the_crafted_day(live_server, crafted_day, conn
         k: page.locator(f"[data-kpi='{k}'] .tile-value").text_content().strip()
         for k in ("provider_cost", "tally_cost", "coverage", "unmetered")
     }
-    # $2.045 shows as $2.04: the dashboard's usd filter formats the float, whose 2.045 is 2.04499...
-    assert tiles == {"provider_cost": "$2.04", "tally_cost": "$1.13", "coverage": "55.1%", "unmetered": "$0.9175"}
+    # $2.045 shows as $2.05: the usd filter rounds half up as a bill does (a float's 2.045 is 2.04499...)
+    assert tiles == {"provider_cost": "$2.05", "tally_cost": "$1.13", "coverage": "55.1%", "unmetered": "$0.9175"}
     unmetered = page.locator("[data-unmetered]").text_content()
     assert "claude-haiku-4-5 ($0.3875)" in " ".join(unmetered.split())
     price = page.locator("[data-price-difference]")
