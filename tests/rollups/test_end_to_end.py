@@ -106,6 +106,7 @@ def test_posted_events_reach_the_metrics_api_through_beat_and_worker(live_server
         f"{live_server.url}/api/v1/events",
         json={"events": events},
         headers={"Authorization": f"Bearer {ingest_secret}"},
+        timeout=60,  # the first request of a fresh process also creates the day's partition
     )
     assert resp.json()["accepted"] == 30
     params = {"from": (now - timedelta(days=1)).date().isoformat(), "to": now.date().isoformat()}
