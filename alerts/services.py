@@ -24,8 +24,10 @@ Invariants:
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
@@ -289,37 +291,46 @@ def budgets_check(*, project_ids: list[int] | None = None, now: datetime | None 
     queued = 0
     for budget in budgets:
         status = budget_status(budget, now=now)
+        period = f"budget:{budget.pk}:{status.period_start:%Y-%m-%d}"
         for level in BUDGET_LEVELS:
             if status.spent_usd * 100 >= budget.limit_usd * level:
-                key = f"budget:{budget.pk}:{status.period_start:%Y-%m-%d}:{level}"
-                if not notification_queued(dedupe_key=key):
-                    with transaction.atomic():
-                        created = outbox.notification_queue(
-                            project_id=budget.project_id,
-                            kind=Notification.Kind.BUDGET,
-                            dedupe_key=key,
-                            recipients=budget.recipients,
-                            template="budget",
-                            context=formatting.budget_context(status, level),
-                            channels=budget.channels_encrypted,
-                        )
-                        queued += created is not None
+                queued += _budget_notify(
+                    budget,
+                    f"{period}:{level}",
+                    Notification.Kind.BUDGET,
+                    "budget",
+                    functools.partial(formatting.budget_context, status, level),
+                )
         if budget.warn_on_forecast and status.forecast_warns:
             # One per period even if the date moves: a second email a day later says nothing new.
-            key = f"budget:{budget.pk}:{status.period_start:%Y-%m-%d}:forecast"
-            if not notification_queued(dedupe_key=key):
-                with transaction.atomic():
-                    created = outbox.notification_queue(
-                        project_id=budget.project_id,
-                        kind=Notification.Kind.BUDGET_FORECAST,
-                        dedupe_key=key,
-                        recipients=budget.recipients,
-                        template="budget_forecast",
-                        context=formatting.budget_forecast_context(status),
-                        channels=budget.channels_encrypted,
-                    )
-                    queued += created is not None
+            queued += _budget_notify(
+                budget,
+                f"{period}:forecast",
+                Notification.Kind.BUDGET_FORECAST,
+                "budget_forecast",
+                functools.partial(formatting.budget_forecast_context, status),
+            )
     return queued
+
+
+def _budget_notify(budget: Budget, key: str, kind: str, template: str, context: Callable[[], dict[str, Any]]) -> bool:
+    """Queue one budget notification (email and the budget's channels) unless its key was queued
+    before; the context is built only when it will be used."""
+    if notification_queued(dedupe_key=key):
+        return False
+    with transaction.atomic():
+        return (
+            outbox.notification_queue(
+                project_id=budget.project_id,
+                kind=kind,
+                dedupe_key=key,
+                recipients=budget.recipients,
+                template=template,
+                context=context(),
+                channels=budget.channels_encrypted,
+            )
+            is not None
+        )
 
 
 # Events are accepted up to 30 days in the past, so a model never called before can first appear
