@@ -9,17 +9,17 @@ from typing import Any
 
 import pytest
 import schemathesis
-from django.core.wsgi import get_wsgi_application
 from django.test import Client
 
 from config.openapi import openapi_spec
+from config.wsgi import application
 
 # The middleware answers before any query, but Django's request_started signal looks at the
 # connection an earlier test left open (close_old_connections): the database must be allowed.
 pytestmark = pytest.mark.django_db
 
 SPEC = openapi_spec()
-schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", get_wsgi_application())
+schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", application)
 
 
 def operations() -> list[tuple[str, str, str]]:

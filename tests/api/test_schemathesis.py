@@ -11,7 +11,6 @@ import os
 
 import pytest
 import schemathesis
-from django.core.wsgi import get_wsgi_application
 from hypothesis import HealthCheck, seed, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -21,6 +20,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from config.wsgi import application
 from tests.conftest import SCHEMATHESIS_SEED
 
 # Per operation. 50 gave 2,400-2,600 cases over the 19 operations in about 50 s (150 gave twice the
@@ -34,7 +34,7 @@ CHECKS = [
     response_headers_conformance,
 ]
 
-schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", get_wsgi_application())
+schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", application)
 CASES: dict[str, int] = {}
 
 
