@@ -28,7 +28,9 @@ over a plain socket with its requests built beforehand (`_Connection`), as wrk o
 Server: granian `--interface wsgi`, started exactly as `make run` starts it
 (`devserver.run.web_command`): 2 worker processes x 4 blocking threads by default, one process
 per core and threads to overlap the waits on PostgreSQL and Redis (each COMMIT waits for its
-WAL flush). Override with --workers/--threads. The results of each change are in
+WAL flush). Override with --workers/--threads. `--app config.wsgi:pages` serves POST
+/api/v1/events through Django's full stack (URL resolution and every middleware) instead of its
+own handler (config/wsgi.py), to measure the difference. The results of each change are in
 bench/RESULTS.md.
 
 (floor) is GET /healthz with the same clients: Django's full middleware stack and the web server
@@ -428,7 +430,7 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def web_server(*, workers: int, threads: int):  # type: ignore[no-untyped-def]
+def web_server(*, workers: int, threads: int, app: str):  # type: ignore[no-untyped-def]
     from devserver.run import web_command
 
     port = free_port()
@@ -439,7 +441,13 @@ def web_server(*, workers: int, threads: int):  # type: ignore[no-untyped-def]
         "DJANGO_SETTINGS_MODULE": "config.settings.base",
         "LOG_LEVEL": "WARNING",
     }
-    cmd = [*web_command(port=port, workers=workers, threads=threads), "--log-level", "warning", "--backlog", "2048"]
+    cmd = [
+        *web_command(port=port, workers=workers, threads=threads, app=app),
+        "--log-level",
+        "warning",
+        "--backlog",
+        "2048",
+    ]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
     try:
         deadline = time.monotonic() + 30
@@ -529,6 +537,12 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="about a tenth of the sizes (smoke run)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4, help="blocking threads per worker")
+    parser.add_argument(
+        "--app",
+        default="config.wsgi:application",
+        help="the WSGI application granian serves; config.wsgi:pages sends POST /api/v1/events "
+        "through Django's full stack too, to measure what its own handler saves",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the bench events in the database")
     parser.add_argument("--skip", default="", help="comma list of phases to skip: copy,batch,single,floor,service")
     args = parser.parse_args()
@@ -550,7 +564,7 @@ def main() -> int:
     cores = os.cpu_count()
     log = sys.stderr
     print(
-        f"bench run {run_id}: {cores} cores, granian wsgi {args.workers}x{args.threads}, "
+        f"bench run {run_id}: {cores} cores, granian wsgi {args.app} {args.workers}x{args.threads}, "
         f"{'quick' if args.quick else 'full'} sizes",
         file=log,
     )
@@ -564,7 +578,7 @@ def main() -> int:
         if "copy" not in skip:
             rows = copy_rows(run_id, sizes.copy_rows, datetime.now(tz=UTC), key.project_id, key.environment_id)
         settle()
-        with web_server(workers=args.workers, threads=args.threads) as port:
+        with web_server(workers=args.workers, threads=args.threads, app=args.app) as port:
             # Warm every worker thread: imports, DB connections, pricing caches.
             run_clients(
                 port=port,
@@ -663,7 +677,7 @@ def main() -> int:
     ]
     print()
     print(
-        f"Tally ingest benchmark ({cores} cores; granian wsgi {args.workers}x{args.threads}; "
+        f"Tally ingest benchmark ({cores} cores; granian wsgi {args.app} {args.workers}x{args.threads}; "
         f"batch {sizes.batch_events:,} events/{sizes.batch_size} per post/{sizes.batch_clients} clients; "
         f"single {sizes.single_requests:,} requests/{sizes.single_clients} clients)"
     )
