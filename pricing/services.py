@@ -50,6 +50,18 @@ from pricing.models import PriceOverride
 if TYPE_CHECKING:
     from projects.models import Project
 
+# The token counts of one call, named as in Anthropic's usage object (`input_tokens` excludes the
+# cache; `cache_creation_input_tokens` is all cache writes), then those writes split by TTL as
+# they are priced. An event, every aggregate row and the query API carry them in this order.
+TOKEN_FIELDS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+)
+
 PRICES_VERSION = f"genai-prices {genai_prices.__version__}"
 UNPRICED = "unpriced"
 DEFAULT_PROVIDER = "anthropic"
