@@ -666,41 +666,28 @@ def demo_alerts_seed(*, project_id: int, now: datetime | None = None) -> DemoAle
             cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [DEMO_LOCK_NAMESPACE, project_id])
         if AlertRule.objects.filter(project_id=project_id, name=DEMO_SPEND_RULE).exists():
             return DemoAlerts(created=False)
-        oncall = ["oncall@example.com"]
+        # Every demo rule judges prod hour by hour and emails on-call; each says only what else it is.
+        demo_rule = functools.partial(
+            AlertRule, project_id=project_id, window="hour", environment="prod", recipients=["oncall@example.com"]
+        )
         rules = [
-            AlertRule(
-                project_id=project_id,
-                name=DEMO_SPEND_RULE,
-                metric=Metric.COST_USD,
-                window="hour",
-                condition=Condition.ABOVE,
-                environment="prod",
-                recipients=oncall,
-            ),
+            demo_rule(name=DEMO_SPEND_RULE, metric=Metric.COST_USD, condition=Condition.ABOVE),
             # Search has no batch jobs, so its P95 means the same before and after batches left latency.
-            AlertRule(
-                project_id=project_id,
+            demo_rule(
                 name="Search P95 latency",
                 metric=Metric.LATENCY_P95_MS,
-                window="hour",
                 condition=Condition.ABOVE,
-                environment="prod",
                 service="search",
                 min_requests=10,
-                recipients=oncall,
             ),
         ]
         rules[0].threshold = _demo_threshold(rules[0], now=now, breaches=2, default=25.0)
         rules[1].threshold = _demo_threshold(rules[1], now=now, breaches=1, default=30_000.0)
         rules.append(
-            AlertRule(
-                project_id=project_id,
+            demo_rule(
                 name="Prod error rate anomaly",
                 metric=Metric.ERROR_RATE,
-                window="hour",
                 condition=Condition.ANOMALY,
-                environment="prod",
-                recipients=oncall,
                 # 6 robust sigmas: an outage, not two unlucky calls in a quiet hour.
                 sensitivity=6.0,
             )

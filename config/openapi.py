@@ -155,20 +155,32 @@ RULE_INPUT: dict[str, Any] = {
         },
     },
 }
-RULE = {
-    "type": "object",
-    # Every field the API answers with (alerts.forms.rule_as_dict): the form's, its channels and id.
-    "required": ["id", "project", *RULE_FIELDS, "channels"],
-    "properties": {
-        **RULE_INPUT["properties"],
-        "id": _INT,
-        "threshold": {"type": ["number", "null"]},
-        "sensitivity": {"type": ["number", "null"]},
-        "recipients": {"type": "array", "items": _STR},
-        "created_at": {"type": "string", "format": "date-time"},
-        "updated_at": {"type": "string", "format": "date-time"},
-    },
-}
+
+
+def _answered(input_schema: dict[str, Any], fields: list[str], **narrower: Any) -> dict[str, Any]:
+    """A rule or budget as the API answers with it (alerts.forms.rule_as_dict, budget_as_dict):
+    every field of its form, its channels and id, all present; `narrower` are the fields whose
+    answer is narrower than what the input accepts."""
+    return {
+        "type": "object",
+        "required": ["id", "project", *fields, "channels"],
+        "properties": {
+            **input_schema["properties"],
+            "id": _INT,
+            "recipients": {"type": "array", "items": _STR},
+            "created_at": {"type": "string", "format": "date-time"},
+            **narrower,
+        },
+    }
+
+
+RULE = _answered(
+    RULE_INPUT,
+    RULE_FIELDS,
+    threshold={"type": ["number", "null"]},
+    sensitivity={"type": ["number", "null"]},
+    updated_at={"type": "string", "format": "date-time"},
+)
 BUDGET_INPUT: dict[str, Any] = {
     "type": "object",
     "properties": {
@@ -188,17 +200,7 @@ BUDGET_INPUT: dict[str, Any] = {
         },
     },
 }
-BUDGET = {
-    "type": "object",
-    "required": ["id", "project", *BUDGET_FIELDS, "channels"],
-    "properties": {
-        **BUDGET_INPUT["properties"],
-        "id": _INT,
-        "limit_usd": _NUM,
-        "recipients": {"type": "array", "items": _STR},
-        "created_at": {"type": "string", "format": "date-time"},
-    },
-}
+BUDGET = _answered(BUDGET_INPUT, BUDGET_FIELDS, limit_usd=_NUM)
 BUDGETS = {
     "type": "object",
     "required": ["budgets"],

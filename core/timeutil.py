@@ -31,16 +31,25 @@ def utc_day(day_number: int) -> date:
     return date.fromordinal(EPOCH_ORDINAL + day_number)
 
 
+class BoundError(ValueError):
+    """A `--from`/`--to` bound that is not one; `reason` says why without repeating the value, so an
+    API can put it after the parameter's name (rollups.schemas) and a command after the value."""
+
+    def __init__(self, value: str, reason: str) -> None:
+        super().__init__(f"{value!r}: {reason}")
+        self.reason = reason
+
+
 def parse_bound(value: str, *, end: bool) -> datetime:
     """A `--from`/`--to` bound: YYYY-MM-DD (an inclusive UTC day, so as `end` the next midnight)
-    or an RFC 3339 time with its offset. ValueError names what is wrong with `value`."""
+    or an RFC 3339 time with its offset. BoundError names what is wrong with `value`."""
     try:
         if len(value) == 10:
             day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)  # noqa: DTZ007 - tz set here
             return day + timedelta(days=1) if end else day
         parsed = datetime.fromisoformat(value)
     except ValueError as exc:
-        raise ValueError(f"{value!r} is neither YYYY-MM-DD nor an RFC 3339 time") from exc
+        raise BoundError(value, "must be YYYY-MM-DD or an RFC 3339 time") from exc
     if parsed.tzinfo is None:
-        raise ValueError(f"{value!r} needs a UTC offset")
+        raise BoundError(value, "an RFC 3339 time needs a UTC offset")
     return parsed

@@ -27,6 +27,7 @@ from django.urls import reverse
 from alerts.selectors import ChartAlerts, chart_alerts
 from dashboard.forms import METRIC_DIMENSIONS, Filters, rfc3339
 from ingest.selectors import event_fields, event_get, events_exist
+from pricing.services import TOKEN_FIELDS
 from rollups.selectors import (
     TOTAL,
     MetricsQuery,
@@ -131,12 +132,7 @@ _SERIES_FIELDS = (
     "errors",
     "cost_usd",
     "cache_savings_usd",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_input_tokens",
-    "cache_creation_input_tokens",
-    "cache_write_5m_tokens",
-    "cache_write_1h_tokens",
+    *TOKEN_FIELDS,
     "unpriced_requests",
 )
 _WHEN_CALLS = ("error_rate", "cache_hit_rate", "latency_avg_ms", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms")

@@ -9,6 +9,7 @@ a project slug in the query string outside that set is never shown.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -56,70 +57,79 @@ def _render(
     return render(request, f"dashboard/{name}.html", context)
 
 
+def _chart_page(
+    request: HttpRequest,
+    name: str,
+    page_of: Callable[..., selectors.Page],
+    figures_of: Callable[[selectors.Page], dict[str, Any]],
+) -> HttpResponse:
+    """A page of charts: its selector over the filter bar and the projects the user may see, then
+    its figures unless the page is empty."""
+    page = page_of(_filters(request), projects=visible_projects(request.user))
+    return _render(request, name, page, None if page.empty else figures_of(page))
+
+
+def _series_figures(build: Callable[..., dict[str, Any]]) -> Callable[[selectors.Page], dict[str, Any]]:
+    """The figures of a page that draws its series alone (`build(series, granularity=...)`)."""
+    return lambda page: build(page.series, granularity=page.granularity)
+
+
 @login_required
 @require_GET
 def overview(request: HttpRequest) -> HttpResponse:
     """The field guide's daily dashboard: six KPIs and their change, charts, breakdowns, top users."""
-    page = selectors.overview_page(_filters(request), projects=visible_projects(request.user))
-    figures = None if page.empty else charts.overview_figures(page.series, granularity=page.granularity)
-    return _render(request, "overview", page, figures)
+    return _chart_page(request, "overview", selectors.overview_page, _series_figures(charts.overview_figures))
 
 
 @login_required
 @require_GET
 def spend(request: HttpRequest) -> HttpResponse:
     """Spend by model and service over time, month to date with a linear projection, unpriced calls."""
-    page = selectors.spend_page(_filters(request), projects=visible_projects(request.user))
-    figures = None
-    if not page.empty:
-        mtd = page.data["mtd"]
-        figures = {
-            **charts.spend_figures(
-                page.series.buckets, page.data["by_model"], page.data["by_service"], granularity=page.granularity
-            ),
-            "mtd": charts.month_projection_figure(
-                mtd.days, mtd.cumulative_usd, last_day=mtd.last_day, projected_usd=mtd.projected_usd
-            ),
-        }
-    return _render(request, "spend", page, figures)
+    return _chart_page(request, "spend", selectors.spend_page, _spend_figures)
+
+
+def _spend_figures(page: selectors.Page) -> dict[str, Any]:
+    mtd = page.data["mtd"]
+    return {
+        **charts.spend_figures(
+            page.series.buckets, page.data["by_model"], page.data["by_service"], granularity=page.granularity
+        ),
+        "mtd": charts.month_projection_figure(
+            mtd.days, mtd.cumulative_usd, last_day=mtd.last_day, projected_usd=mtd.projected_usd
+        ),
+    }
 
 
 @login_required
 @require_GET
 def latency(request: HttpRequest) -> HttpResponse:
     """P50/P95/P99 over time and P95 per model."""
-    page = selectors.latency_page(_filters(request), projects=visible_projects(request.user))
-    figures = None if page.empty else charts.latency_figures(page.series, granularity=page.granularity)
-    return _render(request, "latency", page, figures)
+    return _chart_page(request, "latency", selectors.latency_page, _series_figures(charts.latency_figures))
 
 
 @login_required
 @require_GET
 def errors(request: HttpRequest) -> HttpResponse:
     """Error rate, errors by type and calls by HTTP status over time."""
-    page = selectors.errors_page(_filters(request), projects=visible_projects(request.user))
-    figures = (
-        None
-        if page.empty
-        else charts.errors_figures(
-            page.series,
-            page.data["by_type"],
-            page.data["by_status"],
-            granularity=page.granularity,
-            headroom=page.data["headroom"],
-            rate_limited=page.data["rate_limited"],
-        )
+    return _chart_page(request, "errors", selectors.errors_page, _errors_figures)
+
+
+def _errors_figures(page: selectors.Page) -> dict[str, Any]:
+    return charts.errors_figures(
+        page.series,
+        page.data["by_type"],
+        page.data["by_status"],
+        granularity=page.granularity,
+        headroom=page.data["headroom"],
+        rate_limited=page.data["rate_limited"],
     )
-    return _render(request, "errors", page, figures)
 
 
 @login_required
 @require_GET
 def cache(request: HttpRequest) -> HttpResponse:
     """Prompt caching: hit rate, cached share of prompt tokens, money saved, 5m vs 1h writes."""
-    page = selectors.cache_page(_filters(request), projects=visible_projects(request.user))
-    figures = None if page.empty else charts.cache_figures(page.series, granularity=page.granularity)
-    return _render(request, "cache", page, figures)
+    return _chart_page(request, "cache", selectors.cache_page, _series_figures(charts.cache_figures))
 
 
 @login_required

@@ -50,6 +50,18 @@ from pricing.models import PriceOverride
 if TYPE_CHECKING:
     from projects.models import Project
 
+# The token counts of one call, named as in Anthropic's usage object (`input_tokens` excludes the
+# cache; `cache_creation_input_tokens` is all cache writes), then those writes split by TTL as
+# they are priced. An event, every aggregate row and the query API carry them in this order.
+TOKEN_FIELDS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+)
+
 PRICES_VERSION = f"genai-prices {genai_prices.__version__}"
 UNPRICED = "unpriced"
 DEFAULT_PROVIDER = "anthropic"
@@ -163,6 +175,30 @@ def _units_cost_and_savings(
     return cost, savings
 
 
+def _priced_units(
+    rates: _Rates,
+    batch_multiplier: Decimal | None,
+    input_tokens: int,
+    cache_read: int,
+    write_5m: int,
+    write_1h: int,
+    output_tokens: int,
+) -> tuple[int, int]:
+    """(cost, cache savings) of one call at `rates`, in integer units of 1e-10 USD, x
+    `batch_multiplier` for a batch call (None otherwise). In integers when the rates allow and a
+    batch discount is exactly half (`_half_even` rounds as quantize does), else in Decimal,
+    quantized once at the end: the same figure either way."""
+    if rates.units is not None and (batch_multiplier is None or batch_multiplier == _HALF):
+        return _units_cost_and_savings(
+            rates.units, input_tokens, cache_read, write_5m, write_1h, output_tokens, batch_multiplier is not None
+        )
+    cost, savings = _cost_and_savings(rates, input_tokens, cache_read, write_5m, write_1h, output_tokens)
+    if batch_multiplier is not None:
+        cost *= batch_multiplier
+        savings *= batch_multiplier
+    return _to_units(cost.quantize(_COST_QUANTUM)), _to_units(savings.quantize(_COST_QUANTUM))
+
+
 def _to_units(amount: Decimal) -> int:
     """An amount already quantized to 1e-10 USD, as integer units of 1e-10 USD (exact)."""
     return int(amount.scaleb(10))
@@ -267,34 +303,16 @@ class Pricer:
         if self._exact or self._prefixes:
             override = self._override_for(model, timestamp)
             if override is not None:
-                rates = override.rates
-                if rates.units is not None and (not batch or override.batch_multiplier == _HALF):
-                    cost_units, savings_units = _units_cost_and_savings(
-                        rates.units,
-                        input_tokens,
-                        cache_read_input_tokens,
-                        cache_write_5m_tokens,
-                        cache_write_1h_tokens,
-                        output_tokens,
-                        batch,
-                    )
-                    return cost_units, savings_units, override.source
-                cost, savings = _cost_and_savings(
-                    rates,
+                cost_units, savings_units = _priced_units(
+                    override.rates,
+                    override.batch_multiplier if batch else None,
                     input_tokens,
                     cache_read_input_tokens,
                     cache_write_5m_tokens,
                     cache_write_1h_tokens,
                     output_tokens,
                 )
-                if batch:
-                    cost *= override.batch_multiplier
-                    savings *= override.batch_multiplier
-                return (
-                    _to_units(cost.quantize(_COST_QUANTUM)),
-                    _to_units(savings.quantize(_COST_QUANTUM)),
-                    override.source,
-                )
+                return cost_units, savings_units, override.source
 
         provider = provider or DEFAULT_PROVIDER
         try:  # the rate card of this model and UTC day, when remembered (_card_for)
@@ -310,29 +328,16 @@ class Pricer:
             )
         else:
             rates = card.regions[0]
-        if rates.units is not None:
-            cost_units, savings_units = _units_cost_and_savings(
-                rates.units,
-                input_tokens,
-                cache_read_input_tokens,
-                cache_write_5m_tokens,
-                cache_write_1h_tokens,
-                output_tokens,
-                batch,
-            )
-            return cost_units, savings_units, source
-        cost, savings = _cost_and_savings(
+        cost_units, savings_units = _priced_units(
             rates,
+            ANTHROPIC_BATCH_MULTIPLIER if batch else None,
             input_tokens,
             cache_read_input_tokens,
             cache_write_5m_tokens,
             cache_write_1h_tokens,
             output_tokens,
         )
-        if batch:
-            cost *= ANTHROPIC_BATCH_MULTIPLIER
-            savings *= ANTHROPIC_BATCH_MULTIPLIER
-        return _to_units(cost.quantize(_COST_QUANTUM)), _to_units(savings.quantize(_COST_QUANTUM)), source
+        return cost_units, savings_units, source
 
     def _card_for(self, provider: str, model: str, timestamp: datetime) -> tuple[_RateCard, str] | None:
         """The rate card genai-prices picks for this call, remembered per UTC day when that is exact."""

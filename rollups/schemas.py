@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from django.http import QueryDict
 from django.utils import timezone
 
+from core.timeutil import BoundError, parse_bound
 from rollups.selectors import FILTERS, GRANULARITIES, GROUPS, MetricsQuery, per_user_problem
 
 MAX_HOURLY_BUCKETS = 24 * 93  # about three months of hours per series
@@ -24,15 +25,9 @@ class QueryError(ValueError):
 def parse_time(value: str, *, param: str, end: bool) -> datetime:
     """YYYY-MM-DD (a whole UTC day, inclusive) or an RFC 3339 time with offset."""
     try:
-        if len(value) == 10:
-            day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)  # noqa: DTZ007 - tz set here
-            return day + timedelta(days=1) if end else day
-        parsed = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise QueryError(param, "must be YYYY-MM-DD or an RFC 3339 time") from exc
-    if parsed.tzinfo is None:
-        raise QueryError(param, "an RFC 3339 time needs a UTC offset")
-    return parsed
+        return parse_bound(value, end=end)
+    except BoundError as exc:
+        raise QueryError(param, exc.reason) from exc
 
 
 def metrics_format_parse(params: QueryDict) -> str:

@@ -21,6 +21,7 @@ from django.db.backends.utils import CursorWrapper
 from django.db.models import Exists, OuterRef, QuerySet, Sum
 from django.utils import timezone
 
+from pricing.services import TOKEN_FIELDS
 from rollups import sketch
 from rollups.models import DailyAggregate, DailyUserSpend
 from rollups.services import HEADROOM_MINS, SLICE_ENV, SLICE_MODEL, SLICE_SERVICE, SUM_FIELDS
@@ -53,12 +54,7 @@ METRIC_FIELDS = (
     "requests",
     "errors",
     "error_rate",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_input_tokens",
-    "cache_creation_input_tokens",
-    "cache_write_5m_tokens",
-    "cache_write_1h_tokens",
+    *TOKEN_FIELDS,
     "cache_hits",
     "cache_hit_rate",
     "batch_requests",
@@ -168,12 +164,7 @@ class MetricsRow:
             requests=requests,
             errors=self.sums.get("errors", 0),
             error_rate=self.sums.get("errors", 0) / requests if requests else 0.0,
-            input_tokens=self.sums.get("input_tokens", 0),
-            output_tokens=self.sums.get("output_tokens", 0),
-            cache_read_input_tokens=self.sums.get("cache_read_input_tokens", 0),
-            cache_creation_input_tokens=self.sums.get("cache_creation_input_tokens", 0),
-            cache_write_5m_tokens=self.sums.get("cache_write_5m_tokens", 0),
-            cache_write_1h_tokens=self.sums.get("cache_write_1h_tokens", 0),
+            **{name: self.sums.get(name, 0) for name in TOKEN_FIELDS},
             cache_hits=self.sums.get("cache_hits", 0),
             cache_hit_rate=self.sums.get("cache_hits", 0) / requests if requests else 0.0,
             batch_requests=self.sums.get("batch_requests", 0),

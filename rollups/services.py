@@ -33,6 +33,7 @@ from django.db import connection, transaction
 from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 
+from pricing.services import TOKEN_FIELDS
 from rollups.models import RollupState
 from rollups.sketch import bucket_sql
 
@@ -56,12 +57,7 @@ _SUMS = """
 SUM_FIELDS = (
     "requests",
     "errors",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_input_tokens",
-    "cache_creation_input_tokens",
-    "cache_write_5m_tokens",
-    "cache_write_1h_tokens",
+    *TOKEN_FIELDS,
     "cache_hits",
     "batch_requests",
     "unpriced_requests",

@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar, cast
 
 import anthropic
@@ -172,6 +172,13 @@ class _Call:
             with contextlib.suppress(Exception):
                 self.tally._warn.warning("hook", "tally_client: instrumentation error (call unaffected)", exc_info=True)
 
+    def stream_stopped(self, exc: BaseException) -> None:
+        """A stream's `__next__`/`__anext__` raised: its end ends the call, an error fails it."""
+        if isinstance(exc, StopIteration | StopAsyncIteration):
+            self.end()
+        elif isinstance(exc, Exception):
+            self.error(exc, in_stream=True)
+
     @_safe
     def end(self) -> None:
         if not self.done:
@@ -221,6 +228,32 @@ def _check_budgets(tally: Any) -> None:
         guard.check(_context.current())
 
 
+@contextlib.contextmanager
+def _errors_reported(call: _Call) -> Iterator[None]:
+    """Around the SDK's request, sync or awaited: what it raises becomes the call's error event, and
+    the very same exception goes on to the application."""
+    try:
+        yield
+    except Exception as exc:
+        call.error(exc)
+        raise
+
+
+@contextlib.contextmanager
+def _stream_reported(call: _Call) -> Iterator[None]:
+    """Around the iteration of a stream, sync or async: the call ends when the stream does or is
+    abandoned half-way (with what was seen so far), and fails when the stream raises."""
+    try:
+        yield
+    except GeneratorExit:
+        call.end()
+        raise
+    except Exception as exc:
+        call.error(exc, in_stream=True)
+        raise
+    call.end()
+
+
 # -- streams and batch results: per-instance subclasses --------------------------------------
 # The methods below are copied onto a subclass of the observed object's own class (see
 # `_observed_class`); `self._tally_base` is that original class.
@@ -232,29 +265,19 @@ class _ObservedStream:
     def __iter__(self) -> Any:
         call = self.__dict__[_CALL]
         seen = call.item
-        try:
+        with _stream_reported(call):
             for item in self._tally_base.__iter__(self):
                 # Most events of a long stream are deltas after the first: skip the call for them.
                 if call.first_token is None or getattr(item, "type", None) != "content_block_delta":
                     seen(item)
                 yield item
-        except GeneratorExit:
-            call.end()  # abandoned half-way: what was seen so far
-            raise
-        except Exception as exc:
-            call.error(exc, in_stream=True)
-            raise
-        call.end()
 
     def __next__(self) -> Any:
         call = self.__dict__[_CALL]
         try:
             item = self._tally_base.__next__(self)
-        except StopIteration:
-            call.end()
-            raise
-        except Exception as exc:
-            call.error(exc, in_stream=True)
+        except BaseException as exc:
+            call.stream_stopped(exc)
             raise
         call.item(item)
         return item
@@ -272,28 +295,18 @@ class _ObservedAsyncStream:
     async def __aiter__(self) -> Any:
         call = self.__dict__[_CALL]
         seen = call.item
-        try:
+        with _stream_reported(call):
             async for item in self._tally_base.__aiter__(self):
                 if call.first_token is None or getattr(item, "type", None) != "content_block_delta":
                     seen(item)
                 yield item
-        except GeneratorExit:
-            call.end()
-            raise
-        except Exception as exc:
-            call.error(exc, in_stream=True)
-            raise
-        call.end()
 
     async def __anext__(self) -> Any:
         call = self.__dict__[_CALL]
         try:
             item = await self._tally_base.__anext__(self)
-        except StopAsyncIteration:
-            call.end()
-            raise
-        except Exception as exc:
-            call.error(exc, in_stream=True)
+        except BaseException as exc:
+            call.stream_stopped(exc)
             raise
         call.item(item)
         return item
@@ -493,36 +506,32 @@ class _StreamManager:
 
     def __enter__(self) -> Any:
         call = _Call(self._tally, self._model, check=False)  # checked by messages.stream()
-        try:
+        with _errors_reported(call):
             stream = self._manager.__enter__()
-        except Exception as exc:
-            call.error(exc)
-            raise
-        raw = getattr(stream, "_raw_stream", None)
-        if raw is not None:
-            _observe(raw, call, request_id=stream.request_id, headers=_response_headers(raw))
-        return stream
+        return _stream_observed(stream, call)
 
     def __exit__(self, *exc_info: Any) -> Any:
         return self._manager.__exit__(*exc_info)
 
     async def __aenter__(self) -> Any:
         call = _Call(self._tally, self._model, check=False)  # checked by messages.stream()
-        try:
+        with _errors_reported(call):
             stream = await self._manager.__aenter__()
-        except Exception as exc:
-            call.error(exc)
-            raise
-        raw = getattr(stream, "_raw_stream", None)
-        if raw is not None:
-            _observe(raw, call, request_id=stream.request_id, headers=_response_headers(raw))
-        return stream
+        return _stream_observed(stream, call)
 
     async def __aexit__(self, *exc_info: Any) -> Any:
         return await self._manager.__aexit__(*exc_info)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._manager, name)
+
+
+def _stream_observed(stream: Any, call: _Call) -> Any:
+    """The `MessageStream` a stream manager entered, its raw SDK stream observed for `call`."""
+    raw = getattr(stream, "_raw_stream", None)
+    if raw is not None:
+        _observe(raw, call, request_id=stream.request_id, headers=_response_headers(raw))
+    return stream
 
 
 def _response_headers(stream: Any) -> Any:
@@ -550,14 +559,18 @@ def _raw(kwargs: dict[str, Any]) -> tuple[dict[str, Any], bool]:
 
 
 class _Messages(_Proxy):
+    # What `batches` and `with_raw_response` wrap in; _AsyncMessages names the async ones.
+    _batches_proxy: type[_Batches] = _Batches
+    _raw_response_wrapper: type[Any] = MessagesWithRawResponse
+
     @functools.cached_property
     def batches(self) -> Any:
-        return _Batches(self._inner.batches, self.tally)
+        return self._batches_proxy(self._inner.batches, self.tally)
 
     @functools.cached_property
     def with_raw_response(self) -> Any:
         # The SDK's wrapper only reads the methods off what it wraps, which a proxy has.
-        return MessagesWithRawResponse(self)  # type: ignore[arg-type]
+        return self._raw_response_wrapper(self)
 
     def create(self, *args: Any, **kwargs: Any) -> Any:
         return self._call(self._inner.create, args, kwargs)
@@ -568,11 +581,8 @@ class _Messages(_Proxy):
     def _call(self, method: Any, args: Any, kwargs: dict[str, Any]) -> Any:
         call = _Call(self.tally, kwargs.get("model"))
         sent, made_raw = _raw(kwargs)
-        try:
+        with _errors_reported(call):
             result = method(*args, **sent)
-        except Exception as exc:
-            call.error(exc)
-            raise
         if made_raw and isinstance(result, anthropic.APIResponse):
             message = result.parse()  # as the SDK would have; cached, so the hook below reads the same
             call.result(result, stream=False)
@@ -588,14 +598,8 @@ class _Messages(_Proxy):
 
 
 class _AsyncMessages(_Messages):
-    @functools.cached_property
-    def batches(self) -> Any:
-        return _AsyncBatches(self._inner.batches, self.tally)
-
-    @functools.cached_property
-    def with_raw_response(self) -> Any:
-        # The SDK's wrapper only reads the methods off what it wraps, which a proxy has.
-        return AsyncMessagesWithRawResponse(self)  # type: ignore[arg-type]
+    _batches_proxy = _AsyncBatches
+    _raw_response_wrapper = AsyncMessagesWithRawResponse
 
     async def create(self, *args: Any, **kwargs: Any) -> Any:
         return await self._acall(self._inner.create, args, kwargs)
@@ -606,11 +610,8 @@ class _AsyncMessages(_Messages):
     async def _acall(self, method: Any, args: Any, kwargs: dict[str, Any]) -> Any:
         call = _Call(self.tally, kwargs.get("model"))
         sent, made_raw = _raw(kwargs)
-        try:
+        with _errors_reported(call):
             result = await method(*args, **sent)
-        except Exception as exc:
-            call.error(exc)
-            raise
         if made_raw and isinstance(result, anthropic.AsyncAPIResponse):
             message = await result.parse()  # as the SDK would have; cached for the hook below
             await call.aresult(result, stream=False)
