@@ -8,12 +8,14 @@ layer (selectors) and the pages use it as well as the outbox's callers.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
 from django.conf import settings
 
 from alerts.models import Incident, Metric
+from core import money
 
 METRIC_LABELS: dict[str, str] = {
     Metric.COST_USD: "spend",
@@ -42,7 +44,13 @@ _LOWER_IS_WORSE = (Metric.CACHE_HIT_RATE, *_PERCENT[2:])
 PROVIDER_METRICS = (Metric.COVERAGE, Metric.UNMETERED_COST_USD)
 
 
-def format_metric(metric: str, value: float | None) -> str:
+def usd(value: Decimal | float) -> str:
+    """Money as alerts print it, in every email, channel message and page line they make: always
+    cents ($0.05, $1,234.50), rounded half up as a bill is ($2.045 is $2.05; core.money)."""
+    return money.usd(value, places=2)
+
+
+def format_metric(metric: str, value: Decimal | float | None) -> str:
     if value is None:
         return "n/a"
     if metric in (
@@ -55,7 +63,7 @@ def format_metric(metric: str, value: float | None) -> str:
     ):
         return f"{value / 1000:.1f} s" if value >= 1000 else f"{value:.0f} ms"
     if metric in (Metric.COST_USD, Metric.UNMETERED_COST_USD):
-        return f"${value:,.2f}"
+        return usd(value)
     if metric in _PERCENT:
         return f"{value * 100:.1f}%"
     return f"{value:,.0f}"
@@ -281,9 +289,9 @@ def budget_context(status: Any, level: int) -> dict[str, Any]:
         "budget": b,
         "level": level,
         "scope": scope,
-        "spent": f"${status.spent_usd:,.2f}",
-        "limit": f"${b.limit_usd:,.2f}",
-        "projected": f"${status.projected_usd:,.2f}",
+        "spent": usd(status.spent_usd),
+        "limit": usd(b.limit_usd),
+        "projected": usd(status.projected_usd),
         "period_start": status.period_start,
         "period_end": status.period_end,
         "link": page_url("/spend", params),

@@ -24,6 +24,7 @@ from alerts.formatting import (
     incident_links,
     incident_window,
     provider_display,
+    usd,
 )
 from alerts.models import (
     AlertRule,
@@ -472,7 +473,7 @@ class BudgetStatus:
 
     @property
     def pace_display(self) -> str:
-        return f"${self.daily_pace_usd:,.2f}/day"
+        return f"{usd(self.daily_pace_usd)}/day"
 
     @property
     def forecast_display(self) -> str:

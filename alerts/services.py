@@ -482,7 +482,15 @@ def digest_context(*, project_id: int, project_slug: str, day: datetime) -> dict
         pair[0 if row.bucket and row.bucket < day else 1] += row.cost_usd
     ranked = sorted(spend.items(), key=lambda item: abs(float(item[1][1] - item[1][0])), reverse=True)[:5]
     movers = [
-        {"model": m, "service": s, "before": float(b), "now": float(n), "change": float(n - b)}
+        {
+            "model": m,
+            "service": s,
+            "before": float(b),
+            "now": float(n),
+            "change": float(n - b),
+            "before_display": formatting.usd(b),
+            "now_display": formatting.usd(n),
+        }
         for (m, s), (b, n) in ranked
     ]
     return {

@@ -7,10 +7,11 @@ never as 0.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from django import template
+
+from core import money
 
 register = template.Library()
 DASH = "—"
@@ -18,16 +19,11 @@ DASH = "—"
 
 @register.filter
 def usd(value: Any) -> str:
-    """Money rounded half up, as a bill rounds it ($2.045 is $2.05): through Decimal, since a float
-    holds 2.045 as 2.04499... and formatting it rounds down. A float goes through its shortest
-    repr (str), which is the number that was meant."""
+    """Money on the pages' scale, rounded half up as a bill rounds it ($2.045 is $2.05): core.money
+    owns the rounding, which alerts share."""
     if value is None or value == "":
         return DASH
-    d = value if isinstance(value, Decimal) else Decimal(str(value))
-    sign = "-" if d < 0 else ""
-    d = abs(d)
-    places = 0 if d >= 1000 else 2 if d >= 1 or d == 0 else 4
-    return f"{sign}${d.quantize(Decimal(1).scaleb(-places), ROUND_HALF_UP):,.{places}f}"
+    return money.usd(value)
 
 
 @register.filter
