@@ -75,14 +75,7 @@ def _prepare(root: Path) -> tuple[str, str, str, bool]:
     return password, viewer_password, key_file.read_text().strip(), first_start
 
 
-def web_command(
-    *,
-    port: int | str,
-    workers: int | str,
-    threads: int | str,
-    host: str = "127.0.0.1",
-    app: str = "config.wsgi:application",
-) -> list[str]:
+def web_command(*, port: int | str, workers: int | str, threads: int | str, host: str = "127.0.0.1") -> list[str]:
     """The web server as `make run`, the bench and the server tests start it; docker/Dockerfile
     spells the same flags. granian's WSGI interface: one process per core (`workers`), each running
     Django in `threads` blocking threads, which overlap the waits on PostgreSQL and Redis (each
@@ -92,7 +85,7 @@ def web_command(
         str(Path(sys.executable).parent / "granian"),
         "--interface",
         "wsgi",
-        app,
+        "config.wsgi:application",
         "--host",
         host,
         "--port",

@@ -51,18 +51,6 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "core.middleware.CSPMiddleware",
 ]
-# What a POST of events never uses: static files, the session, CSRF (the view is exempt), the
-# user, messages, and the headers only HTML needs. config/wsgi.py serves POST /api/v1/events
-# behind MIDDLEWARE less these (its comment has the figures).
-PAGE_ONLY_MIDDLEWARE = {
-    "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "core.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "core.middleware.CSPMiddleware",
-}
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
