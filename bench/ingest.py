@@ -28,9 +28,7 @@ over a plain socket with its requests built beforehand (`_Connection`), as wrk o
 Server: granian `--interface wsgi`, started exactly as `make run` starts it
 (`devserver.run.web_command`): 2 worker processes x 4 blocking threads by default, one process
 per core and threads to overlap the waits on PostgreSQL and Redis (each COMMIT waits for its
-WAL flush). Override with --workers/--threads. `--app config.wsgi:pages` serves POST
-/api/v1/events through Django's full stack (URL resolution and every middleware) instead of its
-own handler (config/wsgi.py), to measure the difference. The results of each change are in
+WAL flush). Override with --workers/--threads. The results of each change are in
 bench/RESULTS.md.
 
 (floor) is GET /healthz with the same clients: Django's full middleware stack and the web server
@@ -146,6 +144,8 @@ def make_event(run_id: str, index: int, now: datetime) -> dict[str, Any]:
 
 
 def copy_columns() -> list[str]:
+    from pricing.services import TOKEN_FIELDS
+
     return [
         "project_id",
         "environment_id",
@@ -165,12 +165,7 @@ def copy_columns() -> list[str]:
         "batch",
         "latency_ms",
         "time_to_first_token_ms",
-        "input_tokens",
-        "output_tokens",
-        "cache_read_input_tokens",
-        "cache_creation_input_tokens",
-        "cache_write_5m_tokens",
-        "cache_write_1h_tokens",
+        *TOKEN_FIELDS,
         "cost_units",
         "client_cost_usd",
         "price_source",
@@ -430,7 +425,7 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def web_server(*, workers: int, threads: int, app: str):  # type: ignore[no-untyped-def]
+def web_server(*, workers: int, threads: int):  # type: ignore[no-untyped-def]
     from devserver.run import web_command
 
     port = free_port()
@@ -441,13 +436,7 @@ def web_server(*, workers: int, threads: int, app: str):  # type: ignore[no-unty
         "DJANGO_SETTINGS_MODULE": "config.settings.base",
         "LOG_LEVEL": "WARNING",
     }
-    cmd = [
-        *web_command(port=port, workers=workers, threads=threads, app=app),
-        "--log-level",
-        "warning",
-        "--backlog",
-        "2048",
-    ]
+    cmd = [*web_command(port=port, workers=workers, threads=threads), "--log-level", "warning", "--backlog", "2048"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
     try:
         deadline = time.monotonic() + 30
@@ -537,12 +526,6 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="about a tenth of the sizes (smoke run)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4, help="blocking threads per worker")
-    parser.add_argument(
-        "--app",
-        default="config.wsgi:application",
-        help="the WSGI application granian serves; config.wsgi:pages sends POST /api/v1/events "
-        "through Django's full stack too, to measure what its own handler saves",
-    )
     parser.add_argument("--keep", action="store_true", help="keep the bench events in the database")
     parser.add_argument("--skip", default="", help="comma list of phases to skip: copy,batch,single,floor,service")
     args = parser.parse_args()
@@ -564,7 +547,7 @@ def main() -> int:
     cores = os.cpu_count()
     log = sys.stderr
     print(
-        f"bench run {run_id}: {cores} cores, granian wsgi {args.app} {args.workers}x{args.threads}, "
+        f"bench run {run_id}: {cores} cores, granian wsgi {args.workers}x{args.threads}, "
         f"{'quick' if args.quick else 'full'} sizes",
         file=log,
     )
@@ -578,7 +561,7 @@ def main() -> int:
         if "copy" not in skip:
             rows = copy_rows(run_id, sizes.copy_rows, datetime.now(tz=UTC), key.project_id, key.environment_id)
         settle()
-        with web_server(workers=args.workers, threads=args.threads, app=args.app) as port:
+        with web_server(workers=args.workers, threads=args.threads) as port:
             # Warm every worker thread: imports, DB connections, pricing caches.
             run_clients(
                 port=port,
@@ -677,7 +660,7 @@ def main() -> int:
     ]
     print()
     print(
-        f"Tally ingest benchmark ({cores} cores; granian wsgi {args.app} {args.workers}x{args.threads}; "
+        f"Tally ingest benchmark ({cores} cores; granian wsgi {args.workers}x{args.threads}; "
         f"batch {sizes.batch_events:,} events/{sizes.batch_size} per post/{sizes.batch_clients} clients; "
         f"single {sizes.single_requests:,} requests/{sizes.single_clients} clients)"
     )

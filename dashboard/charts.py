@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from core.money import usd
+
 Number = float | int | None
 
 FONT = 'system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif'
@@ -531,7 +533,7 @@ def _display(metric: str, value: float | None) -> str:
         return "n/a"
     unit = _unit_of(metric)
     if unit == "USD":
-        return f"${value:,.2f}"
+        return usd(value, places=2)
     if unit == "%":
         return f"{value * 100:.1f}%"
     if unit == "ms":
@@ -768,9 +770,9 @@ def decorate(
                         _threshold_trace(
                             [x[0], figure["data"][-1]["x"][-1]],
                             "day",
-                            name=f"Budget {budget['name']} (${budget['limit_usd']:,.2f} a month)",
+                            name=f"Budget {budget['name']} ({usd(budget['limit_usd'], places=2)} a month)",
                             level=budget["limit_usd"],
-                            hover=f"Budget {budget['name']}: ${budget['limit_usd']:,.2f} a month",
+                            hover=f"Budget {budget['name']}: {usd(budget['limit_usd'], places=2)} a month",
                             meta={"kind": "budget", "budget": budget["name"], "url": budget["url"]},
                         )
                     )
@@ -789,9 +791,9 @@ def decorate(
                             _threshold_trace(
                                 x,
                                 "day",
-                                name=f"Budget {budget['name']} (${budget['limit_usd']:,.2f} a day)",
+                                name=f"Budget {budget['name']} ({usd(budget['limit_usd'], places=2)} a day)",
                                 level=budget["limit_usd"],
-                                hover=f"Budget {budget['name']}: ${budget['limit_usd']:,.2f} a day",
+                                hover=f"Budget {budget['name']}: {usd(budget['limit_usd'], places=2)} a day",
                                 meta={"kind": "budget", "budget": budget["name"], "url": budget["url"]},
                             )
                         )

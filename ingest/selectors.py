@@ -16,6 +16,7 @@ from typing import Any
 from django.db import connection
 
 from ingest.models import Event, EventKey
+from pricing.services import TOKEN_FIELDS
 
 
 def events_exist(*, project_id: int) -> bool:
@@ -90,12 +91,7 @@ _COLUMNS = (
     "service_tier",
     "latency_ms",
     "time_to_first_token_ms",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_input_tokens",
-    "cache_creation_input_tokens",
-    "cache_write_5m_tokens",
-    "cache_write_1h_tokens",
+    *TOKEN_FIELDS,
     "cost_usd",
     "cache_savings_usd",
     "client_cost_usd",
