@@ -10,11 +10,13 @@ statement that writes the events).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ParamSpec
 
 from django.conf import settings
 
@@ -27,6 +29,8 @@ from projects.selectors import ingest_key_is_live
 from projects.services import IngestKeyRef, ingest_key_from_bearer
 
 logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
 
 KEY_ERROR = "missing, unknown or revoked ingest key (Authorization: Bearer <key>)"
 
@@ -77,6 +81,22 @@ def _recheck(key: IngestKeyRef, reply: Reply) -> Reply:
     return reply
 
 
+def _database_errors_answered(handle: Callable[P, Reply]) -> Callable[P, Reply]:
+    """PostgreSQL unreachable is a 503 with Retry-After (nothing was committed, re-sending is
+    safe); values PostgreSQL refuses are the client's, a 400."""
+
+    @functools.wraps(handle)
+    def answered(*args: P.args, **kwargs: P.kwargs) -> Reply:
+        try:
+            return handle(*args, **kwargs)
+        except (*CLIENT_INPUT_ERRORS, *UNAVAILABLE_ERRORS) as exc:
+            status, message, retry_after = database_error_answer(exc)
+            return _error(status, message, retry_after=retry_after)
+
+    return answered
+
+
+@_database_errors_answered
 def events_post_handle(
     *,
     authorization: str | None,
@@ -87,24 +107,8 @@ def events_post_handle(
 ) -> Reply:
     """The whole answer to one POST: 202 only once the accepted events are committed.
 
-    `content_type` is the media type alone, lower case (no parameters). PostgreSQL unreachable
-    is a 503 with Retry-After (nothing was committed, re-sending is safe); values PostgreSQL
-    refuses are the client's, a 400.
+    `content_type` is the media type alone, lower case (no parameters).
     """
-    try:
-        return _handle(authorization, content_type, content_encoding, content_length, read)
-    except (*CLIENT_INPUT_ERRORS, *UNAVAILABLE_ERRORS) as exc:
-        status, message, retry_after = database_error_answer(exc)
-        return _error(status, message, retry_after=retry_after)
-
-
-def _handle(
-    authorization: str | None,
-    content_type: str,
-    content_encoding: str | None,
-    content_length: str | None,
-    read: Callable[[int], bytes],
-) -> Reply:
     key = ingest_key_from_bearer(authorization=authorization)
     if key is None:
         return UNAUTHORIZED
