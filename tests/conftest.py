@@ -46,7 +46,10 @@ def clean_events(transactional_db):  # type: ignore[no-untyped-def]
     """Transactional tests commit for real; the unmanaged event tables are not flushed by Django."""
     yield
     with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE ingest_event, ingest_eventkey, ingest_dirtyhour")
+        # DELETE, not TRUNCATE: a test leaves a handful of rows, and TRUNCATE gives every day
+        # partition and each of its indexes a new file (about 0.1 s a test, ~90 tests).
+        for table in ("ingest_event", "ingest_eventkey", "ingest_dirtyhour"):
+            cursor.execute(f"DELETE FROM {table}")  # noqa: S608 - constant names
 
 
 @pytest.fixture(autouse=True)

@@ -122,7 +122,7 @@ def events(draw):  # type: ignore[no-untyped-def]
     return event
 
 
-@settings(max_examples=2000, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=1000, deadline=None, suppress_health_check=list(HealthCheck))
 @given(event=events(), retention_days=st.sampled_from([7, 30, 90]))
 def test_an_event_is_either_accepted_or_refused_with_errors_that_name_its_fields(event, retention_days):
     valid, errors = event_validate(event, window=Window.at(NOW, timedelta(days=retention_days)))
