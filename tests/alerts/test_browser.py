@@ -17,9 +17,8 @@ from alerts import formatting, outbox
 from alerts.models import AlertRule, Budget, Incident, Notification
 from projects.models import Membership
 from projects.services import environment_get_or_create, ingest_key_create, project_get_or_create
-from rollups.services import rollup_until_current
 from tests.dashboard.conftest import SCREENSHOTS
-from tests.rollups.helpers import ingest
+from tests.rollups.helpers import spend_dollars
 
 pytestmark = pytest.mark.browser
 
@@ -38,18 +37,7 @@ def spent_11_usd(acme, clean_events):  # type: ignore[no-untyped-def]
     """$11 of calls in acme/prod today, rolled up: Haiku 4.5 input is $1 per million tokens."""
     key = ingest_key_create(project_slug="acme", environment_name="prod").key
     now = timezone.now()
-    events = [
-        {
-            "request_id": f"r{i}",
-            "model": "claude-haiku-4-5",
-            "latency_ms": 10,
-            "input_tokens": 1_000_000,
-            "timestamp": (now - timedelta(seconds=i + 1)).isoformat(),
-        }
-        for i in range(11)
-    ]
-    assert ingest(key, events).accepted == 11
-    rollup_until_current()
+    spend_dollars(key, 11, when=now)
 
 
 def user(django_user_model, project, name: str, role: str):  # type: ignore[no-untyped-def]

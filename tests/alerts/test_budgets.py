@@ -14,28 +14,13 @@ from alerts.models import Budget, Notification
 from alerts.selectors import budget_status
 from alerts.services import budgets_check
 from projects.services import ingest_key_create
-from rollups.services import rollup_until_current
-from tests.rollups.helpers import ingest
+from tests.rollups.helpers import spend_dollars
 
 pytestmark = pytest.mark.usefixtures("clean_events")
 
 
 def spend(key, prefix: str, dollars: int, *, when: datetime, service: str = "checkout", user_id: str = ""):  # type: ignore[no-untyped-def]
-    # Haiku 4.5 input is $1 / MTok, so 1,000,000 input tokens cost exactly $1.
-    events = [
-        {
-            "request_id": f"{prefix}{i}",
-            "model": "claude-haiku-4-5",
-            "latency_ms": 10,
-            "input_tokens": 1_000_000,
-            "service": service,
-            "user_id": user_id,
-            "timestamp": (when - timedelta(seconds=i + 1)).isoformat(),
-        }
-        for i in range(dollars)
-    ]
-    assert ingest(key, events).accepted == dollars
-    rollup_until_current()
+    spend_dollars(key, dollars, when=when, prefix=prefix, service=service, user_id=user_id)
 
 
 @pytest.fixture

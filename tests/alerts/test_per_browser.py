@@ -3,7 +3,6 @@ next to itself, then the rules list and the rule's history naming each breaching
 
 from __future__ import annotations
 
-from datetime import timedelta
 from urllib.parse import urlparse
 
 import pytest
@@ -12,9 +11,8 @@ from django.utils import timezone
 from alerts.models import AlertRule
 from alerts.services import rules_evaluate
 from projects.services import ingest_key_create
-from rollups.services import rollup_until_current
 from tests.alerts.test_browser import acme, log_in, shot, user
-from tests.rollups.helpers import ingest
+from tests.rollups.helpers import spend_dollars
 
 pytestmark = pytest.mark.browser
 __all__ = ["acme"]
@@ -23,20 +21,8 @@ __all__ = ["acme"]
 def test_admin_creates_a_per_user_rule_and_sees_each_user(live_server, acme, clean_events, django_user_model, browser):
     key = ingest_key_create(project_slug="acme", environment_name="prod").key
     now = timezone.now()
-    # Haiku 4.5 input is $1 per million tokens: u_heavy $6, u_light $1.
-    events = [
-        {
-            "request_id": f"r{i}",
-            "model": "claude-haiku-4-5",
-            "latency_ms": 10,
-            "input_tokens": 1_000_000,
-            "user_id": "u_heavy" if i < 6 else "u_light",
-            "timestamp": (now - timedelta(seconds=i + 1)).isoformat(),
-        }
-        for i in range(7)
-    ]
-    assert ingest(key, events).accepted == 7
-    rollup_until_current()
+    spend_dollars(key, 6, when=now, prefix="h", user_id="u_heavy")
+    spend_dollars(key, 1, when=now, prefix="l", user_id="u_light")
     page = browser
     user(django_user_model, acme, "ada", "admin")
     log_in(page, live_server.url, "ada")

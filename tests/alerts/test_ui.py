@@ -480,8 +480,7 @@ def test_an_invalid_budget_names_every_bad_field_and_saves_nothing(admin):
 
 @pytest.mark.usefixtures("clean_events")
 def test_budgets_show_spent_projected_and_exceeded(transactional_db, django_user_model):
-    from rollups.services import rollup_until_current
-    from tests.rollups.helpers import ingest
+    from tests.rollups.helpers import spend_dollars
 
     key = ingest_key_create(project_slug="acme", environment_name="prod").key
     client = client_for(member(django_user_model, key.project, "vic", "viewer"))
@@ -489,19 +488,7 @@ def test_budgets_show_spent_projected_and_exceeded(transactional_db, django_user
     Budget.objects.create(project=key.project, name="Roomy", period="month", limit_usd=Decimal(1000))
     Budget.objects.create(project=key.project, name="Paused", period="day", limit_usd=Decimal(1), enabled=False)
     now = datetime.now(tz=UTC)
-    # Haiku 4.5 input is $1 / MTok: eleven calls of 1M input tokens cost $11.
-    events = [
-        {
-            "request_id": f"r{i}",
-            "model": "claude-haiku-4-5",
-            "latency_ms": 10,
-            "input_tokens": 1_000_000,
-            "timestamp": (now - timedelta(seconds=i + 1)).isoformat(),
-        }
-        for i in range(11)
-    ]
-    assert ingest(key, events).accepted == 11
-    rollup_until_current()
+    spend_dollars(key, 11, when=now)  # $11
     html = client.get("/alerts/budgets/").content.decode()
     rows = {name: html[html.index(f'<td class="strong">{name}</td>') :][:1500] for name in ("Tight", "Roomy", "Paused")}
     assert "$11.00" in rows["Tight"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -20,6 +20,26 @@ def ingest(key, events: list[dict[str, Any]]):  # type: ignore[no-untyped-def]
     return events_ingest(
         project_id=key.project_id, environment_id=key.environment_id, body={"events": events}, max_batch=1000
     )
+
+
+def spend_dollars(key, dollars: int, *, when: datetime, prefix: str = "r", **fields: Any) -> None:  # type: ignore[no-untyped-def]
+    """`dollars` calls of exactly $1 each (Haiku 4.5 input is $1 per million tokens), one a second
+    back from `when`, with `fields` on each, ingested and rolled up."""
+    from rollups.services import rollup_until_current
+
+    events = [
+        {
+            "request_id": f"{prefix}{i}",
+            "model": "claude-haiku-4-5",
+            "latency_ms": 10,
+            "input_tokens": 1_000_000,
+            "timestamp": (when - timedelta(seconds=i + 1)).isoformat(),
+            **fields,
+        }
+        for i in range(dollars)
+    ]
+    assert ingest(key, events).accepted == dollars
+    rollup_until_current()
 
 
 def aggregate_rows(table: str) -> list[tuple]:
