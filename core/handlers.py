@@ -1,12 +1,12 @@
 """Django's WSGI handler for one hot route: its own short middleware list and no URL resolution.
 
 `config.wsgi` sends `POST /api/v1/events` through a `RouteHandler` and everything else through
-Django's usual handler. Why (bench/ingest.py, bench/RESULTS.md 2026-12-03 evening): a single-event
-post spent more of its CPU in Django's request cycle than in ingesting. Sessions, CSRF,
-authentication, messages, static files, frame and content-security headers serve pages, not a
-JSON endpoint authenticated by its bearer key; resolving the URL against every pattern costs as
-much again. Without them, one process spends 30-40% less CPU on a single event (0.64-0.85 ms ->
-0.42-0.55 ms in one thread) and the web server's CPU per request falls by a fifth.
+Django's usual handler. Why (bench/ingest.py; bench/RESULTS.md, 2026-12-03 evening): a
+single-event post spent more of its CPU in Django's request cycle than in ingesting. Sessions,
+CSRF, authentication, messages, static files and page headers serve pages, not a JSON endpoint
+authenticated by its bearer key; resolving the URL against every pattern adds a tenth more.
+Without them, one thread spends 0.46-0.55 ms of CPU on a single event instead of 0.64-0.85 ms,
+and the web server's CPU per request under load falls from 1.03-1.23 ms to 0.80-0.93 ms.
 
 It is Django's own handler otherwise: the same request and response classes, request signals
 (connection housekeeping), the host check (CommonMiddleware), security headers
