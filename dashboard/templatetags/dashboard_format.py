@@ -27,6 +27,15 @@ def usd(value: Any) -> str:
 
 
 @register.filter
+def cents(value: Any) -> str:
+    """Money to the cent whatever its size ($1,234.50), for amounts a team sets and bills by
+    (budgets), rounded half up as `usd` is."""
+    if value is None or value == "":
+        return DASH
+    return money.usd(value, places=2)
+
+
+@register.filter
 def pct(value: Any) -> str:
     """A fraction as a percentage: 0.0312 -> 3.1%."""
     if value is None or value == "":

@@ -495,6 +495,7 @@ def test_budgets_show_spent_projected_and_exceeded(transactional_db, django_user
     assert "exceeded" in rows["Tight"]
     assert "110%" in rows["Tight"]
     assert "$11.00" in rows["Roomy"]
+    assert "$1,000.00" in rows["Roomy"]  # to the cent, thousands separated
     assert "within" in rows["Roomy"]
     assert "disabled" in rows["Paused"]
 

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from dashboard.templatetags.dashboard_format import DASH, usd
+from dashboard.templatetags.dashboard_format import DASH, cents, usd
 
 
 @pytest.mark.parametrize(
@@ -26,3 +26,17 @@ from dashboard.templatetags.dashboard_format import DASH, usd
 )
 def test_usd_rounds_half_up(value, shown):
     assert usd(value) == shown
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (Decimal("1234.5"), "$1,234.50"),  # budgets: to the cent at any size
+        (Decimal("0.125"), "$0.13"),
+        (2.045, "$2.05"),
+        (0, "$0.00"),
+        (None, DASH),
+    ],
+)
+def test_cents_keeps_the_cents_at_any_size(value, shown):
+    assert cents(value) == shown
