@@ -94,6 +94,11 @@ def metrics_text() -> tuple[bytes, str]:
     return text + generate_latest(pipeline), CONTENT_TYPE_LATEST
 
 
+def request_id_for(incoming: str) -> str:
+    """The request's ID: the caller's X-Request-ID if sane (printable, 1-64 characters), else a new one."""
+    return incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
+
+
 class RequestIdMiddleware:
     """Gives every request an ID (the caller's X-Request-ID if sane), logs it, echoes it back."""
 
@@ -101,8 +106,7 @@ class RequestIdMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        incoming = request.headers.get("X-Request-ID", "")
-        request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
+        request_id = request_id_for(request.META.get("HTTP_X_REQUEST_ID", ""))
         token = REQUEST_ID.set(request_id)
         # An attribute of our own on Django's request: the log filter reads it back for records
         # logged after the context variable is reset (django.request's error log).

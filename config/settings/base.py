@@ -51,15 +51,6 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "core.middleware.CSPMiddleware",
 ]
-# `POST /api/v1/events` alone runs through these (core.handlers.RouteHandler, config/wsgi.py): a
-# JSON endpoint authenticated by its bearer key needs no sessions, CSRF, users, messages, static
-# files or page headers; without them a single event costs the web server a fifth less CPU.
-INGEST_MIDDLEWARE = [
-    "core.observability.RequestIdMiddleware",
-    "django.middleware.security.SecurityMiddleware",
-    "core.http.ApiNulParameterMiddleware",
-    "django.middleware.common.CommonMiddleware",
-]
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
