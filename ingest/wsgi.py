@@ -6,7 +6,8 @@ This is the one route that takes every API call of every service. Why a path of 
 also through a handler with only the four middleware this route needs (tried, then removed),
 single events missed the 1,500 req/s of issue 13 on the 2-core machine: 1,188 req/s in a full
 run, against 1,683 for this path in the run beside it, and 1,301-1,620 against 1,646-1,867 in
-single-event runs taken in turns. Django's request cycle was a third of a single event's CPU.
+single-event runs taken in turns. Django's request cycle was about a quarter of a single event's
+CPU, server, PostgreSQL and clients together.
 
 What it keeps from Django, and how:
 - The request is Django's `WSGIRequest`: `get_host()` checks the Host against ALLOWED_HOSTS,
