@@ -106,21 +106,19 @@ def ingest_application(django_application: WSGIApp, path: str) -> WSGIApp:
                 reply = events_post_reply(request) if response is None else None
             except Exception as exc:  # noqa: BLE001 - Django's handler turns any exception into its answer
                 response, reply = response_for_exception(request, exc), None
+            logged: HttpResponse | None = response  # what django.request logs for a 4xx/5xx
             if reply is not None:
                 status, body = reply.status, reply.body
                 headers = [("Content-Type", "application/json")]
                 if reply.retry_after is not None:
                     headers.append(("Retry-After", str(reply.retry_after)))
-                if status >= 400:
-                    log_response(
-                        "%s: %s", HTTPStatus(status).phrase, path, response=reply_response(reply), request=request
-                    )
-            else:
-                assert isinstance(response, HttpResponse)
+                logged = reply_response(reply) if status >= 400 else None
+            else:  # Django's own answer: the HTTPS redirect, or an exception's
+                assert response is not None
                 status, body = response.status_code, response.content
                 headers = [(k, v) for k, v in response.items() if k != "Content-Length"]
-                if status >= 400:
-                    log_response("%s: %s", response.reason_phrase, path, response=response, request=request)
+            if logged is not None and status >= 400:
+                log_response("%s: %s", logged.reason_phrase, path, response=logged, request=request)
             headers += [("Content-Length", str(len(body))), ("X-Request-ID", request_id), *_security_headers(request)]
             start_response(f"{status} {HTTPStatus(status).phrase}", headers)
             INGEST_SECONDS.observe(time.perf_counter() - started)
